@@ -1,0 +1,31 @@
+"""Errors raised by sinks.
+
+::
+
+    SinkError            a batch could not be written; the checkpoint that asked for the flush is aborted
+     └── Backpressure    the destination is saturated; retry after ``retry_after`` seconds (retriable)
+"""
+
+from __future__ import annotations
+
+__all__ = ["SinkError", "Backpressure"]
+
+
+class SinkError(Exception):
+    """A sink could not make its buffered alerts durable.
+
+    ``retriable`` says whether trying the same flush again may succeed (a connection dropped, a broker
+    restarting) or not (a schema mismatch, a permission error).
+    """
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class Backpressure(SinkError):
+    """The destination asks us to slow down; try the flush again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, retriable=True)
+        self.retry_after = retry_after

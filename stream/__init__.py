@@ -1,0 +1,1 @@
+"""The riskstream engine: events, sources, features, the pipeline, checkpoints, configuration and the CLI."""
