@@ -74,7 +74,7 @@ class Provenance:
 class _Common:
     event_id: str
     ts: float
-    features: Mapping[str, float] = _EMPTY
+    features: Mapping[str, float] = field(default_factory=lambda: _EMPTY)
     label: int | None = None
     scenario: str | None = None
     provenance: Provenance | None = field(default=None, compare=False)
