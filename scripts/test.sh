@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# README command 2: install everything, start the services the tests need (a real Apache Kafka broker in KRaft
+# mode and PostgreSQL, both on 127.0.0.1, via scripts/services), then run the whole test suite with pytest.
+# Extra arguments go to pytest (e.g. -k kafka -x).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/bootstrap.sh dev
+if [ -z "${RISKSTREAM_KAFKA_BOOTSTRAP:-}" ] || [ -z "${RISKSTREAM_DATABASE_URL:-}" ]; then
+  scripts/services up
+  eval "$(scripts/services env)"
+fi
+export RISKSTREAM_KAFKA_BOOTSTRAP RISKSTREAM_DATABASE_URL
+exec "${RISKSTREAM_VENV:-$root/.venv}/bin/python" -m pytest "$@"

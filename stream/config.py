@@ -1,0 +1,263 @@
+"""One frozen settings object, loaded in one place.
+
+Sources, lowest precedence first:
+
+1. the embedded defaults (``stream/defaults/riskstream.toml``),
+2. a TOML file (``--config``), laid over the defaults key by key,
+3. the environment: ``RISKSTREAM_DATABASE_URL`` (``sinks.database``), ``RISKSTREAM_KAFKA_BOOTSTRAP``
+   (``kafka.bootstrap_servers``), and ``RISKSTREAM__SECTION__KEY=<TOML value>`` for any other key,
+4. explicit overrides from the CLI.
+
+Every key is checked against the defaults: an unknown key or a value of the wrong type is a
+:class:`~stream.errors.ConfigError` naming the key. Components never read the environment themselves.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stream.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "default_settings", "DEFAULTS"]
+
+
+def _load_defaults() -> dict[str, Any]:
+    text = resources.files("stream").joinpath("defaults/riskstream.toml").read_text()
+    return tomllib.loads(text)
+
+
+DEFAULTS: dict[str, Any] = _load_defaults()
+#: Sections whose content changes what gets scored and alerted; they make up the configuration hash.
+_DETECTION_SECTIONS = ("engine", "features", "ensemble", "detectors")
+#: Sections that hold free-form tables (keys are checked by their consumers, not against the defaults).
+_OPEN_TABLES = {("detectors",), ("ensemble", "weights"), ("detectors", "rules", "blocklists")}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. ``data`` is the full merged tree; use the section properties to read it."""
+
+    data: Mapping[str, Any]
+    source: str = "<defaults>"
+
+    def section(self, name: str) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.data[name]))
+
+    @property
+    def engine(self) -> dict[str, Any]:
+        return self.section("engine")
+
+    @property
+    def features(self) -> dict[str, Any]:
+        return self.section("features")
+
+    @property
+    def ensemble(self) -> dict[str, Any]:
+        return self.section("ensemble")
+
+    @property
+    def detectors(self) -> dict[str, dict[str, Any]]:
+        """Enabled detectors and their parameters (``enabled = false`` removes one)."""
+        out = {}
+        for name, params in self.section("detectors").items():
+            params = dict(params)
+            if params.pop("enabled", True):
+                out[name] = params
+        return out
+
+    @property
+    def sinks(self) -> dict[str, Any]:
+        return self.section("sinks")
+
+    @property
+    def kafka(self) -> dict[str, Any]:
+        return self.section("kafka")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.section("state")
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.section("metrics")
+
+    @property
+    def budget(self) -> float:
+        return float(self.data["engine"]["budget"])
+
+    def detection_dict(self) -> dict[str, Any]:
+        """The part of the configuration that decides scores and alerts (no addresses, paths or ports)."""
+        out = {k: self.data[k] for k in _DETECTION_SECTIONS}
+        out = copy.deepcopy(out)
+        out["engine"].pop("batch_size", None)  # results do not depend on it
+        return out
+
+    @property
+    def config_hash(self) -> str:
+        """Short hash of :meth:`detection_dict`; part of every alert id."""
+        blob = orjson.dumps(self.detection_dict(), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_toml(self) -> str:
+        return _dump_toml(self.data)
+
+    def replace(self, overrides: Mapping[str, Any]) -> Settings:
+        """A copy with dotted-key overrides applied (``{"engine.budget": 0.01}``), validated."""
+        data = copy.deepcopy(dict(self.data))
+        for dotted, value in overrides.items():
+            _set_dotted(data, dotted, value)
+        _validate(data, DEFAULTS, ())
+        return Settings(data, self.source)
+
+
+def default_settings() -> Settings:
+    return load_settings(None, env={})
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load defaults, then ``path``, then the environment (``os.environ`` unless ``env`` is given), then overrides."""
+    data = copy.deepcopy(DEFAULTS)
+    source = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as e:
+            raise ConfigError(f"config file {p}: {e.strerror or e}") from None
+        try:
+            user = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {p}: invalid TOML: {e}") from None
+        _merge(data, user, ())
+        source = str(p)
+    environ = os.environ if env is None else env
+    if url := environ.get("RISKSTREAM_DATABASE_URL"):
+        data["sinks"]["database"] = url
+    if boot := environ.get("RISKSTREAM_KAFKA_BOOTSTRAP"):
+        data["kafka"]["bootstrap_servers"] = boot
+    for key, raw in environ.items():
+        if key.startswith("RISKSTREAM__"):
+            dotted = ".".join(part.lower() for part in key[len("RISKSTREAM__") :].split("__"))
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = raw  # a bare string
+            _set_dotted(data, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    _validate(data, DEFAULTS, ())
+    return Settings(data, source)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _merge(base: dict[str, Any], new: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    for key, value in new.items():
+        here = (*path, key)
+        if key not in base and path not in _OPEN_TABLES and here[:1] != ("detectors",):
+            raise ConfigError(f"unknown config key {'.'.join(here)!r}")
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, here)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None and tuple(parts[: i + 1])[:1] == ("detectors",):
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"unknown config key {dotted!r}")
+        node = nxt
+    if parts[-1] not in node and tuple(parts[:-1]) not in _OPEN_TABLES and parts[:1] != ["detectors"]:
+        raise ConfigError(f"unknown config key {dotted!r}")
+    node[parts[-1]] = value
+
+
+def _validate(data: Mapping[str, Any], ref: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    if path in _OPEN_TABLES or path[:1] == ("detectors",):
+        return  # detector parameters are checked when the detector is built
+    for key, value in data.items():
+        here = (*path, key)
+        name = ".".join(here)
+        if key not in ref:
+            raise ConfigError(f"unknown config key {name!r}")
+        expected = ref[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {name!r} must be a table")
+            _validate(value, expected, here)
+        elif isinstance(expected, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"config key {name!r} must be true or false, not {value!r}")
+        elif isinstance(expected, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"config key {name!r} must be a number, not {value!r}")
+            if isinstance(expected, int) and not isinstance(value, int) and not isinstance(expected, bool):
+                if not float(value).is_integer():
+                    raise ConfigError(f"config key {name!r} must be a whole number, not {value!r}")
+            if value < 0:
+                raise ConfigError(f"config key {name!r} must be >= 0, not {value!r}")
+        elif isinstance(expected, str):
+            if not isinstance(value, str):
+                raise ConfigError(f"config key {name!r} must be a string, not {value!r}")
+        elif isinstance(expected, list) and not isinstance(value, list):
+            raise ConfigError(f"config key {name!r} must be a list, not {value!r}")
+    if path == ("engine",):
+        b = data.get("budget", 0.005)
+        if not 0 < b < 1:
+            raise ConfigError(f"config key 'engine.budget' must be between 0 and 1 (exclusive), not {b!r}")
+        if int(data.get("batch_size", 1)) < 1:
+            raise ConfigError("config key 'engine.batch_size' must be at least 1")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return orjson.dumps(v).decode()
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(type(v))
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else orjson.dumps(k).decode()
+
+
+def _dump_toml(data: Mapping[str, Any], prefix: str = "") -> str:
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    for k, v in data.items():
+        if isinstance(v, dict) and v:
+            tables.append((f"{prefix}{_key(k)}", v))
+        else:
+            lines.append(f"{_key(k)} = {_toml_value(v)}")
+    out = "\n".join(lines)
+    for name, table in tables:
+        body = _dump_toml(table, name + ".")
+        out += f"\n\n[{name}]\n{body}" if out or prefix else f"[{name}]\n{body}"
+    return out.strip() + "\n"

@@ -1,0 +1,126 @@
+"""Terminal output for replay, demo and bench: a progress bar, the summary table and the top alerts (rich)."""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sinks.alert import Alert
+
+__all__ = ["progress", "print_summary", "TopAlerts", "format_reason", "console"]
+
+console = Console(stderr=False, highlight=False, soft_wrap=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+@contextlib.contextmanager
+def progress(quiet: bool, title: str, *, total_bytes: int = 0, source: Any = None) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr when it is a terminal; counts events and alerts as batches go by."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda batch, outcome: None
+        return
+    columns = [TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[alerts]} alerts, {task.fields[invalid]} invalid"), TimeElapsedColumn()]
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(title, total=None, alerts=0, invalid=0)
+        counts = {"alerts": 0, "invalid": 0}
+
+        def advance(batch: Any, outcome: Any) -> None:
+            counts["alerts"] += len(outcome.alerts)
+            counts["invalid"] += len(batch.invalid)
+            bar.update(task, advance=len(batch), **counts)
+
+        yield advance
+
+
+class TopAlerts:
+    """Keeps the ``n`` highest-scoring alerts seen (ties: earliest first)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._heap: list[tuple[float, int, Alert]] = []
+        self._seq = 0
+
+    def offer(self, alerts: Sequence[Alert]) -> None:
+        for a in alerts:
+            self._seq += 1
+            item = (a.score, -self._seq, a)
+            if len(self._heap) < self.n:
+                heapq.heappush(self._heap, item)
+            elif item > self._heap[0]:
+                heapq.heapreplace(self._heap, item)
+
+    def best(self) -> list[Alert]:
+        return [a for _, _, a in sorted(self._heap, reverse=True)]
+
+
+def format_reason(r: Mapping[str, Any]) -> str:
+    """One reason as text: ``zscore: device_payments_distinct_24h=14 (z=9.1)``."""
+    det = r.get("detector", "?")
+    feat = r.get("feature")
+    if feat is None:
+        return f"{det}: {r.get('detail', '')}".strip()
+    value = r.get("value")
+    vtxt = f"{value:.4g}" if isinstance(value, float) else str(value)
+    detail = r.get("detail")
+    return f"{det}: {feat}={vtxt}" + (f" ({detail})" if detail else "")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def print_summary(report: Mapping[str, Any], top: Sequence[Alert], outputs: Mapping[str, str | None]) -> None:
+    t = Table(title="riskstream replay", show_header=False, title_justify="left")
+    t.add_column("metric", style="bold")
+    t.add_column("value", justify="right")
+    rows = [
+        ("events scored", f"{report['events']:,}"),
+        ("invalid (dead-lettered)", f"{report['invalid']:,}"),
+        ("alerts", f"{report['alerts']:,}  ({report['alerts_per_1k']} per 1k, budget {report['budget'] * 1000:g})"),
+        ("ROC AUC (exact)", _fmt(report.get("roc_auc"))),
+        ("PR AUC (average precision)", _fmt(report.get("pr_auc"))),
+        ("precision of alerts", _fmt(report.get("precision_at_budget"))),
+        ("recall of alerts", _fmt(report.get("recall_at_budget"))),
+        ("events/s", f"{report['events_per_second']:,.0f}" if report.get("events_per_second") else "n/a"),
+        ("config hash", report.get("config_hash", "")),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    if report.get("per_scenario"):
+        st = Table(title="per scenario (share of the scenario's events alerted)", title_justify="left")
+        st.add_column("scenario")
+        st.add_column("events", justify="right")
+        st.add_column("alerted", justify="right")
+        st.add_column("rate", justify="right")
+        for name, e in {**report["per_scenario"], **report.get("benign", {})}.items():
+            style = "green" if not name.startswith("benign_") else "yellow"
+            st.add_row(f"[{style}]{name}[/]", f"{e['events']:,}", f"{e['alerted']:,}", f"{e['rate']:.3f}")
+        console.print(st)
+    if top:
+        at = Table(title=f"top {len(top)} alerts", title_justify="left", show_lines=True)
+        at.add_column("score", justify="right")
+        at.add_column("severity")
+        at.add_column("action")
+        at.add_column("event")
+        at.add_column("entity")
+        at.add_column("reasons")
+        for a in top:
+            reasons = "\n".join(format_reason(r) for r in a.reasons[:4])
+            at.add_row(f"{a.score:.4f}", a.severity, a.action, f"{a.event_type} {a.event_id}", a.entity_key, reasons)
+        console.print(at)
+    written = [f"{k}: {v}" for k, v in outputs.items() if v]
+    if written:
+        console.print("written: " + "; ".join(written))

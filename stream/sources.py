@@ -1,0 +1,357 @@
+"""Bounded sources: recorded files (JSONL or CSV, optionally gzipped) and in-memory event lists.
+
+A source yields :class:`Batch` objects: the events that decoded, in file order, and the records that did not,
+as :class:`~sinks.deadletter.DeadLetter` records carrying the reason and the original bytes. Nothing is lost:
+every input record ends up in exactly one of the two lists.
+
+CSV files and JSONL files with foreign field names are brought onto the event schema with a :class:`Mapping`:
+
+>>> m = Mapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class", set_spec="user_id=u,merchant_id=m")
+>>> m.fields["amount"], m.constants["user_id"]
+('Amount', 'u')
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import heapq
+import io
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from sinks.deadletter import DeadLetter
+from stream.errors import ConfigError, InvalidEvent, SourceError
+from stream.events import _SPEC, MAX_RECORD_BYTES, Event, Provenance, decode, from_dict, parse_ts
+
+__all__ = ["Batch", "Mapping", "FileSource", "ListSource", "open_text", "detect_format"]
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events that decoded and records that did not, from one stretch of input."""
+
+    events: list[Event] = field(default_factory=list)
+    invalid: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.invalid)
+
+
+_ALL_FIELDS = sorted({name for req, opt in _SPEC.values() for name in (*req, *opt)} | {"type"})
+_NUMERIC_FIELDS = {"amount", "lat", "lon", "items", "label", "account_created_ts"}
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a foreign record becomes an event.
+
+    ``fields`` maps schema fields to the record's column names; ``constants`` fills schema fields the data lacks;
+    ``type`` is the event type when the data has no ``type`` column; ``features`` picks columns passed through as
+    numeric features (``"auto"``: every numeric column not mapped and not dropped; ``"none"``; or names);
+    ``drop`` names columns never passed through (ids, leaked labels); a numeric ``ts`` is seconds from
+    ``ts_origin`` (or, with ``ts_unit="ms"``, epoch milliseconds).
+    """
+
+    fields: dict[str, str] = field(default_factory=dict)
+    constants: dict[str, str] = field(default_factory=dict)
+    type: str | None = None
+    features: str | tuple[str, ...] = "auto"
+    drop: tuple[str, ...] = ()
+    ts_origin: float = 0.0
+    ts_unit: str = "s"
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        type: str | None = None,
+        map_spec: str | Sequence[str] | None = None,
+        set_spec: str | Sequence[str] | None = None,
+        features: str = "auto",
+        drop: str | None = None,
+        ts_origin: str | None = None,
+        ts_unit: str = "s",
+    ) -> Mapping:
+        """Build a mapping from CLI text (``FIELD=COLUMN,...``); a bad spec raises :class:`ConfigError`."""
+        fields = _pairs(map_spec, "--map")
+        constants = _pairs(set_spec, "--set")
+        for name in (*fields, *constants):
+            if name not in _ALL_FIELDS:
+                raise ConfigError(f"--map/--set: {name!r} is not an event field (fields: {', '.join(_ALL_FIELDS)})")
+        if type is not None and type not in _SPEC:
+            raise ConfigError(f"--type must be one of {', '.join(_SPEC)}, not {type!r}")
+        if ts_unit not in ("s", "ms"):
+            raise ConfigError(f"--ts-unit must be s or ms, not {ts_unit!r}")
+        origin = 0.0
+        if ts_origin:
+            try:
+                origin = parse_ts(ts_origin, "--ts-origin") if not _is_number(ts_origin) else float(ts_origin)
+            except InvalidEvent as e:
+                raise ConfigError(f"--ts-origin: {e.problem}") from None
+        feats: str | tuple[str, ...] = features
+        if features not in ("auto", "none"):
+            feats = tuple(c.strip() for c in features.split(",") if c.strip())
+        dropped = tuple(c.strip() for c in (drop or "").split(",") if c.strip())
+        return cls(fields, constants, type, feats, dropped, origin, ts_unit)
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.fields and not self.constants and self.type is None and self.features in ("auto", "none")
+
+    def apply(self, row: dict[str, Any], default_id: str) -> dict[str, Any]:
+        """Turn one foreign record (column -> value) into a schema object for :func:`~stream.events.from_dict`."""
+        obj: dict[str, Any] = {}
+        used = set(self.fields.values())
+        for name, column in self.fields.items():
+            value = row.get(column)
+            if value is None or value == "":
+                continue
+            obj[name] = _coerce(name, value)
+        for name, value in self.constants.items():
+            obj.setdefault(name, _coerce(name, value))
+        for name, value in row.items():  # schema-named columns that were not remapped
+            if name in _ALL_FIELDS and name not in obj and name not in used and value not in (None, ""):
+                obj[name] = _coerce(name, value)
+        if self.type is not None:
+            obj.setdefault("type", self.type)
+        ts = obj.get("ts")
+        if isinstance(ts, int | float) and not isinstance(ts, bool):
+            obj["ts"] = ts if self.ts_unit == "ms" else (self.ts_origin + ts) * 1000.0
+        obj.setdefault("event_id", default_id)
+        if obj.get("type") == "order":
+            obj.setdefault("order_id", obj["event_id"])
+            obj.setdefault("currency", "XXX")  # ISO 4217 "no currency": the data did not say
+        if self.features != "none" and "features" not in obj:
+            feats: dict[str, float] = {}
+            names = row.keys() if self.features == "auto" else self.features
+            for column in names:
+                if column in used or column in self.drop or column in _ALL_FIELDS:
+                    continue
+                value = row.get(column)
+                num = _number(value)
+                if num is not None:
+                    feats[column] = num
+                elif self.features != "auto" and value not in (None, ""):
+                    raise InvalidEvent(f"features.{column}", f"must be a number, not {str(value)[:40]!r}")
+            if feats:
+                obj["features"] = feats
+        return obj
+
+
+def _pairs(spec: str | Sequence[str] | None, flag: str) -> dict[str, str]:
+    if not spec:
+        return {}
+    items = [spec] if isinstance(spec, str) else list(spec)
+    out: dict[str, str] = {}
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip() or not value.strip():
+                raise ConfigError(f"{flag}: expected FIELD=VALUE, got {part!r}")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str) and value:
+        try:
+            num = float(value)
+        except ValueError:
+            return None
+        return num if math.isfinite(num) else None
+    return None
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """CSV gives text; make numeric fields numbers, booleans booleans, and leave validation to from_dict."""
+    if not isinstance(value, str):
+        return value
+    if name in _NUMERIC_FIELDS or name == "ts":
+        try:
+            num = float(value)
+        except ValueError:
+            return value  # from_dict reports it (or parse_ts takes it as ISO text)
+        if name in ("items", "label") and num.is_integer():
+            return int(num)
+        return num
+    if name == "success":
+        low = value.strip().lower()
+        if low in ("1", "true", "t", "yes", "y"):
+            return True
+        if low in ("0", "false", "f", "no", "n"):
+            return False
+    return value
+
+
+def open_text(path: str | Path) -> IO[bytes]:
+    """Open a file for reading bytes, transparently gunzipping ``.gz``."""
+    p = Path(path)
+    try:
+        if p.suffix == ".gz":
+            return gzip.open(p, "rb")  # type: ignore[return-value]
+        return open(p, "rb")
+    except OSError as e:
+        raise SourceError(f"cannot read {p}: {e.strerror or e}") from None
+
+
+def detect_format(path: str | Path) -> str:
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    raise ConfigError(f"{path}: cannot tell the format from the name; use --format jsonl or csv")
+
+
+class FileSource:
+    """Recorded events from one or more files, merged into event-time order, in batches.
+
+    Each file should be in event-time order (exports usually are); several files are merged by ``ts``. A record
+    is located by ``Provenance(topic=<file name>, partition=0, offset=<line number>)``.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        batch_size: int = 2000,
+        format: str | None = None,
+        mapping: Mapping | None = None,
+    ) -> None:
+        if not paths:
+            raise ConfigError("no input files given")
+        self.paths = [Path(p) for p in paths]
+        for p in self.paths:
+            if not p.exists():
+                raise ConfigError(f"input file {p} does not exist")
+        self.batch_size = batch_size
+        self.formats = [format or detect_format(p) for p in self.paths]
+        self.mapping = mapping or Mapping()
+        self.records_read = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        streams = [self._records(p, fmt) for p, fmt in zip(self.paths, self.formats, strict=True)]
+        merged: Iterable[tuple[float, int, Event | DeadLetter]]
+        merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: (r[0], r[1]))
+        batch = Batch()
+        for _, _, item in merged:
+            self.records_read += 1
+            if isinstance(item, DeadLetter):
+                batch.invalid.append(item)
+            else:
+                batch.events.append(item)
+            if len(batch) >= self.batch_size:
+                yield batch
+                batch = Batch()
+        if len(batch):
+            yield batch
+
+    # Each record stream yields (ts, seq, item); invalid records take the ts of the last good one so a merge
+    # keeps them near where they were found.
+    def _records(self, path: Path, fmt: str) -> Iterator[tuple[float, int, Event | DeadLetter]]:
+        name = path.name
+        last_ts = -math.inf
+        it: Iterator[tuple[int, Any, dict[str, Any] | None]]
+        it = self._jsonl(path) if fmt == "jsonl" else self._csv(path)
+        for seq, (line_no, raw, obj) in enumerate(it):
+            prov = Provenance(name, 0, line_no)
+            try:
+                if obj is not None and "__invalid__" in obj:
+                    raise InvalidEvent("$", obj["__invalid__"])
+                if obj is None:
+                    event = decode(raw, prov)
+                else:
+                    event = from_dict(obj if self.mapping.is_identity else self.mapping.apply(obj, f"{name}:{line_no}"),
+                                      prov)
+            except InvalidEvent as e:
+                data = raw if isinstance(raw, bytes) else _csv_line(raw)
+                yield last_ts, seq, DeadLetter(reason=str(e), raw=data, source=name, position=line_no)
+                continue
+            last_ts = event.ts
+            yield event.ts, seq, event
+
+    def _jsonl(self, path: Path) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
+        with open_text(path) as fh:
+            for line_no, line in enumerate(fh, start=1):
+                raw = line.rstrip(b"\r\n")
+                if not raw.strip():
+                    continue
+                if self.mapping.is_identity:
+                    yield line_no, raw, None
+                    continue
+                if len(raw) > MAX_RECORD_BYTES:
+                    yield line_no, raw, {"__invalid__": f"record is larger than {MAX_RECORD_BYTES} bytes"}
+                    continue
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    yield line_no, raw, None  # decode() reports the JSON error
+                    continue
+                yield line_no, raw, obj if isinstance(obj, dict) else None
+
+    def _csv(self, path: Path) -> Iterator[tuple[int, list[str], dict[str, Any] | None]]:
+        with open_text(path) as fh:
+            text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
+            reader = csv.reader(text)
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            header = [h.strip() for h in header]
+            missing = [c for c in self.mapping.fields.values() if c not in header]
+            if missing:
+                raise ConfigError(f"{path.name}: --map names columns not in the header: {', '.join(missing)}")
+            width = len(header)
+            for row in reader:
+                line_no = reader.line_num
+                if len(row) != width:
+                    yield line_no, row, {"__invalid__": f"has {len(row)} columns, the header has {width}"}
+                    continue
+                yield line_no, row, dict(zip(header, row, strict=True))
+
+
+def _csv_line(row: list[str]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(row)
+    return buf.getvalue().encode()
+
+
+class ListSource:
+    """Events already in memory (tests, the simulator), in batches."""
+
+    def __init__(self, events: Iterable[Event], *, batch_size: int = 2000) -> None:
+        self.events = events
+        self.batch_size = batch_size
+
+    def __iter__(self) -> Iterator[Batch]:
+        batch = Batch()
+        for e in self.events:
+            batch.events.append(e)
+            if len(batch.events) >= self.batch_size:
+                yield batch
+                batch = Batch()
+        if batch.events:
+            yield batch
