@@ -85,7 +85,7 @@ class Alert:
 
     def to_json(self) -> bytes:
         """Canonical JSON bytes (sorted keys): identical alerts serialize identically."""
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Alert:

@@ -25,6 +25,7 @@ stream.errors.InvalidEvent: amount: must be >= 0
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ MAX_RECORD_BYTES = 64 * 1024
 #: Most pass-through features one event may carry.
 MAX_FEATURES = 512
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
@@ -183,6 +185,8 @@ def _str(name: str, value: Any) -> str:
             raise InvalidEvent(name, "must not be empty")
         if len(value) > MAX_STRING:
             raise InvalidEvent(name, f"is longer than {MAX_STRING} characters ({len(value)})")
+        if not value.isprintable() and _CONTROL.search(value):
+            raise InvalidEvent(name, "contains a control character")
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # numeric ids are common in exports; they are ids, not numbers

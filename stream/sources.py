@@ -288,7 +288,8 @@ class FileSource:
                                       prov)
             except InvalidEvent as e:
                 data = raw if isinstance(raw, bytes) else _csv_line(raw)
-                yield last_ts, seq, DeadLetter(reason=str(e), raw=data, source=name, position=line_no)
+                yield last_ts, seq, DeadLetter(reason=str(e), raw=data, source=name, position=line_no,
+                                               ts=last_ts if math.isfinite(last_ts) else 0.0)
                 continue
             last_ts = event.ts
             yield event.ts, seq, event
