@@ -5,15 +5,20 @@ One code path serves both databases; only the ``INSERT`` construct differs:
 ``sqlalchemy.dialects.sqlite.insert``. A flush runs one ``executemany`` per ``batch_size`` rows inside one
 transaction, so a flush is all or nothing, and a retried or replayed flush inserts only what is missing.
 
-The table (see ``docs/sinks.md``) lives in the module-level :data:`metadata` so migrations can reuse it.
+The table (see ``docs/sinks.md``, ``docs/postgres.md``) lives in the module-level :data:`metadata`, which
+describes the whole database schema riskstream owns (alerts, review feedback, checkpoints). The schema is
+created and versioned by the Alembic migrations in ``sinks/migrations``: ``SqlSink(create=True)`` on the
+default ``alerts`` table runs them to the newest revision (PostgreSQL and SQLite alike).
 Rows hold the alert's canonical JSON form (:meth:`Alert.to_dict`: times to the millisecond, scores to 6
 decimals), so :meth:`SqlSink.query` returns exactly what :func:`sinks.jsonl.read_alerts` returns for the
 same alerts. PostgreSQL cannot store the NUL character in text or JSONB; on PostgreSQL it is written as
 U+FFFD (on SQLite it is kept).
 
-Errors: a dropped connection, a locked SQLite file or any ``OperationalError`` raises
-``SinkError(retriable=True)``; other database errors raise ``SinkError(retriable=False)``. Messages name the
-database with its password hidden. The buffer is kept, so the next flush retries the same alerts.
+Errors: a dropped connection, a locked SQLite file or any ``OperationalError`` is transient: a flush retries
+it ``retries`` times with exponential backoff, then raises ``SinkError(retriable=True)``. A refused password,
+a missing database and every other database error raise ``SinkError(retriable=False)`` at once. Messages and
+log lines name the database with its password hidden. The buffer is kept, so the next flush retries the same
+alerts (and the engine commits no offset past them).
 
 >>> from sinks.alert import Alert
 >>> a = Alert(alert_id="a1", event_id="e1", event_type="order", entities={"user": "u1"}, event_ts=0.0,
@@ -29,6 +34,10 @@ database with its password hidden. The buffer is kept, so the next flush retries
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
+import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,13 +47,16 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Column,
+    Connection,
     DateTime,
     Dialect,
     Engine,
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     RowMapping,
     String,
@@ -64,9 +76,13 @@ from sinks.alert import Alert
 from sinks.base import BatchSink
 from sinks.errors import SinkError
 
-__all__ = ["SqlSink", "metadata", "alerts_table", "alert_table", "UtcDateTime"]
+__all__ = [
+    "SqlSink", "metadata", "alerts_table", "alert_table", "checkpoints_table", "UtcDateTime", "JSON_TYPE",
+    "create_sql_engine", "describe_error", "hidden_url",
+]
 
 T = TypeVar("T")
+log = logging.getLogger("riskstream.sinks.sql")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -80,6 +96,8 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 _JSON = JSON().with_variant(postgresql.JSONB(), "postgresql")
+#: JSON column type: ``jsonb`` on PostgreSQL, JSON text on SQLite.
+JSON_TYPE = _JSON
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -130,12 +148,33 @@ def _define(md: MetaData, name: str) -> Table:
         Column("schema_version", Integer, nullable=False),
         Index(f"ix_{name}_entity_key_event_ts", "entity_key", "event_ts"),
         Index(f"ix_{name}_severity_event_ts", "severity", "event_ts"),
+        Index(f"ix_{name}_event_ts", "event_ts"),
+        Index(f"ix_{name}_event_id", "event_id"),
     )
 
 
 #: The ``alerts`` table in :data:`metadata`.
 alerts_table = _define(metadata, "alerts")
 _other_tables: dict[str, Table] = {}
+
+#: Checkpoints of the PostgreSQL state store (``stream.pg_state.PgStateStore``): per (consumer group, unit)
+#: the serialized state with the offsets it reflects, its SHA-256 and an HMAC-SHA256 over that. Defined here
+#: so that :data:`metadata` describes the whole schema the migrations version.
+checkpoints_table = Table(
+    "riskstream_checkpoints",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("unit", Integer, primary_key=True),
+    Column("blob", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("hmac", String(64), nullable=False),
+    Column("offsets", _JSON, nullable=False),
+    Column("config_hash", String, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("generation", BigInteger, nullable=False),
+    Column("saved_at", UtcDateTime, nullable=False),
+    CheckConstraint("unit >= 0", name="unit_nonnegative"),
+)
 
 
 def alert_table(name: str = "alerts") -> Table:
@@ -164,6 +203,52 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 _DIALECTS = ("postgresql", "sqlite")
 #: Errors after which the same flush may succeed: the server went away, SQLite is locked, the pool ran dry.
 _TRANSIENT = (sa_exc.OperationalError, sa_exc.DisconnectionError, sa_exc.TimeoutError)
+#: ...unless the server said no for good: bad credentials or a database/role that does not exist.
+_PERMANENT_TEXT = ("password authentication failed", "authentication failed", "no password supplied",
+                   "does not exist", "no pg_hba.conf entry")
+
+
+def hidden_url(url: str | URL) -> str:
+    """``url`` as text with its password replaced by ``***`` (for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "<unparsable database URL>"
+
+
+def describe_error(e: BaseException, password: str | None) -> tuple[str, bool]:
+    """One line naming a database error, with ``password`` masked, and whether retrying may help.
+
+    ``e`` is a SQLAlchemy error or a driver's own (raised by a raw-connection operation such as ``COPY``).
+    """
+    invalidated = isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated
+    cause = str(e.orig if isinstance(e, sa_exc.DBAPIError) else e).strip().splitlines()
+    reason = f"{type(e).__name__}: {cause[0] if cause else ''}".strip()
+    if password:
+        for form in {password, urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password)}:
+            reason = reason.replace(form, "***")
+    # A driver's OperationalError (connection lost mid-COPY, database locked) is transient like SQLAlchemy's.
+    driver_transient = not isinstance(e, sa_exc.SQLAlchemyError) and any(
+        c.__name__ == "OperationalError" for c in type(e).__mro__)
+    retriable = isinstance(e, _TRANSIENT) or invalidated or driver_transient
+    if retriable and any(t in reason for t in _PERMANENT_TEXT):
+        retriable = False
+    return reason, retriable
+
+
+def create_sql_engine(url: str | URL) -> Engine:
+    """The engine riskstream uses for ``url``: pre-pinged pool, orjson for JSON columns, SQLite in WAL mode.
+
+    For SQLite, the file's directory is created and ``journal_mode=WAL``, ``synchronous=NORMAL`` are set on
+    every new connection.
+    """
+    url = make_url(url)
+    _make_sqlite_dir(url)
+    # orjson writes the JSON columns ~5x faster than the stdlib (a third of a flush's time otherwise).
+    engine = create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 class SqlSink(BatchSink):
@@ -177,30 +262,45 @@ class SqlSink(BatchSink):
         For SQLite, the file's directory is created and ``journal_mode=WAL``, ``synchronous=NORMAL`` are set
         on every new connection.
     table
-        Table name.
+        Table name. The default ``alerts`` table is versioned by the migrations; a table of another name (per
+        tenant, per test) has the same shape but is created directly from its definition, unversioned.
     batch_size
         Rows per ``executemany``; a flush of more alerts runs several, in one transaction.
     create
-        Create the table and its indexes if missing (on PostgreSQL under an advisory lock, so processes
-        starting together do not race).
+        Bring the schema up to date: for ``alerts``, run the migrations to the newest revision (on PostgreSQL
+        under an advisory lock, so processes starting together do not race); for another table, create it
+        and its indexes if missing.
+    retries
+        How many times a flush retries a transient error (server gone, connection dropped, SQLite locked)
+        before it raises ``SinkError(retriable=True)``. 0: no retry.
+    retry_backoff
+        Seconds before the first retry; each next wait doubles, up to ``max_backoff``.
+    max_backoff
+        Longest wait between two attempts, in seconds.
+    copy
+        On PostgreSQL with psycopg 3, write a flush with ``COPY`` into a temporary stage table and one
+        ``INSERT ... SELECT ... ON CONFLICT (alert_id) DO NOTHING`` (the default; ``batch_size`` is then
+        unused). ``False``: ``executemany`` of the ``INSERT``, as on SQLite.
     """
 
     def __init__(self, url_or_engine: str | URL | Engine, *, table: str = "alerts", batch_size: int = 1000,
-                 create: bool = True) -> None:
+                 create: bool = True, retries: int = 3, retry_backoff: float = 0.2,
+                 max_backoff: float = 5.0, copy: bool = True) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+        if retries < 0 or retry_backoff < 0 or max_backoff < 0:
+            raise ValueError("retries, retry_backoff and max_backoff must be >= 0")
         self.batch_size = batch_size
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.max_backoff = max_backoff
         self.table = alert_table(table)
         self._closed = False
         if isinstance(url_or_engine, Engine):
             self._engine, self._owns_engine = url_or_engine, False
         else:
-            url = make_url(url_or_engine)
-            _make_sqlite_dir(url)
-            # orjson writes the JSON columns ~5x faster than the stdlib (a third of a flush's time otherwise).
-            engine = create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
-            self._engine, self._owns_engine = engine, True
+            self._engine, self._owns_engine = create_sql_engine(url_or_engine), True
         self._where = self._engine.url.render_as_string(hide_password=True)
         self._password = self._engine.url.password
         dialect = self._engine.dialect.name
@@ -213,9 +313,11 @@ class SqlSink(BatchSink):
         self._insert = (
             postgresql.insert(self.table) if self._pg else sqlite.insert(self.table)
         ).on_conflict_do_nothing(index_elements=["alert_id"])
+        #: PostgreSQL through psycopg 3 writes with COPY (2.5x executemany's rows/s; see stream/pg_bench.py).
+        self._copy = self._pg and self._engine.dialect.driver == "psycopg" and copy
         if create:
             try:
-                self._run(f"create table {self.table.name}", self._create)
+                self._run(f"create or upgrade table {self.table.name}", self._create)
             except BaseException:
                 self._dispose()
                 raise
@@ -225,6 +327,11 @@ class SqlSink(BatchSink):
         return self._engine
 
     def _create(self) -> None:
+        if self.table is alerts_table:
+            from sinks.migrations import upgrade
+
+            upgrade(self._engine)
+            return
         with self._engine.begin() as conn:
             if self._pg:
                 key = int.from_bytes(hashlib.sha256(f"riskstream:{self.table.name}".encode()).digest()[:8],
@@ -233,21 +340,49 @@ class SqlSink(BatchSink):
             self.table.metadata.create_all(conn, tables=[self.table], checkfirst=True)
 
     def _run(self, what: str, fn: Callable[[], T]) -> T:
-        """Run ``fn``, turning database errors into :class:`SinkError` whose message hides the password."""
+        """Run ``fn`` once, turning database errors into :class:`SinkError`s that hide the password."""
         try:
             return fn()
-        except sa_exc.SQLAlchemyError as e:
-            invalidated = isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated
-            retriable = isinstance(e, _TRANSIENT) or invalidated
-            cause = str(e.orig if isinstance(e, sa_exc.DBAPIError) else e).strip().splitlines()
-            reason = f"{type(e).__name__}: {cause[0] if cause else ''}"
-            if self._password:
-                reason = reason.replace(self._password, "***")
+        except (sa_exc.SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error) as e:
+            reason, retriable = describe_error(e, self._password)
             raise SinkError(f"cannot {what} at {self._where}: {reason}", retriable=retriable) from e
+
+    def _retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """:meth:`_run` with up to :attr:`retries` retries of transient errors, waiting with backoff."""
+        delay = self.retry_backoff
+        attempts = self.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._run(what, fn)
+            except SinkError as e:
+                if not e.retriable:
+                    raise
+                if attempt == attempts:
+                    if attempts > 1:
+                        raise SinkError(f"{e} (gave up after {attempts} attempts)", retriable=True) from e
+                    raise
+                log.warning("%s; attempt %d of %d, retrying in %.2fs", e, attempt, attempts, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def write_batch(self, alerts: Sequence[Alert]) -> None:
         if self._closed:
             raise SinkError(f"SqlSink at {self._where} is closed")
+        if self._copy:
+            unique: dict[str, tuple[Any, ...]] = {}
+            for a in alerts:
+                if a.alert_id not in unique:
+                    unique[a.alert_id] = _copy_row(a)
+            tuples = list(unique.values())
+            cols = [c.name for c in self.table.columns]
+
+            def copy_in() -> None:
+                with self._engine.begin() as conn:
+                    self._copy_insert(conn, cols, tuples)
+
+            self._retrying(f"write {len(tuples)} alerts to {self.table.name}", copy_in)
+            return
         rows: dict[str, dict[str, Any]] = {}
         for a in alerts:
             if a.alert_id not in rows:
@@ -259,7 +394,24 @@ class SqlSink(BatchSink):
                 for i in range(0, len(batch), self.batch_size):
                     conn.execute(self._insert, batch[i : i + self.batch_size])
 
-        self._run(f"write {len(batch)} alerts to {self.table.name}", insert)
+        self._retrying(f"write {len(batch)} alerts to {self.table.name}", insert)
+
+    def _copy_insert(self, conn: Connection, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """PostgreSQL: ``COPY`` the rows into a temporary stage table, then insert the new ones from it.
+
+        The stage has the table's columns and ``NOT NULL`` constraints and is dropped at commit; the whole
+        flush is one transaction, as with ``executemany``.
+        """
+        stage = "riskstream_stage"
+        names = ", ".join(f'"{c}"' for c in cols)
+        target = conn.dialect.identifier_preparer.format_table(self.table)
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {stage} (LIKE {target}) ON COMMIT DROP")
+        dbapi_conn: Any = conn.connection.dbapi_connection  # a psycopg.Connection
+        with dbapi_conn.cursor() as cur, cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.exec_driver_sql(
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM {stage} ON CONFLICT (alert_id) DO NOTHING")
 
     def _row(self, a: Alert) -> dict[str, Any]:
         try:
@@ -302,7 +454,8 @@ class SqlSink(BatchSink):
         return self._run(f"count {self.table.name}", run)
 
     def query(self, entity_key: str | None = None, since: float | datetime | None = None,
-              severity: str | None = None, limit: int | None = 100) -> list[Alert]:
+              severity: str | None = None, limit: int | None = 100, *,
+              newest_first: bool = False) -> list[Alert]:
         """Alerts read back from the table, oldest event first (ties by ``alert_id``).
 
         Parameters
@@ -315,9 +468,14 @@ class SqlSink(BatchSink):
             Only alerts of this severity.
         limit
             At most this many (``None``: all).
+        newest_first
+            Return the newest alerts first (with ``limit``: the latest ``limit`` alerts).
         """
         t = self.table
-        stmt = select(t).order_by(t.c.event_ts, t.c.alert_id)
+        if newest_first:
+            stmt = select(t).order_by(t.c.event_ts.desc(), t.c.alert_id.desc())
+        else:
+            stmt = select(t).order_by(t.c.event_ts, t.c.alert_id)
         if entity_key is not None:
             stmt = stmt.where(t.c.entity_key == entity_key)
         if since is not None:
@@ -367,6 +525,46 @@ def _json_dumps(value: Any) -> str:
 
 def _parse_iso(text_: str) -> datetime:
     return datetime.fromisoformat(text_.replace("Z", "+00:00"))
+
+
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _json_text(value: Any) -> str:
+    """Canonical JSON text of a JSON column, NUL characters (which jsonb rejects) replaced by U+FFFD."""
+    raw = orjson.dumps(value, option=_CANONICAL)
+    if b"\\u0000" in raw:
+        raw = orjson.dumps(_no_nul(orjson.loads(raw)), option=_CANONICAL)
+    return raw.decode()
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    value = str(value)
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _copy_row(a: Alert) -> tuple[Any, ...]:
+    """The PostgreSQL row of ``a``, in column order, for ``COPY``: the values ``_row`` gives after the JSON
+    round trip (scores rounded, NaN/inf as NULL, numpy numbers as Python ones, NUL as U+FFFD), with the
+    JSON columns as text."""
+    try:
+        d = a.to_dict()
+        entities, reasons, scores = (_json_text(d[k]) for k in ("entities", "reasons", "detector_scores"))
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise SinkError(f"alert {a.alert_id} cannot be encoded as JSON: {e}") from e
+    prov = d["provenance"]
+    score = float(d["score"])
+    return (
+        _text_or_none(d["alert_id"]), _text_or_none(d["event_id"]), _text_or_none(d["event_type"]),
+        _text_or_none(a.entity_key), _text_or_none(d["entities"].get("user")), entities,
+        _parse_iso(d["event_time"]), _parse_iso(d["detected_at"]), score if math.isfinite(score) else None,
+        _text_or_none(d["severity"]), _text_or_none(d["action"]), reasons, scores,
+        _text_or_none(d["config_hash"]), _text_or_none(prov["topic"]),
+        None if prov["partition"] is None else int(prov["partition"]),
+        None if prov["offset"] is None else int(prov["offset"]), int(d["schema_version"]),
+    )
 
 
 def _no_nul(value: Any) -> Any:
