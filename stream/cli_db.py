@@ -24,6 +24,7 @@ import click
 import orjson
 
 from sinks.alert import SEVERITIES, Alert
+from sinks.errors import SinkError
 from stream.cli import _fail_cleanly, cli
 from stream.config import load_settings
 from stream.errors import ConfigError, SourceError
@@ -173,6 +174,10 @@ def alerts_query(db: str | None, config: str | None, entity: str | None, since: 
     try:
         found = sink.query(entity_key=entity, since=since_ts, severity=severity, limit=limit or None,
                            newest_first=True)
+    except SinkError as e:
+        if "does not exist" in str(e) or "no such table" in str(e):
+            raise SinkError(f"{e} (create the schema with `riskstream db upgrade`)") from e
+        raise
     finally:
         sink.close()
     found.reverse()

@@ -45,15 +45,26 @@ def _docker_answers() -> bool:
         return False
 
 
-def _services_url() -> str:
+def _services_env(name: str) -> str:
+    """Start the services (a no-op when they run) and return the value ``scripts/services env`` gives ``name``."""
     up = subprocess.run([str(SERVICES), "up"], capture_output=True, text=True)
     if up.returncode != 0:
         raise RuntimeError(f"scripts/services up failed:\n{up.stderr[-3000:]}")
     out = subprocess.run([str(SERVICES), "env"], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
-        if line.startswith("export RISKSTREAM_DATABASE_URL="):
+        if line.startswith(f"export {name}="):
             return line.split("=", 1)[1]
-    raise RuntimeError(f"scripts/services env printed no RISKSTREAM_DATABASE_URL:\n{out}")
+    raise RuntimeError(f"scripts/services env printed no {name}:\n{out}")
+
+
+def _services_url() -> str:
+    return _services_env("RISKSTREAM_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """A Kafka broker for the label export test: ``RISKSTREAM_KAFKA_BOOTSTRAP``, else ``scripts/services up``."""
+    return os.environ.get("RISKSTREAM_KAFKA_BOOTSTRAP") or _services_env("RISKSTREAM_KAFKA_BOOTSTRAP")
 
 
 @pytest.fixture(scope="session")

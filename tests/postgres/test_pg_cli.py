@@ -93,6 +93,8 @@ def test_alerts_query_takes_the_database_from_the_environment(db: str, monkeypat
 
 
 def test_db_upgrade_and_current(pg_url: str) -> None:
+    r = invoke("alerts", "query", "--db", pg_url)
+    assert r.exit_code == 1 and "`riskstream db upgrade`" in r.output
     r = invoke("db", "current", "--db", pg_url)
     assert r.exit_code == 0 and "revision (empty)" in r.stdout and "run `riskstream db upgrade`" in r.stdout
     r = invoke("db", "upgrade", "--db", pg_url)
@@ -145,6 +147,42 @@ def test_review_outcomes_and_chargebacks_become_label_events(db: str, tmp_path: 
     assert labels[0].ts == 1714644000.0 and len({lab.event_id for lab in labels}) == 4
     r = invoke("label", "export", "--db", db, "--since", "2024-05-20T00:00:00Z")
     assert [orjson.loads(x)["ref_event_id"] for x in r.stdout.splitlines()] == ["e4", "never-alerted-9"]
+
+
+@pytest.mark.kafka
+def test_label_export_to_kafka_keys_each_label_by_its_user(db: str, tmp_path: Path, kafka_bootstrap: str) -> None:
+    import uuid
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer, TopicPartition
+
+    records = tmp_path / "chargebacks.jsonl"
+    records.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in [
+        {"event_id": ALERTS[5].event_id, "outcome": "fraud", "source": "chargeback", "ts": "2024-05-20T08:00:00Z"},
+        {"alert_id": ALERTS[7].alert_id, "outcome": "legit", "source": "review", "ts": "2024-05-21T08:00:00Z"},
+    ]))
+    assert invoke("label", "import", str(records), "--db", db).exit_code == 0
+    topic = f"labels-{uuid.uuid4().hex[:8]}"
+    r = invoke("label", "export", "--db", db, "--kafka", kafka_bootstrap, "--topic", topic)
+    assert r.exit_code == 0 and f"sent 2 label events to {topic}" in r.output
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, consumer_timeout_ms=10_000,
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        got = []
+        for msg in consumer:
+            got.append((msg.key.decode(), decode(msg.value)))
+            if len(got) == 2:
+                break
+    finally:
+        consumer.close()
+    assert sorted((k, lab.ref_event_id, lab.label) for k, lab in got) == [
+        ("u1", "e7", 0), ("u2", "e5", 1)]
 
 
 def test_a_bad_feedback_file_stores_nothing_and_names_the_line(db: str, tmp_path: Path) -> None:
