@@ -1,6 +1,23 @@
-"""Scoring: river-based unsupervised detectors, rules, calibration and the ensemble."""
+"""Scoring: river-based unsupervised detectors, rules, calibration and the ensemble.
 
+Importing the package registers the built-in detectors (``hst``, ``zscore``, ``rules``): ``available()`` lists
+them and ``build(name, params)`` makes one.
+"""
+
+from detectors import hst, rules, zscore  # noqa: F401  (registers the built-in detectors)
 from detectors.base import Detector, Features, Gate
+from detectors.calibration import TailCalibrator
+from detectors.ensemble import Ensemble, Verdicts
 from detectors.registry import available, build, register
 
-__all__ = ["Detector", "Features", "Gate", "available", "build", "register"]
+__all__ = [
+    "Detector",
+    "Ensemble",
+    "Features",
+    "Gate",
+    "TailCalibrator",
+    "Verdicts",
+    "available",
+    "build",
+    "register",
+]

@@ -1,0 +1,339 @@
+"""The decision: raw scores -> calibrated evidence -> one risk, an alert budget, severity and action.
+
+For a batch of feature vectors, in order::
+
+    for each detector d (a whole batch at a time):
+        raw_d = d.process_many(xs, gate_d)      score, then learn only what the gate allows
+        p_d = TailCalibrator_d.update(raw_d)    (in the gate) tail probability among d's recent scores
+        gate_d = p_d > protect                  a detector does not learn from what it flags
+    S = sum_d w_d * -ln(p_d)                    combined evidence (Fisher's method, weighted)
+    q = TailCalibrator_S.update(S)              the event's tail probability among recent traffic
+    risk = 1 - q
+    alert = (q <= budget and at least min_history events seen before) or a forced block
+
+Because ``q`` ranks an event against the last ``calibration_window`` events, about a ``budget`` fraction of
+live traffic alerts, whatever the detectors' raw scales and however traffic drifts. Severity compares ``q``
+to fractions of the budget (``q <= budget * severity["critical"]`` is critical, and so on; otherwise "low"),
+and ``actions`` maps severity to an action. A rule with action ``"block"`` or a blocklisted entity forces an
+alert with action ``"block"`` and severity ``"critical"``. Events that do not alert get severity ``"none"``
+and action ``"allow"``.
+
+Every step is exact under any batch split (each detector's ``process_many`` equals its loop; calibrators rank
+at fixed counts), so a replay reproduces a live run's alerts. The whole object pickles: it is the detection
+state of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors.base import Detector, Features
+from detectors.calibration import TailCalibrator
+
+__all__ = ["Ensemble", "Verdicts", "SEVERITY_LEVELS"]
+
+#: Severities from most to least severe (an alerted event is one of these).
+SEVERITY_LEVELS = ("critical", "high", "medium", "low")
+_DEFAULT_SEVERITY = {"critical": 0.05, "high": 0.2, "medium": 0.5}
+_DEFAULT_ACTIONS = {"critical": "block", "high": "review", "medium": "review", "low": "review"}
+_ACTIONS = ("allow", "review", "block")
+
+
+@dataclass(slots=True)
+class Verdicts:
+    """The ensemble's verdicts on one batch, column by column (index ``i`` is the batch's ``i``-th event).
+
+    Attributes
+    ----------
+    risk
+        ``1 - q``, in ``[0, 1]``.
+    q
+        The event's tail probability among recent traffic (small = rare).
+    alert
+        Whether the event raises an alert.
+    p
+        Detector name -> that detector's tail probabilities.
+    evidence
+        ``S = sum_d w_d * -ln(p_d)``.
+    severity, action
+        Per event; ``"none"`` / ``"allow"`` when no alert.
+    forced
+        Per event, why a block was forced: ``(detector, rule name or "blocklist:<kind>")``; mostly empty.
+    """
+
+    risk: np.ndarray
+    q: np.ndarray
+    alert: np.ndarray
+    p: dict[str, np.ndarray]
+    evidence: np.ndarray
+    severity: list[str]
+    action: list[str]
+    forced: list[list[tuple[str, str]]]
+    entity_ids: Sequence[Mapping[str, str]] | None = None
+    _ensemble: Ensemble | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.risk)
+
+    def reasons(self, i: int, x: Features) -> list[dict[str, Any]]:
+        """Why event ``i`` (feature vector ``x``) alerted, most important first; ``[]`` if it did not alert.
+
+        Each reason is ``{"detector", "feature", "value", "detail", "contribution"}``. Forced blocks come
+        first (contribution 1.0). Then detectors in decreasing order of their share ``w_d * -ln(p_d) / S`` of
+        the evidence, each with its :meth:`~detectors.base.Detector.explain` top features; a feature's
+        ``contribution`` is the detector's share split in proportion to the feature's explain weight.
+        Detectors explain against their state after the batch (they did not learn the alerted event unless it
+        was below their protect threshold).
+        """
+        if not bool(self.alert[i]) or self._ensemble is None:
+            return []
+        ens = self._ensemble
+        out: list[dict[str, Any]] = []
+        ids = self.entity_ids[i] if self.entity_ids is not None else {}
+        for det_name, why in self.forced[i]:
+            if why.startswith("blocklist:"):
+                kind = why.split(":", 1)[1]
+                out.append({"detector": det_name, "feature": why, "value": ids.get(kind),
+                            "detail": f"{kind} {ids.get(kind)!r} is blocklisted", "contribution": 1.0})
+            else:
+                det = ens.detectors[det_name]
+                detail = det.describe(x, why) if hasattr(det, "describe") else why
+                out.append({"detector": det_name, "feature": why, "value": None, "detail": detail,
+                            "contribution": 1.0})
+        total = float(self.evidence[i])
+        if total <= 0:
+            return out
+        shares = []
+        for name, p in self.p.items():
+            c = ens._weights[name] * -math.log(float(p[i]))
+            if c > 0:
+                shares.append((c / total, name))
+        shares.sort(key=lambda t: (-t[0], t[1]))
+        for share, name in shares:
+            det = ens.detectors[name]
+            top = [(f, c) for f, c in det.explain(x, top=3) if c > 0]
+            csum = sum(c for _, c in top)
+            for f, c in top:
+                value = x.get(f)
+                detail = det.describe(x, f) if hasattr(det, "describe") else f"{name}: {f} weighs {c:.4g}"
+                out.append({"detector": name, "feature": f, "value": None if value is None else float(value),
+                            "detail": detail, "contribution": float(share * c / csum)})
+        return out
+
+
+class Ensemble:
+    """Calibrated combination of detectors with an alert budget.
+
+    Parameters
+    ----------
+    detectors
+        Name -> detector. Each is driven through its own ``process_many`` with its own calibrator.
+    weights
+        Name -> weight of that detector's evidence ``-ln(p)`` (default 1.0 each; 0 mutes a detector).
+    budget
+        Target fraction of events that alert.
+    calibration_window
+        Recent scores each calibrator ranks against (per detector, and for the combined evidence).
+    protect
+        A detector learns an event only if its tail probability ``p`` is above this.
+    min_history
+        No budget alert until this many events were scored (forced blocks still alert).
+    severity
+        Severity -> fraction of the budget: ``q <= budget * fraction``. Keys among critical, high, medium.
+    actions
+        Severity (critical, high, medium, low) -> action (allow, review, block).
+
+    Examples
+    --------
+    >>> import random
+    >>> from detectors.zscore import RobustZScore
+    >>> rng = random.Random(3)
+    >>> ens = Ensemble({"zscore": RobustZScore(window=256, refresh_every=64)}, budget=0.01, min_history=100)
+    >>> xs = [{"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)} for _ in range(2000)]
+    >>> xs[1500] = {"a": 8.0, "b": -9.0}
+    >>> v = ens.process_many(xs)
+    >>> bool(v.alert[1500]), v.severity[1500], v.action[1500]
+    (True, 'high', 'review')
+    >>> [(r["feature"], round(r["contribution"], 2)) for r in v.reasons(1500, xs[1500])]
+    [('a', 0.5), ('b', 0.5)]
+    """
+
+    def __init__(
+        self,
+        detectors: Mapping[str, Detector],
+        weights: Mapping[str, float] | None = None,
+        budget: float = 0.005,
+        calibration_window: int = 20000,
+        protect: float = 0.01,
+        min_history: int = 500,
+        severity: Mapping[str, float] | None = None,
+        actions: Mapping[str, str] | None = None,
+    ) -> None:
+        if not detectors:
+            raise ValueError("an ensemble needs at least one detector")
+        for name, d in detectors.items():
+            if not isinstance(d, Detector):
+                raise ValueError(f"detector {name!r} is a {type(d).__name__}, not a Detector")
+        weights = dict(weights or {})
+        unknown = set(weights) - set(detectors)
+        if unknown:
+            raise ValueError(f"weights for unknown detector(s): {', '.join(sorted(unknown))}")
+        for name, w in weights.items():
+            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+                raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {w!r}")
+        if not (isinstance(budget, int | float) and 0 < budget < 1):
+            raise ValueError(f"budget must be in (0, 1), got {budget!r}")
+        if not (isinstance(protect, int | float) and 0 <= protect < 1):
+            raise ValueError(f"protect must be in [0, 1), got {protect!r}")
+        if isinstance(min_history, bool) or not isinstance(min_history, int) or min_history < 0:
+            raise ValueError(f"min_history must be an integer >= 0, got {min_history!r}")
+        sev = dict(_DEFAULT_SEVERITY if severity is None else severity)
+        bad = set(sev) - set(SEVERITY_LEVELS[:3])
+        if bad:
+            got = ", ".join(sorted(bad))
+            raise ValueError(f"severity keys must be among critical, high, medium; got {got}")
+        for k, frac in sev.items():
+            if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0 < frac <= 1:
+                raise ValueError(f"severity[{k!r}] must be a fraction of the budget in (0, 1], got {frac!r}")
+        act = dict(_DEFAULT_ACTIONS)
+        for k, v in (actions or {}).items():
+            if k not in SEVERITY_LEVELS:
+                raise ValueError(f"actions keys must be among {', '.join(SEVERITY_LEVELS)}; got {k!r}")
+            if v not in _ACTIONS:
+                raise ValueError(f"actions[{k!r}] must be one of {', '.join(_ACTIONS)}, got {v!r}")
+            act[k] = v
+        self.detectors = dict(detectors)
+        self.weights = weights or None
+        self.budget = float(budget)
+        self.calibration_window = calibration_window
+        self.protect = float(protect)
+        self.min_history = min_history
+        self.severity = sev
+        self.actions = act
+        self._weights = {name: float(weights.get(name, 1.0)) for name in self.detectors}
+        self._calibrators = {name: TailCalibrator(calibration_window) for name in self.detectors}
+        self._final = TailCalibrator(calibration_window)
+        self.seen = 0
+
+    # -- processing ------------------------------------------------------------------------------------------
+
+    def process_many(
+        self, xs: Sequence[Features], entity_ids: Sequence[Mapping[str, str]] | None = None
+    ) -> Verdicts:
+        """Score, calibrate, decide and learn a batch, in order (see the module docstring)."""
+        n = len(xs)
+        if entity_ids is not None and len(entity_ids) != n:
+            raise ValueError(f"{len(entity_ids)} entity id mappings for {n} events")
+        p: dict[str, np.ndarray] = {}
+        evidence = np.zeros(n)
+        protect = self.protect
+        for name, det in self.detectors.items():
+            ps: list[float] = []
+            update = self._calibrators[name].update
+            push = ps.append
+
+            def gate(s: float, update: Any = update, push: Any = push) -> bool:
+                v = update(s)
+                push(v)
+                return v > protect
+
+            det.process_many(xs, gate)
+            if len(ps) != n:
+                raise RuntimeError(f"detector {name!r} called its gate {len(ps)} times for {n} events")
+            pa = np.array(ps, dtype=np.float64)
+            p[name] = pa
+            w = self._weights[name]
+            if w:
+                evidence += w * -np.log(pa)
+        q = self._final.update_many(evidence)
+        seen_before = self.seen + np.arange(n)
+        alert = (q <= self.budget) & (seen_before >= self.min_history)
+        forced = self._forced(xs, entity_ids)
+        severity = ["none"] * n
+        action = ["allow"] * n
+        thresholds = [(self.budget * self.severity[k], k) for k in SEVERITY_LEVELS[:3] if k in self.severity]
+        thresholds.sort()
+        for i in np.flatnonzero(alert).tolist():
+            qi = q[i]
+            sev = "low"
+            for limit, k in thresholds:
+                if qi <= limit:
+                    sev = k
+                    break
+            severity[i] = sev
+            action[i] = self.actions[sev]
+        for i, why in enumerate(forced):
+            if why:
+                alert[i] = True
+                severity[i] = "critical"
+                action[i] = "block"
+        self.seen += n
+        return Verdicts(
+            risk=1.0 - q, q=q, alert=alert, p=p, evidence=evidence, severity=severity, action=action,
+            forced=forced, entity_ids=entity_ids, _ensemble=self,
+        )
+
+    def _forced(
+        self, xs: Sequence[Features], entity_ids: Sequence[Mapping[str, str]] | None
+    ) -> list[list[tuple[str, str]]]:
+        out: list[list[tuple[str, str]]] = [[] for _ in xs]
+        for name, det in self.detectors.items():
+            if not getattr(det, "can_block", False):
+                continue
+            for i, x in enumerate(xs):
+                why = det.block_reasons(x, entity_ids[i] if entity_ids is not None else None)  # type: ignore
+                out[i].extend((name, w) for w in why)
+        return out
+
+    def learn_label(self, x: Features, y: int) -> None:
+        """Forward a delayed ground-truth label to every detector (unsupervised ones ignore it)."""
+        for det in self.detectors.values():
+            det.learn_label(x, y)
+
+    # -- configuration ---------------------------------------------------------------------------------------
+
+    def config_dict(self) -> dict[str, Any]:
+        """The whole detection configuration as canonical JSON-ready data (sorted keys, plain values)."""
+        dets = {}
+        for name, det in self.detectors.items():
+            kind = getattr(type(det), "registry_name", f"{type(det).__module__}.{type(det).__qualname__}")
+            dets[name] = {"type": kind, "params": _canonical(det._get_params())}
+        return _canonical({
+            "detectors": dets,
+            "weights": self._weights,
+            "budget": self.budget,
+            "calibration_window": self.calibration_window,
+            "protect": self.protect,
+            "min_history": self.min_history,
+            "severity": self.severity,
+            "actions": self.actions,
+        })
+
+    def config_hash(self) -> str:
+        """SHA-256 (hex, 16 characters) of :meth:`config_dict` as compact sorted JSON."""
+        blob = json.dumps(self.config_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"Ensemble({', '.join(self.detectors)}; budget={self.budget}, seen={self.seen})"
+
+
+def _canonical(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _canonical(v[k]) for k in sorted(v, key=str)}
+    if isinstance(v, list | tuple):
+        return [_canonical(e) for e in v]
+    if isinstance(v, bool) or v is None or isinstance(v, str | int):
+        return v
+    if isinstance(v, float | np.floating):
+        return float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    raise TypeError(f"configuration value {v!r} of type {type(v).__name__} is not plain data")

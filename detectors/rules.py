@@ -1,0 +1,236 @@
+"""Declarative rules and blocklists from configuration; parsed by a small grammar, never ``eval``-ed.
+
+A rule fires when all its clauses hold::
+
+    [[detectors.rules.rules]]
+    name = "card_testing_burst"
+    when = "device_payments_distinct_24h >= 5 and amount < 5"
+    score = 0.9
+    action = "review"          # or "block"
+
+Grammar of ``when``: one or more clauses ``feature op number`` joined by ``and``; ``op`` is one of
+``> >= < <= == !=``; a feature name is a letter or ``_`` followed by letters, digits, ``_``, ``.``, ``:`` or
+``-``; a number is a decimal or scientific literal (``5``, ``-0.5``, ``1e3``), or ``inf``. A clause on a
+feature the event does not carry (or carries as ``NaN``) is false, so the rule does not fire.
+
+The detector's raw score is the largest ``score`` among the rules that fire (0 when none does); the ensemble
+calibrates it like any other detector's. A fired rule whose action is ``"block"`` forces the event's decision
+to
+*block* whatever the alert budget says.
+
+Blocklists match entity ids, which detectors do not see in feature vectors: ``blocklists = {"ip": [...],
+"device": [...]}`` maps an entity kind to blocked ids, and the ensemble calls :meth:`Rules.blocklist_match`
+with each event's entity ids. A match always forces *block*.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.base import Detector, Features
+from detectors.registry import register
+
+__all__ = ["Rules", "Rule", "Clause", "parse_when", "ACTIONS"]
+
+#: Actions a rule may carry.
+ACTIONS = ("review", "block")
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_CLAUSE = re.compile(
+    r"""\s*(?P<feature>[A-Za-z_][A-Za-z0-9_.:\-]*)\s*
+        (?P<op>>=|<=|==|!=|>|<)\s*
+        (?P<number>[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|inf))\s*$""",
+    re.VERBOSE,
+)
+_AND = re.compile(r"\s+and\s+")
+_RULE_KEYS = {"name", "when", "score", "action"}
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    """``feature op value``."""
+
+    feature: str
+    op: str
+    value: float
+
+    def holds(self, x: Features) -> bool:
+        v = x.get(self.feature)
+        if v is None or v != v:
+            return False
+        return _OPS[self.op](v, self.value)
+
+    def __str__(self) -> str:
+        return f"{self.feature} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A parsed rule: it fires when every clause holds."""
+
+    name: str
+    clauses: tuple[Clause, ...]
+    score: float
+    action: str
+
+    def fires(self, x: Features) -> bool:
+        return all(c.holds(x) for c in self.clauses)
+
+
+def parse_when(text: str) -> tuple[Clause, ...]:
+    """Parse a ``when`` expression; ``ValueError`` says what is wrong.
+
+    >>> [str(c) for c in parse_when("n_orders_1h >= 5 and amount < 4.5")]
+    ['n_orders_1h >= 5', 'amount < 4.5']
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("'when' must be a non-empty string")
+    clauses = []
+    for part in _AND.split(text.strip()):
+        m = _CLAUSE.match(part)
+        if m is None:
+            raise ValueError(
+                f"cannot parse clause {part.strip()!r}: expected 'feature op number' with op one of "
+                f"{' '.join(sorted(_OPS))}, clauses joined by 'and'"
+            )
+        value = float(m["number"])
+        clauses.append(Clause(m["feature"], m["op"], value))
+    return tuple(clauses)
+
+
+def _parse_rule(spec: Mapping[str, Any], index: int) -> Rule:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"rule #{index + 1} must be a table with name, when, score, action")
+    name = spec.get("name")
+    label = f"rule {name!r}" if isinstance(name, str) and name else f"rule #{index + 1}"
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{label}: 'name' must be a non-empty string")
+    unknown = set(spec) - _RULE_KEYS
+    if unknown:
+        keys = ", ".join(sorted(unknown))
+        raise ValueError(f"{label}: unknown key(s) {keys}; allowed: name, when, score, action")
+    if "when" not in spec:
+        raise ValueError(f"{label}: 'when' is missing")
+    try:
+        clauses = parse_when(spec["when"])
+    except ValueError as e:
+        raise ValueError(f"{label}: {e}") from None
+    score = spec.get("score", 1.0)
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score) or score < 0:
+        raise ValueError(f"{label}: 'score' must be a finite number >= 0, got {score!r}")
+    action = spec.get("action", "review")
+    if action not in ACTIONS:
+        raise ValueError(f"{label}: 'action' must be one of {', '.join(ACTIONS)}, got {action!r}")
+    return Rule(name, clauses, float(score), action)
+
+
+@register("rules")
+class Rules(Detector):
+    """Threshold rules over features, and entity blocklists.
+
+    Parameters
+    ----------
+    rules
+        Rule tables: ``{"name": str, "when": str, "score": float = 1.0, "action": "review" | "block"}``
+        (``None``: no rule).
+    blocklists
+        Entity kind -> blocked ids, e.g. ``{"ip": ["203.0.113.9"], "device": ["d-666"]}``.
+
+    Examples
+    --------
+    >>> r = Rules(rules=[{"name": "burst", "when": "n_1h >= 5 and amount < 5", "score": 0.9}],
+    ...           blocklists={"ip": ["203.0.113.9"]})
+    >>> r.score_one({"n_1h": 7, "amount": 2.0}), r.score_one({"n_1h": 7, "amount": 20.0})
+    (0.9, 0.0)
+    >>> r.explain({"n_1h": 7, "amount": 2.0})
+    [('burst', 0.9)]
+    >>> r.blocklist_match({"user": "u1", "ip": "203.0.113.9"})
+    ['blocklist:ip']
+    """
+
+    def __init__(
+        self,
+        rules: Sequence[Mapping[str, Any]] | None = None,
+        blocklists: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        if isinstance(rules, Mapping | str):
+            raise ValueError("rules must be a list of rule tables")
+        self.rules = rules
+        self.blocklists = blocklists
+        parsed = [_parse_rule(spec, i) for i, spec in enumerate(rules or ())]
+        names = [r.name for r in parsed]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"rule name(s) used twice: {', '.join(dup)}")
+        self._rules: tuple[Rule, ...] = tuple(parsed)
+        self._by_name = {r.name: r for r in parsed}
+        self._blocked: dict[str, frozenset[str]] = {}
+        for kind, ids in (blocklists or {}).items():
+            if not isinstance(kind, str) or isinstance(ids, str) or not isinstance(ids, Iterable):
+                raise ValueError(f"blocklist {kind!r} must map an entity kind to a list of ids")
+            self._blocked[kind] = frozenset(str(i) for i in ids)
+
+    @classmethod
+    def _unit_test_params(cls) -> Any:
+        yield {"rules": [{"name": "far", "when": "f0 > 3", "score": 0.8},
+                         {"name": "both", "when": "f1 < -3 and f2 > 3", "score": 1.0, "action": "block"}]}
+        yield {}
+
+    # -- Detector API ----------------------------------------------------------------------------------------
+
+    def fired(self, x: Features) -> list[Rule]:
+        """The rules that fire on ``x``, in configuration order."""
+        return [r for r in self._rules if r.fires(x)]
+
+    def score_one(self, x: Features) -> float:
+        best = 0.0
+        for r in self._rules:
+            if r.score > best and r.fires(x):
+                best = r.score
+        return best
+
+    def learn_one(self, x: Features) -> None:
+        return None
+
+    def explain(self, x: Features, top: int = 3) -> list[tuple[str, float]]:
+        fired = sorted(self.fired(x), key=lambda r: -r.score)
+        return [(r.name, r.score) for r in fired[:top]]
+
+    def describe(self, x: Features, name: str) -> str:
+        """The fired rule ``name`` with the event's value in each clause."""
+        rule = self._by_name.get(name)
+        if rule is None:
+            return name
+        parts = [f"{c.feature}={x.get(c.feature)!r} {c.op} {c.value:g}" for c in rule.clauses]
+        return f"rule {rule.name} ({rule.action}): " + " and ".join(parts)
+
+    # -- forced decisions ------------------------------------------------------------------------------------
+
+    @property
+    def can_block(self) -> bool:
+        """Whether any rule or blocklist can force a block (lets the ensemble skip the check)."""
+        return bool(self._blocked) or any(r.action == "block" for r in self._rules)
+
+    def blocklist_match(self, entity_ids: Mapping[str, str]) -> list[str]:
+        """``blocklist:<kind>`` for each entity of the event whose id is blocklisted."""
+        blocked = self._blocked
+        return [f"blocklist:{k}" for k, v in entity_ids.items() if k in blocked and str(v) in blocked[k]]
+
+    def block_reasons(self, x: Features, entity_ids: Mapping[str, str] | None = None) -> list[str]:
+        """Why the event must be blocked: fired ``block`` rules by name, then blocklist matches."""
+        out = [r.name for r in self._rules if r.action == "block" and r.fires(x)]
+        if entity_ids:
+            out.extend(self.blocklist_match(entity_ids))
+        return out

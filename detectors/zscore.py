@@ -1,0 +1,328 @@
+"""Robust per-feature z-scores against a sliding window of learned values.
+
+For each feature ``f``, ``z_f = |x_f - median_f| / scale_f`` where the median and the scale come from the last
+``window`` learned values of ``f``:
+
+* ``scale = 1.4826 * MAD`` (the median absolute deviation, scaled to match a standard deviation on normal
+  data);
+* when more than half the window sits on one value (``MAD == 0``, typical of counts and flags), the scale
+  falls back to ``1.2533 * mean |x - median|`` (the same normal-consistency for the mean absolute deviation),
+  which is positive as soon as the feature varies at all; a feature that never varied gets a scale of
+  ``1e-9 * max(1, |median|)``, so any change is an extreme z (and is then clipped).
+
+The statistics are exact over the window but *refreshed* only every ``refresh_every`` learned events (numpy
+medians over a ring buffer), at fixed counts of learned events, so scores do not depend on how the stream is
+cut into batches, and :meth:`RobustZScore.process_many` can score every event between two refresh points in
+one vectorised pass.
+
+Features whose window holds no negative value (amounts, counts, durations) are scored on the ``log1p`` scale
+(``log_nonneg``): for right-skewed quantities a ratio says more than a difference.
+
+The event's score is the root-mean-square of its clipped z-scores over the features it carries (missing ones
+do not count): ``sqrt(mean(min(z_f, clip)**2))``, or over its ``top_k`` largest if ``top_k`` is set. On the
+ULB credit-card stream (``bench/ulb_detectors.py``, score-then-learn over 284,807 events) we compared
+aggregations of the same z-scores: the maximum (top-1) reached ROC AUC 0.895 / average precision 0.011, the
+sum of the top 4 0.935 / 0.055, the sum of all clipped at 10 0.942 / 0.221, and the RMS of all clipped at 5
+0.944 / 0.239 (0.946 / 0.268 with the log scale for non-negative features). Clipping at 4-6 all did about as
+well; without clipping a few heavy-tailed features swamp the rest (AP 0.03-0.07).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from detectors.base import Detector, Features, Gate
+from detectors.registry import register
+
+__all__ = ["RobustZScore"]
+
+_MAD_TO_SIGMA = 1.4826
+_MEANAD_TO_SIGMA = 1.2533
+
+
+@register("zscore")
+class RobustZScore(Detector):
+    """Sum of the largest robust z-scores of an event's features (median / MAD over a sliding window).
+
+    Parameters
+    ----------
+    features
+        Features to score. ``None``: every feature seen in learned events, as they appear.
+    window
+        Learned values per feature the median and scale are computed from.
+    refresh_every
+        The statistics are recomputed every this many learned events (``<= window``).
+    clip
+        Each z-score is clipped at this value, so one absurd feature cannot outweigh everything else.
+    top_k
+        The score is the sum of the ``top_k`` largest clipped z-scores (all of them if fewer).
+    min_count
+        A feature enters scoring once it has this many learned values (at a refresh).
+    log_nonneg
+        Score a feature on the ``log1p`` scale when every value in its window is ``>= 0`` (amounts, counts,
+        durations: right-skewed, where a ratio is more telling than a difference). Negative values of such a
+        feature map through ``sign(x) * log1p(|x|)``.
+
+    Notes
+    -----
+    Missing or ``NaN`` features contribute 0 and are not learned; ``±inf`` scores ``clip`` and is not learned.
+    :meth:`explain` returns the top features by clipped z, with their z.
+
+    Examples
+    --------
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> det = RobustZScore(window=256, refresh_every=64, min_count=32)
+    >>> for _ in range(256):
+    ...     det.learn_one({"a": rng.gauss(0, 1), "b": rng.gauss(10, 2)})
+    >>> det.score_one({"a": 0.0, "b": 10.0}) < det.score_one({"a": 0.0, "b": 30.0})
+    True
+    >>> [(f, round(z, 1)) for f, z in det.explain({"a": 0.0, "b": 30.0}, top=1)]
+    [('b', 5.0)]
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        window: int = 2048,
+        refresh_every: int = 1024,
+        clip: float = 5.0,
+        top_k: int | None = None,
+        min_count: int = 64,
+        log_nonneg: bool = True,
+    ) -> None:
+        for name, v in (("window", window), ("refresh_every", refresh_every), ("min_count", min_count),
+                        ("top_k", 1 if top_k is None else top_k)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if refresh_every > window:
+            raise ValueError(f"refresh_every ({refresh_every}) must not exceed window ({window})")
+        if not (isinstance(clip, int | float) and clip > 0 and math.isfinite(clip)):
+            raise ValueError(f"clip must be a positive finite number, got {clip!r}")
+        if features is not None and (isinstance(features, str) or len(features) == 0):
+            raise ValueError("features must be a non-empty list of feature names, or None")
+        self.features = features
+        self.window = window
+        self.refresh_every = refresh_every
+        self.clip = clip
+        self.top_k = top_k
+        self.min_count = min_count
+        self.log_nonneg = log_nonneg
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._ring = np.empty((0, window))
+        self._fill = np.zeros(0, dtype=np.int64)  # values ever written per feature
+        self._learned = 0
+        self._med = np.empty(0)  # snapshot, for the first len(_med) features
+        self._scale = np.empty(0)
+        self._use = np.empty(0, dtype=bool)
+        self._n_use = 0
+        self._log = np.empty(0, dtype=bool)  # features scored on the log scale
+        self._any_log = False
+        self._getter: Any = None
+        if features is not None:
+            self._register(list(dict.fromkeys(features)))
+
+    @classmethod
+    def _unit_test_params(cls) -> Any:
+        yield {"window": 64, "refresh_every": 16, "min_count": 8}
+        yield {"window": 32, "refresh_every": 32, "min_count": 4, "top_k": 1, "features": ["f0", "f1", "f2"]}
+
+    # -- state -----------------------------------------------------------------------------------------------
+
+    def _register(self, names: list[str]) -> None:
+        new = [f for f in names if f not in self._index]
+        if not new:
+            return
+        for f in new:
+            self._index[f] = len(self._names)
+            self._names.append(f)
+        self._ring = np.vstack([self._ring, np.zeros((len(new), self.window))])
+        self._fill = np.concatenate([self._fill, np.zeros(len(new), dtype=np.int64)])
+        self._getter = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_getter"] = None
+        return state
+
+    def _get(self) -> Any:
+        if self._getter is None:
+            names = self._names
+            if len(names) == 1:
+                g = itemgetter(names[0])
+                self._getter = lambda x: (g(x),)
+            else:
+                self._getter = itemgetter(*names)
+        return self._getter
+
+    def _matrix(self, xs: Sequence[Features]) -> tuple[np.ndarray, list[bool]]:
+        """Rows of ``xs`` over the known features (NaN where missing); whether each row has unknown keys."""
+        names = self._names
+        nf = len(names)
+        if nf == 0:
+            return np.empty((len(xs), 0)), [len(x) > 0 for x in xs]
+        get = self._get()
+        rows = []
+        extra = []
+        nan = math.nan
+        for x in xs:
+            try:
+                rows.append(get(x))
+                extra.append(len(x) > nf)
+            except KeyError:
+                row = [x.get(f, nan) for f in names]
+                rows.append(row)
+                extra.append(len(x) > sum(1 for f in names if f in x))
+        return np.array(rows, dtype=np.float64).reshape(len(xs), nf), extra
+
+    def _refresh(self) -> None:
+        nf = len(self._names)
+        fill = self._fill
+        med = np.zeros(nf)
+        scale = np.ones(nf)
+        use = fill >= self.min_count
+        log = np.zeros(nf, dtype=bool)
+        full = np.flatnonzero(fill >= self.window)
+        if len(full):
+            ring = self._ring[full]
+            if self.log_nonneg:
+                lf = ring.min(axis=1) >= 0
+                log[full] = lf
+                ring = ring.copy()
+                ring[lf] = np.log1p(ring[lf])
+            m = np.median(ring, axis=1)
+            dev = np.abs(ring - m[:, None])
+            med[full] = m
+            scale[full] = _scale(np.median(dev, axis=1), dev.mean(axis=1), m)
+        for f in np.flatnonzero(use & (fill < self.window)):
+            vals = self._ring[f, : fill[f]]
+            if self.log_nonneg and vals.min() >= 0:
+                log[f] = True
+                vals = np.log1p(vals)
+            m1 = np.median(vals)
+            dev1 = np.abs(vals - m1)
+            med[f] = m1
+            scale[f] = _scale(np.median(dev1)[None], dev1.mean()[None], np.array([m1]))[0]
+        self._med, self._scale, self._use, self._log = med, scale, use, log
+        self._n_use = int(use.sum())
+        self._any_log = bool(log.any())
+
+    def _learn_rows(self, xl: np.ndarray) -> None:
+        """Append learned rows (columns = all known features) to the rings; the caller handles refreshes."""
+        mask = np.isfinite(xl)
+        cols = np.nonzero(mask)[1]
+        pos = (np.cumsum(mask, axis=0) - 1 + self._fill)[mask] % self.window
+        self._ring[cols, pos] = xl[mask]
+        self._fill += mask.sum(axis=0)
+
+    # -- scoring ---------------------------------------------------------------------------------------------
+
+    def _z(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Clipped z-scores over the snapshot's features (0 where missing or unused); how many were scored."""
+        ns = len(self._med)
+        x = x[:, :ns]
+        if self._any_log:
+            x = x.copy()
+            x[:, self._log] = _symlog(x[:, self._log])
+        with np.errstate(invalid="ignore"):
+            z = np.abs(x - self._med) / self._scale
+        np.minimum(z, self.clip, out=z)
+        z[:, ~self._use] = 0.0
+        missing = np.isnan(z)
+        z[missing] = 0.0
+        scored = self._n_use - missing[:, self._use].sum(axis=1)
+        return z, scored
+
+    def _aggregate(self, z: np.ndarray, scored: np.ndarray | int) -> np.ndarray:
+        """Root-mean-square of the clipped z-scores (the ``top_k`` largest, if set) of the scored features."""
+        k = self.top_k
+        if k is not None and z.shape[1] > k:
+            z = np.sort(np.partition(z, z.shape[1] - k, axis=1)[:, -k:], axis=1)
+            scored = np.minimum(scored, k)
+        return np.sqrt(np.square(z).sum(axis=1) / np.maximum(scored, 1))
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        if len(self._med) == 0:
+            return np.zeros(len(x))
+        return self._aggregate(*self._z(x))
+
+    def score_one(self, x: Features) -> float:
+        return float(self._score(self._matrix([x])[0])[0])
+
+    def learn_one(self, x: Features) -> None:
+        if self.features is None:
+            self._register([f for f in x if f not in self._index])
+        self._learn_rows(self._matrix([x])[0])
+        self._learned += 1
+        if self._learned % self.refresh_every == 0:
+            self._refresh()
+
+    def process_many(self, xs: Sequence[Features], gate: Gate | None = None) -> np.ndarray:
+        n = len(xs)
+        out = np.empty(n, dtype=np.float64)
+        pos = 0
+        while pos < n:
+            m = min(n - pos, self.refresh_every - self._learned % self.refresh_every)
+            chunk = xs[pos : pos + m]
+            x, extra = self._matrix(chunk)
+            scores = self._score(x)
+            out[pos : pos + m] = scores
+            if gate is None:
+                learned = list(range(m))
+            else:
+                learned = [i for i, s in enumerate(scores.tolist()) if gate(s)]
+            if learned:
+                xl = x[learned]
+                if self.features is None:
+                    known = len(self._names)
+                    for i in learned:
+                        if extra[i]:
+                            self._register([f for f in chunk[i] if f not in self._index])
+                    if len(self._names) > known:
+                        new = self._names[known:]
+                        cols = [[chunk[i].get(f, math.nan) for f in new] for i in learned]
+                        xl = np.hstack([xl, np.array(cols, dtype=np.float64)])
+                self._learn_rows(xl)
+                self._learned += len(learned)
+                if self._learned % self.refresh_every == 0:
+                    self._refresh()
+            pos += m
+        return out
+
+    def explain(self, x: Features, top: int = 3) -> list[tuple[str, float]]:
+        if len(self._med) == 0:
+            return []
+        z = self._z(self._matrix([x])[0])[0][0]
+        order = np.argsort(-z, kind="stable")[:top]
+        return [(self._names[i], float(z[i])) for i in order if z[i] > 0]
+
+    def describe(self, x: Features, feature: str) -> str:
+        """One line on ``feature``'s z-score in ``x`` (for alert reasons)."""
+        i = self._index.get(feature)
+        if i is None or i >= len(self._med) or not self._use[i]:
+            return f"{feature} has too few learned values to score"
+        value = float(x.get(feature, math.nan))
+        log = bool(self._log[i])
+        v = float(_symlog(np.array(value))) if log else value
+        z = min(abs(v - self._med[i]) / self._scale[i], self.clip) if v == v else 0.0
+        med = float(np.expm1(self._med[i])) if log else float(self._med[i])
+        where = " (log scale)" if log else ""
+        return f"{feature}={value:.6g}: z={z:.2f} from median {med:.6g}{where}"
+
+
+def _symlog(v: np.ndarray) -> np.ndarray:
+    return np.sign(v) * np.log1p(np.abs(v))
+
+
+def _scale(mad: np.ndarray, meanad: np.ndarray, med: np.ndarray) -> np.ndarray:
+    return np.where(
+        mad > 0,
+        _MAD_TO_SIGMA * mad,
+        np.where(meanad > 0, _MEANAD_TO_SIGMA * meanad, 1e-9 * np.maximum(1.0, np.abs(med))),
+    )

@@ -1,0 +1,244 @@
+"""Ensemble: calibrated evidence, an alert budget that holds, severity, forced blocks, reasons, state."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import random
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from detectors import Detector, Ensemble, build
+from detectors.hst import HalfSpaceTrees
+from detectors.rules import Rules
+from detectors.zscore import RobustZScore
+
+
+def _stream(n: int, seed: int, outliers: Sequence[int] = ()) -> list[dict[str, float]]:
+    rng = random.Random(seed)
+    xs = [{"amount": rng.lognormvariate(3, 0.7), "v1": rng.gauss(0, 1), "v2": rng.gauss(0, 1),
+           "n_1h": float(rng.randrange(3))} for _ in range(n)]
+    for i in outliers:
+        xs[i] = {"amount": 2.0, "v1": -9.0, "v2": 8.0, "n_1h": 14.0}
+    return xs
+
+
+def _ensemble(**kw) -> Ensemble:
+    dets = {
+        "hst": HalfSpaceTrees(n_trees=10, height=8, window_size=100),
+        "zscore": RobustZScore(window=512, refresh_every=128),
+        "rules": Rules(rules=[{"name": "burst", "when": "n_1h >= 10 and amount < 5", "score": 0.9},
+                              {"name": "huge", "when": "amount > 1e6", "score": 1.0, "action": "block"}],
+                       blocklists={"ip": ["203.0.113.9"]}),
+    }
+    kw.setdefault("calibration_window", 2000)
+    kw.setdefault("min_history", 300)
+    return Ensemble(dets, **kw)
+
+
+def _run(ens: Ensemble, xs, batch: int, ids=None):
+    out = []
+    for i in range(0, len(xs), batch):
+        out.append(ens.process_many(xs[i : i + batch], None if ids is None else ids[i : i + batch]))
+    return out
+
+
+def test_the_alert_budget_holds_on_stationary_traffic():
+    ens = _ensemble(budget=0.01)
+    xs = _stream(6000, seed=1)
+    alert = np.concatenate([v.alert for v in _run(ens, xs, 1000)])
+    assert not alert[:300].any()  # min_history
+    rate = alert[2300:].mean()  # once the calibration window is full
+    assert 0.005 <= rate <= 0.015
+
+
+def test_outliers_alert_with_reasons_naming_their_features():
+    outliers = [2500, 3100, 3700]
+    ens = _ensemble()
+    xs = _stream(4000, seed=2, outliers=outliers)
+    vs = _run(ens, xs, 500)
+    alert = np.concatenate([v.alert for v in vs])
+    assert alert[outliers].all()
+    v = vs[2500 // 500]
+    i = 2500 % 500
+    assert v.risk[i] == 1 - v.q[i] and v.q[i] <= ens.budget
+    reasons = v.reasons(i, xs[2500])
+    assert {r["detector"] for r in reasons} >= {"zscore", "rules"}
+    assert set(reasons[0]) == {"detector", "feature", "value", "detail", "contribution"}
+    contributions = [r["contribution"] for r in reasons]
+    assert all(c > 0 for c in contributions) and sum(contributions) == pytest.approx(1.0)
+    zs = [r["feature"] for r in reasons if r["detector"] == "zscore"]
+    assert set(zs) <= {"v1", "v2", "n_1h", "amount"} and "v1" in zs
+    assert any(r["feature"] == "burst" for r in reasons if r["detector"] == "rules")
+    json.dumps(reasons)  # plain data, ready for a sink
+    quiet = int(np.flatnonzero(~v.alert)[0])
+    assert v.reasons(quiet, xs[500 * (2500 // 500) + quiet]) == []
+
+
+def test_severity_and_action_follow_q_relative_to_the_budget():
+    ens = _ensemble(budget=0.05, severity={"critical": 0.1, "high": 0.4},
+                    actions={"high": "block", "low": "allow"})
+    vs = _run(ens, _stream(3000, seed=3), 3000)
+    v = vs[0]
+    seen = set()
+    for i in range(len(v)):
+        q = v.q[i]
+        if not v.alert[i]:
+            assert (v.severity[i], v.action[i]) == ("none", "allow")
+            continue
+        expected = "critical" if q <= 0.005 else "high" if q <= 0.02 else "low"
+        assert v.severity[i] == expected
+        assert v.action[i] == {"critical": "block", "high": "block", "low": "allow"}[expected]
+        seen.add(expected)
+    assert seen == {"critical", "high", "low"}
+
+
+def test_block_rules_and_blocklists_force_a_block_even_before_min_history():
+    ens = _ensemble()
+    xs = _stream(50, seed=4)
+    xs[10] = {**xs[10], "amount": 5e6}
+    ids = [{"user": f"u{i}", "ip": "198.51.100.7"} for i in range(50)]
+    ids[20] = {"user": "u20", "ip": "203.0.113.9"}
+    v = ens.process_many(xs, ids)
+    assert np.flatnonzero(v.alert).tolist() == [10, 20]
+    assert v.action[10] == v.action[20] == "block" and v.severity[10] == "critical"
+    assert v.forced[10] == [("rules", "huge")] and v.forced[20] == [("rules", "blocklist:ip")]
+    first = v.reasons(20, xs[20])[0]
+    assert first["feature"] == "blocklist:ip" and first["value"] == "203.0.113.9"
+    assert v.reasons(10, xs[10])[0]["detail"].startswith("rule huge (block)")
+
+
+def test_results_do_not_depend_on_batch_sizes():
+    xs = _stream(2400, seed=5, outliers=[900, 1500, 2000])
+    ids = [{"ip": "203.0.113.9" if i == 1700 else "10.0.0.1"} for i in range(len(xs))]
+    runs = []
+    for batch in (7, 256, 2400):
+        vs = _run(_ensemble(), xs, batch, ids)
+        runs.append((
+            np.concatenate([v.risk for v in vs]),
+            np.concatenate([v.alert for v in vs]),
+            sum((v.severity for v in vs), []),
+            sum((v.action for v in vs), []),
+            {k: np.concatenate([v.p[k] for v in vs]) for k in ("hst", "zscore", "rules")},
+        ))
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other[0], runs[0][0])
+        np.testing.assert_array_equal(other[1], runs[0][1])
+        assert other[2] == runs[0][2] and other[3] == runs[0][3]
+        for k in other[4]:
+            np.testing.assert_array_equal(other[4][k], runs[0][4][k])
+
+
+def test_protect_keeps_flagged_events_out_of_learning():
+    """With protect=0.5 a detector learns only events in its lower half: the learned count shows it."""
+    ens = Ensemble({"zscore": RobustZScore(window=256, refresh_every=64)}, protect=0.5, min_history=0)
+    v = ens.process_many(_stream(2000, seed=6))
+    learned = ens.detectors["zscore"]._learned
+    assert learned == int((v.p["zscore"] > 0.5).sum())
+    assert 400 < learned < 1300
+
+
+def test_pickle_round_trip_continues_identically():
+    xs = _stream(1500, seed=7, outliers=[1200])
+    ens = _ensemble()
+    ens.process_many(xs[:800])
+    twin = pickle.loads(pickle.dumps(ens))
+    a, b = ens.process_many(xs[800:]), twin.process_many(xs[800:])
+    np.testing.assert_array_equal(a.risk, b.risk)
+    np.testing.assert_array_equal(a.alert, b.alert)
+    assert a.reasons(400, xs[1200]) == b.reasons(400, xs[1200])
+
+
+def test_config_dict_is_canonical_and_complete():
+    a, b = _ensemble(), _ensemble()
+    cfg = a.config_dict()
+    assert json.loads(json.dumps(cfg)) == cfg
+    assert cfg == b.config_dict() and a.config_hash() == b.config_hash()
+    assert cfg["detectors"]["hst"] == {"type": "hst", "params": {"features": None, "height": 8, "n_trees": 10,
+                                                                  "seed": 42, "window_size": 100}}
+    assert cfg["weights"] == {"hst": 1.0, "rules": 1.0, "zscore": 1.0}
+    assert cfg["detectors"]["rules"]["params"]["blocklists"] == {"ip": ["203.0.113.9"]}
+    assert set(cfg) == {"detectors", "weights", "budget", "calibration_window", "protect", "min_history",
+                        "severity", "actions"}
+    assert _ensemble(budget=0.01).config_hash() != a.config_hash()
+    c = _ensemble()
+    c.detectors["hst"] = HalfSpaceTrees(n_trees=10, height=8, window_size=100, seed=1)
+    assert c.config_hash() != a.config_hash()
+
+
+class _LabelCounter(Detector):
+    """Scores by how many fraud labels it has learned: a detector that uses the delayed-label path."""
+
+    def __init__(self) -> None:
+        self.frauds = 0
+
+    def score_one(self, x):
+        return float(self.frauds)
+
+    def learn_one(self, x):
+        return None
+
+    def learn_label(self, x, y):
+        self.frauds += int(y)
+
+
+def test_learn_label_reaches_every_detector():
+    ens = Ensemble({"labels": _LabelCounter(), "zscore": build("zscore")})
+    ens.learn_label({"a": 1.0}, 1)
+    ens.learn_label({"a": 1.0}, 0)
+    ens.learn_label({"a": 2.0}, 1)
+    assert ens.detectors["labels"].frauds == 2
+
+
+class _Skipper(Detector):
+    """Breaks the contract: never calls its gate."""
+
+    def score_one(self, x):
+        return 0.0
+
+    def learn_one(self, x):
+        return None
+
+    def process_many(self, xs, gate=None):
+        return np.zeros(len(xs))
+
+
+def test_a_detector_that_skips_its_gate_is_an_error():
+    with pytest.raises(RuntimeError, match="called its gate 0 times for 3 events"):
+        Ensemble({"bad": _Skipper()}).process_many([{}, {}, {}])
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"weights": {"nope": 1.0}}, "unknown detector"),
+        ({"weights": {"zscore": -1.0}}, "weight"),
+        ({"budget": 0.0}, "budget"),
+        ({"budget": 1.5}, "budget"),
+        ({"protect": 1.0}, "protect"),
+        ({"min_history": -1}, "min_history"),
+        ({"severity": {"urgent": 0.1}}, "severity keys"),
+        ({"severity": {"high": 2.0}}, "severity"),
+        ({"actions": {"low": "ignore"}}, "actions"),
+        ({"actions": {"none": "allow"}}, "actions keys"),
+    ],
+)
+def test_invalid_configuration_is_rejected(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Ensemble({"zscore": build("zscore")}, **kw)
+    with pytest.raises(ValueError):
+        Ensemble({})
+    with pytest.raises(ValueError):
+        Ensemble({"x": object()})  # type: ignore[dict-item]
+
+
+def test_tail_probabilities_and_risk_are_in_range():
+    v = _ensemble().process_many(_stream(1000, seed=8))
+    for p in v.p.values():
+        assert ((p > 0) & (p <= 1)).all()
+    assert ((v.risk >= 0) & (v.risk < 1)).all()
+    np.testing.assert_allclose(v.evidence, sum(-np.log(p) for p in v.p.values()))
+    assert math.isfinite(float(v.evidence.max()))
