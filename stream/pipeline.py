@@ -16,6 +16,7 @@ import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,9 @@ class Engine:
             self.features = FeatureExtractor(**settings.features)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"features: {e}") from None
-        self.ensemble = build_ensemble(settings)
+        # Orders and logins live in different feature spaces with different normal behaviour, so each type gets
+        # its own detectors, calibrators and budget (the budget then holds for each type and so overall).
+        self.ensembles = {"order": build_ensemble(settings), "login": build_ensemble(settings)}
         self.events_seen = 0
 
     # -- processing -------------------------------------------------------------------------------------------
@@ -120,13 +123,24 @@ class Engine:
         xs = self.features.transform_many(scored)
         t1 = time.perf_counter()
         ids = [entity_ids(e) for e in scored]
-        verdicts = self.ensemble.process_many(xs, ids)
+        n = len(scored)
+        risk = np.zeros(n, dtype=np.float64)
+        alerted = np.zeros(n, dtype=bool)
+        found: list[tuple[int, Any, int]] = []  # (input index, verdicts, index within the type's sub-batch)
+        for kind, ensemble in self.ensembles.items():
+            idx = [i for i, e in enumerate(scored) if e.type == kind]
+            if not idx:
+                continue
+            verdicts = ensemble.process_many([xs[i] for i in idx], [ids[i] for i in idx])
+            risk[idx] = verdicts.risk
+            alert = np.asarray(verdicts.alert, dtype=bool)
+            alerted[idx] = alert
+            found.extend((idx[j], verdicts, int(j)) for j in np.flatnonzero(alert))
         t2 = time.perf_counter()
-        alerted = np.asarray(verdicts.alert, dtype=bool)
-        out.risk = np.asarray(verdicts.risk, dtype=np.float64)
+        out.risk = risk
         out.alerted = alerted
-        for i in np.flatnonzero(alerted):
-            out.alerts.append(self._alert(scored[i], ids[i], verdicts, int(i), xs[i]))
+        for i, verdicts, j in sorted(found, key=lambda f: f[0]):
+            out.alerts.append(self._alert(scored[i], ids[i], verdicts, j, xs[i]))
         t3 = time.perf_counter()
         self.events_seen += len(scored)
         out.timings = {"features": t1 - t0, "detectors": t2 - t1, "decision": t3 - t2}
@@ -157,7 +171,7 @@ class Engine:
     def snapshot(self) -> bytes:
         """The engine's whole state (features and models) as bytes, for a checkpoint."""
         return pickle.dumps(
-            {"config_hash": self.config_hash, "features": self.features, "ensemble": self.ensemble,
+            {"config_hash": self.config_hash, "features": self.features, "ensembles": self.ensembles,
              "events_seen": self.events_seen},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
@@ -174,5 +188,5 @@ class Engine:
                 "start from empty state (new state dir or group) to change the detection configuration"
             )
         self.features = state["features"]
-        self.ensemble = state["ensemble"]
+        self.ensembles = state["ensembles"]
         self.events_seen = state["events_seen"]
