@@ -157,6 +157,8 @@ def parse_ts(value: Any, name: str = "ts") -> float:
     elif isinstance(value, str):
         if len(value) > 64:
             raise InvalidEvent(name, "is too long for a timestamp")
+        if _CONTROL.search(value):
+            raise InvalidEvent(name, "contains a control character")
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
@@ -217,6 +219,8 @@ def _int(name: str, value: Any) -> int:
             raise InvalidEvent(name, f"must be an integer, not {_tname(value)}")
     if value < 0:
         raise InvalidEvent(name, "must be >= 0")
+    if value >= 2**63:
+        raise InvalidEvent(name, "is too large")
     return value
 
 
@@ -257,8 +261,8 @@ def _features(name: str, value: Any) -> Mapping[str, float]:
         raise InvalidEvent(name, f"has more than {MAX_FEATURES} entries")
     out: dict[str, float] = {}
     for k, v in value.items():
-        if len(k) > 128:
-            raise InvalidEvent(f"{name}.{k[:20]}...", "feature name is longer than 128 characters")
+        if not k or len(k) > 128:
+            raise InvalidEvent(f"{name}.{k[:20]}", "feature name must be 1 to 128 characters")
         out[k] = _num(f"{name}.{k}", v)
     return MappingProxyType(out)
 
