@@ -104,17 +104,69 @@ def _sim_config(events: int, seed: int, users: int | None, attacks: Sequence[str
 @click.option("--users", type=click.IntRange(min=10), default=None, help="Number of users (default scales with --events).")
 @click.option("--attack", "attacks", multiple=True, metavar="NAME=RATE",
               help="Override an attack's rate (see docs/simulator.md), e.g. --attack card_testing=2.")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="Output file (.jsonl or .jsonl.gz).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Output file (.jsonl or .jsonl.gz); required unless --to-kafka.")
+@click.option("--to-kafka", is_flag=True,
+              help="Produce to the config's input topics (kafka.orders_topic, logins_topic, labels_topic), "
+                   "keyed by user id, instead of writing a file; missing topics are created co-partitioned.")
+@click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]",
+              help="With --to-kafka: bootstrap servers (default: kafka.bootstrap_servers / "
+                   "RISKSTREAM_KAFKA_BOOTSTRAP).")
+@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
+              help="With --to-kafka: config TOML for the topic names and the broker.")
+@click.option("--rate", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="N",
+              help="With --to-kafka: events per second (0: as fast as possible).")
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
+              help="With --to-kafka: partitions of each input topic it creates (the same for all: the input "
+                   "topics must be co-partitioned).")
+@click.option("--replication-factor", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --to-kafka: replication factor of the topics it creates.")
 @_fail_cleanly
-def simulate(events: int, seed: int, users: int | None, attacks: tuple[str, ...], out: str) -> None:
-    """Generate realistic labelled e-commerce traffic with injected attacks."""
+def simulate(events: int, seed: int, users: int | None, attacks: tuple[str, ...], out: str | None,
+             to_kafka: bool, bootstrap: str | None, config: str | None, rate: float, partitions: int,
+             replication_factor: int) -> None:
+    """Generate realistic labelled e-commerce traffic with injected attacks, to a file or to Kafka.
+
+    \b
+    riskstream simulate -n 200000 -o events.jsonl.gz
+    riskstream simulate --to-kafka --rate 200 --config riskstream.toml
+    """
+    import time
+
     from stream.simulate import simulate as run_sim
     from stream.simulate import write_jsonl
 
+    if to_kafka == (out is not None):
+        raise click.UsageError("give either --out FILE or --to-kafka" if to_kafka else "--out is required "
+                               "unless --to-kafka is given")
+    if not to_kafka and (rate or bootstrap or config):
+        raise click.UsageError("--rate, --bootstrap and --config apply to --to-kafka only")
     cfg = _sim_config(events, seed, users, attacks)
-    n = write_jsonl(run_sim(cfg), out)
-    click.echo(f"wrote {n} events to {out}", err=True)
+    if out is not None:
+        n = write_jsonl(run_sim(cfg), out)
+        click.echo(f"wrote {n} events to {out}", err=True)
+        return
+    from stream.kafka_bench import ensure_topics, produce_events
+    from stream.kafka_io import input_topics
+
+    settings = _settings(config, {"kafka.bootstrap_servers": bootstrap})
+    servers = str(settings.kafka["bootstrap_servers"])
+    topics = input_topics(settings)
+    counts = ensure_topics(servers, topics, partitions=partitions, replication_factor=replication_factor)
+    pace = f"{rate:g} events/s" if rate else "as fast as possible"
+    click.echo(f"producing {events:,} events to {servers}: "
+               + ", ".join(f"{t} ({counts[t]} partitions)" for t in topics) + f"; {pace}", err=True)
+    started = time.monotonic()
+
+    def progress(n: int) -> None:
+        click.echo(f"  {n:,} events produced ({n / max(time.monotonic() - started, 1e-9):,.0f}/s)", err=True)
+
+    every = 10_000 if not rate else max(100, int(rate * 30))
+    result = produce_events(run_sim(cfg), settings, bootstrap=servers, rate=rate, on_progress=progress,
+                            progress_every=every)
+    click.echo(f"produced {result['events']:,} events (orders {result['orders']:,}, "
+               f"logins {result['logins']:,}, labels {result['labels']:,}) in {result['seconds']:.1f} s "
+               f"({result['events_per_second'] or 0:,.0f} events/s)", err=True)
 
 
 # --- replay ------------------------------------------------------------------------------------------------------
@@ -153,11 +205,28 @@ def _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_u
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=False, type=click.Path(dir_okay=False))
 @click.option("--config", "-c", type=click.Path(dir_okay=False), default=None, help="Config TOML laid over the defaults.")
 @click.option("--budget", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
               help="Alert budget: the fraction of events that may alert (overrides engine.budget).")
 @_mapping_options
+@click.option("--kafka", "from_kafka", is_flag=True,
+              help="Replay the config's input topics from Kafka instead of files (bounded: up to their "
+                   "current end).")
+@click.option("--kafka-topic", "kafka_topics", multiple=True, metavar="TOPIC",
+              help="Replay this Kafka topic (repeatable; implies --kafka). Default with --kafka: the "
+                   "config's input topics.")
+@click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]",
+              help="Kafka bootstrap servers (default: kafka.bootstrap_servers / RISKSTREAM_KAFKA_BOOTSTRAP).")
+@click.option("--from-timestamp", default=None, metavar="WHEN",
+              help="Kafka: start at the first record produced at or after WHEN (ISO-8601, UTC unless an "
+                   "offset is given, or epoch seconds).")
+@click.option("--to-timestamp", default=None, metavar="WHEN",
+              help="Kafka: stop before the first record produced at or after WHEN.")
+@click.option("--from-offset", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Kafka: start at offset N of every partition (inclusive).")
+@click.option("--to-offset", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Kafka: stop at offset N of every partition (exclusive).")
 @click.option("--alerts-out", type=click.Path(dir_okay=False), default=None, help="Write alerts to this JSONL file.")
 @click.option("--db", default=None, help="Write alerts to this SQLAlchemy URL (sqlite:///alerts.db, postgresql+psycopg://...).")
 @click.option("--dead-letters", type=click.Path(dir_okay=False), default=None,
@@ -166,21 +235,178 @@ def _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_u
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Events per micro-batch.")
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Print the N riskiest alerts.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary (the report file still has it all).")
+@click.pass_context
 @_fail_cleanly
-def replay(inputs, config, budget, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit,
+def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin,
+           ts_unit, from_kafka, kafka_topics, bootstrap, from_timestamp, to_timestamp, from_offset, to_offset,
            alerts_out, db, dead_letters, report, batch_size, top, quiet) -> None:
-    """Backtest recorded events (JSONL or CSV, optionally .gz) through the engine and report detection quality."""
-    from stream.sources import FileSource
+    """Backtest recorded events (JSONL or CSV, optionally .gz) through the engine and report detection quality.
 
+    \b
+    From files:  riskstream replay events.jsonl.gz --budget 0.01 --report report.json
+    From Kafka:  riskstream replay --kafka-topic orders --kafka-topic logins \\
+                     --from-timestamp 2024-05-01T00:00Z --to-timestamp 2024-05-02T00:00Z
+    \b
+    A Kafka replay reads a bounded offset range (the topics' ends when it starts, unless --to-* says
+    otherwise) without a consumer group, one engine per partition, in the same order as `riskstream run`.
+    """
+    kafka_opts = {"--bootstrap": bootstrap, "--from-timestamp": from_timestamp,
+                  "--to-timestamp": to_timestamp, "--from-offset": from_offset, "--to-offset": to_offset}
+    from_kafka = from_kafka or bool(kafka_topics)
+    if inputs and from_kafka:
+        raise click.UsageError("give INPUT files or --kafka/--kafka-topic, not both")
+    if not inputs and not from_kafka:
+        raise click.UsageError("nothing to replay: give INPUT files, or --kafka-topic TOPIC (or --kafka for "
+                               "the config's input topics)")
+    if not from_kafka and any(v is not None for v in kafka_opts.values()):
+        used = ", ".join(k for k, v in kafka_opts.items() if v is not None)
+        raise click.UsageError(f"{used}: only with --kafka or --kafka-topic")
     settings = _settings(config, {"engine.budget": budget, "engine.batch_size": batch_size})
-    mapping = _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
-    source = FileSource(list(inputs), batch_size=int(settings.engine["batch_size"]), format=fmt, mapping=mapping)
-    result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db, dead_letters=dead_letters,
-                                     quiet=quiet, top=top, input_bytes=sum(_size(p) for p in inputs))
+    if from_kafka:
+        file_only = {"--format": fmt, "--type": etype, "--map": map_spec, "--set": set_spec, "--drop": drop,
+                     "--ts-origin": ts_origin}
+        defaulted = (("--features", "feature_cols"), ("--ts-unit", "ts_unit"))
+        file_only.update({name: True for name, param in defaulted
+                          if ctx.get_parameter_source(param) is not click.core.ParameterSource.DEFAULT})
+        misplaced = [k for k, v in file_only.items() if v]
+        if misplaced:
+            raise click.UsageError(f"{', '.join(misplaced)}: apply to INPUT files, not to a Kafka replay")
+        result = _replay_kafka_with_outputs(
+            settings, list(kafka_topics) or None, bootstrap=bootstrap,
+            from_timestamp=_parse_when("--from-timestamp", from_timestamp),
+            to_timestamp=_parse_when("--to-timestamp", to_timestamp), from_offset=from_offset,
+            to_offset=to_offset, alerts_out=alerts_out, db=db, dead_letters=dead_letters, quiet=quiet,
+            top=top)
+    else:
+        from stream.sources import FileSource
+
+        mapping = _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
+        source = FileSource(list(inputs), batch_size=int(settings.engine["batch_size"]), format=fmt,
+                            mapping=mapping)
+        result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db,
+                                         dead_letters=dead_letters, quiet=quiet, top=top,
+                                         input_bytes=sum(_size(p) for p in inputs))
     if report:
         Path(report).write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         if not quiet:
             click.echo(f"report written to {report}", err=True)
+
+
+def _parse_when(option: str, text: str | None) -> float | None:
+    """Epoch seconds from ISO-8601 text (UTC unless an offset is given) or a number of epoch seconds."""
+    if text is None:
+        return None
+    from stream.errors import InvalidEvent
+    from stream.events import parse_ts
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_ts(text, option)
+    except InvalidEvent as e:
+        raise ConfigError(f"{option}: {text!r} is not an ISO-8601 time or epoch seconds") from e
+
+
+class _TimedSink:
+    """Forwards to a sink and adds the time spent in it to ``clock["sinks"]`` (the report's stage share)."""
+
+    def __init__(self, sink: Any, clock: dict[str, float]) -> None:
+        import time
+
+        self.sink = sink
+        self.clock = clock
+        self._now = time.perf_counter
+
+    def add(self, item: Any) -> None:
+        t0 = self._now()
+        self.sink.add(item)
+        self.clock["sinks"] += self._now() - t0
+
+    def flush(self) -> None:
+        t0 = self._now()
+        self.sink.flush()
+        self.clock["sinks"] += self._now() - t0
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def _merged_feature_memory(engines: Any) -> dict[str, float]:
+    """Per-unit ``features.stats()`` summed over the units (sizes per entity averaged by entity count)."""
+    stats = [e.features.stats() for e in engines]
+    out: dict[str, float] = {}
+    for key in {k for st in stats for k in st}:
+        if key.startswith("bytes_per_"):
+            kind = key[len("bytes_per_"):]
+            n = sum(st.get(f"entities_{kind}", 0.0) for st in stats)
+            out[key] = round(sum(st.get(key, 0.0) * st.get(f"entities_{kind}", 0.0) for st in stats) / n, 1) \
+                if n else 0.0
+        else:
+            out[key] = sum(st.get(key, 0.0) for st in stats)
+    return dict(sorted(out.items()))
+
+
+def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, bootstrap, from_timestamp,
+                               to_timestamp, from_offset, to_offset, alerts_out, db, dead_letters, quiet,
+                               top):
+    """The Kafka counterpart of :func:`run_replay_with_outputs`: same sinks, progress, summary and report."""
+    from sinks.deadletter import JsonlDeadLetterSink
+    from sinks.jsonl import JsonlSink
+    from sinks.sql import SqlSink
+    from stream import report as rpt
+    from stream.errors import SourceError
+    from stream.kafka_io import KAFKA_ERRORS
+    from stream.runtime import replay_kafka
+
+    sinks: list[Any] = []
+    top_alerts = rpt.TopAlerts(top)
+    db_url = db or settings.sinks.get("database") or None
+    jsonl_path = alerts_out or settings.sinks.get("jsonl") or None
+    dl_path = dead_letters or settings.sinks.get("dead_letter") or None
+    clock = {"features": 0.0, "detectors": 0.0, "decision": 0.0, "sinks": 0.0}
+    dl = None
+    try:
+        if jsonl_path:
+            Path(jsonl_path).parent.mkdir(parents=True, exist_ok=True)
+            sinks.append(JsonlSink(jsonl_path))
+        if db_url:
+            sinks.append(SqlSink(db_url))
+        if dl_path:
+            Path(dl_path).parent.mkdir(parents=True, exist_ok=True)
+            dl = JsonlDeadLetterSink(dl_path)
+        with rpt.progress(quiet, "replay (kafka)") as advance:
+            def on_batch(batch, outcome):
+                top_alerts.offer(outcome.alerts)
+                for k, v in outcome.timings.items():
+                    clock[k] = clock.get(k, 0.0) + v
+                advance(batch, outcome)
+
+            try:
+                result = replay_kafka(
+                    settings, topics, bootstrap=bootstrap, from_offsets=from_offset, to_offsets=to_offset,
+                    from_timestamp=from_timestamp, to_timestamp=to_timestamp,
+                    sinks=[_TimedSink(s, clock) for s in sinks],
+                    dead_letters=_TimedSink(dl, clock) if dl is not None else None, on_batch=on_batch)
+            except KAFKA_ERRORS as e:
+                raise SourceError(f"Kafka: {type(e).__name__}: {e}") from e
+    finally:
+        for s in sinks:
+            s.close()
+        if dl is not None:
+            dl.close()
+    if "stage_share" not in result:
+        engine_s = sum(clock.values())
+        parts = {"source": max(0.0, float(result["seconds"]) - engine_s), **clock}
+        total = sum(parts.values()) or 1.0
+        result["stage_share"] = {k: round(v / total, 4) for k, v in parts.items()}
+    if "feature_memory" not in result:
+        result["feature_memory"] = _merged_feature_memory(result.engines.values())
+    if not quiet:
+        rpt.print_summary(result, top_alerts.best(), outputs={"alerts": jsonl_path, "database": db_url,
+                                                              "dead letters": dl_path})
+    return result
 
 
 def _size(path: str) -> int:
@@ -278,18 +504,62 @@ def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
 @_mapping_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N records of --input.")
 @click.option("--config", "-c", type=click.Path(dir_okay=False), default=None)
+@click.option("--kafka", "kafka", is_flag=True,
+              help="Instead: end-to-end events/s through a real broker (riskstream run and a Kafka replay) "
+                   "beside the raw kafka-python consume rate of the same records, in one run (fresh topics).")
+@click.option("--bootstrap", default=None, metavar="HOST:PORT[,...]",
+              help="With --kafka: the broker (default: kafka.bootstrap_servers / "
+                   "RISKSTREAM_KAFKA_BOOTSTRAP).")
+@click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
+              help="With --kafka: partitions of each fresh input topic.")
+@click.option("--db", "db_url", default=None, metavar="URL",
+              help="Instead (or as well as --kafka): alert-store rows/s of SqlSink beside plain DBAPI "
+                   "inserts into this SQLAlchemy URL.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @_fail_cleanly
 def bench(events, seed, input_path, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit, limit,
-          config, out) -> None:
-    """Events/s of the replay pipeline beside river's reference pipeline (MinMaxScaler | HalfSpaceTrees), same run."""
-    from stream import bench as b
+          config, kafka, bootstrap, partitions, db_url, out) -> None:
+    """Events/s of the replay pipeline beside river's reference pipeline (MinMaxScaler | HalfSpaceTrees), same run.
 
+    \b
+    --kafka: events/s end to end through a real broker beside the raw kafka-python consume rate.
+    --db URL: alert rows/s written to a database by the SQL sink beside plain inserts.
+    """
     settings = _settings(config, {})
-    mapping = _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
-    result = b.run_bench(settings, events=events, seed=seed, input_path=input_path, fmt=fmt, mapping=mapping,
-                         limit=limit)
-    b.print_bench(result)
+    if kafka or db_url:
+        if input_path is not None:
+            raise click.UsageError("--input applies to the replay benchmark, not to --kafka / --db")
+        result: dict[str, Any] = {}
+        if kafka:
+            from stream.kafka_bench import bench_kafka, print_bench_kafka
+            from stream.kafka_io import KAFKA_ERRORS
+
+            try:
+                result["kafka"] = bench_kafka(settings, bootstrap, events=events, seed=seed,
+                                              partitions=partitions)
+            except KAFKA_ERRORS as e:
+                from stream.errors import SourceError
+
+                raise SourceError(f"Kafka: {type(e).__name__}: {e}") from e
+            print_bench_kafka(result["kafka"])
+        if db_url:
+            import importlib.util
+
+            if importlib.util.find_spec("stream.pg_bench") is None:
+                raise click.UsageError("--db: the database benchmark (stream.pg_bench) is not installed")
+            from stream import pg_bench
+
+            result["db"] = pg_bench.bench_db(db_url)
+            pg_bench.print_bench_db(result["db"])
+    else:
+        if bootstrap is not None:
+            raise click.UsageError("--bootstrap applies to --kafka only")
+        from stream import bench as b
+
+        mapping = _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
+        result = b.run_bench(settings, events=events, seed=seed, input_path=input_path, fmt=fmt, mapping=mapping,
+                             limit=limit)
+        b.print_bench(result)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
