@@ -139,6 +139,8 @@ class Engine:
         t2 = time.perf_counter()
         out.risk = risk
         out.alerted = alerted
+        # Reasons read the models as they stand after the batch: scores, alert ids, severities and actions are
+        # the same at any batch split; the reasons' numbers may move slightly with the split.
         for i, verdicts, j in sorted(found, key=lambda f: f[0]):
             out.alerts.append(self._alert(scored[i], ids[i], verdicts, j, xs[i]))
         t3 = time.perf_counter()
