@@ -1,0 +1,1250 @@
+"""The Kafka runtime: a consumer-group member that turns order, login and label topics into alerts, safely.
+
+Partition units
+    The input topics are co-partitioned (same partition count, keyed by user id), and the range assignor gives
+    one consumer the same partition numbers of every topic. Partition number ``p`` across the input topics is
+    a *unit*: it has its own :class:`~stream.pipeline.Engine` (feature windows and models) and its own
+    checkpoint, and it moves between processes as a whole on a rebalance.
+
+Merge rule (determinism)
+    Within a unit, records are processed in the order ``(event ts, topic index in config order, offset)``,
+    taking the smallest head of the per-topic queues; a head is released only when every other topic of the
+    unit has a buffered record to compare it with or has been consumed up to its end offset (high watermark).
+    Each topic's records therefore go through in offset order, and the processed records of a unit are a
+    prefix of each of its topic-partitions, so "the offset of the first unprocessed record" is well defined.
+    The
+    processing order is a function of the data, not of fetch timing: a restart, another consumer, or
+    :func:`replay_kafka` over the same offsets produces the same alerts. Records that do not decode go to the
+    dead-letter sinks as soon as they reach the head of their queue; they advance the offset like any record.
+
+Checkpoint (every ``kafka.checkpoint_interval_s``, on revoke, on stop)
+    1. flush every sink (Kafka alerts topic, SQL, JSONL, dead letters); a failure aborts the checkpoint,
+    2. save each unit's engine snapshot with its next offsets to the state store,
+    3. commit those offsets to Kafka (a ``CommitFailedError`` during a rebalance is logged and ignored: the
+       state store's offsets are authoritative, Kafka's only serve units without a checkpoint).
+
+See ``docs/runtime.md`` for failure cases, rebalances, backpressure and configuration keys.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import logging
+import math
+import signal
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sinks.base import Sink
+from sinks.deadletter import DeadLetter, DeadLetterSink
+from sinks.errors import SinkError
+from stream.config import Settings
+from stream.errors import CheckpointError, ConfigError, SourceError
+from stream.events import Event
+from stream.kafka_io import (
+    KafkaAlertSink,
+    KafkaDeadLetterSink,
+    TopicPartition,
+    decode_record,
+    input_topics,
+    kerrors,
+    make_consumer,
+    make_producer,
+    release_parked_fetches,
+)
+from stream.state import Checkpoint, StateStore, open_state_store
+
+with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself on import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
+
+__all__ = [
+    "RuntimeStats",
+    "PartitionUnit",
+    "run_consumer",
+    "replay_kafka",
+    "KafkaReplayResult",
+    "build_sinks",
+]
+
+log = logging.getLogger("riskstream.runtime")
+
+#: Upper bounds (seconds) of the end-to-end latency histogram buckets (cumulative when exported).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    math.inf,
+)
+_MAX_BACKOFF_S = 30.0
+_FIRST_BACKOFF_S = 0.5
+
+
+def _kv(event: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+    parts = [f"event={event}"]
+    for k, v in fields.items():
+        if isinstance(v, float):
+            v = round(v, 4)
+        text = str(v)
+        if not text or any(c.isspace() or c in '"=' for c in text):
+            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        parts.append(f"{k}={text}")
+    return " ".join(parts), {"event": event, "fields": fields}
+
+
+def _log(level: int, event: str, **fields: Any) -> None:
+    """One structured log line: ``event=<name> key=value ...``; ``record.event``/``record.fields`` for
+    JSON."""
+    if log.isEnabledFor(level):
+        msg, extra = _kv(event, **fields)
+        log.log(level, msg, extra=extra)
+
+
+# --- statistics ---------------------------------------------------------------------------------------------
+
+
+class RuntimeStats:
+    """Counters of one runtime, read by the metrics exporter and the logs. Plain attributes; :meth:`snapshot`
+    gives a consistent copy as a dict.
+
+    Attributes
+    ----------
+    records_in
+        Records received from Kafka (valid or not).
+    events
+        Events processed by the engines (orders, logins and labels).
+    invalid
+        Records sent to the dead-letter sinks.
+    alerts
+        Alerts raised.
+    checkpoints, checkpoint_failures, commit_failures
+        Checkpoints completed, checkpoints aborted (a sink or the state store failed), offset commits that
+        failed (expected during rebalances).
+    last_checkpoint_seconds, checkpoint_seconds_total
+        Duration of the last checkpoint and the sum of all.
+    last_checkpoint_at, last_checkpoint_failed_at, last_checkpoint_error
+        Wall-clock times (epoch seconds) of the last completed and the last failed checkpoint, and why it
+        failed (the health check reports unhealthy while a failure is newer than the last success).
+    last_poll_at
+        Wall-clock time of the last ``poll()`` return (the health check's liveness signal).
+    rebalances
+        Partition assignments received.
+    units
+        Partition units currently owned.
+    paused_partitions
+        Topic-partitions whose fetching is paused (backpressure or failing sinks).
+    buffered, buffered_peak
+        Records fetched but not yet processed (held between polls), over all units: now, and the most seen.
+    pauses
+        Times fetching of a topic-partition was paused (backpressure or failing sinks).
+    lag
+        ``"topic/partition"`` -> records between the next unprocessed offset and the high watermark.
+    latency_counts, latency_sum, latency_count
+        End-to-end latency histogram (Kafka record timestamp to processed), per bucket of
+        :data:`LATENCY_BUCKETS` (not cumulative), with sum and count.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started_at = time.time()
+        self.records_in = 0
+        self.events = 0
+        self.invalid = 0
+        self.alerts = 0
+        self.checkpoints = 0
+        self.checkpoint_failures = 0
+        self.commit_failures = 0
+        self.last_checkpoint_seconds = 0.0
+        self.checkpoint_seconds_total = 0.0
+        self.last_checkpoint_at: float | None = None
+        self.last_checkpoint_failed_at: float | None = None
+        self.last_checkpoint_error: str | None = None
+        self.last_poll_at: float | None = None
+        self.rebalances = 0
+        self.units: tuple[int, ...] = ()
+        self.paused_partitions = 0
+        self.buffered = 0
+        self.buffered_peak = 0
+        self.pauses = 0
+        self.lag: dict[str, int] = {}
+        self.latency_counts = [0] * len(LATENCY_BUCKETS)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+
+    def observe_latency(self, seconds: Iterable[float]) -> None:
+        """Add end-to-end latencies (seconds) to the histogram."""
+        with self._lock:
+            for s in seconds:
+                s = max(0.0, s)
+                self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, s)] += 1
+                self.latency_sum += s
+                self.latency_count += 1
+
+    def set_lag(self, lag: Mapping[str, int]) -> None:
+        with self._lock:
+            self.lag = dict(lag)
+
+    def observe_checkpoint(self, seconds: float) -> None:
+        with self._lock:
+            self.checkpoints += 1
+            self.last_checkpoint_seconds = seconds
+            self.checkpoint_seconds_total += seconds
+            self.last_checkpoint_at = time.time()
+
+    def observe_checkpoint_failure(self, error: BaseException) -> None:
+        with self._lock:
+            self.checkpoint_failures += 1
+            self.last_checkpoint_failed_at = time.time()
+            self.last_checkpoint_error = f"{type(error).__name__}: {error}"[:500]
+
+    def snapshot(self) -> dict[str, Any]:
+        """All counters as a plain dict (``lag`` and ``latency`` nested)."""
+        with self._lock:
+            return {
+                "uptime_seconds": time.time() - self.started_at,
+                "records_in": self.records_in,
+                "events": self.events,
+                "invalid": self.invalid,
+                "alerts": self.alerts,
+                "checkpoints": self.checkpoints,
+                "checkpoint_failures": self.checkpoint_failures,
+                "commit_failures": self.commit_failures,
+                "last_checkpoint_seconds": self.last_checkpoint_seconds,
+                "checkpoint_seconds_total": self.checkpoint_seconds_total,
+                "last_checkpoint_at": self.last_checkpoint_at,
+                "last_checkpoint_failed_at": self.last_checkpoint_failed_at,
+                "last_checkpoint_error": self.last_checkpoint_error,
+                "last_poll_at": self.last_poll_at,
+                "rebalances": self.rebalances,
+                "units": list(self.units),
+                "paused_partitions": self.paused_partitions,
+                "buffered": self.buffered,
+                "buffered_peak": self.buffered_peak,
+                "pauses": self.pauses,
+                "lag": dict(self.lag),
+                "lag_total": sum(self.lag.values()),
+                "latency": {
+                    "buckets": list(LATENCY_BUCKETS),
+                    "counts": list(self.latency_counts),
+                    "sum": self.latency_sum,
+                    "count": self.latency_count,
+                },
+            }
+
+
+# --- one unit's buffers and merge ---------------------------------------------------------------------------
+
+#: A buffered record: (offset, event or dead letter, Kafka record timestamp in ms or -1).
+Item = tuple[int, "Event | DeadLetter", int]
+#: A released record: (offset, event, Kafka record timestamp in ms or -1).
+Released = tuple[int, Event, int]
+
+
+class PartitionUnit:
+    """The per-topic queues of one partition number and the deterministic merge over them.
+
+    ``positions[topic]`` is the offset just after the last record received (or the seek position), None until
+    known. No Kafka client here: the caller feeds records with :meth:`add` and says in :meth:`release` which
+    empty topics have been consumed up to their end.
+
+    >>> from stream.events import Login
+    >>> u = PartitionUnit(0, ["orders", "logins"])
+    >>> u.add("logins", 7, Login(event_id="a", ts=2.0, user_id="u", success=True))
+    >>> u.release(lambda topic: False)   # orders might still hold an earlier event: wait
+    ([], [])
+    >>> u.set_position("orders", 0)
+    >>> [item[1].event_id for item in u.release(lambda topic: topic == "orders")[0]]
+    ['a']
+    >>> u.next_offsets()
+    {'orders': 0, 'logins': 8}
+    """
+
+    def __init__(self, partition: int, topics: Sequence[str]) -> None:
+        if not topics:
+            raise ValueError("a unit needs at least one topic")
+        self.partition = partition
+        self.topics = tuple(topics)
+        self.queues: dict[str, deque[Item]] = {t: deque() for t in self.topics}
+        self.positions: dict[str, int | None] = {t: None for t in self.topics}
+        self.buffered = 0
+
+    def set_position(self, topic: str, offset: int) -> None:
+        """The next record of ``topic`` to arrive will be at ``offset`` (a seek); keeps the later of the two
+        when records were already received (a fetch position past a gap of control records)."""
+        cur = self.positions[topic]
+        self.positions[topic] = offset if cur is None else max(cur, offset)
+
+    def add(self, topic: str, offset: int, item: Event | DeadLetter, timestamp_ms: int = -1) -> None:
+        """Buffer one record (records of a topic arrive in offset order)."""
+        self.queues[topic].append((offset, item, timestamp_ms))
+        self.positions[topic] = offset + 1
+        self.buffered += 1
+
+    def next_offsets(self) -> dict[str, int] | None:
+        """Per topic, the offset of the first record not yet released; None while a position is unknown."""
+        out: dict[str, int] = {}
+        for t in self.topics:
+            q = self.queues[t]
+            if q:
+                out[t] = q[0][0]
+            else:
+                pos = self.positions[t]
+                if pos is None:
+                    return None
+                out[t] = pos
+        return out
+
+    def release(self, at_end: Callable[[str], bool]) -> tuple[list[Released], list[DeadLetter]]:
+        """Pop every record that may be processed now, in merge order, and every dead letter at a queue head.
+
+        ``at_end(topic)`` says whether an empty ``topic`` queue has been consumed up to its end offset (so no
+        earlier-timestamped record can still arrive on it). It is asked at most once per topic per call.
+        """
+        queues = [self.queues[t] for t in self.topics]
+        out: list[Released] = []
+        dead: list[DeadLetter] = []
+        ended: dict[int, bool] = {}
+        while True:
+            best_i = -1
+            best_key: tuple[float, int, int] | None = None
+            blocked = False
+            for i, q in enumerate(queues):
+                while q and isinstance(q[0][1], DeadLetter):
+                    dead.append(q.popleft()[1])  # type: ignore[arg-type]
+                if q:
+                    offset, ev, _ = q[0]
+                    key = (ev.ts, i, offset)  # type: ignore[union-attr]
+                    if best_key is None or key < best_key:
+                        best_key, best_i = key, i
+                else:
+                    done = ended.get(i)
+                    if done is None:
+                        done = ended[i] = at_end(self.topics[i])
+                    if not done:
+                        blocked = True
+                        break
+            if blocked or best_i < 0:
+                break
+            out.append(queues[best_i].popleft())  # type: ignore[arg-type]  # a valid event (dead letters left)
+        self.buffered -= len(out) + len(dead)
+        return out, dead
+
+
+@dataclass
+class _Unit:
+    merge: PartitionUnit
+    #: None until the main loop materializes it (restoring a snapshot is too slow for the IO thread).
+    engine: Any
+    tps: dict[str, TopicPartition]
+    snapshot: bytes | None = None
+    dirty: bool = False
+    backpressure: bool = False
+    gap_checked: dict[str, float] = field(default_factory=dict)
+    #: Topics whose start position is still to be looked up (committed offset, else ``auto_offset_reset``).
+    pending: set[str] = field(default_factory=set)
+
+
+# --- sinks --------------------------------------------------------------------------------------------------
+
+
+def build_sinks(
+    settings: Settings, *, bootstrap: str | None = None
+) -> tuple[list[Sink], list[DeadLetterSink], list[Any]]:
+    """The sinks the settings name: alerts topic + SQL + JSONL for alerts; dead-letter topic + JSONL file.
+
+    Returns ``(alert_sinks, dead_letter_sinks, resources)``; close the sinks, then the resources (the shared
+    producer), when done.
+    """
+    from sinks.deadletter import JsonlDeadLetterSink
+    from sinks.jsonl import JsonlSink
+
+    k = settings.kafka
+    s = settings.sinks
+    alert_sinks: list[Sink] = []
+    dl_sinks: list[DeadLetterSink] = []
+    resources: list[Any] = []
+    try:
+        need_producer = bool(k.get("alerts_topic")) or bool(k.get("dead_letter_topic"))
+        producer = make_producer(settings, bootstrap=bootstrap) if need_producer else None
+        if producer is not None:
+            resources.append(producer)
+        timeout = float(k.get("flush_timeout_s", 30.0))
+        if k.get("alerts_topic"):
+            alert_sinks.append(KafkaAlertSink(producer, str(k["alerts_topic"]), flush_timeout_s=timeout))
+        if s.get("database"):
+            from sinks.sql import SqlSink
+
+            alert_sinks.append(SqlSink(str(s["database"])))
+        if s.get("jsonl"):
+            alert_sinks.append(JsonlSink(str(s["jsonl"])))
+        if k.get("dead_letter_topic"):
+            dl_sinks.append(
+                KafkaDeadLetterSink(producer, str(k["dead_letter_topic"]), flush_timeout_s=timeout)
+            )
+        if s.get("dead_letter"):
+            dl_sinks.append(JsonlDeadLetterSink(str(s["dead_letter"])))
+    except BaseException:
+        _close_all([*alert_sinks, *dl_sinks], resources)
+        raise
+    return alert_sinks, dl_sinks, resources
+
+
+def _close_all(sinks: Iterable[Any], resources: Iterable[Any]) -> None:
+    for s in sinks:
+        try:
+            s.close()
+        except Exception as e:  # noqa: BLE001 - closing is best effort; the checkpoint already decided
+            _log(logging.WARNING, "sink_close_failed", sink=repr(s), error=f"{type(e).__name__}: {e}")
+    for r in resources:
+        try:
+            r.close(timeout=10)
+        except Exception as e:  # noqa: BLE001
+            _log(logging.WARNING, "close_failed", resource=type(r).__name__, error=f"{type(e).__name__}: {e}")
+
+
+# --- the consumer-group runtime -----------------------------------------------------------------------------
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    """kafka-python 3 runs rebalance listeners on its IO thread while the caller is blocked in ``poll()`` or
+    ``close()``; the async variant may ``await`` the offset commit (a blocking ``consumer.commit()`` from the
+    IO thread raises)."""
+
+    def __init__(self, runtime: _Runtime) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        offsets = self.runtime.on_revoke(revoked, lost=False)
+        if offsets:
+            try:
+                await self.runtime.consumer.commit_async(offsets)
+                _log(logging.DEBUG, "commit", reason="revoke", partitions=len(offsets))
+            except Exception as e:  # noqa: BLE001 - the state store holds the authoritative offsets
+                self.runtime.stats.commit_failures += 1
+                _log(logging.INFO, "commit_failed", reason="revoke", error=f"{type(e).__name__}: {e}")
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self.runtime.on_revoke(lost, lost=True)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.runtime.on_assign(assigned)
+
+
+class _Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        consumer: KafkaConsumer,
+        *,
+        group: str,
+        store: StateStore,
+        alert_sinks: Sequence[Sink],
+        dead_letter_sinks: Sequence[DeadLetterSink],
+        clock: Callable[[Event], float] | None,
+        stats: RuntimeStats,
+        stop: threading.Event,
+        log_every_s: float,
+    ) -> None:
+        from stream.pipeline import Engine
+
+        self._engine_cls = Engine
+        self.settings = settings
+        self.consumer = consumer
+        self.group = group
+        self.store = store
+        self.alert_sinks = list(alert_sinks)
+        self.dl_sinks = list(dead_letter_sinks)
+        self.clock = clock
+        self.stats = stats
+        self.stop = stop
+        self.log_every_s = log_every_s
+        self.topics = input_topics(settings)
+        k = settings.kafka
+        self.poll_timeout_ms = int(k["poll_timeout_ms"])
+        self.max_poll_records = int(k["max_poll_records"])
+        self.interval = float(k["checkpoint_interval_s"])
+        self.max_buffered = max(1, int(k["max_buffered_events"]))
+        self.commit_timeout_ms = int(k.get("commit_timeout_ms", 10_000))
+        self.batch_size = int(settings.engine["batch_size"])
+        self.config_hash = settings.config_hash
+        self.units: dict[int, _Unit] = {}
+        self.paused: set[TopicPartition] = set()
+        self.failing = False
+        self.fatal: BaseException | None = None
+        #: Set when the main loop raised: engine state may be half-way through a batch, so it is never saved.
+        self.poisoned = False
+        self._backoff = _FIRST_BACKOFF_S
+        self._next_checkpoint = time.monotonic() + self.interval
+        self._next_lag = 0.0
+        self._next_log = time.monotonic() + log_every_s
+
+    # -- rebalance callbacks (IO thread, main thread blocked in poll/close) ----------------------------------
+
+    def on_assign(self, assigned: set[TopicPartition]) -> None:
+        try:
+            self.stats.rebalances += 1
+            by_unit: dict[int, set[str]] = {}
+            for tp in assigned:
+                if tp.topic in self.topics:
+                    by_unit.setdefault(tp.partition, set()).add(tp.topic)
+            # kafka-python 3 keeps the position and the paused flag of a partition that stays assigned
+            # across a rebalance; every position is set again below (from a checkpoint or the committed
+            # offset) and nothing stays paused.
+            if assigned:
+                self.consumer.resume(*assigned)
+            for p, topics in sorted(by_unit.items()):
+                missing = [t for t in self.topics if t not in topics]
+                if missing:
+                    raise ConfigError(
+                        f"partition {p} of {sorted(topics)} was assigned without the same partition of "
+                        f"{missing}: the input topics must have equal partition counts and the range "
+                        "assignor must be used"
+                    )
+                self._open_unit(p)
+            self.stats.units = tuple(sorted(self.units))
+            _log(
+                logging.INFO,
+                "assigned",
+                units=",".join(map(str, sorted(by_unit))) or "-",
+                partitions=len(assigned),
+            )
+        except BaseException as e:  # noqa: BLE001 - raised again by the main loop after poll() returns
+            self.fatal = e
+
+    def _open_unit(self, p: int) -> None:
+        merge = PartitionUnit(p, self.topics)
+        tps = {t: TopicPartition(t, p) for t in self.topics}
+        ck = self.store.load(self.group, p)
+        if ck is not None and ck.config_hash and ck.config_hash != self.config_hash:
+            raise ConfigError(
+                f"the checkpoint of unit {p} was made with detection configuration {ck.config_hash}, not "
+                f"{self.config_hash}; use a new consumer group (and state) to change the detection "
+                "configuration"
+            )
+        pending = set(self.topics)
+        if ck is not None:
+            for t, off in ck.offsets.items():
+                if t in tps:
+                    self.consumer.seek(tps[t], off)
+                    merge.set_position(t, off)
+                    pending.discard(t)
+            _log(logging.INFO, "restored", unit=p, offsets=_fmt_offsets(ck.offsets), events=ck.events)
+        else:
+            _log(logging.INFO, "fresh_unit", unit=p)
+        # Positions not in a checkpoint are looked up by the main loop (a blocking call is not allowed here).
+        self.units[p] = _Unit(
+            merge, None, tps, snapshot=ck.state if ck is not None else None, pending=pending
+        )
+
+    def on_revoke(
+        self, revoked: set[TopicPartition], *, lost: bool
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        gone = sorted({tp.partition for tp in revoked} & set(self.units))
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        try:
+            if gone and self.poisoned:
+                _log(
+                    logging.WARNING,
+                    "revoked_without_checkpoint",
+                    units=",".join(map(str, gone)),
+                    note="stopping after an error; the next owner resumes from the last checkpoint",
+                )
+            elif gone and not lost:
+                try:
+                    offsets = self._checkpoint(gone, reason="revoke")
+                except (SinkError, CheckpointError) as e:
+                    self.stats.observe_checkpoint_failure(e)
+                    _log(
+                        logging.WARNING,
+                        "checkpoint_failed",
+                        reason="revoke",
+                        error=f"{type(e).__name__}: {e}",
+                        note="the next owner resumes from the last checkpoint",
+                    )
+            elif gone:
+                _log(
+                    logging.WARNING,
+                    "partitions_lost",
+                    units=",".join(map(str, gone)),
+                    note="membership lost; the next owner resumes from the last checkpoint",
+                )
+        except BaseException as e:  # noqa: BLE001
+            self.fatal = e
+        finally:
+            for p in gone:
+                del self.units[p]
+            self.paused = {tp for tp in self.paused if tp.partition not in gone}
+            self.stats.units = tuple(sorted(self.units))
+            if gone:
+                _log(logging.INFO, "revoked", units=",".join(map(str, gone)), lost=lost)
+        return offsets
+
+    # -- main loop -------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                self.step()
+        except BaseException:
+            self.poisoned = True
+            raise
+        self.final_checkpoint()
+
+    def step(self) -> None:
+        release_parked_fetches(self.consumer)
+        records = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        self.stats.last_poll_at = time.time()
+        if self.fatal is not None:
+            raise self.fatal
+        # Records of a partition still waiting for its start position were fetched from wherever kafka-python
+        # left it (it keeps positions across rebalances): drop them; after the seek they are fetched again.
+        stale = {unit.tps[t] for unit in self.units.values() for t in unit.pending}
+        self._resolve_pending()
+        for tp, recs in records.items():
+            if tp not in stale:
+                self._ingest(tp, recs)
+        if not self.failing:
+            self._process()
+        now = time.monotonic()
+        if now >= self._next_checkpoint:
+            self.try_checkpoint("interval")
+        self._apply_pauses()
+        if now >= self._next_lag:
+            self._next_lag = now + 1.0
+            self._update_lag()
+        if now >= self._next_log:
+            self._next_log = now + self.log_every_s
+            snap = self.stats.snapshot()
+            _log(
+                logging.INFO,
+                "progress",
+                records_in=snap["records_in"],
+                events=snap["events"],
+                invalid=snap["invalid"],
+                alerts=snap["alerts"],
+                lag=snap["lag_total"],
+                buffered=snap["buffered"],
+                units=",".join(map(str, snap["units"])) or "-",
+                checkpoints=snap["checkpoints"],
+            )
+
+    def _ingest(self, tp: TopicPartition, recs: Sequence[Any]) -> None:
+        unit = self.units.get(tp.partition)
+        if unit is None or tp.topic not in unit.tps or tp.topic in unit.pending:
+            return  # a partition revoked in this very poll (its new owner reads the records again)
+        merge = unit.merge
+        expected = merge.positions[tp.topic]
+        n = 0
+        for r in recs:
+            if expected is not None and r.offset < expected:
+                continue  # already buffered or processed (a stale fetch across a seek)
+            merge.add(
+                tp.topic,
+                r.offset,
+                decode_record(tp.topic, tp.partition, r.offset, r.value),
+                r.timestamp if r.timestamp is not None else -1,
+            )
+            n += 1
+        self.stats.records_in += n
+
+    def _resolve_pending(self) -> None:
+        """Seek partitions without a checkpoint to their committed offset (else per ``auto_offset_reset``)."""
+        todo = [(unit, t) for unit in self.units.values() for t in sorted(unit.pending)]
+        if not todo:
+            return
+        reset = str(self.settings.kafka.get("auto_offset_reset", "earliest"))
+        for unit, t in todo:
+            tp = unit.tps[t]
+            try:
+                off = self.consumer.committed(tp, timeout_ms=self.commit_timeout_ms)
+                if off is None:
+                    bounds = (
+                        self.consumer.end_offsets([tp])
+                        if reset == "latest"
+                        else self.consumer.beginning_offsets([tp])
+                    )
+                    off = bounds[tp]
+            except kerrors.KafkaError as e:
+                _log(
+                    logging.INFO,
+                    "position_lookup_failed",
+                    partition=f"{t}/{tp.partition}",
+                    error=f"{type(e).__name__}: {e}",
+                )
+                continue
+            self.consumer.seek(tp, off)
+            unit.merge.set_position(t, off)
+            unit.pending.discard(t)
+            _log(logging.DEBUG, "start_position", partition=f"{t}/{tp.partition}", offset=off)
+
+    def _at_end(self, unit: _Unit, topic: str) -> bool:
+        pos = unit.merge.positions[topic]
+        if pos is None:
+            return False
+        tp = unit.tps[topic]
+        hw = self.consumer.highwater(tp)
+        if hw is None:
+            return False
+        if pos >= hw:
+            return True
+        # The fetch position can be past our last record (transaction markers, compacted gaps): check it,
+        # at most once a second per topic-partition.
+        now = time.monotonic()
+        if now - unit.gap_checked.get(topic, 0.0) < 1.0:
+            return False
+        unit.gap_checked[topic] = now
+        try:
+            fetch_pos = self.consumer.position(tp, timeout_ms=0)
+        except kerrors.KafkaError:
+            return False
+        if fetch_pos is not None and fetch_pos > pos:
+            unit.merge.set_position(topic, fetch_pos)
+            return fetch_pos >= hw
+        return False
+
+    def _materialize(self, unit: _Unit) -> Any:
+        """The unit's engine, built (and its checkpoint restored) on first use, in the main thread."""
+        if unit.engine is None:
+            engine = self._engine_cls(self.settings, clock=self.clock)
+            if unit.snapshot is not None:
+                engine.restore(unit.snapshot)
+                unit.snapshot = None
+            unit.engine = engine
+        return unit.engine
+
+    def _process(self) -> None:
+        buffered = 0
+        for unit in list(self.units.values()):
+            self._materialize(unit)
+            items, dead = unit.merge.release(functools.partial(self._at_end, unit))
+            if dead:
+                for d in dead:
+                    for dl in self.dl_sinks:
+                        dl.add(d)
+                self.stats.invalid += len(dead)
+                unit.dirty = True
+                for d in dead:
+                    _log(
+                        logging.WARNING,
+                        "dead_letter",
+                        source=d.source,
+                        offset=d.position,
+                        reason=d.reason[:200],
+                    )
+            if items:
+                events = [it[1] for it in items]
+                n_alerts = 0
+                for i in range(0, len(events), self.batch_size):
+                    outcome = unit.engine.process(events[i : i + self.batch_size])
+                    for a in outcome.alerts:
+                        for s in self.alert_sinks:
+                            s.add(a)
+                    n_alerts += len(outcome.alerts)
+                now_ms = time.time() * 1000.0
+                self.stats.observe_latency((now_ms - ts) / 1000.0 for _, _, ts in items if ts >= 0)
+                self.stats.events += len(events)
+                self.stats.alerts += n_alerts
+                unit.dirty = True
+            buffered += unit.merge.buffered
+        self.stats.buffered = buffered
+        self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+
+    def _checkpoint(self, units: Iterable[int], *, reason: str) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Steps 1 and 2 (flush every sink, save each unit); returns the offsets to commit in step 3."""
+        t0 = time.perf_counter()
+        for s in self.alert_sinks:
+            s.flush()
+        for d in self.dl_sinks:
+            d.flush()
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        saved = 0
+        for p in units:
+            unit = self.units.get(p)
+            if unit is None:
+                continue
+            nxt = unit.merge.next_offsets()
+            if nxt is None:
+                continue  # positions not known yet, so nothing was processed past a known point
+            if unit.dirty and unit.engine is not None:
+                self.store.save(
+                    self.group,
+                    p,
+                    Checkpoint(
+                        offsets=nxt,
+                        state=unit.engine.snapshot(),
+                        config_hash=self.config_hash,
+                        events=unit.engine.events_seen,
+                    ),
+                )
+                unit.dirty = False
+                saved += 1
+            for t, off in nxt.items():
+                offsets[unit.tps[t]] = OffsetAndMetadata(off, "", -1)
+        dt = time.perf_counter() - t0
+        self.stats.observe_checkpoint(dt)
+        _log(logging.DEBUG, "checkpoint", reason=reason, saved=saved, seconds=dt)
+        return offsets
+
+    def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata], reason: str) -> None:
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(dict(offsets), timeout_ms=self.commit_timeout_ms)
+        except kerrors.KafkaError as e:  # CommitFailedError / RebalanceInProgressError during a rebalance
+            self.stats.commit_failures += 1
+            _log(
+                logging.INFO,
+                "commit_failed",
+                reason=reason,
+                error=f"{type(e).__name__}: {e}",
+                note="state store offsets stay authoritative",
+            )
+
+    def try_checkpoint(self, reason: str) -> bool:
+        """A full checkpoint of every owned unit; on a retriable failure, pause and retry with backoff."""
+        now = time.monotonic()
+        try:
+            offsets = self._checkpoint(sorted(self.units), reason=reason)
+        except (SinkError, CheckpointError) as e:
+            self.stats.observe_checkpoint_failure(e)
+            if isinstance(e, SinkError) and not e.retriable:
+                raise
+            self.failing = True
+            self._next_checkpoint = now + self._backoff
+            _log(
+                logging.WARNING,
+                "checkpoint_failed",
+                reason=reason,
+                error=f"{type(e).__name__}: {e}",
+                retry_in_s=self._backoff,
+            )
+            self._backoff = min(self._backoff * 2, _MAX_BACKOFF_S)
+            return False
+        if self.failing:
+            _log(logging.INFO, "checkpoint_recovered", reason=reason)
+        self.failing = False
+        self._backoff = _FIRST_BACKOFF_S
+        self._next_checkpoint = now + self.interval
+        self._commit(offsets, reason)
+        return True
+
+    def final_checkpoint(self, deadline_s: float = 60.0) -> None:
+        """The stop checkpoint, retried until it succeeds or ``deadline_s`` passes (then
+        :class:`SinkError`)."""
+        end = time.monotonic() + deadline_s
+        while not self.try_checkpoint("stop"):
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise SinkError(
+                    "could not checkpoint before stopping; the next start resumes from the last checkpoint",
+                    retriable=True,
+                )
+            time.sleep(max(0.0, min(self._next_checkpoint - time.monotonic(), remaining)))
+
+    # -- backpressure and lag --------------------------------------------------------------------------------
+
+    def _apply_pauses(self) -> None:
+        want: set[TopicPartition] = set()
+        for unit in self.units.values():
+            if self.failing:
+                want.update(unit.tps.values())
+                continue
+            n = unit.merge.buffered
+            unit.backpressure = n > self.max_buffered or (unit.backpressure and n > self.max_buffered // 2)
+            if unit.backpressure:
+                # Never pause an empty queue: the merge may be waiting for exactly that topic.
+                want.update(tp for t, tp in unit.tps.items() if unit.merge.queues[t])
+        pause = want - self.paused
+        resume = self.paused - want
+        if pause:
+            self.consumer.pause(*pause)
+            self.stats.pauses += len(pause)
+        if resume:
+            self.consumer.resume(*resume)
+        if pause or resume:
+            _log(logging.DEBUG, "pause", paused=len(want), newly_paused=len(pause), resumed=len(resume))
+        self.paused = want
+        self.stats.paused_partitions = len(want)
+
+    def _update_lag(self) -> None:
+        lag: dict[str, int] = {}
+        for unit in self.units.values():
+            nxt = unit.merge.next_offsets() or {}
+            for t, tp in unit.tps.items():
+                hw = self.consumer.highwater(tp)
+                if hw is not None and t in nxt:
+                    lag[f"{t}/{tp.partition}"] = max(0, hw - nxt[t])
+        self.stats.set_lag(lag)
+
+
+def _fmt_offsets(offsets: Mapping[str, int]) -> str:
+    return ",".join(f"{t}:{o}" for t, o in offsets.items())
+
+
+def check_copartitioned(consumer: KafkaConsumer, topics: Sequence[str], *, wait_s: float = 30.0) -> int:
+    """The common partition count of ``topics``; a missing topic is a :class:`SourceError` (after waiting up
+    to ``wait_s`` for it to appear), unequal counts a :class:`ConfigError`."""
+    end = time.monotonic() + wait_s
+    while True:
+        counts = {t: len(consumer.partitions_for_topic(t) or ()) for t in topics}
+        missing = [t for t, n in counts.items() if n == 0]
+        if not missing:
+            break
+        if time.monotonic() >= end:
+            raise SourceError(
+                f"Kafka topic(s) {', '.join(missing)} do not exist; create them co-partitioned "
+                "(same partition count) before starting",
+                retriable=True,
+            )
+        time.sleep(0.5)
+    if len(set(counts.values())) != 1:
+        raise ConfigError(
+            "input topics must be co-partitioned (equal partition counts, keyed by user id): "
+            + ", ".join(f"{t}={n}" for t, n in counts.items())
+        )
+    return next(iter(counts.values()))
+
+
+def run_consumer(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    group_id: str | None = None,
+    bootstrap: str | None = None,
+    event_time_clock: bool = False,
+    store: StateStore | None = None,
+    sinks: Sequence[Sink] | None = None,
+    dead_letters: Sequence[DeadLetterSink] | None = None,
+    stats: RuntimeStats | None = None,
+    install_signal_handlers: bool = False,
+    log_every_s: float = 30.0,
+) -> RuntimeStats:
+    """Run a consumer-group member until ``stop`` is set (or SIGTERM/SIGINT with ``install_signal_handlers``).
+
+    Parameters
+    ----------
+    settings
+        ``[kafka]`` names the topics, group and client settings; ``[state]`` the state store; ``[sinks]`` the
+        SQL / JSONL outputs.
+    stop
+        Set it to stop gracefully: the current batch finishes, a checkpoint is taken, the group is left.
+    group_id, bootstrap
+        Override ``kafka.group_id`` / ``kafka.bootstrap_servers``.
+    event_time_clock
+        Alerts' ``detected_at`` is the event time (byte-comparable with a replay) instead of the wall clock.
+    store
+        The state store; default from ``[state]``.
+    sinks, dead_letters
+        Alert and dead-letter sinks (the caller closes them); default from the settings (alerts topic, SQL,
+        JSONL; dead-letter topic, JSONL), closed on return.
+    stats
+        Counters to update (e.g. shared with a metrics exporter); a new one otherwise.
+
+    Returns the final :class:`RuntimeStats`. Raises :class:`~stream.errors.SourceError` if the broker or a
+    topic
+    is missing, :class:`~stream.errors.ConfigError` for non-co-partitioned topics or a checkpoint made under
+    another detection configuration, :class:`~sinks.errors.SinkError` if the stop checkpoint cannot complete.
+    """
+    stop = stop or threading.Event()
+    stats = stats or RuntimeStats()
+    group = group_id or str(settings.kafka["group_id"])
+    topics = input_topics(settings)
+    store = store if store is not None else open_state_store(settings.state)
+    clock: Callable[[Event], float] | None = None if event_time_clock else (lambda e: time.time())
+    restore_signals = _install_signals(stop) if install_signal_handlers else None
+    consumer = make_consumer(settings, group_id=group, bootstrap=bootstrap)
+    own_sinks: list[Any] = []
+    resources: list[Any] = []
+    try:
+        n = check_copartitioned(consumer, topics)
+        if sinks is None or dead_letters is None:
+            built_alerts, built_dl, resources = build_sinks(settings, bootstrap=bootstrap)
+            if sinks is None:
+                sinks = built_alerts
+                own_sinks += built_alerts
+            else:
+                _close_all(built_alerts, [])
+            if dead_letters is None:
+                dead_letters = built_dl
+                own_sinks += built_dl
+            else:
+                _close_all(built_dl, [])
+        runtime = _Runtime(
+            settings,
+            consumer,
+            group=group,
+            store=store,
+            alert_sinks=sinks,
+            dead_letter_sinks=dead_letters,
+            clock=clock,
+            stats=stats,
+            stop=stop,
+            log_every_s=log_every_s,
+        )
+        _log(
+            logging.INFO,
+            "start",
+            group=group,
+            topics=",".join(topics),
+            partitions=n,
+            config_hash=settings.config_hash,
+            store=repr(store),
+            sinks=",".join(type(s).__name__ for s in sinks),
+        )
+        consumer.subscribe(list(topics), listener=_Listener(runtime))
+        runtime.run()
+        consumer.close()  # the revoke listener checkpoints (nothing new) and commits; then the group is left
+        if runtime.fatal is not None:
+            raise runtime.fatal
+        _log(
+            logging.INFO,
+            "stopped",
+            **{
+                k: v
+                for k, v in stats.snapshot().items()
+                if k in ("records_in", "events", "invalid", "alerts", "checkpoints")
+            },
+        )
+        return stats
+    finally:
+        try:
+            consumer.close()
+        except Exception:  # noqa: BLE001 - already closed or the broker is gone; leaving the group is best effort
+            pass
+        _close_all(own_sinks, resources)
+        if restore_signals is not None:
+            restore_signals()
+
+
+def _install_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM/SIGINT set ``stop``; a second one restores the default handlers (so a third kills)."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+        stop.set()
+        _log(logging.INFO, "signal", signal=signal.Signals(signum).name, action="stopping after this batch")
+
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    return restore
+
+
+# --- bounded replay of Kafka topics -------------------------------------------------------------------------
+
+
+class KafkaReplayResult(dict):
+    """The replay report (a dict, like :class:`stream.replay.ReplayResult`) plus the engines, one per unit."""
+
+    engines: dict[int, Any]
+
+
+OffsetSpec = int | Mapping[Any, int] | None
+
+
+def _offset_for(spec: OffsetSpec, tp: TopicPartition) -> int | None:
+    if spec is None:
+        return None
+    if isinstance(spec, int):
+        return spec
+    for key in (tp, (tp.topic, tp.partition), f"{tp.topic}/{tp.partition}", tp.partition):
+        if key in spec:
+            return int(spec[key])
+    return None
+
+
+def replay_kafka(
+    settings: Settings,
+    topics: Sequence[str] | None = None,
+    *,
+    from_offsets: OffsetSpec = None,
+    to_offsets: OffsetSpec = None,
+    from_timestamp: float | None = None,
+    to_timestamp: float | None = None,
+    bootstrap: str | None = None,
+    sinks: Sequence[Sink] = (),
+    dead_letters: DeadLetterSink | None = None,
+    on_batch: Callable[[Any, Any], None] | None = None,
+    event_time_clock: bool = True,
+    flush_every: int = 50,
+) -> KafkaReplayResult:
+    """Run a bounded offset range of Kafka topics through the runtime's unit/merge logic, without a group.
+
+    The result is what ``riskstream run`` produces over the same records: one engine per partition number,
+    records merged by ``(event ts, topic index in config order, offset)``.
+
+    Parameters
+    ----------
+    topics
+        Topics to read (default: the configured input topics). They are put in configuration order (unknown
+        topics after, in the given order), because the order decides ties between equal timestamps.
+    from_offsets, to_offsets
+        Start (inclusive) and end (exclusive) offsets: one number for every partition, or a mapping keyed by
+        :class:`TopicPartition`, ``(topic, partition)``, ``"topic/partition"`` or partition number. Clamped to
+        what the log holds; default: the beginning and the end offsets when the replay starts.
+    from_timestamp, to_timestamp
+        Epoch seconds, alternatives to the offsets, resolved with the Kafka record timestamps
+        (``offsets_for_times``): from the first record at or after ``from_timestamp`` to the first at or after
+        ``to_timestamp`` (exclusive).
+    sinks, dead_letters
+        Where alerts and refused records go (flushed every ``flush_every`` batches and at the end).
+    on_batch
+        Called as ``on_batch(batch, outcome)`` with a :class:`stream.sources.Batch` and the engine's outcome.
+    event_time_clock
+        ``detected_at`` = event time (default, reproducible) or the wall clock.
+    """
+    from stream.metrics import Collector
+    from stream.pipeline import Engine
+    from stream.sources import Batch
+
+    configured = input_topics(settings)
+    names = list(dict.fromkeys(topics or configured))
+    names.sort(key=lambda t: configured.index(t) if t in configured else len(configured) + names.index(t))
+    consumer = make_consumer(
+        settings, group_id=None, bootstrap=bootstrap, max_poll_records=int(settings.kafka["max_poll_records"])
+    )
+    clock: Callable[[Event], float] | None = None if event_time_clock else (lambda e: time.time())
+    batch_size = int(settings.engine["batch_size"])
+    collector = Collector()
+    started = time.perf_counter()
+    try:
+        tps: list[TopicPartition] = []
+        for t in names:
+            parts = consumer.partitions_for_topic(t)
+            if not parts:
+                raise SourceError(f"Kafka topic {t!r} does not exist")
+            tps.extend(TopicPartition(t, p) for p in sorted(parts))
+        begin = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+        start = {tp: max(begin[tp], _offset_for(from_offsets, tp) or begin[tp]) for tp in tps}
+        stop = {
+            tp: min(
+                end[tp], _offset_for(to_offsets, tp) if _offset_for(to_offsets, tp) is not None else end[tp]
+            )
+            for tp in tps
+        }
+        if from_timestamp is not None:
+            found = consumer.offsets_for_times({tp: int(from_timestamp * 1000) for tp in tps})
+            start = {tp: max(start[tp], found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
+        if to_timestamp is not None:
+            found = consumer.offsets_for_times({tp: int(to_timestamp * 1000) for tp in tps})
+            stop = {tp: min(stop[tp], found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
+        units: dict[int, PartitionUnit] = {}
+        engines: dict[int, Any] = {}
+        for p in sorted({tp.partition for tp in tps}):
+            unit_topics = [t for t in names if TopicPartition(t, p) in start]
+            units[p] = PartitionUnit(p, unit_topics)
+            engines[p] = Engine(settings, clock=clock)
+        consumer.assign(tps)
+        for tp in tps:
+            units[tp.partition].set_position(tp.topic, start[tp])
+            if start[tp] < stop[tp]:
+                consumer.seek(tp, start[tp])
+        done = {tp for tp in tps if start[tp] >= stop[tp]}
+        if done:
+            consumer.pause(*done)
+        n_batches = 0
+        while True:
+            for u in units.values():
+
+                def at_end(topic: str, u: PartitionUnit = u) -> bool:
+                    return (u.positions[topic] or 0) >= stop[TopicPartition(topic, u.partition)]
+
+                items, dead = u.release(at_end)
+                if not items and not dead:
+                    continue
+                if dead and dead_letters is not None:
+                    for d in dead:
+                        dead_letters.add(d)
+                events = [it[1] for it in items]
+                for i in range(0, max(len(events), 1), batch_size):
+                    chunk = events[i : i + batch_size]
+                    outcome = engines[u.partition].process(chunk)
+                    for a in outcome.alerts:
+                        for s in sinks:
+                            s.add(a)
+                    invalid = dead if i == 0 else []
+                    collector.add(outcome, invalid=len(invalid))
+                    if on_batch is not None:
+                        on_batch(Batch(events=list(chunk), invalid=list(invalid)), outcome)
+                    n_batches += 1
+                    if n_batches % flush_every == 0:
+                        _flush_replay(sinks, dead_letters)
+            if len(done) == len(tps) and all(u.buffered == 0 for u in units.values()):
+                break
+            records = consumer.poll(timeout_ms=500)
+            for tp, recs in records.items():
+                u = units[tp.partition]
+                for r in recs:
+                    if r.offset >= stop[tp]:
+                        break
+                    u.add(
+                        tp.topic,
+                        r.offset,
+                        decode_record(tp.topic, tp.partition, r.offset, r.value),
+                        r.timestamp if r.timestamp is not None else -1,
+                    )
+            for tp in tps:
+                if tp in done:
+                    continue
+                u = units[tp.partition]
+                pos = u.positions[tp.topic] or 0
+                if pos < stop[tp] and not u.queues[tp.topic]:
+                    fetch_pos = consumer.position(tp)
+                    if fetch_pos is not None:
+                        u.set_position(tp.topic, min(fetch_pos, stop[tp]))
+                if (u.positions[tp.topic] or 0) >= stop[tp]:
+                    done.add(tp)
+                    consumer.pause(tp)
+        _flush_replay(sinks, dead_letters)
+    finally:
+        consumer.close()
+    elapsed = time.perf_counter() - started
+    report: dict[str, Any] = collector.report(settings.budget)
+    report["config_hash"] = settings.config_hash
+    report["config_source"] = settings.source
+    report["seconds"] = round(elapsed, 3)
+    total = collector.events + collector.invalid + collector.labels_seen
+    report["events_per_second"] = round(total / elapsed, 1) if elapsed > 0 else None
+    report["kafka"] = {
+        "topics": names,
+        "offsets": {f"{tp.topic}/{tp.partition}": [start[tp], stop[tp]] for tp in tps},
+    }
+    result = KafkaReplayResult(report)
+    result.engines = engines
+    return result
+
+
+def _flush_replay(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None) -> None:
+    for s in sinks:
+        s.flush()
+    if dead_letters is not None:
+        dead_letters.flush()

@@ -1,0 +1,72 @@
+"""Faults around ``riskstream run`` on a real broker: a graceful SIGTERM, poison records, a broker restart."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.kafka
+
+
+def test_sigterm_checkpoints_commits_and_a_restart_continues_exactly(scenario):
+    sc = scenario(events=16_000, seed=14, max_poll_records=200)
+    p1 = sc.start("p1")
+    sc.wait_progress(0.25)
+    assert p1.terminate() == 0, p1.output()[-3000:]
+    out = p1.output()
+    assert "event=signal signal=SIGTERM" in out and "event=stopped" in out
+
+    # Nobody else runs: what was committed is exactly what was saved, and it is not the whole input.
+    committed = sc.committed()
+    saved = sc.checkpoints()
+    assert sorted(saved) == [0, 1, 2, 3]
+    for unit, ck in saved.items():
+        for topic, off in ck.offsets.items():
+            assert committed[next(tp for tp in sc.end if tp.topic == topic and tp.partition == unit)] == off
+    assert 0 < sum(committed.values()) < sc.total
+
+    p1.start()
+    sc.wait_done()
+    sc.stop_all()
+    assert p1.output().count("event=stopped") == 2
+    sc.assert_exact(sc.reference())
+
+
+def test_poison_records_go_to_the_dead_letter_topic_and_processing_continues(scenario):
+    garbage = bytes(range(256)) * 3906  # ~1 MB, not UTF-8, not JSON
+    poison = [b'{"type": "order", "event_id": ', garbage, b'{"type":"order","event_id":"x1"}', b"[1, 2, 3]"]
+    sc = scenario(events=6_000, seed=15, poison=poison)
+    sc.start("p1")
+    sc.wait_done()
+    sc.stop_all()
+    sc.assert_exact(sc.reference())
+
+    dead = {}
+    for r in sc.read(sc.topics.dead_letters):
+        h = dict(r.headers)
+        dead[(h["source_topic"].decode(), int(h["source_partition"]), int(h["source_offset"]))] = (r, h)
+    expected = {
+        (sc.topics.orders, part, off): value for (part, off), value in zip(sc.poison_at, poison, strict=True)
+    }
+    assert set(dead) == set(expected)  # each poison record once (a single clean run) and nothing else
+    reasons = []
+    for key, value in expected.items():
+        record, headers = dead[key]
+        assert record.value == value  # the original bytes, whole
+        reasons.append(headers["reason"].decode())
+    assert "not valid JSON" in reasons[0]
+    assert "larger than" in reasons[1]
+    assert reasons[2] == "ts: is missing"
+    assert "must be a JSON object" in reasons[3]
+
+
+def test_broker_restart_while_consuming(scenario, restartable_broker):
+    sc = scenario(bootstrap=restartable_broker.bootstrap, events=12_000, seed=16, max_poll_records=200)
+    sc.start("p1")
+    sc.start("p2")
+    at_restart = sc.wait_progress(0.2)
+    assert restartable_broker.restart is not None
+    restartable_broker.restart()
+    sc.wait_done(timeout=240)
+    sc.stop_all()
+    assert at_restart < 1.0, "the broker restarted after the input was consumed"
+    sc.assert_exact(sc.reference())
