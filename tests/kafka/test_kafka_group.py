@@ -79,7 +79,6 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(scenario):
     _kill_9_and_restart(scenario(events=30_000, seed=12, max_poll_records=200, checkpoint_interval_s=0.5))
 
 
-@pytest.mark.slow
 def test_100k_events_two_processes_kill_9_and_restart(scenario):
     """The issue's acceptance run: 100k simulated events through two processes, one killed and restarted."""
     _kill_9_and_restart(scenario(events=100_000, seed=17))
