@@ -19,7 +19,7 @@ import hashlib
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,9 @@ class Settings:
 
     data: Mapping[str, Any]
     source: str = "<defaults>"
+    #: The checkpoint HMAC key read from the variable ``state.key_env`` names; kept out of ``data`` so that
+    #: ``config show`` and logs never print it.
+    state_key: str | None = field(default=None, repr=False)
 
     def section(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(dict(self.data[name]))
@@ -117,7 +120,7 @@ class Settings:
         for dotted, value in overrides.items():
             _set_dotted(data, dotted, value)
         _validate(data, DEFAULTS, ())
-        return Settings(data, self.source)
+        return Settings(data, self.source, self.state_key)
 
 
 def default_settings() -> Settings:
@@ -161,7 +164,8 @@ def load_settings(
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     _validate(data, DEFAULTS, ())
-    return Settings(data, source)
+    key_env = str(data["state"].get("key_env") or "")
+    return Settings(data, source, environ.get(key_env) if key_env else None)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------

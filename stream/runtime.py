@@ -970,7 +970,8 @@ def run_consumer(
     stats = stats or RuntimeStats()
     group = group_id or str(settings.kafka["group_id"])
     topics = input_topics(settings)
-    store = store if store is not None else open_state_store(settings.state)
+    store = store if store is not None else open_state_store(settings.state, key=settings.state_key,
+                                                              database=settings.sinks.get("database") or None)
     clock: Callable[[Event], float] | None = None if event_time_clock else (lambda e: time.time())
     restore_signals = _install_signals(stop) if install_signal_handlers else None
     consumer = make_consumer(settings, group_id=group, bootstrap=bootstrap)

@@ -219,12 +219,31 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def open_state_store(state: Mapping[str, Any]) -> StateStore:
-    """The store the ``[state]`` settings section names (``store = "local"``: files under ``dir``)."""
+def open_state_store(state: Mapping[str, Any], *, key: str | None = None, database: str | None = None) -> StateStore:
+    """The store the ``[state]`` settings section names.
+
+    ``store = "local"``: files under ``dir``. ``store = "postgres"``: the ``riskstream_checkpoints`` table at
+    ``state.database`` (else ``database``, the alert store's URL), each checkpoint signed with HMAC-SHA256 under
+    ``key`` (the loader reads it from the environment variable that ``state.key_env`` names).
+    """
     kind = str(state.get("store", "local"))
     if kind == "local":
         directory = str(state.get("dir") or "")
         if not directory:
             raise ConfigError('state.dir must name a directory when state.store = "local"')
         return LocalStateStore(directory)
-    raise ConfigError(f'state.store must be "local", not {kind!r}')
+    if kind == "postgres":
+        url = str(state.get("database") or "") or (database or "")
+        if not url:
+            raise ConfigError('state.store = "postgres" needs state.database or sinks.database '
+                              "(or RISKSTREAM_DATABASE_URL)")
+        if not key:
+            raise ConfigError(f'state.store = "postgres" needs an HMAC key in the environment variable '
+                              f'{state.get("key_env") or "RISKSTREAM_STATE_KEY"} (e.g. `openssl rand -hex 32`)')
+        from stream.pg_state import PgStateStore
+
+        try:
+            return PgStateStore(url, key=key)
+        except ValueError as e:
+            raise ConfigError(f"state store: {e}") from None
+    raise ConfigError(f'state.store must be "local" or "postgres", not {kind!r}')
