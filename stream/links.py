@@ -1,0 +1,263 @@
+"""Entity risk from arrived labels, and link features between accounts: incremental, bounded, label-delay safe.
+
+Two feature families are added to an event's vector before it is scored (see ``docs/labels.md``):
+
+:class:`EntityRisk` — per entity (merchant/terminal, device, IP, payment, address, user), the labels that have
+*arrived* (label events, joined to their event) within the last ``windows`` seconds **of arrival time**:
+``risk_<kind>_labels_<w>`` (labelled events), ``risk_<kind>_frauds_<w>`` and ``risk_<kind>_rate_<w>``
+(frauds / labels, 0 when none). Counting by arrival time is what respects the delay: with a 7-day delay, a
+7-day window holds the events of 14 to 7 days ago, exactly the handbook's "terminal risk with a delay period".
+Counts live in day-wide (``bucket`` seconds) buckets, at most ``max(windows) / bucket + 1`` per entity.
+
+:class:`LinkGraph` — accounts (users) linked through shared devices, IPs, payments and addresses seen within
+``window`` seconds: ``link_neighbours`` (other users sharing a value with this one), ``link_group`` (users
+reachable in two hops, the user's connected group as far as the bounded sets see, capped at ``max_group``),
+``link_confirmed`` (neighbours with an arrived fraud label) and ``link_flagged`` (neighbours the engine alerted on),
+all within the window. Each value keeps at most ``max_users`` recent users and each user at most ``max_values``
+recent values, so memory is bounded by the active entities, never by the stream length.
+
+Both are plain dicts and lists: they pickle with the engine's checkpoint.
+
+>>> risk = EntityRisk(kinds=("merchant",), windows=(86400.0,))
+>>> risk.features({"merchant": "t1"}, ts=0.0)["risk_merchant_rate_1d"]
+0.0
+>>> risk.learn({"merchant": "t1"}, 1, arrived=10.0); risk.learn({"merchant": "t1"}, 0, arrived=20.0)
+>>> f = risk.features({"merchant": "t1"}, ts=30.0)
+>>> f["risk_merchant_labels_1d"], f["risk_merchant_frauds_1d"], f["risk_merchant_rate_1d"]
+(2.0, 1.0, 0.5)
+>>> risk.features({"merchant": "t1"}, ts=2 * 86400.0)["risk_merchant_labels_1d"]  # out of the window
+0.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = ["EntityRisk", "LinkGraph", "window_label"]
+
+DAY = 86400.0
+_LINK_KINDS = ("device", "ip", "payment", "address")
+
+
+def window_label(seconds: float) -> str:
+    """``86400 -> "1d"``, ``3600 -> "1h"``, ``90 -> "90s"``."""
+    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+class EntityRisk:
+    """Per-entity confirmed-fraud counts and rates from arrived labels, over sliding windows of arrival time.
+
+    Parameters
+    ----------
+    kinds
+        Entity kinds tracked (keys of the engine's entity ids: user, device, ip, payment, address, merchant).
+    windows
+        Window lengths in seconds (arrival time of the labels).
+    bucket
+        Bucket width in seconds (the windows' resolution).
+    expire_every
+        Every this many learned labels, entities with no label within the largest window are dropped.
+    """
+
+    def __init__(self, kinds: Sequence[str] = ("merchant", "user", "device", "ip", "payment", "address"),
+                 windows: Sequence[float] = (DAY, 7 * DAY, 30 * DAY), bucket: float = DAY,
+                 expire_every: int = 100_000) -> None:
+        if not windows or any(not w > 0 for w in windows):
+            raise ValueError(f"windows must be positive seconds, got {windows!r}")
+        if not bucket > 0:
+            raise ValueError(f"bucket must be > 0 seconds, got {bucket!r}")
+        self.kinds = tuple(kinds)
+        self.windows = tuple(sorted(float(w) for w in windows))
+        self.bucket = float(bucket)
+        self.expire_every = int(expire_every)
+        self._nb = [max(1, round(w / self.bucket)) for w in self.windows]  # buckets per window
+        self._names = {k: [(f"risk_{k}_labels_{window_label(w)}", f"risk_{k}_frauds_{window_label(w)}",
+                            f"risk_{k}_rate_{window_label(w)}") for w in self.windows] for k in self.kinds}
+        # kind -> entity id -> list of [bucket index, labels, frauds], oldest first
+        self._tables: dict[str, dict[str, list[list[float]]]] = {k: {} for k in self.kinds}
+        self._learned = 0
+        self._latest = 0
+
+    def learn(self, entities: Mapping[str, str], y: int, arrived: float) -> None:
+        """Count a label that arrived at ``arrived`` for the entities of its event."""
+        b = int(arrived // self.bucket)
+        self._latest = max(self._latest, b)
+        for kind in self.kinds:
+            eid = entities.get(kind)
+            if eid is None:
+                continue
+            rec = self._tables[kind].setdefault(eid, [])
+            if rec and rec[-1][0] >= b:
+                rec[-1][1] += 1
+                rec[-1][2] += y
+            else:
+                rec.append([b, 1, y])
+                horizon = b - self._nb[-1]
+                while rec and rec[0][0] <= horizon:
+                    rec.pop(0)
+        self._learned += 1
+        if self._learned % self.expire_every == 0:
+            self._expire()
+
+    def features(self, entities: Mapping[str, str], ts: float) -> dict[str, float]:
+        """The risk features of an event at ``ts`` with these entities (zeros for unknown entities)."""
+        out: dict[str, float] = {}
+        b = int(ts // self.bucket)
+        nbs = self._nb
+        for kind in self.kinds:
+            eid = entities.get(kind)
+            rec = self._tables[kind].get(eid) if eid is not None else None
+            names = self._names[kind]
+            n = [0.0] * len(nbs)
+            f = [0.0] * len(nbs)
+            if rec:
+                for bi, cnt, fr in reversed(rec):
+                    age = b - bi  # 0 = the current bucket
+                    if age >= nbs[-1]:
+                        break
+                    for j, nb in enumerate(nbs):
+                        if age < nb:
+                            n[j] += cnt
+                            f[j] += fr
+            for j, (nn, nf, nr) in enumerate(names):
+                out[nn] = n[j]
+                out[nf] = f[j]
+                out[nr] = f[j] / n[j] if n[j] else 0.0
+        return out
+
+    def _expire(self) -> None:
+        horizon = self._latest - self._nb[-1]
+        for table in self._tables.values():
+            for eid in [e for e, rec in table.items() if not rec or rec[-1][0] <= horizon]:
+                del table[eid]
+
+    def size(self) -> int:
+        """Entities held."""
+        return sum(len(t) for t in self._tables.values())
+
+
+class LinkGraph:
+    """Users linked through shared devices, IPs, payments and addresses within a sliding window.
+
+    Parameters
+    ----------
+    window
+        Seconds a user-value link stays alive after it was last seen.
+    kinds
+        Entity kinds that link users.
+    max_users
+        Most recent users remembered per value.
+    max_values
+        Most recent values remembered per user.
+    max_group
+        Cap of the two-hop group size (the work per event is bounded by it).
+
+    Examples
+    --------
+    >>> g = LinkGraph(window=3600.0)
+    >>> g.observe("u1", {"device": "d1"}, ts=0.0); g.observe("u2", {"device": "d1", "ip": "i9"}, ts=10.0)
+    >>> g.observe("u3", {"ip": "i9"}, ts=20.0); g.confirm("u3", ts=30.0)
+    >>> f = g.features("u1", {"device": "d1"}, ts=40.0)
+    >>> f["link_neighbours"], f["link_group"], f["link_confirmed"]
+    (1.0, 2.0, 0.0)
+    >>> g.features("u2", {"device": "d1"}, ts=40.0)["link_confirmed"]
+    1.0
+    """
+
+    def __init__(self, window: float = 7 * DAY, kinds: Sequence[str] = _LINK_KINDS, max_users: int = 32,
+                 max_values: int = 16, max_group: int = 256, expire_every: int = 100_000) -> None:
+        if not window > 0:
+            raise ValueError(f"window must be > 0 seconds, got {window!r}")
+        for name, v in (("max_users", max_users), ("max_values", max_values), ("max_group", max_group)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        self.window = float(window)
+        self.kinds = tuple(kinds)
+        self.max_users = max_users
+        self.max_values = max_values
+        self.max_group = max_group
+        self.expire_every = int(expire_every)
+        self._by_value: dict[tuple[str, str], dict[str, float]] = {}  # (kind, value) -> user -> last seen
+        self._by_user: dict[str, dict[tuple[str, str], float]] = {}  # user -> (kind, value) -> last seen
+        self._confirmed: dict[str, float] = {}  # user -> arrival time of its latest fraud label
+        self._flagged: dict[str, float] = {}  # user -> time of its latest alert
+        self._seen = 0
+        self._now = float("-inf")
+
+    def _neighbours(self, user: str, values: Sequence[tuple[str, str]], cut: float) -> set[str]:
+        out: set[str] = set()
+        for v in values:
+            users = self._by_value.get(v)
+            if users:
+                out.update(u for u, t in users.items() if t >= cut)
+        out.discard(user)
+        return out
+
+    def features(self, user: str, entities: Mapping[str, str], ts: float) -> dict[str, float]:
+        """Link features of ``user``'s event at ``ts`` carrying ``entities`` (before it is observed)."""
+        cut = ts - self.window
+        own = [(k, entities[k]) for k in self.kinds if entities.get(k) is not None]
+        known = self._by_user.get(user, {})
+        values = set(own) | {v for v, t in known.items() if t >= cut}
+        first = self._neighbours(user, list(values), cut)
+        group = set(first)
+        for n in list(first):
+            if len(group) >= self.max_group:
+                break
+            nv = [v for v, t in self._by_user.get(n, {}).items() if t >= cut]
+            group.update(self._neighbours(user, nv, cut))
+        group.discard(user)
+        confirmed = sum(1 for n in first if self._confirmed.get(n, float("-inf")) >= cut)
+        flagged = sum(1 for n in first if self._flagged.get(n, float("-inf")) >= cut)
+        return {"link_neighbours": float(len(first)), "link_group": float(min(len(group), self.max_group)),
+                "link_confirmed": float(confirmed), "link_flagged": float(flagged)}
+
+    def observe(self, user: str, entities: Mapping[str, str], ts: float) -> None:
+        """Record that ``user`` used these values at ``ts`` (after its event was scored)."""
+        self._now = max(self._now, ts)
+        mine = self._by_user.setdefault(user, {})
+        for k in self.kinds:
+            value = entities.get(k)
+            if value is None:
+                continue
+            key = (k, value)
+            users = self._by_value.setdefault(key, {})
+            users.pop(user, None)
+            users[user] = ts
+            if len(users) > self.max_users:
+                del users[next(iter(users))]
+            mine.pop(key, None)
+            mine[key] = ts
+            if len(mine) > self.max_values:
+                del mine[next(iter(mine))]
+        self._seen += 1
+        if self._seen % self.expire_every == 0:
+            self._expire()
+
+    def confirm(self, user: str, ts: float) -> None:
+        """A fraud label for one of ``user``'s events arrived at ``ts``."""
+        self._confirmed[user] = max(ts, self._confirmed.get(user, ts))
+
+    def flag(self, user: str, ts: float) -> None:
+        """The engine alerted on one of ``user``'s events at ``ts``."""
+        self._flagged[user] = max(ts, self._flagged.get(user, ts))
+
+    def _expire(self) -> None:
+        cut = self._now - self.window
+        for table in (self._by_value, self._by_user):
+            for key in list(table):
+                inner = table[key]
+                for k2 in [k2 for k2, t in inner.items() if t < cut]:
+                    del inner[k2]
+                if not inner:
+                    del table[key]
+        for table in (self._confirmed, self._flagged):  # type: ignore[assignment]
+            for key in [k for k, t in table.items() if t < cut]:
+                del table[key]
+
+    def size(self) -> int:
+        """Users and values held."""
+        return len(self._by_user) + len(self._by_value)
