@@ -21,6 +21,7 @@ Pending labels are held in a heap: memory is bounded by the number of events wit
 from __future__ import annotations
 
 import heapq
+import math
 import re
 from collections.abc import Iterable, Iterator
 
@@ -55,15 +56,23 @@ class DelayedLabels:
         The bounded source (a file or list source), in event-time order.
     delay
         Seconds between an event and the arrival of its label (>= 0).
+    every
+        Labels arrive in drops every this many seconds (0: each at exactly ``ts + delay``). Real chargeback and
+        review feeds come in files or batches; a drop also lets the engine score the events between two drops
+        as one batch, which is much faster than one label at a time.
     source_name
         The ``source`` field of the injected labels.
     """
 
-    def __init__(self, source: Iterable[Batch], delay: float, source_name: str = "replay-delay") -> None:
+    def __init__(self, source: Iterable[Batch], delay: float, every: float = 0.0,
+                 source_name: str = "replay-delay") -> None:
         if not delay >= 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
+        if not every >= 0:
+            raise ValueError(f"every must be >= 0 seconds, got {every!r}")
         self.source = source
         self.delay = float(delay)
+        self.every = float(every)
         self.source_name = source_name
         self.injected = 0
 
@@ -83,6 +92,8 @@ class DelayedLabels:
                 out.append(e)
                 if e.type != "label" and e.label is not None:
                     t = e.ts + self.delay
+                    if self.every:
+                        t = math.ceil(t / self.every) * self.every
                     heapq.heappush(pending, (t, seq, Label(event_id=f"{e.event_id}#label", ts=t,
                                                              ref_event_id=e.event_id, label=e.label,
                                                              source=self.source_name)))

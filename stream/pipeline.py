@@ -20,13 +20,17 @@ from typing import Any
 
 import numpy as np
 
+import detectors.supervised  # noqa: F401  (registers the "supervised" detector)
 from detectors import build
+from detectors.base import Detector
 from detectors.ensemble import Ensemble
 from sinks.alert import Alert, alert_id
 from stream.config import Settings
 from stream.errors import CheckpointError, ConfigError
 from stream.events import Event, Label, Login, Order
 from stream.features import FeatureExtractor
+from stream.labels import LabelStore
+from stream.links import EntityRisk, LinkGraph
 
 __all__ = ["Engine", "Outcome", "build_ensemble", "entity_ids"]
 
@@ -104,25 +108,99 @@ class Engine:
         # its own detectors, calibrators and budget (the budget then holds for each type and so overall).
         self.ensembles = {"order": build_ensemble(settings), "login": build_ensemble(settings)}
         self.events_seen = 0
+        # Delayed labels: the vectors events were scored with wait in the store for their label event; a joined
+        # label trains the detectors that learn from labels and feeds the entity-risk and link state.
+        labels = settings.data.get("labels", {})
+        links = settings.data.get("links", {})
+        try:
+            self.entity_risk = EntityRisk(kinds=links["risk_kinds"], windows=links["risk_windows"]) \
+                if links.get("entity_risk") else None
+            self.graph = LinkGraph(window=links["graph_window"], max_users=int(links["max_users"]),
+                                   max_values=int(links["max_values"]), max_group=int(links["max_group"])) \
+                if links.get("graph") else None
+            self.label_store = LabelStore(max_size=int(labels.get("store_size", 500_000)),
+                                          ttl=float(labels.get("ttl", 45 * 86400.0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"labels/links: {e}") from None
+        self.learns_labels = any(type(d).learn_label is not Detector.learn_label
+                                 for ens in self.ensembles.values() for d in ens.detectors.values())
+
+    @property
+    def uses_labels(self) -> bool:
+        """Whether label events change anything (a label-learning detector, entity risk or the link graph)."""
+        return self.learns_labels or self.entity_risk is not None or self.graph is not None
 
     # -- processing -------------------------------------------------------------------------------------------
 
     def process(self, events: Sequence[Event]) -> Outcome:
-        """Score a batch in order and return its outcome; state advances past the batch."""
+        """Score a batch in order and return its outcome; state advances past the batch.
+
+        When labels matter (:attr:`uses_labels`), the batch is cut at its label events: the events before a
+        label are scored first, then the label is learned, so an event is never scored with a label that
+        arrived after it, and the result does not depend on the batch split.
+        """
         out = Outcome()
-        t0 = time.perf_counter()
-        scored: list[Order | Login] = []
+        parts: list[tuple[list[Order | Login], Outcome]] = []
+        pending: list[Order | Login] = []
+        uses = self.uses_labels
         for e in events:
             if isinstance(e, Label):
                 out.labels.append(e)
+                if uses:
+                    if pending:
+                        parts.append((pending, self._score(pending)))
+                        pending = []
+                    self._learn_label(e)
             else:
-                scored.append(e)
+                pending.append(e)
+        if pending:
+            parts.append((pending, self._score(pending)))
+        if len(parts) == 1:
+            scored, part = parts[0]
+            part.labels = out.labels
+            return part
+        timings: dict[str, float] = {}
+        for scored, part in parts:
+            out.scored.extend(scored)
+            out.alerts.extend(part.alerts)
+            for k, v in part.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+        if parts:
+            out.risk = np.concatenate([p.risk for _, p in parts])
+            out.alerted = np.concatenate([p.alerted for _, p in parts])
+        out.timings = timings
+        return out
+
+    def _learn_label(self, label: Label) -> None:
+        store = self.label_store
+        store.advance(label.ts)
+        joined = store.join(label.ref_event_id, int(label.label or 0))
+        if joined is None:
+            return
+        if self.learns_labels:
+            ens = self.ensembles.get(joined.kind)
+            if ens is not None:
+                ens.learn_label(joined.x, joined.y)
+        if self.entity_risk is not None:
+            self.entity_risk.learn(joined.entities, joined.y, label.ts)
+        if self.graph is not None and joined.y and "user" in joined.entities:
+            self.graph.confirm(joined.entities["user"], label.ts)
+
+    def _score(self, scored: list[Order | Login]) -> Outcome:
+        out = Outcome()
+        t0 = time.perf_counter()
         out.scored = scored
-        if not scored:
-            return out
         xs = self.features.transform_many(scored)
-        t1 = time.perf_counter()
         ids = [entity_ids(e) for e in scored]
+        if self.entity_risk is not None or self.graph is not None:
+            risk_f, graph = self.entity_risk, self.graph
+            for e, x, ent in zip(scored, xs, ids, strict=True):
+                if risk_f is not None:
+                    x.update(risk_f.features(ent, e.ts))
+                if graph is not None:
+                    x.update(graph.features(e.user_id, ent, e.ts))
+                    graph.observe(e.user_id, ent, e.ts)
+        t1 = time.perf_counter()
         n = len(scored)
         risk = np.zeros(n, dtype=np.float64)
         alerted = np.zeros(n, dtype=bool)
@@ -139,6 +217,13 @@ class Engine:
         t2 = time.perf_counter()
         out.risk = risk
         out.alerted = alerted
+        if self.uses_labels:
+            put = self.label_store.put
+            for e, x, ent in zip(scored, xs, ids, strict=True):
+                put(e.event_id, e.ts, x, kind=e.type, entities=ent)
+            if self.graph is not None:
+                for i in np.flatnonzero(alerted).tolist():
+                    self.graph.flag(scored[i].user_id, scored[i].ts)
         # Reasons read the models as they stand after the batch: scores, alert ids, severities and actions are
         # the same at any batch split; the reasons' numbers may move slightly with the split.
         for i, verdicts, j in sorted(found, key=lambda f: f[0]):
@@ -174,7 +259,8 @@ class Engine:
         """The engine's whole state (features and models) as bytes, for a checkpoint."""
         return pickle.dumps(
             {"config_hash": self.config_hash, "features": self.features, "ensembles": self.ensembles,
-             "events_seen": self.events_seen},
+             "events_seen": self.events_seen, "label_store": self.label_store, "entity_risk": self.entity_risk,
+             "graph": self.graph},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
@@ -192,3 +278,6 @@ class Engine:
         self.features = state["features"]
         self.ensembles = state["ensembles"]
         self.events_seen = state["events_seen"]
+        self.label_store = state.get("label_store", self.label_store)
+        self.entity_risk = state.get("entity_risk", self.entity_risk)
+        self.graph = state.get("graph", self.graph)
