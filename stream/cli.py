@@ -235,11 +235,26 @@ def _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_u
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Events per micro-batch.")
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Print the N riskiest alerts.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary (the report file still has it all).")
+@click.option("--label-delay", default=None, metavar="DURATION",
+              help="Files: reveal each labelled event's label as a label event DURATION later (7d, 1h, 90s), so "
+                   "label learners and entity risk learn only what a live system would know by then.")
+@click.option("--label-every", default="0", show_default=True, metavar="DURATION",
+              help="With --label-delay: labels arrive in drops every DURATION (0: each one exactly on time).")
+@click.option("--k", "top_k", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Daily budget of entities (cards = user ids) for the card precision@k in the report's `eval`.")
+@click.option("--eval-from", default=None, metavar="WHEN",
+              help="Only events at or after WHEN (ISO-8601 date/time, UTC) count in the `eval` metrics; the stream "
+                   "still runs from its start.")
+@click.option("--eval-to", default=None, metavar="WHEN",
+              help="Only events before WHEN count in the `eval` metrics (a bare date means the end of that day).")
+@click.option("--plot-dir", type=click.Path(file_okay=False), default=None,
+              help="Write pr_curve.png and alerts_over_time.png (over the `eval` events) into this folder.")
 @click.pass_context
 @_fail_cleanly
 def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin,
            ts_unit, from_kafka, kafka_topics, bootstrap, from_timestamp, to_timestamp, from_offset, to_offset,
-           alerts_out, db, dead_letters, report, batch_size, top, quiet) -> None:
+           alerts_out, db, dead_letters, report, batch_size, top, quiet, label_delay, label_every, top_k,
+           eval_from, eval_to, plot_dir) -> None:
     """Backtest recorded events (JSONL or CSV, optionally .gz) through the engine and report detection quality.
 
     \b
@@ -262,7 +277,13 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         used = ", ".join(k for k, v in kafka_opts.items() if v is not None)
         raise click.UsageError(f"{used}: only with --kafka or --kafka-topic")
     settings = _settings(config, {"engine.budget": budget, "engine.batch_size": batch_size})
+    from stream.metrics import WindowCollector
+
+    window = WindowCollector(_parse_day("--eval-from", eval_from, end=False),
+                             _parse_day("--eval-to", eval_to, end=True), k=top_k)
     if from_kafka:
+        if label_delay is not None:
+            raise click.UsageError("--label-delay applies to INPUT files (a Kafka replay reads the labels topic)")
         file_only = {"--format": fmt, "--type": etype, "--map": map_spec, "--set": set_spec, "--drop": drop,
                      "--ts-origin": ts_origin}
         defaulted = (("--features", "feature_cols"), ("--ts-unit", "ts_unit"))
@@ -278,18 +299,58 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
             to_offset=to_offset, alerts_out=alerts_out, db=db, dead_letters=dead_letters, quiet=quiet,
             top=top)
     else:
+        from stream.delayed_labels import DelayedLabels, parse_duration
         from stream.sources import FileSource
 
         mapping = _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
-        source = FileSource(list(inputs), batch_size=int(settings.engine["batch_size"]), format=fmt,
-                            mapping=mapping)
+        source: Any = FileSource(list(inputs), batch_size=int(settings.engine["batch_size"]), format=fmt,
+                                 mapping=mapping)
+        if label_delay is not None:
+            source = DelayedLabels(source, parse_duration(label_delay), every=parse_duration(label_every))
         result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db,
                                          dead_letters=dead_letters, quiet=quiet, top=top,
-                                         input_bytes=sum(_size(p) for p in inputs))
+                                         input_bytes=sum(_size(p) for p in inputs), observe=window.add)
+        result["eval"] = window.report()
+        if label_delay is not None:
+            result["label_delay_s"] = source.delay
+            result["label_every_s"] = source.every
+            result["label_store"] = result.engine.label_store.stats()
+        if plot_dir:
+            import numpy as np
+
+            from stream import plots
+
+            v = window.arrays()
+            known = v["y"] >= 0
+            Path(plot_dir).mkdir(parents=True, exist_ok=True)
+            pr_png = plots.plot_pr_curve(v["y"][known], v["s"][known], Path(plot_dir) / "pr_curve.png")
+            ot_png = plots.plot_alerts_over_time(v["ts"], v["a"], np.where(known, v["y"], 0),
+                                                 Path(plot_dir) / "alerts_over_time.png")
+            result["plots"] = [str(pr_png), str(ot_png)]
+        if not quiet:
+            e = result["eval"]
+            click.echo(f"eval: {e['eval_events']:,} events, ROC AUC {e['roc_auc']}, AP {e['pr_auc']}, "
+                       f"card precision@{e['k']} {e['card_precision_at_k']}", err=True)
     if report:
         Path(report).write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         if not quiet:
             click.echo(f"report written to {report}", err=True)
+
+
+def _parse_day(option: str, text: str | None, *, end: bool) -> float | None:
+    """Epoch seconds of an ISO-8601 date or time (UTC); a bare date is its start, or with ``end`` its end."""
+    if text is None:
+        return None
+    from stream.errors import InvalidEvent
+    from stream.events import parse_ts
+
+    try:
+        ts = parse_ts(text.strip(), option)
+    except InvalidEvent as e:
+        raise click.UsageError(f"{option}: {e.problem}") from None
+    if end and len(text.strip()) == 10:  # YYYY-MM-DD: through the end of that day
+        ts += 86400.0
+    return ts
 
 
 def _parse_when(option: str, text: str | None) -> float | None:
@@ -417,7 +478,7 @@ def _size(path: str) -> int:
 
 
 def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=None, dead_letters=None,
-                            quiet=False, top=5, input_bytes=0, title="replay"):
+                            quiet=False, top=5, input_bytes=0, title="replay", observe=None):
     """Open the requested sinks, replay with a progress bar, print the summary; shared by replay and demo."""
     from sinks.deadletter import JsonlDeadLetterSink
     from sinks.jsonl import JsonlSink
@@ -443,6 +504,8 @@ def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=N
         with rpt.progress(quiet, title, total_bytes=input_bytes, source=source) as advance:
             def on_batch(batch, outcome):
                 top_alerts.offer(outcome.alerts)
+                if observe is not None:
+                    observe(outcome)
                 advance(batch, outcome)
 
             result = run(source, settings, sinks=sinks, dead_letters=dl, on_batch=on_batch)

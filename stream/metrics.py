@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["roc_auc", "average_precision", "top_k_metrics", "Collector"]
+__all__ = ["roc_auc", "average_precision", "top_k_metrics", "Collector", "WindowCollector", "card_precision_at_k",
+           "detection_delays"]
 
 
 def _arrays(y: Sequence[int] | np.ndarray, s: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,4 +157,141 @@ class Collector:
             out["benign_alert_rate"] = {k2: round(v["rate"], 4) for k2, v in per_benign.items()}
             out["benign"] = per_benign
         out["stream_seconds"] = (self.last_ts - self.first_ts) if self.first_ts is not None else 0.0
+        return out
+
+
+DAY = 86400.0
+
+
+def card_precision_at_k(day: np.ndarray, card: np.ndarray, y: np.ndarray, s: np.ndarray, k: int,
+                        known_since: dict[str, float] | None = None) -> tuple[float | None, list[float]]:
+    """The handbook's daily card precision@k: mean over days of the fraud share among the day's top-k cards.
+
+    For each day, every card (entity) gets the maximum risk of its events that day; cards already known to be
+    compromised before the day starts (``known_since[card]`` = when a fraud label for it arrived) are removed;
+    the ``k`` riskiest remaining cards are checked, and a card counts when it had a fraud that day.
+    ``day`` is the day index (``floor(ts / 86400)``) of each event. Returns the mean and the per-day values.
+
+    >>> import numpy as np
+    >>> day = np.array([0, 0, 0, 0, 1, 1]); card = np.array(["a", "a", "b", "c", "a", "b"], dtype=object)
+    >>> y = np.array([0, 1, 0, 0, 1, 0]); s = np.array([0.1, 0.9, 0.8, 0.2, 0.9, 0.5])
+    >>> card_precision_at_k(day, card, y, s, 2)
+    (0.5, [0.5, 0.5])
+    >>> card_precision_at_k(day, card, y, s, 2, known_since={"a": 0.5 * 86400})  # day 1 drops card a
+    (0.25, [0.5, 0.0])
+    """
+    known_since = known_since or {}
+    per_day: list[float] = []
+    for d in np.unique(day).tolist():
+        m = day == d
+        best: dict[str, float] = {}
+        fraud: dict[str, int] = {}
+        for c, yi, si in zip(card[m].tolist(), y[m].tolist(), s[m].tolist(), strict=True):
+            if known_since.get(c, np.inf) < d * DAY:
+                continue
+            if si > best.get(c, -np.inf):
+                best[c] = si
+            if yi == 1:
+                fraud[c] = 1
+        if not best:
+            continue
+        top = sorted(best, key=lambda c: (-best[c], c))[:k]
+        per_day.append(sum(fraud.get(c, 0) for c in top) / k)
+    return (float(np.mean(per_day)) if per_day else None), per_day
+
+
+def detection_delays(ts: np.ndarray, scenario: np.ndarray, entity: np.ndarray, alerted: np.ndarray
+                     ) -> dict[str, dict[str, Any]]:
+    """Per attack scenario: instances (scenario + entity), how many alerted, and the median / p90 seconds
+    from an instance's first event to its first alert (events of scenario ``None``/``normal``/``benign_*``
+    are not attacks).
+
+    >>> import numpy as np
+    >>> ts = np.array([0.0, 5.0, 9.0, 1.0, 2.0]); sc = np.array(["x", "x", "x", "x", None], dtype=object)
+    >>> ent = np.array(["u1", "u1", "u1", "u2", "u3"], dtype=object); al = np.array([0, 1, 1, 0, 1], dtype=bool)
+    >>> detection_delays(ts, sc, ent, al)["x"]
+    {'instances': 2, 'detected': 1, 'median_delay_s': 5.0, 'p90_delay_s': 5.0}
+    """
+    first: dict[tuple[str, str], float] = {}
+    hit: dict[tuple[str, str], float] = {}
+    for t, sc, e, a in zip(ts.tolist(), scenario.tolist(), entity.tolist(), alerted.tolist(), strict=True):
+        if sc is None or sc in ("", "normal", "0") or str(sc).startswith("benign_"):
+            continue
+        key = (str(sc), str(e))
+        if key not in first or t < first[key]:
+            first[key] = t
+        if a and (key not in hit or t < hit[key]):
+            hit[key] = t
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted({k[0] for k in first}):
+        keys = [k for k in first if k[0] == name]
+        delays = np.array([hit[k] - first[k] for k in keys if k in hit])
+        out[name] = {
+            "instances": len(keys),
+            "detected": int(len(delays)),
+            "median_delay_s": float(np.median(delays)) if len(delays) else None,
+            "p90_delay_s": float(np.percentile(delays, 90)) if len(delays) else None,
+        }
+    return out
+
+
+class WindowCollector:
+    """What the handbook-style evaluation needs: per-event time, card, label, risk, alert and scenario, kept
+    for the events inside ``[eval_from, eval_to)`` (epoch seconds; None = open), while the stream runs whole.
+
+    Cards with a fraud label that *arrived* (a label event) are remembered for the known-compromised rule of
+    :func:`card_precision_at_k`, whatever the window.
+    """
+
+    def __init__(self, eval_from: float | None = None, eval_to: float | None = None, k: int = 100) -> None:
+        self.eval_from = eval_from
+        self.eval_to = eval_to
+        self.k = k
+        self._cols: dict[str, list[Any]] = {n: [] for n in ("ts", "card", "y", "s", "a", "sc")}
+        self._fraud_card: dict[str, str] = {}  # event id -> card, for events labelled fraud (to map labels)
+        self.known_since: dict[str, float] = {}
+
+    def add(self, outcome: Any) -> None:
+        lo = -np.inf if self.eval_from is None else self.eval_from
+        hi = np.inf if self.eval_to is None else self.eval_to
+        cols = self._cols
+        for e, r, a in zip(outcome.scored, np.asarray(outcome.risk).tolist(),
+                           np.asarray(outcome.alerted).tolist(), strict=True):
+            card = getattr(e, "user_id", None) or e.event_id
+            if e.label == 1:
+                self._fraud_card[e.event_id] = card
+            if lo <= e.ts < hi:
+                cols["ts"].append(e.ts)
+                cols["card"].append(card)
+                cols["y"].append(-1 if e.label is None else e.label)
+                cols["s"].append(r)
+                cols["a"].append(a)
+                cols["sc"].append(e.scenario)
+        for lab in outcome.labels:
+            if lab.label == 1:
+                card = self._fraud_card.pop(lab.ref_event_id, None)
+                if card is not None and card not in self.known_since:
+                    self.known_since[card] = lab.ts
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        c = self._cols
+        return {"ts": np.asarray(c["ts"], dtype=np.float64), "card": np.asarray(c["card"], dtype=object),
+                "y": np.asarray(c["y"], dtype=np.int8), "s": np.asarray(c["s"], dtype=np.float64),
+                "a": np.asarray(c["a"], dtype=bool), "sc": np.asarray(c["sc"], dtype=object)}
+
+    def report(self) -> dict[str, Any]:
+        """``eval_events``, ``roc_auc``, ``pr_auc``, ``card_precision_at_k`` (+ per day) and ``detection_delay``."""
+        v = self.arrays()
+        known = v["y"] >= 0
+        yk, sk = v["y"][known], v["s"][known]
+        day = np.floor(v["ts"][known] / DAY).astype(np.int64)
+        cpk, per_day = card_precision_at_k(day, v["card"][known], yk, sk, self.k, self.known_since)
+        out: dict[str, Any] = {
+            "eval_from": self.eval_from, "eval_to": self.eval_to, "eval_events": int(len(v["y"])),
+            "labelled_events": int(known.sum()), "positives": int(yk.sum()),
+            "roc_auc": roc_auc(yk, sk), "pr_auc": average_precision(yk, sk),
+            "k": self.k, "card_precision_at_k": cpk, "card_precision_per_day": [round(p, 4) for p in per_day],
+        }
+        if any(sc is not None for sc in v["sc"].tolist()):
+            out["detection_delay"] = detection_delays(v["ts"], v["sc"], v["card"], v["a"])
         return out
