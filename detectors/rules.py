@@ -32,7 +32,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.base import Detector, Features
+import numpy as np
+
+from detectors.base import Detector, Features, Gate
 from detectors.registry import register
 
 __all__ = ["Rules", "Rule", "Clause", "parse_when", "ACTIONS"]
@@ -203,6 +205,43 @@ class Rules(Detector):
 
     def learn_one(self, x: Features) -> None:
         return None
+
+    def process_many(self, xs: Sequence[Features], gate: Gate | None = None) -> np.ndarray:
+        """Vectorised :meth:`score_one` over a batch (rules learn nothing; ``gate`` is still called per event).
+
+        Each feature a clause names becomes one column (``NaN`` where absent), each clause one numpy comparison;
+        a rule whose column is absent from the whole batch costs one pass over the batch and nothing more.
+        """
+        n = len(xs)
+        out = np.zeros(n, dtype=np.float64)
+        if n and self._rules:
+            cols: dict[str, np.ndarray | None] = {}
+            nan = math.nan
+            for r in self._rules:
+                if r.score <= 0.0:
+                    continue
+                fire: np.ndarray | None = None
+                for c in r.clauses:
+                    if c.feature not in cols:
+                        col = np.array([x.get(c.feature, nan) for x in xs], dtype=np.float64)
+                        present = ~np.isnan(col)
+                        cols[c.feature] = col if present.any() else None
+                    col = cols[c.feature]
+                    if col is None:
+                        fire = None
+                        break
+                    with np.errstate(invalid="ignore"):
+                        holds = _OPS[c.op](col, c.value) & ~np.isnan(col)
+                    fire = holds if fire is None else fire & holds
+                    if not fire.any():
+                        fire = None
+                        break
+                if fire is not None:
+                    np.maximum(out, np.where(fire, r.score, 0.0), out=out)
+        if gate is not None:
+            for s in out.tolist():
+                gate(s)
+        return out
 
     def explain(self, x: Features, top: int = 3) -> list[tuple[str, float]]:
         fired = sorted(self.fired(x), key=lambda r: -r.score)

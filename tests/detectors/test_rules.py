@@ -103,3 +103,67 @@ def test_clone_and_pickle_keep_the_configuration():
     for copy in (r.clone(), pickle.loads(pickle.dumps(r))):
         assert copy.score_one(x) == 0.9
         assert copy.block_reasons(x, {"ip": "203.0.113.9"}) == ["stolen_bin", "blocklist:ip"]
+
+
+def _default_pack() -> list[dict]:
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "stream" / "defaults" / "riskstream.toml"
+    return tomllib.loads(path.read_text())["detectors"]["rules"]["rules"]
+
+
+def test_vectorised_batches_equal_the_per_event_loop_with_missing_nan_and_not_equal():
+    import random
+
+    import numpy as np
+
+    rules = [*_default_pack(), {"name": "ne", "when": "f != 1 and g > 0", "score": 0.3},
+             {"name": "zero", "when": "f >= 0", "score": 0.0}]
+    r = Rules(rules=rules)
+    rng = random.Random(5)
+    names = sorted({c.feature for rule in r._rules for c in rule.clauses})
+    xs = []
+    for _ in range(600):
+        x = {}
+        for f in names:
+            u = rng.random()
+            if u < 0.2:
+                continue  # missing
+            x[f] = math.nan if u < 0.25 else float(rng.choice([0, 1, 2, 3, 4, 5, 0.5, 9.0, 2000.0]))
+        xs.append(x)
+    seen: list[float] = []
+    got = np.concatenate([r.process_many(xs[i : i + 97], lambda s: seen.append(s) or True)
+                          for i in range(0, len(xs), 97)])
+    want = np.array([r.score_one(x) for x in xs])
+    np.testing.assert_array_equal(got, want)
+    assert seen == want.tolist()  # the gate sees every score, in order
+    assert 0 < (want > 0).mean() < 1
+    assert r.process_many([{"other": 1.0}] * 5).tolist() == [0.0] * 5  # no rule's feature present
+
+
+def test_default_pack_fires_on_attack_patterns_not_on_ordinary_traffic():
+    r = Rules(rules=_default_pack())
+    assert all(rule.action == "review" for rule in r._rules)  # the pack adds evidence, it never forces a block
+    ordinary_order = {"order_amount": 45.0, "device_payments_24h": 1, "ip_payments_24h": 1, "user_payments_24h": 1,
+                      "device_promo_users_24h": 1, "device_new_accounts_24h": 0, "promo_redemptions_1h": 4,
+                      "account_age_days": 300, "device_users_24h": 2, "address_users_24h": 2,
+                      "payment_users_24h": 1, "user_new_address": 1, "user_amount_ratio_max": 1.2,
+                      "user_devices_24h": 2, "user_countries_24h": 2}
+    assert r.fired(ordinary_order) == []  # a shared family device, a gift address, a sale code, travel
+    card_test = dict(ordinary_order, order_amount=1.5, device_payments_24h=9)
+    promo_farm = dict(ordinary_order, device_promo_users_24h=6, account_age_days=0.01)
+    ring = dict(ordinary_order, address_users_24h=4)
+    takeover = dict(ordinary_order, user_amount_ratio_max=4.0)
+    for x, name in ((card_test, "card_burst_device"), (promo_farm, "promo_farm_device"),
+                    (ring, "shared_address"), (takeover, "takeover_order")):
+        assert name in [f.name for f in r.fired(x)]
+    ordinary_login = {"login_success": 1, "ip_logins_1m": 1, "ip_login_users_1h": 2, "ip_failed_login_ratio_1h": 0.5,
+                      "login_velocity_kmh": 600.0, "user_new_device": 1, "user_new_ip": 0, "user_new_country": 0}
+    assert r.fired(ordinary_login) == []  # a new phone at home, a flight
+    stuffing = dict(ordinary_login, ip_logins_1m=25, ip_login_users_1h=20, ip_failed_login_ratio_1h=0.95)
+    travel = dict(ordinary_login, login_velocity_kmh=9000.0)
+    stranger = dict(ordinary_login, user_new_ip=1, login_success=0)
+    for x, name in ((stuffing, "login_storm_ip"), (travel, "impossible_travel"),
+                    (stranger, "failed_login_new_device_ip")):
+        assert name in [f.name for f in r.fired(x)]
