@@ -60,10 +60,12 @@ def test_poison_records_go_to_the_dead_letter_topic_and_processing_continues(sce
 
 
 def test_broker_restart_while_consuming(scenario, restartable_broker):
-    sc = scenario(bootstrap=restartable_broker.bootstrap, events=12_000, seed=16, max_poll_records=200)
+    # Enough input that the consumers are still busy when the first checkpoint lands (the engine does ~10k events/s
+    # per process here, and checkpoints come every second), so the restart falls mid-stream.
+    sc = scenario(bootstrap=restartable_broker.bootstrap, events=40_000, seed=16, max_poll_records=200)
     sc.start("p1")
     sc.start("p2")
-    at_restart = sc.wait_progress(0.2)
+    at_restart = sc.wait_progress(0.02)
     assert restartable_broker.restart is not None
     restartable_broker.restart()
     sc.wait_done(timeout=240)
