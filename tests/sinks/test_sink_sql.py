@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,8 +18,7 @@ from sqlalchemy import create_engine, inspect
 from sinks import Alert, SinkError, alert_id
 from sinks.jsonl import JsonlSink, read_alerts
 from sinks.sql import SqlSink, alert_table, metadata
-
-PG_URL = os.environ.get("RISKSTREAM_DATABASE_URL")
+from tests.services import service_env
 
 OpenSink = Callable[..., SqlSink]
 
@@ -50,11 +48,10 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, st
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/db/alerts.db", "alerts"
         return
-    if not PG_URL:
-        pytest.skip("RISKSTREAM_DATABASE_URL is not set")
+    pg_url = service_env("RISKSTREAM_DATABASE_URL")  # the environment's server, else scripts/services up
     table = f"alerts_t{uuid.uuid4().hex[:12]}"
-    yield PG_URL, table
-    engine = create_engine(PG_URL)
+    yield pg_url, table
+    engine = create_engine(pg_url)
     alert_table(table).drop(engine, checkfirst=True)
     engine.dispose()
 
