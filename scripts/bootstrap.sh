@@ -24,6 +24,11 @@ fi
 stamp="$venv/.riskstream-installed${extra:+-$extra}"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   echo "bootstrap: installing riskstream${extra:+[$extra]} into $venv" >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root${extra:+[$extra]}"
+  log="$venv/pip-install.log"
+  if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root${extra:+[$extra]}" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "bootstrap: pip install failed (full log: $log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
