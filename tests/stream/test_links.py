@@ -1,0 +1,70 @@
+"""Entity risk counts only arrived labels within its windows; the link graph is bounded and forgets."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from stream.links import EntityRisk, LinkGraph
+
+DAY = 86400.0
+
+
+def test_entity_risk_counts_arrived_labels_per_window() -> None:
+    risk = EntityRisk(kinds=("merchant", "user"), windows=(DAY, 7 * DAY))
+    for d in range(5):  # one label a day, frauds on days 3 and 4
+        risk.learn({"merchant": "t1", "user": f"u{d}"}, int(d >= 3), arrived=d * DAY + 10.0)
+    f = risk.features({"merchant": "t1", "user": "u4"}, ts=4 * DAY + 100.0)
+    assert f["risk_merchant_labels_7d"] == 5.0 and f["risk_merchant_frauds_7d"] == 2.0
+    assert f["risk_merchant_rate_7d"] == pytest.approx(0.4)
+    assert f["risk_merchant_labels_1d"] == 1.0 and f["risk_merchant_rate_1d"] == 1.0
+    assert f["risk_user_frauds_7d"] == 1.0
+    other = risk.features({"merchant": "t2"}, ts=4 * DAY)
+    assert other["risk_merchant_labels_7d"] == 0.0 and other["risk_merchant_rate_7d"] == 0.0
+    assert "risk_user_rate_1d" in other  # every name present even without the entity
+    later = risk.features({"merchant": "t1"}, ts=12 * DAY)
+    assert later["risk_merchant_labels_7d"] == 0.0  # all arrived more than 7 days ago
+
+
+def test_entity_risk_expires_idle_entities() -> None:
+    risk = EntityRisk(kinds=("merchant",), windows=(DAY,), expire_every=1)
+    risk.learn({"merchant": "old"}, 1, arrived=0.0)
+    risk.learn({"merchant": "new"}, 0, arrived=10 * DAY)
+    assert risk.size() == 1
+    assert pickle.loads(pickle.dumps(risk)).size() == 1
+
+
+def test_link_graph_groups_neighbours_confirmed_and_flagged() -> None:
+    g = LinkGraph(window=DAY)
+    g.observe("a", {"device": "d1"}, 0.0)
+    g.observe("b", {"device": "d1", "payment": "p1"}, 10.0)
+    g.observe("c", {"payment": "p1"}, 20.0)
+    g.observe("z", {"device": "d9"}, 20.0)
+    g.confirm("c", 30.0)
+    g.flag("b", 31.0)
+    fa = g.features("a", {"device": "d1"}, 40.0)
+    assert fa == {"link_neighbours": 1.0, "link_group": 2.0, "link_confirmed": 0.0, "link_flagged": 1.0}
+    fb = g.features("b", {}, 40.0)  # its own recent values count even when this event carries none
+    assert fb["link_neighbours"] == 2.0 and fb["link_confirmed"] == 1.0
+    assert g.features("a", {"device": "d1"}, 2 * DAY)["link_neighbours"] == 0.0  # links outside the window
+
+
+def test_link_graph_is_bounded() -> None:
+    g = LinkGraph(window=10 * DAY, max_users=4, max_values=2, max_group=3, expire_every=50)
+    for i in range(200):
+        g.observe(f"u{i}", {"ip": "shared", "device": f"d{i}", "payment": f"p{i % 3}"}, float(i))
+    assert max(len(v) for v in g._by_value.values()) <= 4
+    assert max(len(v) for v in g._by_user.values()) <= 2
+    f = g.features("new", {"ip": "shared"}, 300.0)
+    assert f["link_neighbours"] == 4.0 and f["link_group"] <= 3.0
+    g.observe("late", {"ip": "x"}, 100 * DAY)
+    g._expire()
+    assert g.size() == 2  # everything older than the window is gone
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ValueError):
+        EntityRisk(windows=())
+    with pytest.raises(ValueError):
+        LinkGraph(max_users=0)
