@@ -16,7 +16,8 @@ from sinks.alert import Alert
 
 __all__ = ["progress", "print_summary", "TopAlerts", "format_reason", "console"]
 
-console = Console(stderr=False, highlight=False, soft_wrap=False)
+# Piped or captured output gets a wide page rather than rich's 80 columns, so alert reasons stay readable.
+console = Console(stderr=False, highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True, highlight=False)
 
 
@@ -61,16 +62,16 @@ class TopAlerts:
         return [a for _, _, a in sorted(self._heap, reverse=True)]
 
 
-def format_reason(r: Mapping[str, Any]) -> str:
-    """One reason as text: ``zscore: device_payments_distinct_24h=14 (z=9.1)``."""
+def format_reason(r: Mapping[str, Any], *, detail: bool = True) -> str:
+    """One reason as text: ``zscore: device_payments_24h=14 (z=9.1 ...)``; a rule shows its clause values."""
     det = r.get("detector", "?")
     feat = r.get("feature")
-    if feat is None:
-        return f"{det}: {r.get('detail', '')}".strip()
     value = r.get("value")
+    if feat is None or value is None:
+        return f"{det}: {r.get('detail') or feat or ''}".strip()
     vtxt = f"{value:.4g}" if isinstance(value, float) else str(value)
-    detail = r.get("detail")
-    return f"{det}: {feat}={vtxt}" + (f" ({detail})" if detail else "")
+    text = f"{det}: {feat}={vtxt}"
+    return text + (f" ({r['detail']})" if detail and r.get("detail") else "")
 
 
 def _fmt(v: Any) -> str:
@@ -118,7 +119,12 @@ def print_summary(report: Mapping[str, Any], top: Sequence[Alert], outputs: Mapp
         at.add_column("entity")
         at.add_column("reasons")
         for a in top:
-            reasons = "\n".join(format_reason(r) for r in a.reasons[:4])
+            lines: list[str] = []
+            for r in a.reasons:
+                line = format_reason(r, detail=False)
+                if line not in lines:
+                    lines.append(line)
+            reasons = "\n".join(lines[:4])
             at.add_row(f"{a.score:.4f}", a.severity, a.action, f"{a.event_type} {a.event_id}", a.entity_key, reasons)
         console.print(at)
     written = [f"{k}: {v}" for k, v in outputs.items() if v]
