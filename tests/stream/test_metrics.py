@@ -7,15 +7,15 @@ from stream.metrics import average_precision, roc_auc, top_k_metrics
 
 
 def brute_auc(y, s):
-    pos = [b for a, b in zip(y, s) if a == 1]
-    neg = [b for a, b in zip(y, s) if a == 0]
+    pos = [b for a, b in zip(y, s, strict=True) if a == 1]
+    neg = [b for a, b in zip(y, s, strict=True) if a == 0]
     total = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
     return total / (len(pos) * len(neg))
 
 
 def brute_ap(y, s):
     # scikit-learn's definition: sum over distinct thresholds of (R_n - R_{n-1}) P_n
-    pairs = sorted(zip(s, y), key=lambda t: -t[0])
+    pairs = sorted(zip(s, y, strict=True), key=lambda t: -t[0])
     P = sum(y)
     ap, prev_r, tp, seen = 0.0, 0.0, 0, 0
     i = 0
