@@ -235,6 +235,17 @@ class Ensemble:
         evidence = np.zeros(n)
         protect = self.protect
         for name, det in self.detectors.items():
+            if not getattr(det, "learns", True):
+                # a detector that never learns (rules) needs no gate: its scores do not depend on the gate's
+                # answers, so the whole batch is calibrated at once (update_many equals the loop bitwise)
+                pa = self._calibrators[name].update_many(det.process_many(xs))
+                if len(pa) != n:
+                    raise RuntimeError(f"detector {name!r} returned {len(pa)} scores for {n} events")
+                p[name] = pa
+                w = self._weights[name]
+                if w:
+                    evidence += w * -np.log(pa)
+                continue
             ps: list[float] = []
             update = self._calibrators[name].update
             push = ps.append

@@ -441,18 +441,22 @@ class HalfSpaceTrees(Detector):
         if self._names is None or self._ref is None:
             return []
         z = self._scale(self._matrix([x]), self._lo, self._hi)
-        leaves = self._leaves(z)[0]
-        limit = self.size_limit
+        leaves = self._leaves(z)[0].astype(np.int64)
+        h, n_trees = self.height, self.n_trees
+        masses = self._masses()
+        d = np.arange(h + 1)
+        # node[t, d]: flat id of tree t's level-d node on the event's path; mass[t, d]: its reference mass
+        node = np.arange(n_trees)[:, None] * (1 << d)[None, :] + (leaves[:, None] >> (h - d)[None, :])
+        mass = masses[n_trees * ((1 << d) - 1)[None, :] + node].astype(np.int64)
+        # a tree's path counts down to (and including) its last level whose node still has size_limit mass
+        ok = np.cumprod(mass[:, :h] >= self.size_limit, axis=1).astype(bool)
         contrib = np.zeros(len(self._names))
-        for t in range(self.n_trees):
-            for d in range(self.height):
-                node = t * 2**d + (int(leaves[t]) >> (self.height - d))
-                r = int(self._mass(d, np.array([node]))[0])
-                if r < limit:
-                    break
-                child = t * 2 ** (d + 1) + (int(leaves[t]) >> (self.height - d - 1))
-                rc = int(self._mass(d + 1, np.array([child]))[0])
-                contrib[self._feat[d][node]] += math.log((r + 1) / (rc + 1))
+        if ok.any():
+            t_idx, d_idx = np.nonzero(ok)  # row-major: tree by tree, level by level, as a loop would add them
+            feats = [int(self._feat[dd][nn]) for dd, nn in zip(d_idx.tolist(), node[t_idx, d_idx].tolist())]
+            ratios = ((mass[t_idx, d_idx] + 1) / (mass[t_idx, d_idx + 1] + 1)).tolist()
+            for f, r in zip(feats, ratios):
+                contrib[f] += math.log(r)
         contrib /= self.n_trees
         order = np.argsort(-contrib, kind="stable")[:top]
         return [(self._names[i], float(contrib[i])) for i in order if contrib[i] > 0]

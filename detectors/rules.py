@@ -184,6 +184,9 @@ class Rules(Detector):
                 raise ValueError(f"blocklist {kind!r} must map an entity kind to a list of ids")
             self._blocked[kind] = frozenset(str(i) for i in ids)
 
+    #: Rules never learn: the ensemble calibrates their scores a batch at a time, without a per-event gate.
+    learns = False
+
     @classmethod
     def _unit_test_params(cls) -> Any:
         yield {"rules": [{"name": "far", "when": "f0 > 3", "score": 0.8},

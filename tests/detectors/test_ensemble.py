@@ -242,3 +242,28 @@ def test_tail_probabilities_and_risk_are_in_range():
     assert ((v.risk >= 0) & (v.risk < 1)).all()
     np.testing.assert_allclose(v.evidence, sum(-np.log(p) for p in v.p.values()))
     assert math.isfinite(float(v.evidence.max()))
+
+
+def test_a_detector_that_never_learns_is_calibrated_batchwise_exactly_like_through_its_gate():
+    import random
+
+    import numpy as np
+
+    from detectors.rules import Rules
+
+    class GatedRules(Rules):
+        learns = True  # forces the per-event gate path
+
+    rules = [{"name": "big", "when": "a > 2.6", "score": 0.9}, {"name": "mid", "when": "a > 0.5", "score": 0.4}]
+    rng = random.Random(2)
+    xs = [{"a": rng.gauss(0, 1)} for _ in range(3000)]
+    fast = Ensemble({"rules": Rules(rules=rules)}, budget=0.01, min_history=100)
+    slow = Ensemble({"rules": GatedRules(rules=rules)}, budget=0.01, min_history=100)
+    vf = [fast.process_many(xs[i : i + 700]) for i in range(0, len(xs), 700)]
+    vs = [slow.process_many(xs[i : i + 300]) for i in range(0, len(xs), 300)]
+    for key in ("q", "evidence"):
+        np.testing.assert_array_equal(np.concatenate([getattr(v, key) for v in vf]),
+                                      np.concatenate([getattr(v, key) for v in vs]))
+    np.testing.assert_array_equal(np.concatenate([v.p["rules"] for v in vf]),
+                                  np.concatenate([v.p["rules"] for v in vs]))
+    assert 0 < np.concatenate([v.alert for v in vf]).mean() < 0.05
