@@ -212,23 +212,29 @@ class Rules(Detector):
     def process_many(self, xs: Sequence[Features], gate: Gate | None = None) -> np.ndarray:
         """Vectorised :meth:`score_one` over a batch (rules learn nothing; ``gate`` is still called per event).
 
-        Each feature a clause names becomes one column (``NaN`` where absent), each clause one numpy comparison;
-        a rule whose column is absent from the whole batch costs one pass over the batch and nothing more.
+        The features the rules name are read into one matrix (``NaN`` where absent), each clause is one numpy
+        comparison on its column.
         """
         n = len(xs)
         out = np.zeros(n, dtype=np.float64)
-        if n and self._rules:
+        names = list(dict.fromkeys(c.feature for r in self._rules if r.score > 0.0 for c in r.clauses))
+        if n and names:
+            get = operator.itemgetter(*names)
+            try:
+                rows = [get(x) for x in xs]
+            except KeyError:  # some event lacks some feature: NaN there
+                nan = math.nan
+                rows = [[x.get(f, nan) for f in names] for x in xs]
+            m = np.array(rows, dtype=np.float64).reshape(n, len(names))
             cols: dict[str, np.ndarray | None] = {}
-            nan = math.nan
+            for j, f in enumerate(names):
+                col = m[:, j]
+                cols[f] = None if np.isnan(col).all() else col
             for r in self._rules:
                 if r.score <= 0.0:
                     continue
                 fire: np.ndarray | None = None
                 for c in r.clauses:
-                    if c.feature not in cols:
-                        col = np.array([x.get(c.feature, nan) for x in xs], dtype=np.float64)
-                        present = ~np.isnan(col)
-                        cols[c.feature] = col if present.any() else None
                     col = cols[c.feature]
                     if col is None:
                         fire = None
