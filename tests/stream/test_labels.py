@@ -127,3 +127,25 @@ def test_engine_snapshot_keeps_label_state() -> None:
     copy.restore(engine.snapshot())
     assert copy.label_store.stats() == engine.label_store.stats()
     assert copy.entity_risk.features({"merchant": "m0"}, 600.0) == engine.entity_risk.features({"merchant": "m0"}, 600.0)
+
+
+def test_window_collector_counts_the_window_and_drops_cards_known_before_the_day() -> None:
+    import numpy as np
+
+    from stream.metrics import WindowCollector
+    from stream.pipeline import Outcome
+
+    day = 86400.0
+    evs = [_order(0, 0.5 * day, label=1, user="a"), _order(1, 2.2 * day, label=1, user="a"),
+           _order(2, 2.3 * day, label=0, user="b"), _order(3, 2.4 * day, label=1, user="c"),
+           _order(4, 5.0 * day, label=1, user="d")]
+    col = WindowCollector(eval_from=2 * day, eval_to=3 * day, k=2)
+    col.add(Outcome(scored=evs[:1], risk=np.array([0.1]), alerted=np.array([False])))
+    lab = Label(event_id="l0", ts=1.0 * day, ref_event_id="e0", label=1)  # a's fraud known on day 1
+    col.add(Outcome(labels=[lab]))
+    col.add(Outcome(scored=evs[1:], risk=np.array([0.9, 0.8, 0.7, 0.99]), alerted=np.zeros(4, dtype=bool)))
+    rep = col.report()
+    assert rep["eval_events"] == 3  # days 2 only
+    assert col.known_since == {"a": 1.0 * day}
+    assert rep["card_precision_at_k"] == 0.5  # top-2 without a: b (no fraud), c (fraud)
+    assert rep["unknown_cards"]["events"] == 2 and rep["unknown_cards"]["roc_auc"] == 0.0
