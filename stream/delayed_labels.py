@@ -14,8 +14,9 @@ Pending labels are held in a heap: memory is bounded by the number of events wit
 >>> evs = [Order(event_id=f"e{i}", ts=float(i), user_id="u", order_id=f"o{i}", amount=1.0, currency="EUR",
 ...              merchant_id="m", label=i % 2) for i in range(4)]
 >>> out = [e for b in DelayedLabels(ListSource(evs, batch_size=2), delay=1.5) for e in b.events]
->>> [(e.type, e.event_id, e.ts) for e in out][:5]
-[('order', 'e0', 0.0), ('order', 'e1', 1.0), ('label', 'e0#label', 1.5), ('order', 'e2', 2.0), ('label', 'e1#label', 2.5)]
+>>> [(e.type, e.event_id, e.ts) for e in out][:5]  # doctest: +NORMALIZE_WHITESPACE
+[('order', 'e0', 0.0), ('order', 'e1', 1.0), ('label', 'e0#label', 1.5), ('order', 'e2', 2.0),
+ ('label', 'e1#label', 2.5)]
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ Insertion order is event-time order in a replay, and near enough in a live strea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 __all__ = ["LabelStore", "Joined"]
 

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from stream.config import load_settings
+from stream.config import Settings, load_settings
 from stream.delayed_labels import DelayedLabels, parse_duration
 from stream.errors import ConfigError
 from stream.events import Label, Order
@@ -72,12 +72,12 @@ def test_parse_duration() -> None:
         parse_duration("soon")
 
 
-def _supervised_settings(batch: int):
-    return load_settings(None, overrides={"engine.batch_size": batch}).replace({}).__class__(
-        {**load_settings(None).data,
-         "detectors": {"supervised": {"model": "logreg", "warmup": 5, "features": ["order_amount"]}},
-         "ensemble": {**load_settings(None).data["ensemble"], "weights": {"supervised": 1.0}},
-         "links": {**load_settings(None).data["links"], "entity_risk": True}})
+def _supervised_settings(batch: int) -> Settings:
+    base = load_settings(None, overrides={"engine.batch_size": batch}).data
+    return Settings({**base,
+                     "detectors": {"supervised": {"model": "logreg", "warmup": 5, "features": ["order_amount"]}},
+                     "ensemble": {**base["ensemble"], "weights": {"supervised": 1.0}},
+                     "links": {**base["links"], "entity_risk": True}})
 
 
 def _stream() -> list:
@@ -126,7 +126,8 @@ def test_engine_snapshot_keeps_label_state() -> None:
     copy = Engine(settings)
     copy.restore(engine.snapshot())
     assert copy.label_store.stats() == engine.label_store.stats()
-    assert copy.entity_risk.features({"merchant": "m0"}, 600.0) == engine.entity_risk.features({"merchant": "m0"}, 600.0)
+    m0 = {"merchant": "m0"}
+    assert copy.entity_risk.features(m0, 600.0) == engine.entity_risk.features(m0, 600.0)
 
 
 def test_window_collector_counts_the_window_and_drops_cards_known_before_the_day() -> None:
