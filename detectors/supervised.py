@@ -99,10 +99,9 @@ class Supervised(Detector):
         dist = {0: 1.0 - self.pos_share, 1: self.pos_share}
         self._models: dict[str, Any] = {}
         if model in ("logreg", "both"):
-            self._models["logreg"] = imblearn.RandomUnderSampler(
-                compose.Pipeline(preprocessing.StandardScaler(),
-                                 linear_model.LogisticRegression(optimizer=optim.SGD(self.lr))),
-                desired_dist=dist, seed=seed)
+            pipe: Any = compose.Pipeline(preprocessing.StandardScaler(),
+                                         linear_model.LogisticRegression(optimizer=optim.SGD(self.lr)))
+            self._models["logreg"] = imblearn.RandomUnderSampler(pipe, desired_dist=dist, seed=seed)
         if model in ("forest", "both"):
             self._models["forest"] = imblearn.RandomUnderSampler(
                 forest.ARFClassifier(n_models=n_models, seed=seed), desired_dist=dist, seed=seed)

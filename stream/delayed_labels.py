@@ -102,5 +102,5 @@ class DelayedLabels:
                     self.injected += 1
             yield Batch(out, batch.invalid)
         if pending:
-            tail = [heapq.heappop(pending)[2] for _ in range(len(pending))]
+            tail: list[Event] = [heapq.heappop(pending)[2] for _ in range(len(pending))]
             yield Batch(tail, [])

@@ -32,6 +32,7 @@ Both are plain dicts and lists: they pickle with the engine's checkpoint.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = ["EntityRisk", "LinkGraph", "window_label"]
 
@@ -247,17 +248,22 @@ class LinkGraph:
 
     def _expire(self) -> None:
         cut = self._now - self.window
-        for table in (self._by_value, self._by_user):
-            for key in list(table):
-                inner = table[key]
-                for k2 in [k2 for k2, t in inner.items() if t < cut]:
-                    del inner[k2]
-                if not inner:
-                    del table[key]
-        for table in (self._confirmed, self._flagged):  # type: ignore[assignment]
-            for key in [k for k, t in table.items() if t < cut]:
-                del table[key]
+        _prune(self._by_value, cut)
+        _prune(self._by_user, cut)
+        for seen in (self._confirmed, self._flagged):
+            for key in [k for k, t in seen.items() if t < cut]:
+                del seen[key]
 
     def size(self) -> int:
         """Users and values held."""
         return len(self._by_user) + len(self._by_value)
+
+
+def _prune(table: dict[Any, dict[Any, float]], cut: float) -> None:
+    """Drop inner entries last seen before ``cut``, and outer keys left empty."""
+    for key in list(table):
+        inner = table[key]
+        for k2 in [k2 for k2, t in inner.items() if t < cut]:
+            del inner[k2]
+        if not inner:
+            del table[key]
