@@ -196,10 +196,21 @@ class RobustZScore(Detector):
                 log[full] = lf
                 ring = ring.copy()
                 ring[lf] = np.log1p(ring[lf])
-            m = np.median(ring, axis=1)
-            dev = np.abs(ring - m[:, None])
+            # a window holding one value (a constant feature: common when the data lacks an entity's ids) has
+            # that value as its median and no deviation; only the others need medians
+            m = ring.min(axis=1)
+            var = ring.max(axis=1) != m
+            mad = np.zeros(len(full))
+            meanad = np.zeros(len(full))
+            if var.any():
+                rv = ring[var]
+                mv = np.median(rv, axis=1)
+                dev = np.abs(rv - mv[:, None])
+                m[var] = mv
+                mad[var] = np.median(dev, axis=1)
+                meanad[var] = dev.mean(axis=1)
             med[full] = m
-            scale[full] = _scale(np.median(dev, axis=1), dev.mean(axis=1), m)
+            scale[full] = _scale(mad, meanad, m)
         for f in np.flatnonzero(use & (fill < self.window)):
             vals = self._ring[f, : fill[f]]
             if self.log_nonneg and vals.min() >= 0:
