@@ -4,7 +4,7 @@ Importing the package registers the built-in detectors (``hst``, ``zscore``, ``r
 them and ``build(name, params)`` makes one.
 """
 
-from detectors import hst, rate, rules, zscore  # noqa: F401  (registers the built-in detectors)
+from detectors import hst, rate, rules, supervised, zscore  # noqa: F401  (registers the built-in detectors)
 from detectors.base import Detector, Features, Gate
 from detectors.calibration import TailCalibrator
 from detectors.ensemble import Ensemble, Verdicts

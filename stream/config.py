@@ -38,7 +38,7 @@ def _load_defaults() -> dict[str, Any]:
 
 DEFAULTS: dict[str, Any] = _load_defaults()
 #: Sections whose content changes what gets scored and alerted; they make up the configuration hash.
-_DETECTION_SECTIONS = ("engine", "features", "ensemble", "detectors")
+_DETECTION_SECTIONS = ("engine", "features", "ensemble", "detectors", "labels", "links")
 #: Sections that hold free-form tables (keys are checked by their consumers, not against the defaults).
 _OPEN_TABLES = {("detectors",), ("ensemble", "weights"), ("detectors", "rules", "blocklists")}
 
