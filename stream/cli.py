@@ -297,7 +297,8 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
             from_timestamp=_parse_when("--from-timestamp", from_timestamp),
             to_timestamp=_parse_when("--to-timestamp", to_timestamp), from_offset=from_offset,
             to_offset=to_offset, alerts_out=alerts_out, db=db, dead_letters=dead_letters, quiet=quiet,
-            top=top)
+            top=top, observe=window.add)
+        result["eval"] = window.report()
     else:
         from stream.delayed_labels import DelayedLabels, parse_duration
         from stream.sources import FileSource
@@ -411,7 +412,7 @@ def _merged_feature_memory(engines: Any) -> dict[str, float]:
 
 def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, bootstrap, from_timestamp,
                                to_timestamp, from_offset, to_offset, alerts_out, db, dead_letters, quiet,
-                               top):
+                               top, observe=None):
     """The Kafka counterpart of :func:`run_replay_with_outputs`: same sinks, progress, summary and report."""
     from sinks.deadletter import JsonlDeadLetterSink
     from sinks.jsonl import JsonlSink
@@ -442,6 +443,8 @@ def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, 
                 top_alerts.offer(outcome.alerts)
                 for k, v in outcome.timings.items():
                     clock[k] = clock.get(k, 0.0) + v
+                if observe is not None:
+                    observe(outcome)
                 advance(batch, outcome)
 
             try:
