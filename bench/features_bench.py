@@ -11,7 +11,9 @@ decodes them, and only ``transform_many`` is timed. Three streams:
 
 Each runs ``2 * --events`` events through a fresh extractor: the first half is "cold" (most entities are new),
 the second "warm" (the state already holds the population). Printed: µs/event of each half (best of
-``--repeat``), entities tracked, approximate bytes per tracked entity (``stats()``) and per entity pickled.
+``--repeat``), entities tracked, approximate bytes per tracked entity (``stats()``) and per entity pickled. Last,
+river's reference ``MinMaxScaler | HalfSpaceTrees`` on the same orders (``stream.bench.reference_x``), timed in
+the same run, so the ratio holds on a busy machine too.
 
     python bench/features_bench.py            # 50 000 events per half, 10 000 users
     python bench/features_bench.py --events 200000 --users 50000
@@ -24,9 +26,11 @@ import os
 import pickle
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from stream.bench import reference_x
 from stream.events import Event, Login, Order
 from stream.features import FeatureExtractor
 
@@ -57,7 +61,7 @@ def make_stream(n: int, users: int, login_share: float, seed: int = 7) -> Callab
         for m in range(i, j):
             u = int(user[m])
             a = int(ip[m])
-            common = {
+            common: dict[str, Any] = {
                 "event_id": f"e{m}", "ts": float(ts[m]), "user_id": f"u{u}", "device_id": f"d{u}-{k[m] % 2}",
                 "ip": f"10.{a >> 16 & 255}.{a >> 8 & 255}.{a & 255}", "country": COUNTRIES[u % 5],
             }  # fmt: skip
@@ -87,6 +91,19 @@ def run(build: Callable[[int, int], list[Event]], n: int, batch: int) -> tuple[f
     return spent[0] / n * 1e6, spent[1] / n * 1e6, fx
 
 
+def river_reference(events: Sequence[Event]) -> float:
+    """µs/event of river's ``MinMaxScaler | HalfSpaceTrees`` scoring then learning each event."""
+    from river import anomaly, preprocessing
+
+    model = preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)
+    xs = [reference_x(e) for e in events if isinstance(e, Order | Login)]
+    start = time.perf_counter()
+    for x in xs:
+        model.score_one(x)
+        model.learn_one(x)
+    return (time.perf_counter() - start) / len(xs) * 1e6
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--events", type=int, default=50_000, help="events per half (default 50 000)")
@@ -96,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     print(f"FeatureExtractor: {a.events} cold + {a.events} warm synthetic events, {a.users} users, "
           f"batches of {a.batch}, best of {a.repeat} (load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+    orders_warm = 0.0
     for label, share in (("orders (all ids)", 0.0), ("logins", 1.0), ("mixed 80/20", 0.2)):
         build = make_stream(2 * a.events, a.users, share)
         runs = [run(build, a.events, a.batch) for _ in range(a.repeat)]
@@ -109,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{st['approx_bytes'] / n:5.0f} B/entity in memory  {size / n:4.0f} B/entity pickled")  # fmt: skip
         kinds = [k.removeprefix("entities_") for k in st if k.startswith("entities_") and st[k]]
         print("    " + "  ".join(f"{k} {int(st['entities_' + k])} x {st['bytes_per_' + k]:.0f} B" for k in kinds))
+        if share == 0.0:
+            orders_warm = warm
+    river = river_reference(make_stream(10_000, a.users, 0.0)(0, 10_000))
+    print(f"  river MinMaxScaler|HalfSpaceTrees on the raw order fields: {river:.2f} µs/event "
+          f"(warm order features = {orders_warm / river:.2f} of it)")  # fmt: skip
 
 
 if __name__ == "__main__":
