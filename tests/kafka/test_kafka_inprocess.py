@@ -149,6 +149,10 @@ def test_alert_sink_publishes_entity_key_json_and_headers_and_keeps_what_it_coul
     producer.close()
 
 
+def _checkpointed_events(store, group):
+    return sum(store.load(group, u).events for u in store.units(group))
+
+
 def test_a_failing_sink_aborts_checkpoints_until_it_recovers(kafka_bootstrap, topics, tmp_path):
     n = _simulated(kafka_bootstrap, topics, 4000, seed=21)
     settings = _settings(kafka_bootstrap, topics)
@@ -164,8 +168,11 @@ def test_a_failing_sink_aborts_checkpoints_until_it_recovers(kafka_bootstrap, to
         # Failures are still pending: no state was saved and no offset committed past the undelivered alerts.
         assert store.units(topics.group) == []
         assert not admin.list_group_offsets({topics.group: None}).get(topics.group)
+        # A loaded machine can cost the member its group session while checkpoints fail; it then rejoins and
+        # processes from the last checkpoint again, so stats.events may exceed n. Done = every input event is
+        # reflected in saved state and nothing is pending.
         run.wait(
-            lambda: run.stats.events == n and run.stats.checkpoints >= 1 and not sink.pending,
+            lambda: run.stats.events >= n and not sink.pending and _checkpointed_events(store, topics.group) == n,
             what="all events processed and checkpointed",
         )
     finally:
@@ -173,7 +180,7 @@ def test_a_failing_sink_aborts_checkpoints_until_it_recovers(kafka_bootstrap, to
         admin.close()
     assert run.stats.checkpoint_failures == 4 and run.stats.pauses >= 1
     assert _comparable(sink.alerts) == _comparable(ref.alerts)
-    assert sum(ck.events for ck in map(lambda u: store.load(topics.group, u), store.units(topics.group))) == n
+    assert _checkpointed_events(store, topics.group) == n
 
 
 def test_backpressure_pauses_the_busy_partition_and_bounds_the_buffer(kafka_bootstrap, topics, tmp_path):
