@@ -221,7 +221,28 @@ def _retriable(e: BaseException) -> bool:
     )
 
 
-class KafkaAlertSink(BatchSink):
+class _ProducerSink:
+    """What both Kafka sinks share: closing flushes, then closes the producer if the sink owns it."""
+
+    producer: KafkaProducer
+    flush_timeout_s: float
+    owns_producer: bool
+    _closed: bool
+    flush: Callable[[], None]  # the sink's own (BatchSink's for alerts)
+
+    def close(self) -> None:
+        """Flush, then close the producer if the sink owns it; a second close does nothing."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            if self.owns_producer:
+                self.producer.close(timeout=self.flush_timeout_s)
+
+
+class KafkaAlertSink(_ProducerSink, BatchSink):
     """Publish alerts to a Kafka topic: key = :attr:`Alert.entity_key`, value = :meth:`Alert.to_json`, headers
     ``schema_version`` and ``alert_id``.
 
@@ -266,22 +287,12 @@ class KafkaAlertSink(BatchSink):
     def write_batch(self, alerts: Sequence[Alert]) -> None:
         _deliver(self.producer, self.topic, alerts, self._send, self.flush_timeout_s)
 
-    def close(self) -> None:
-        """Flush, then close the producer if the sink owns it; a second close does nothing."""
-        if self._closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-            if self.owns_producer:
-                self.producer.close(timeout=self.flush_timeout_s)
 
     def __repr__(self) -> str:
         return f"KafkaAlertSink(topic={self.topic!r}, pending={self.pending})"
 
 
-class KafkaDeadLetterSink:
+class KafkaDeadLetterSink(_ProducerSink):
     """Publish refused records to a dead-letter topic: value = the original bytes, key = the source
     (``kafka:<topic>/<partition>``), headers ``reason``, ``source``, ``source_topic``, ``source_partition``
     and ``source_offset``.
@@ -320,16 +331,6 @@ class KafkaDeadLetterSink:
         _deliver(self.producer, self.topic, self._buffer, self._send, self.flush_timeout_s, self._fallback)
         self._buffer = []
 
-    def close(self) -> None:
-        """Flush, then close the producer if the sink owns it; a second close does nothing."""
-        if self._closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-            if self.owns_producer:
-                self.producer.close(timeout=self.flush_timeout_s)
 
     @staticmethod
     def headers(record: DeadLetter) -> list[tuple[str, bytes]]:

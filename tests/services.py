@@ -9,9 +9,10 @@ from pathlib import Path
 SERVICES = Path(__file__).resolve().parent.parent / "scripts" / "services"
 
 
-def service_env(name: str) -> str:
-    """``$name`` if set; else start the local services (a no-op when they run) and return what they export."""
-    if value := os.environ.get(name):
+def service_env(name: str, *, use_environment: bool = True) -> str:
+    """``$name`` if set (and ``use_environment``); else start the local services (a no-op when they run) and
+    return what they export."""
+    if use_environment and (value := os.environ.get(name)):
         return value
     up = subprocess.run([str(SERVICES), "up"], capture_output=True, text=True)
     if up.returncode != 0:

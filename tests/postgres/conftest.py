@@ -29,8 +29,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from tests.services import service_env
+
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = REPO / "scripts" / "services"
 
 
 # --- the shared server --------------------------------------------------------------------------------------
@@ -46,15 +47,8 @@ def _docker_answers() -> bool:
 
 
 def _services_env(name: str) -> str:
-    """Start the services (a no-op when they run) and return the value ``scripts/services env`` gives ``name``."""
-    up = subprocess.run([str(SERVICES), "up"], capture_output=True, text=True)
-    if up.returncode != 0:
-        raise RuntimeError(f"scripts/services up failed:\n{up.stderr[-3000:]}")
-    out = subprocess.run([str(SERVICES), "env"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if line.startswith(f"export {name}="):
-            return line.split("=", 1)[1]
-    raise RuntimeError(f"scripts/services env printed no {name}:\n{out}")
+    """Start the local services (a no-op when they run) and return what ``scripts/services env`` gives ``name``."""
+    return service_env(name, use_environment=False)
 
 
 def _services_url() -> str:
