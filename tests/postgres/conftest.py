@@ -31,7 +31,6 @@ from sqlalchemy.pool import NullPool
 
 from tests.services import service_env
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 # --- the shared server --------------------------------------------------------------------------------------
