@@ -31,8 +31,6 @@ from sqlalchemy.pool import NullPool
 
 from tests.services import service_env
 
-
-
 # --- the shared server --------------------------------------------------------------------------------------
 
 
