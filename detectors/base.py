@@ -12,17 +12,129 @@ like river's ``AnomalyFilter(protect_anomaly_detector=True)``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Collection, Iterable, Sequence
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 from river import base
 
-__all__ = ["Detector", "Features", "Gate"]
+__all__ = ["Detector", "Features", "Frame", "Gate", "consult"]
 
 Features = dict[str, float]
 #: Called once per event, in order, with that event's raw score; returns True when the detector may learn it.
 Gate = Callable[[float], bool]
+
+
+def consult(gate: Gate, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
+    """Ask ``gate`` about each of ``scores`` in order, as a loop of ``gate(s)`` calls would, stopping right after
+    the first refused score whose ``stop`` flag is set; returns the answers for the scores asked (a prefix).
+
+    A gate object may answer a whole batch at once through a ``many(scores, stop)`` method with exactly these
+    semantics (the ensemble's calibrating gate does, with numpy); a plain callable is called score by score.
+    """
+    many = getattr(gate, "many", None)
+    if many is not None:
+        return many(scores, stop)
+    out = []
+    flags = stop.tolist() if stop is not None else None
+    for i, s in enumerate(scores.tolist()):
+        ok = bool(gate(s))
+        out.append(ok)
+        if not ok and flags is not None and flags[i]:
+            break
+    return np.array(out, dtype=bool)
+
+
+class Frame(list):
+    """A batch of feature vectors that also gives them as one float matrix, built once for every detector.
+
+    A ``Frame`` is the list of its rows (plain ``dict[str, float]``), so any detector can take it as a sequence;
+    the vectorised ones ask :meth:`columns` for the features they track instead of each reading the dicts
+    again. Column ``j`` of :meth:`columns` holds ``float(row[names[j]])``, ``NaN`` where a row lacks the key.
+    The arrays it returns are read-only (several detectors share them). Slicing gives a plain list.
+
+    >>> f = Frame([{"a": 1.0, "b": 2.0}, {"a": 3.0, "c": 4.0}])
+    >>> f.columns(["c", "a", "zz"]).tolist()
+    [[nan, 1.0, nan], [4.0, 3.0, nan]]
+    >>> f.has_keys_outside({"a", "b"}).tolist()
+    [False, True]
+    """
+
+    __slots__ = ("_names", "_index", "_matrix", "_uniform", "_cache")
+
+    def __init__(self, rows: Iterable[Features] = ()) -> None:
+        super().__init__(rows)
+        self._matrix: np.ndarray | None = None
+        self._cache: dict[tuple[str, ...], np.ndarray] = {}
+
+    def _build(self) -> np.ndarray:
+        n = len(self)
+        names: tuple[str, ...] = tuple(self[0]) if n else ()
+        k = len(names)
+        m = None
+        # The common case: every row has the first row's keys (one feature extractor, one event type).
+        # Equal lengths plus an itemgetter that finds every key means exactly the same keys.
+        if k and all(len(x) == k for x in self):
+            get = itemgetter(*names) if k > 1 else (lambda x, g=itemgetter(names[0]): (g(x),))
+            try:
+                m = np.fromiter(chain.from_iterable(map(get, self)), dtype=np.float64, count=n * k).reshape(n, k)
+            except KeyError:
+                m = None
+        self._uniform = m is not None
+        if m is None:
+            names = tuple(dict.fromkeys(chain.from_iterable(self)))
+            index = {f: j for j, f in enumerate(names)}
+            m = np.full((n, len(names)), math.nan)
+            for i, x in enumerate(self):
+                if x:
+                    m[i, [index[f] for f in x]] = np.fromiter(x.values(), dtype=np.float64, count=len(x))
+        m.setflags(write=False)
+        self._names = names
+        self._index = {f: j for j, f in enumerate(names)}
+        self._matrix = m
+        return m
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every key of any row, in order of first appearance."""
+        if self._matrix is None:
+            self._build()
+        return self._names
+
+    def columns(self, names: Sequence[str]) -> np.ndarray:
+        """The rows over ``names``: shape ``(len(self), len(names))``, ``NaN`` where a row lacks a name."""
+        key = tuple(names)
+        got = self._cache.get(key)
+        if got is not None:
+            return got
+        m = self._matrix if self._matrix is not None else self._build()
+        index = self._index
+        if key == self._names:
+            out = m
+        elif all(f in index for f in key):
+            out = m[:, [index[f] for f in key]]
+        else:
+            out = np.full((len(self), len(key)), math.nan)
+            pos = [j for j, f in enumerate(key) if f in index]
+            if pos:
+                out[:, pos] = m[:, [index[key[j]] for j in pos]]
+        out.setflags(write=False)
+        self._cache[key] = out
+        return out
+
+    def has_keys_outside(self, known: Collection[str]) -> np.ndarray:
+        """Per row, whether it has a key not in ``known``."""
+        if self._matrix is None:
+            self._build()
+        if self._uniform:
+            return np.full(len(self), any(f not in known for f in self._names), dtype=bool)
+        return np.fromiter((any(f not in known for f in x) for x in self), dtype=bool, count=len(self))
+
+    def __reduce__(self) -> Any:
+        return (Frame, (list(self),))
 
 
 class Detector(base.Base):

@@ -89,7 +89,7 @@ class TailCalibrator:
 
     def update(self, s: float) -> float:
         """Rank ``s`` against the window, then add it; returns its tail probability."""
-        s = float(s)
+        s = float(s) + 0.0  # -0.0 becomes 0.0: equal scores, one representation, so the state is canonical
         if s != s:
             s = -math.inf
         snap, add, ev = self._snap, self._added, self._evicted
@@ -111,34 +111,77 @@ class TailCalibrator:
         return p
 
     def update_many(self, scores: Iterable[float] | np.ndarray) -> np.ndarray:
-        """:meth:`update` each score in order; returns the tail probabilities (equal to the loop, bitwise)."""
-        v = np.array(scores, dtype=np.float64).ravel()
-        v[np.isnan(v)] = -np.inf
-        out = np.empty(len(v), dtype=np.float64)
-        pos = 0
-        w = self.window
-        while pos < len(v):
-            t = self._t
-            m = min(len(v) - pos, self.refresh_every - t % self.refresh_every)
-            seg = v[pos : pos + m]
-            # values evicted by each update of the segment (NaN where nothing is evicted yet)
-            ts = t + np.arange(m)
-            ev_seg = np.full(m, np.nan)
-            full = ts >= w
-            if full.any():
-                ring = self._ring
-                ev_seg[full] = [ring[k % w] for k in ts[full].tolist()]
-            ge = self._count_ge(seg)
-            before = np.tri(m, m, -1, dtype=bool)  # [i, j]: update j happens before update i
-            ge += (before & (seg[None, :] >= seg[:, None])).sum(axis=1)
-            ge -= (before & (ev_seg[None, :] >= seg[:, None])).sum(axis=1)
-            n = np.minimum(ts, w)
-            out[pos : pos + m] = (ge + 1) / (n + 1)
-            self._append(seg, ev_seg, full)
-            pos += m
-        return out
+        """:meth:`update` each score in order; returns the tail probabilities (equal to the loop, bitwise, and
+        leaving the same state)."""
+        v, ev, p = self._batch(scores)
+        self._commit(v, ev)
+        return p
+
+    def peek_many(self, scores: Iterable[float] | np.ndarray) -> np.ndarray:
+        """What :meth:`update_many` would return for ``scores``, changing nothing (pure)."""
+        return self._batch(scores)[2]
 
     # -- internals -------------------------------------------------------------------------------------------
+
+    def _batch(self, scores: Iterable[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The scores (NaN as -inf), the value each of their updates evicts (NaN: none) and their tail
+        probabilities.
+
+        A tail probability is an exact count, so it does not depend on refresh points: score ``i`` is ranked
+        against the window now, plus the batch's earlier scores, minus the values the batch's earlier updates
+        evict. The two "earlier" counts take O(m log m) (:func:`_earlier_ge`), not a loop.
+        """
+        v = np.array(scores, dtype=np.float64).ravel() + 0.0  # -0.0 -> 0.0, as update() does
+        v[np.isnan(v)] = -np.inf
+        m = len(v)
+        t = self._t
+        w = self.window
+        ts = t + np.arange(m)
+        ev = np.full(m, np.nan)  # update k evicts update k - w's value: in the ring, or earlier in this batch
+        gone = ts - w
+        from_ring = (gone >= 0) & (gone < t)
+        if from_ring.any():
+            ring = np.frombuffer(self._ring, dtype=np.float64)
+            ev[from_ring] = ring[gone[from_ring] % w]
+        from_batch = gone >= t
+        if from_batch.any():
+            ev[from_batch] = v[gone[from_batch] - t]
+        ge = self._count_ge(v)
+        if m > 1:
+            ge += _earlier_ge(v, v)
+            if from_ring.any() or from_batch.any():
+                ge -= _earlier_ge(ev, v)
+        return v, ev, (ge + 1) / (np.minimum(ts, w) + 1)
+
+    def _commit(self, v: np.ndarray, ev: np.ndarray) -> None:
+        """Add the batch ``v`` (evicting ``ev``) to the state, refreshing where the loop would have."""
+        m = len(v)
+        if not m:
+            return
+        t, w, every = self._t, self.window, self.refresh_every
+        ring = self._ring
+        grow = max(0, min(m, w - t))
+        if grow:
+            ring.frombytes(v[:grow].tobytes())
+        if grow < m:
+            keep = np.arange(max(grow, m - w), m)  # later updates overwrite earlier ones in the same slot
+            arr = np.frombuffer(ring, dtype=np.float64)
+            arr[(t + keep) % w] = v[keep]
+            del arr  # the array must not stay exported: it grows again after a restore of a shorter ring
+        last = (t + m) // every * every  # the last refresh point the loop passes in this batch
+        evicted = ~np.isnan(ev)
+        if last > t:
+            k = last - t
+            self._added = sorted(self._added + v[:k].tolist())
+            self._evicted = sorted(self._evicted + ev[:k][evicted[:k]].tolist())
+            self._refresh()
+            v, ev, evicted = v[k:], ev[k:], evicted[k:]
+        if len(v):
+            self._added = sorted(self._added + v.tolist())
+            if evicted.any():
+                self._evicted = sorted(self._evicted + ev[evicted].tolist())
+        self._t = t + m
+
 
     def _count_ge(self, seg: np.ndarray) -> np.ndarray:
         """Per value: how many scores in the window as of now are >= it."""
@@ -151,23 +194,6 @@ class TailCalibrator:
             ev = np.asarray(self._evicted)
             ge -= len(ev) - np.searchsorted(ev, seg, side="left")
         return ge.astype(np.int64)
-
-    def _append(self, seg: np.ndarray, ev_seg: np.ndarray, full: np.ndarray) -> None:
-        w = self.window
-        t = self._t
-        vals = seg.tolist()
-        ring = self._ring
-        grow = max(0, min(len(vals), w - t))
-        if grow:
-            ring.extend(vals[:grow])
-        for k in range(grow, len(vals)):
-            ring[(t + k) % w] = vals[k]
-        if full.any():
-            self._evicted = sorted(self._evicted + ev_seg[full].tolist())
-        self._added = sorted(self._added + vals)
-        self._t = t + len(vals)
-        if self._t % self.refresh_every == 0:
-            self._refresh()
 
     def _refresh(self) -> None:
         # window = snapshot + added - evicted, as multisets (a value may come and go between refreshes)
@@ -186,3 +212,37 @@ class TailCalibrator:
 
     def __repr__(self) -> str:
         return f"TailCalibrator(window={self.window}, refresh_every={self.refresh_every}, n={self.n})"
+
+
+def _earlier_ge(left: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``out[i] = #{j < i : left[j] >= query[i]}`` (``NaN`` in ``left`` counts as nothing), in O(m log m).
+
+    Bottom-up merge counting: at block size ``s``, every query in the right half of a ``2s`` block counts the
+    sorted left half's values ``>=`` it with one ``searchsorted`` for all blocks (values are dense integer ranks,
+    offset per block so the blocks never mix).
+    """
+    m = len(query)
+    both = np.concatenate([left, query])
+    ok = ~np.isnan(both)
+    ranks = np.full(2 * m, -1, dtype=np.int64)  # NaN ranks below everything: never >= a query
+    ranks[ok] = np.unique(both[ok], return_inverse=True)[1].ravel()
+    size = 1 << max(0, (m - 1).bit_length())
+    big = 2 * m + 2
+    lr = np.full(size, -1, dtype=np.int64)
+    lr[:m] = ranks[:m]
+    qr = np.zeros(size, dtype=np.int64)
+    qr[:m] = ranks[m:]
+    out = np.zeros(size, dtype=np.int64)
+    blocks = lr.reshape(size, 1)  # sorted blocks of the left values
+    s = 1
+    while s < size:
+        nb = size // (2 * s)
+        pair = blocks.reshape(nb, 2 * s)
+        off = (np.arange(nb, dtype=np.int64) * big)[:, None]
+        sorted_left = (pair[:, :s] + off).ravel()
+        q = qr.reshape(nb, 2, s)[:, 1, :] + off
+        below = np.searchsorted(sorted_left, q.ravel(), side="left").reshape(nb, s) - np.arange(nb)[:, None] * s
+        out.reshape(nb, 2, s)[:, 1, :] += s - below
+        blocks = np.sort(pair, axis=1)
+        s *= 2
+    return out[:m]

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, Features
+from detectors.base import Detector, Features, Frame
 from detectors.calibration import TailCalibrator
 
 __all__ = ["Ensemble", "Verdicts", "SEVERITY_LEVELS"]
@@ -126,6 +126,50 @@ class Verdicts:
                 out.append({"detector": name, "feature": f, "value": None if value is None else float(value),
                             "detail": detail, "contribution": float(share * c / csum)})
         return out
+
+
+class _CalibratingGate:
+    """A detector's gate: calibrates each raw score into its tail probability ``p`` (kept), allows learning
+    when ``p > protect``. Answers one score per call, or a batch through :meth:`many` (numpy when no answer can
+    end the batch early; equal either way)."""
+
+    __slots__ = ("cal", "protect", "parts", "asked")
+
+    def __init__(self, cal: TailCalibrator, protect: float) -> None:
+        self.cal = cal
+        self.protect = protect
+        self.parts: list[Any] = []
+        self.asked = 0
+
+    def __call__(self, s: float) -> bool:
+        p = self.cal.update(s)
+        self.parts.append(p)
+        self.asked += 1
+        return p > self.protect
+
+    def many(self, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
+        """See :func:`detectors.base.consult`."""
+        cal = self.cal
+        if stop is not None and stop.any():
+            # the answers decide where the batch ends: ask score by score (a numpy peek then commit costs more
+            # than the loop on the short runs between two refusals)
+            update, protect, flags = cal.update, self.protect, stop.tolist()
+            ps = []
+            for i, s in enumerate(scores.tolist()):
+                v = update(s)
+                ps.append(v)
+                if v <= protect and flags[i]:
+                    break
+            p = np.array(ps, dtype=np.float64)
+        else:
+            p = cal.update_many(scores)
+        self.parts.append(p)
+        self.asked += len(p)
+        return p > self.protect
+
+    def tail_probabilities(self) -> np.ndarray:
+        parts = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in self.parts]
+        return np.concatenate(parts) if parts else np.empty(0)
 
 
 class Ensemble:
@@ -229,6 +273,8 @@ class Ensemble:
     ) -> Verdicts:
         """Score, calibrate, decide and learn a batch, in order (see the module docstring)."""
         n = len(xs)
+        if not isinstance(xs, Frame):
+            xs = Frame(xs)  # one feature matrix for the batch, shared by the vectorised detectors
         if entity_ids is not None and len(entity_ids) != n:
             raise ValueError(f"{len(entity_ids)} entity id mappings for {n} events")
         p: dict[str, np.ndarray] = {}
@@ -246,19 +292,11 @@ class Ensemble:
                 if w:
                     evidence += w * -np.log(pa)
                 continue
-            ps: list[float] = []
-            update = self._calibrators[name].update
-            push = ps.append
-
-            def gate(s: float, update: Any = update, push: Any = push) -> bool:
-                v = update(s)
-                push(v)
-                return v > protect
-
+            gate = _CalibratingGate(self._calibrators[name], protect)
             det.process_many(xs, gate)
-            if len(ps) != n:
-                raise RuntimeError(f"detector {name!r} called its gate {len(ps)} times for {n} events")
-            pa = np.array(ps, dtype=np.float64)
+            if gate.asked != n:
+                raise RuntimeError(f"detector {name!r} called its gate {gate.asked} times for {n} events")
+            pa = gate.tail_probabilities()
             p[name] = pa
             w = self._weights[name]
             if w:

@@ -30,8 +30,11 @@ Where it differs from river
 * A tracked feature that is missing (or ``NaN``) follows, at each split on it, the child holding more of the
   *reference* window's mass (ties go left). river follows the child with more *latest-window* mass, which
   would make every score depend on every learn and rule out batching; both mean "go where the data is".
-* The tracked features are fixed at the first learned event (or given by ``features``); later new keys are
-  ignored, as in river (whose trees cannot split on a feature they were not built with).
+* The trees are built when the first window of learned events is complete (scores are 0 until then in river
+  too), on every key those events carried, sorted; river builds them on the first learned event's keys. The two
+  agree when the first window's events all carry the same keys; ours does not lose a feature that a stream's
+  first event happened to lack. Keys first seen later are ignored, as in river (whose trees cannot split on a
+  feature they were not built with). ``features`` fixes the list instead.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, Features, Gate
+from detectors.base import Detector, Features, Frame, Gate, consult
 from detectors.registry import register
 
 __all__ = ["HalfSpaceTrees"]
@@ -138,7 +141,7 @@ class HalfSpaceTrees(Detector):
     seed
         Seed of the trees' random splits (river's ``random.Random(seed)``).
     features
-        Features the trees split on. ``None``: the keys of the first learned event, fixed from then on.
+        Features the trees split on. ``None``: every key of the first window's learned events, fixed from then on.
 
     Notes
     -----
@@ -181,6 +184,7 @@ class HalfSpaceTrees(Detector):
         self.seed = seed
         self.features = features
         self._names: list[str] | None = None  # tracked features, sorted (river sorts them)
+        self._pending: list[Features] = []  # the first window's learned events, until the trees are built
         self._getter: Any = None
         self._feat: list[np.ndarray] = []
         self._thr: list[np.ndarray] = []
@@ -212,6 +216,17 @@ class HalfSpaceTrees(Detector):
 
     # -- state -----------------------------------------------------------------------------------------------
 
+    def _build_from_pending(self) -> None:
+        """Build the trees on the features of the first window's learned events, then learn those events as
+        :meth:`learn_one` would have one by one (each scaled by the running min/max including itself)."""
+        rows, self._pending = self._pending, []
+        self._build(dict.fromkeys(k for x in rows for k in x))
+        x = np.array([[r.get(f, math.nan) for f in self._names] for r in rows], dtype=np.float64)  # type: ignore
+        lo_in = np.fmin.accumulate(np.vstack([self._lo, x]), axis=0)[1:]
+        hi_in = np.fmax.accumulate(np.vstack([self._hi, x]), axis=0)[1:]
+        self._lo, self._hi = lo_in[-1].copy(), hi_in[-1].copy()
+        self._learn_leaves(self._leaves(self._scale(x, lo_in, hi_in)))
+
     def _build(self, x: Features) -> None:
         names = sorted(set(self.features)) if self.features is not None else sorted(x)
         self._names = names
@@ -232,6 +247,7 @@ class HalfSpaceTrees(Detector):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_pending", [])
         if self._names is not None:
             self._getter = _make_getter(self._names)
             if self._feat is None:
@@ -270,6 +286,8 @@ class HalfSpaceTrees(Detector):
     # -- vectorised core -------------------------------------------------------------------------------------
 
     def _matrix(self, xs: Sequence[Features]) -> np.ndarray:
+        if isinstance(xs, Frame):
+            return xs.columns(self._names)  # type: ignore[arg-type]
         get = self._getter
         rows = []
         for x in xs:
@@ -282,8 +300,9 @@ class HalfSpaceTrees(Detector):
 
     def _scale(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         d = hi - lo
+        z = np.zeros(np.broadcast_shapes(x.shape, d.shape))  # 0.0 where max == min, as river's MinMaxScaler
         with np.errstate(invalid="ignore", divide="ignore"):
-            z = np.where(d != 0, (x - lo) / np.where(d != 0, d, 1.0), 0.0)
+            np.divide(x - lo, d, out=z, where=d != 0)
         z[np.isnan(x)] = np.nan
         return z
 
@@ -291,46 +310,43 @@ class HalfSpaceTrees(Detector):
         """Leaf (index within its tree) each row of scaled ``z`` reaches in each tree, shape (m, n_trees)."""
         m, nf = z.shape
         n_trees = self.n_trees
-        node = np.zeros((m, n_trees), dtype=np.int64)
+        # node k of tree t at level d has the flat id g = t * 2**d + k; its children are 2g and 2g + 1
+        g = np.broadcast_to(np.arange(n_trees, dtype=np.intp), (m, n_trees)).copy()
         flat = z.ravel()
-        row_off = (np.arange(m) * nf)[:, None]
-        tree_off = np.arange(n_trees)
+        row_off = (np.arange(m, dtype=np.intp) * nf)[:, None]
         missing = bool(np.isnan(flat).any())
         for d in range(self.height):
-            idx = node + tree_off * 2**d
-            v = np.take(flat, np.take(self._feat[d], idx) + row_off)
+            v = flat.take(self._feat[d].take(g) + row_off)
             if not missing:
-                right = v >= np.take(self._thr[d], idx)
+                right = v >= self._thr[d].take(g)
             else:
-                right = ~(v < np.take(self._thr[d], idx))
+                right = ~(v < self._thr[d].take(g))
                 miss = np.isnan(v)
                 if miss.any():
                     if self._ref is None:
                         right[miss] = False
                     else:
-                        child = 2 * idx[miss]  # level d+1 flat position of the left child
+                        child = 2 * g[miss]  # level d+1 flat position of the left child
                         right[miss] = self._mass(d + 1, child) < self._mass(d + 1, child + 1)
-            node <<= 1
-            node += right
-        return node
+            g <<= 1
+            g += right
+        return g - (np.arange(n_trees, dtype=np.intp) << self.height)
 
     def _score_leaves(self, leaves: np.ndarray) -> np.ndarray:
         m = leaves.shape[0]
         if self._ref is None:
             return np.zeros(m)
-        limit = self.size_limit
-        total = np.zeros(m, dtype=np.int64)
-        tree_off = np.arange(self.n_trees)
-        masses = self._masses()
-        alive = np.ones(leaves.shape, dtype=bool)
-        for d in range(self.height + 1):
-            r = np.take(masses, (leaves >> (self.height - d)) + (tree_off * 2**d + self.n_trees * (2**d - 1)))
-            r *= alive
-            total += r.sum(axis=1) << d
-            alive &= r >= limit
-            if not alive.any():
-                break
-        return 1.0 - total / self._max_score
+        h = self.height
+        d = np.arange(h + 1)
+        # reference mass of every node on every path at once, shape (m, n_trees, h + 1)
+        base = (np.arange(self.n_trees)[:, None] << d) + (self.n_trees * ((1 << d) - 1))
+        r = self._masses().take((leaves[:, :, None] >> (h - d)) + base)
+        # a level counts while every level above it still held size_limit mass (river walks down until then)
+        ok = r >= self.size_limit
+        alive = np.ones(r.shape, dtype=bool)
+        np.logical_and.accumulate(ok[:, :, :-1], axis=2, out=alive[:, :, 1:])
+        total = (r * alive) @ (1 << d).astype(np.int64)
+        return 1.0 - total.sum(axis=1) / self._max_score
 
     def _learn_leaves(self, leaves: np.ndarray) -> None:
         """Record learned events' leaves; swap windows when ``window_size`` of them are in (caller ensures no
@@ -355,8 +371,12 @@ class HalfSpaceTrees(Detector):
 
     def learn_one(self, x: Features) -> None:
         if self._names is None:
-            if not x and self.features is None:
-                return  # nothing to build the trees on: an empty first event is not learned
+            if self.features is None:
+                if x:  # an empty event gives the trees nothing: it is not learned
+                    self._pending.append(dict(x))
+                    if len(self._pending) == self.window_size:
+                        self._build_from_pending()
+                return
             self._build(x)
         row = self._matrix([x])
         self._lo = np.fmin(self._lo, row[0])
@@ -375,7 +395,7 @@ class HalfSpaceTrees(Detector):
             start += 1
         if start == n:
             return out
-        x_all = self._matrix(xs[start:] if start else xs)
+        x_all = self._matrix(xs)[start:] if isinstance(xs, Frame) else self._matrix(xs[start:] if start else xs)
         pos = 0
         m_all = len(x_all)
         while pos < m_all:
@@ -410,13 +430,10 @@ class HalfSpaceTrees(Detector):
         if gate is None:
             learned = list(range(m))
         else:
-            for i, s in enumerate(scores.tolist()):
-                if gate(s):
-                    learned.append(i)
-                elif record[i]:
-                    end = i + 1
-                    refused_record = True
-                    break
+            ok = consult(gate, scores, record)
+            learned = np.flatnonzero(ok).tolist()
+            end = len(ok)  # the gate was asked up to the first refused row that moved the min or max, if any
+            refused_record = bool(end and not ok[-1] and record[end - 1])
         if learned:
             li = np.asarray(learned)
             if cold:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, Features, Gate
+from detectors.base import Detector, Features, Frame, Gate
 from detectors.registry import register
 
 __all__ = ["Rules", "Rule", "Clause", "parse_when", "ACTIONS"]
@@ -219,13 +219,16 @@ class Rules(Detector):
         out = np.zeros(n, dtype=np.float64)
         names = list(dict.fromkeys(c.feature for r in self._rules if r.score > 0.0 for c in r.clauses))
         if n and names:
-            get = operator.itemgetter(*names)
-            try:
-                rows = [get(x) for x in xs]
-            except KeyError:  # some event lacks some feature: NaN there
-                nan = math.nan
-                rows = [[x.get(f, nan) for f in names] for x in xs]
-            m = np.array(rows, dtype=np.float64).reshape(n, len(names))
+            if isinstance(xs, Frame):
+                m = xs.columns(names)
+            else:
+                get = operator.itemgetter(*names)
+                try:
+                    rows = [get(x) for x in xs]
+                except KeyError:  # some event lacks some feature: NaN there
+                    nan = math.nan
+                    rows = [[x.get(f, nan) for f in names] for x in xs]
+                m = np.array(rows, dtype=np.float64).reshape(n, len(names))
             cols: dict[str, np.ndarray | None] = {}
             for j, f in enumerate(names):
                 col = m[:, j]

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, Features, Gate
+from detectors.base import Detector, Features, Frame, Gate, consult
 from detectors.registry import register
 
 __all__ = ["RobustZScore"]
@@ -227,6 +227,16 @@ class RobustZScore(Detector):
     def _learn_rows(self, xl: np.ndarray) -> None:
         """Append learned rows (columns = all known features) to the rings; the caller handles refreshes."""
         mask = np.isfinite(xl)
+        k, w, fill = len(xl), self.window, self._fill
+        if len(fill) and k <= w and mask.all() and (fill == fill[0]).all():
+            # the common case: complete rows, every feature at the same ring position: one slice (two at a wrap)
+            s0 = int(fill[0]) % w
+            first = min(k, w - s0)
+            self._ring[:, s0 : s0 + first] = xl[:first].T
+            if first < k:
+                self._ring[:, : k - first] = xl[first:].T
+            self._fill += k
+            return
         cols = np.nonzero(mask)[1]
         pos = (np.cumsum(mask, axis=0) - 1 + self._fill)[mask] % self.window
         self._ring[cols, pos] = xl[mask]
@@ -278,16 +288,21 @@ class RobustZScore(Detector):
         n = len(xs)
         out = np.empty(n, dtype=np.float64)
         pos = 0
+        frame = xs if isinstance(xs, Frame) else None
         while pos < n:
             m = min(n - pos, self.refresh_every - self._learned % self.refresh_every)
             chunk = xs[pos : pos + m]
-            x, extra = self._matrix(chunk)
+            if frame is not None:  # the batch's shared matrix, over the features known now
+                x = frame.columns(self._names)[pos : pos + m]
+                extra = frame.has_keys_outside(self._index)[pos : pos + m].tolist()
+            else:
+                x, extra = self._matrix(chunk)
             scores = self._score(x)
             out[pos : pos + m] = scores
             if gate is None:
                 learned = list(range(m))
             else:
-                learned = [i for i, s in enumerate(scores.tolist()) if gate(s)]
+                learned = np.flatnonzero(consult(gate, scores)).tolist()
             if learned:
                 xl = x[learned]
                 if self.features is None:

@@ -53,6 +53,19 @@ def test_update_many_equals_the_loop_at_any_split_and_leaves_the_same_state():
         assert pickle.dumps(cal) == pickle.dumps(loop)
 
 
+@pytest.mark.parametrize("start,size", [(0, 40), (30, 200), (333, 57), (480, 1200)])
+def test_peek_many_is_pure_and_equals_update_many(start, size):
+    """Before the window fills, across its wrap and for a batch longer than the window itself."""
+    v = _stream(start + size, seed=start)
+    cal = TailCalibrator(500, 32)
+    cal.update_many(v[:start])
+    state = pickle.dumps(cal)
+    peeked = cal.peek_many(v[start:])
+    assert pickle.dumps(cal) == state
+    np.testing.assert_array_equal(peeked, cal.update_many(v[start:]))
+    np.testing.assert_array_equal(peeked, _brute(v, 500)[start:])
+
+
 def test_tail_is_pure_and_matches_the_next_update():
     v = _stream(333, seed=3)
     cal = TailCalibrator(100, 16)

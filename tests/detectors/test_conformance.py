@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from detectors import Detector, available
+from detectors.base import Frame
 from detectors.registry import REGISTRY
 
 #: (detector name, check name) -> why the check does not apply. Empty: every built-in passes every check.
@@ -184,10 +185,25 @@ def test_cold_start_is_finite(name, params):
         assert math.isfinite(det.score_one(x))
 
 
+class _BatchGate(_Gate):
+    """The same answers, also given a batch at a time through ``many`` (the protocol of ``consult``)."""
+
+    def many(self, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
+        out = []
+        for i, s in enumerate(scores.tolist()):
+            out.append(self(s))
+            if not out[-1] and stop is not None and stop[i]:
+                break
+        return np.array(out, dtype=bool)
+
+
 @pytest.mark.parametrize("name,params", CASES)
-@pytest.mark.parametrize("gated", [False, True], ids=["no-gate", "gate"])
+@pytest.mark.parametrize("gated", [False, True, "batch"], ids=["no-gate", "gate", "batch-gate"])
 @pytest.mark.parametrize("ragged", [False, True], ids=["full", "ragged"])
-def test_process_many_equals_the_loop(name, params, gated, ragged):
+@pytest.mark.parametrize("frame", [False, True], ids=["list", "frame"])
+def test_process_many_equals_the_loop(name, params, gated, ragged, frame):
+    """Whatever the batch split, whether the batch comes as a list or as a Frame (the shared matrix) and
+    whether the gate answers one score or a batch at a time."""
     _opt_out(name, "process_many")
     xs = _stream(900, seed=9)[0]
     if ragged:
@@ -198,10 +214,11 @@ def test_process_many_equals_the_loop(name, params, gated, ragged):
         threshold = float(np.quantile(ungated, 0.9))
     reference_gate = _Gate(threshold) if gated else None
     expected = _loop(_build(name, params), xs, reference_gate)
+    wrap = Frame if frame else list
     for batch in (1, 7, 256):
         det = _build(name, params)
-        gate = _Gate(threshold) if gated else None
-        got = np.concatenate([det.process_many(xs[i : i + batch], gate) for i in range(0, len(xs), batch)])
+        gate = (_BatchGate if gated == "batch" else _Gate)(threshold) if gated else None
+        got = np.concatenate([det.process_many(wrap(xs[i : i + batch]), gate) for i in range(0, len(xs), batch)])
         np.testing.assert_array_equal(got, expected, err_msg=f"batch size {batch}")
         if gate is not None:
             assert gate.calls == len(xs), "the gate must be called exactly once per event"

@@ -132,6 +132,22 @@ def test_results_do_not_depend_on_batch_sizes():
             np.testing.assert_array_equal(other[4][k], runs[0][4][k])
 
 
+def test_batch_gate_answers_equal_the_per_score_gate(monkeypatch):
+    """The gate answers whole batches with numpy (peek, then commit up to a refused min/max record); without
+    its ``many`` every detector falls back to one call per score. Both give the same verdicts bit for bit."""
+    from detectors import ensemble as ens_mod
+
+    xs = _stream(3000, seed=8, outliers=[700, 1900, 2500])
+    fast = _run(_ensemble(), xs, 600)
+    monkeypatch.delattr(ens_mod._CalibratingGate, "many")
+    slow = _run(_ensemble(), xs, 600)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a.risk, b.risk)
+        np.testing.assert_array_equal(a.alert, b.alert)
+        for k in a.p:
+            np.testing.assert_array_equal(a.p[k], b.p[k])
+
+
 def test_protect_keeps_flagged_events_out_of_learning():
     """With protect=0.5 a detector learns only events in its lower half: the learned count shows it."""
     ens = Ensemble({"zscore": RobustZScore(window=256, refresh_every=64)}, protect=0.5, min_history=0)

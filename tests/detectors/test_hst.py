@@ -119,6 +119,20 @@ def test_missing_feature_follows_the_reference_mass():
     assert det.score_one({"a": 0.0, "b": math.nan}) == missing
 
 
+def test_trees_track_every_feature_of_the_first_window():
+    """A feature the first events lack but later first-window events carry is split on; one first seen after the
+    first window is not."""
+    rng = random.Random(6)
+    xs = [{"a": rng.gauss(0, 1)} for _ in range(5)]
+    xs += [{"a": rng.gauss(0, 1), "b": rng.gauss(0, 1)} for _ in range(395)]
+    det = HalfSpaceTrees(n_trees=10, height=8, window_size=50, seed=2)
+    scores = det.process_many(xs)
+    assert det._names == ["a", "b"]
+    assert (scores[:50] == 0).all() and (scores[50:] > 0).all()
+    assert det.score_one({"a": 0.0, "b": 6.0}) > det.score_one({"a": 0.0, "b": 0.0})
+    assert det.score_one({"a": 0.0, "b": 0.0, "c": 1e9}) == det.score_one({"a": 0.0, "b": 0.0})
+
+
 def test_new_features_after_the_first_learn_are_ignored():
     det = HalfSpaceTrees(n_trees=4, height=6, window_size=20, seed=1)
     xs = _stream(200, 3, seed=5)

@@ -115,3 +115,19 @@ def test_invalid_parameters_are_rejected():
                 {"min_count": -1}, {"clip": math.inf}):
         with pytest.raises(ValueError):
             RobustZScore(**bad)
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["complete-rows", "one-missing-value"])
+def test_each_ring_holds_exactly_the_last_window_learned_values(ragged):
+    """Complete batches take the one-slice path, a missing value the per-value scatter: same windows."""
+    rng = np.random.default_rng(7)
+    rows = [{"a": float(u), "b": float(v)} for u, v in rng.normal(size=(333, 2))]
+    if ragged:
+        del rows[150]["b"]
+    det = RobustZScore(window=50, refresh_every=40, min_count=8)  # runs between refreshes wrap the ring
+    for i in range(0, len(rows), 37):
+        det.process_many(rows[i : i + 37])
+    for j, f in enumerate(det._names):
+        learned = [r[f] for r in rows if f in r]
+        assert det._fill[j] == len(learned)
+        assert sorted(det._ring[j].tolist()) == sorted(learned[-50:])

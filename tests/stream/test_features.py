@@ -31,14 +31,17 @@ def login(ts: float, user: str = "u1", success: bool = True, **kw: object) -> Lo
 
 
 def random_stream(seed: int, n: int, step: float, login_share: float = 0.3) -> list[Order | Login]:
-    """Orders and logins of small id pools at times that are multiples of ``step`` (in order)."""
+    """Orders and logins of small id pools at times that are multiples of ``step`` (in order). The first event is
+    an order carrying every optional id, so every order has every feature (see the optional-fields test)."""
     rng = np.random.default_rng(seed)
     ts = T0 + np.cumsum(rng.integers(0, 4, n)) * step
     out: list[Order | Login] = []
     for i in range(n):
         pick = rng.integers(0, 6, 8)
         maybe = rng.random(8) < 0.15  # some ids missing
-        if rng.random() < login_share:
+        if i == 0:
+            maybe[:] = False
+        if rng.random() < login_share and i > 0:
             out.append(login(float(ts[i]), f"u{pick[0]}", bool(rng.random() < 0.6),
                              ip=None if maybe[1] else f"ip{pick[1]}", device_id=f"d{pick[2]}",
                              label=int(rng.random() < 0.1), scenario=str(pick[5])))  # fmt: skip
@@ -49,6 +52,7 @@ def random_stream(seed: int, n: int, step: float, login_share: float = 0.3) -> l
                 ip=None if maybe[3] else f"ip{pick[3]}", payment_id=None if maybe[4] else f"p{pick[4]}",
                 address_id=None if maybe[5] else f"a{pick[5]}", promo_code=f"P{pick[6] % 2}" if maybe[6] else None,
                 country=f"C{pick[7] % 3}", label=int(rng.random() < 0.1), scenario=str(pick[7]),
+                items=1 if i == 0 else None,
             ))  # fmt: skip
     return out
 
@@ -383,6 +387,31 @@ def test_every_event_of_a_kind_has_the_same_documented_names() -> None:
     assert [n for n in sorted(names) if f"`{n}`" not in doc] == []
 
 
+def test_orders_get_the_features_of_optional_fields_once_the_stream_carried_them() -> None:
+    """A stream without devices (a card-transaction export, say) has no device_* columns stuck at 0; from the
+    first order naming a device on, every order has them (0 when it names none), and a checkpoint keeps that."""
+    fx = FeatureExtractor(passthrough=False)
+    bare = fx.transform_one(order(T0, amount=5.0))
+    names = set(fx.feature_names())
+    device_names = {n for n in names if n.startswith("device_")} | {"user_devices_24h", "user_new_device"}
+    optional = device_names | {n for n in names if n.startswith(("ip_", "payment_", "address_"))} | {
+        f"user_{k}" for k in ("ips_24h", "new_ip", "payments_24h", "new_payment", "addresses_24h", "new_address",
+                              "countries_24h", "new_country")} | {"order_items"}
+    order_names = set(fx._order_names)
+    assert set(bare) == order_names - optional
+    with_device = fx.transform_one(order(T0 + 1, device_id="d1"))
+    assert set(with_device) == set(bare) | device_names
+    restored = pickle.loads(pickle.dumps(fx))
+    again = restored.transform_one(order(T0 + 2))  # no device: its device features are there, at 0
+    assert set(again) == set(with_device) and again["device_orders_1h"] == 0.0
+    assert again["user_devices_24h"] == 1.0  # the user's device of the previous order is still known
+    old = fx.__dict__.copy()
+    del old["_seen"], old["_active"]  # a checkpoint from before: every feature, whatever the stream carried
+    legacy = FeatureExtractor.__new__(FeatureExtractor)
+    legacy.__setstate__(old)
+    assert set(legacy.transform_one(order(T0 + 3))) == order_names
+
+
 def test_passthrough_features_never_shadow_engine_names() -> None:
     e = order(T0, features={"order_amount": 1.5, "model_score": 0.9, "in_order_amount": 2.0})
     x = FeatureExtractor().transform_one(e)
@@ -394,7 +423,7 @@ def test_passthrough_features_never_shadow_engine_names() -> None:
 def test_custom_windows_name_their_features() -> None:
     fx = FeatureExtractor(windows=[300, 30.0, 7200])
     assert fx.windows == (30.0, 300.0, 7200.0)
-    x = fx.transform_one(order(T0))
+    x = fx.transform_one(order(T0, ip="i1"))
     assert {"user_orders_30s", "merchant_amount_5m", "ip_orders_2h"} <= set(x)
     assert "user_orders_1h" not in x
 
