@@ -18,8 +18,9 @@ import gzip
 import heapq
 import io
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -142,6 +143,71 @@ class Mapping:
             if feats:
                 obj["features"] = feats
         return obj
+
+
+    def compile(self, header: Sequence[str]) -> Callable[[list[str], str], dict[str, Any]]:
+        """``apply`` specialised to one CSV header: ``f(row, default_id) == apply(dict(zip(header, row)),
+        default_id)``, with the column lookups, constants and feature columns worked out once.
+
+        A row whose feature cells all parse as finite numbers (the usual case) takes the fast path; any other
+        row goes through :meth:`apply` itself, so both give the same object for every row.
+        """
+        pos = {name: i for i, name in enumerate(header)}  # a repeated column name: the last one, as dict(zip())
+        used = set(self.fields.values())
+        mapped = [(name, pos[column]) for name, column in self.fields.items() if column in pos]
+        constants = {name: _coerce(name, value) for name, value in self.constants.items()}
+        schema = [(name, i) for name, i in pos.items() if name in _ALL_FIELDS and name not in used]
+        if self.features == "none":
+            fcols: list[str] = []
+        else:
+            names = pos if self.features == "auto" else self.features
+            fcols = [c for c in names if c not in used and c not in self.drop and c not in _ALL_FIELDS]
+        if self.features != "auto" and any(c not in pos for c in fcols):
+            fcols = []  # a listed column the header lacks: let apply() handle every row
+            slow_only = True
+        else:
+            slow_only = False
+        fidx = [pos[c] for c in fcols]
+        fnames = tuple(fcols)
+        get = itemgetter(*fidx) if len(fidx) > 1 else None
+        etype, ts_origin, ms = self.type, self.ts_origin, self.ts_unit == "ms"
+        isfinite = math.isfinite
+        apply = self.apply
+
+        def convert(row: list[str], default_id: str) -> dict[str, Any]:
+            if slow_only:
+                return apply(dict(zip(header, row, strict=True)), default_id)
+            if fidx:
+                try:
+                    nums = list(map(float, get(row) if get is not None else (row[fidx[0]],)))
+                except ValueError:
+                    return apply(dict(zip(header, row, strict=True)), default_id)
+                if not isfinite(sum(nums)):
+                    return apply(dict(zip(header, row, strict=True)), default_id)
+            obj: dict[str, Any] = {}
+            for name, i in mapped:
+                value = row[i]
+                if value != "":
+                    obj[name] = _coerce(name, value)
+            for name, value in constants.items():
+                obj.setdefault(name, value)
+            for name, i in schema:
+                if name not in obj and row[i] != "":
+                    obj[name] = _coerce(name, row[i])
+            if etype is not None:
+                obj.setdefault("type", etype)
+            ts = obj.get("ts")
+            if isinstance(ts, int | float) and not isinstance(ts, bool):
+                obj["ts"] = ts if ms else (ts_origin + ts) * 1000.0
+            obj.setdefault("event_id", default_id)
+            if obj.get("type") == "order":
+                obj.setdefault("order_id", obj["event_id"])
+                obj.setdefault("currency", "XXX")
+            if fidx and "features" not in obj:
+                obj["features"] = dict(zip(fnames, nums, strict=True))
+            return obj
+
+        return convert
 
 
 def _pairs(spec: str | Sequence[str] | None, flag: str) -> dict[str, str]:
@@ -281,8 +347,12 @@ class FileSource:
             try:
                 if obj is not None and "__invalid__" in obj:
                     raise InvalidEvent("$", obj["__invalid__"])
+                if obj is not None and "__error__" in obj:
+                    raise obj["__error__"]
                 if obj is None:
                     event = decode(raw, prov)
+                elif "__mapped__" in obj:  # a CSV row the compiled mapping already converted
+                    event = from_dict(obj["__mapped__"], prov)
                 else:
                     event = from_dict(obj if self.mapping.is_identity else self.mapping.apply(obj, f"{name}:{line_no}"),
                                       prov)
@@ -326,12 +396,21 @@ class FileSource:
             if missing:
                 raise ConfigError(f"{path.name}: --map names columns not in the header: {', '.join(missing)}")
             width = len(header)
+            convert = None if self.mapping.is_identity else self.mapping.compile(header)
             for row in reader:
                 line_no = reader.line_num
                 if len(row) != width:
                     yield line_no, row, {"__invalid__": f"has {len(row)} columns, the header has {width}"}
                     continue
-                yield line_no, row, dict(zip(header, row, strict=True))
+                if convert is None:
+                    yield line_no, row, dict(zip(header, row, strict=True))
+                    continue
+                try:
+                    obj = convert(row, f"{path.name}:{line_no}")
+                except InvalidEvent as e:
+                    yield line_no, row, {"__error__": e}
+                    continue
+                yield line_no, row, {"__mapped__": obj}
 
 
 def _csv_line(row: list[str]) -> bytes:
