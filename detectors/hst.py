@@ -470,9 +470,10 @@ class HalfSpaceTrees(Detector):
         contrib = np.zeros(len(self._names))
         if ok.any():
             t_idx, d_idx = np.nonzero(ok)  # row-major: tree by tree, level by level, as a loop would add them
-            feats = [int(self._feat[dd][nn]) for dd, nn in zip(d_idx.tolist(), node[t_idx, d_idx].tolist())]
+            nodes = node[t_idx, d_idx].tolist()
+            feats = [int(self._feat[dd][nn]) for dd, nn in zip(d_idx.tolist(), nodes, strict=True)]
             ratios = ((mass[t_idx, d_idx] + 1) / (mass[t_idx, d_idx + 1] + 1)).tolist()
-            for f, r in zip(feats, ratios):
+            for f, r in zip(feats, ratios, strict=True):
                 contrib[f] += math.log(r)
         contrib /= self.n_trees
         order = np.argsort(-contrib, kind="stable")[:top]

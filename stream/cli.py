@@ -101,7 +101,8 @@ def _sim_config(events: int, seed: int, users: int | None, attacks: Sequence[str
 @click.option("--events", "-n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="How many events to generate.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed: same seed, same stream.")
-@click.option("--users", type=click.IntRange(min=10), default=None, help="Number of users (default scales with --events).")
+@click.option("--users", type=click.IntRange(min=10), default=None,
+              help="Number of users (default scales with --events).")
 @click.option("--attack", "attacks", multiple=True, metavar="NAME=RATE",
               help="Override an attack's rate (see docs/simulator.md), e.g. --attack card_testing=2.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -206,7 +207,8 @@ def _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_u
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=False, type=click.Path(dir_okay=False))
-@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None, help="Config TOML laid over the defaults.")
+@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
+              help="Config TOML laid over the defaults.")
 @click.option("--budget", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
               help="Alert budget: the fraction of events that may alert (overrides engine.budget).")
 @_mapping_options
@@ -555,7 +557,8 @@ def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
         dead_letters=str(out / "dead-letters.jsonl"), top=8, input_bytes=stream_path.stat().st_size, title="demo",
     )
     (out / "report.json").write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    click.echo(f"\nNext: riskstream replay {stream_path} --budget 0.005 --report {out / 'report-0.5pct.json'}", err=True)
+    report = out / "report-0.5pct.json"
+    click.echo(f"\nNext: riskstream replay {stream_path} --budget 0.005 --report {report}", err=True)
 
 
 # --- bench -------------------------------------------------------------------------------------------------------
