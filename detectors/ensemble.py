@@ -130,8 +130,7 @@ class Verdicts:
 
 class _CalibratingGate:
     """A detector's gate: calibrates each raw score into its tail probability ``p`` (kept), allows learning
-    when ``p > protect``. Answers one score per call, or a batch through :meth:`many` (numpy when no answer can
-    end the batch early; equal either way)."""
+    when ``p > protect``. Answers one score per call, or a batch through :meth:`many` (numpy; equal)."""
 
     __slots__ = ("cal", "protect", "parts", "asked")
 
@@ -151,16 +150,14 @@ class _CalibratingGate:
         """See :func:`detectors.base.consult`."""
         cal = self.cal
         if stop is not None and stop.any():
-            # the answers decide where the batch ends: ask score by score (a numpy peek then commit costs more
-            # than the loop on the short runs between two refusals)
-            update, protect, flags = cal.update, self.protect, stop.tolist()
-            ps = []
-            for i, s in enumerate(scores.tolist()):
-                v = update(s)
-                ps.append(v)
-                if v <= protect and flags[i]:
-                    break
-            p = np.array(ps, dtype=np.float64)
+            # the answers decide where the batch ends: rank them all without committing, then commit up to the
+            # first refused score flagged to stop
+            p = cal.peek_many(scores)
+            refused = np.flatnonzero(stop & (p <= self.protect))
+            if len(refused):
+                end = int(refused[0]) + 1
+                scores, p = scores[:end], p[:end]
+            cal.update_many(scores)
         else:
             p = cal.update_many(scores)
         self.parts.append(p)

@@ -417,11 +417,19 @@ class HalfSpaceTrees(Detector):
         hi_ex, hi_in = hi_seq[:-1], hi_seq[1:]
         record = ((lo_in != lo_ex) | (hi_in != hi_ex)).any(axis=1)
         cold = self._ref is None
+        rec_rows = np.flatnonzero(record)
         if cold:
             scores = np.zeros(m)
             leaves = None
         else:
-            leaves = self._leaves(self._scale(x, lo_ex, hi_ex))
+            # one descent for the rows as scored (min/max before each) and, for the rows that move the min or
+            # max, as they would be learned (min/max including themselves): half the per-level numpy calls
+            if len(rec_rows):
+                both = self._leaves(np.vstack([self._scale(x, lo_ex, hi_ex),
+                                               self._scale(x[rec_rows], lo_in[rec_rows], hi_in[rec_rows])]))
+                leaves, rec_leaves = both[:m], both[m:]
+            else:
+                leaves = self._leaves(self._scale(x, lo_ex, hi_ex))
             scores = self._score_leaves(leaves)
         out[:m] = scores
         learned: list[int] = []
@@ -443,8 +451,7 @@ class HalfSpaceTrees(Detector):
                 new = leaves[li]
                 rec = record[li]
                 if rec.any():  # learning sees the min/max updated with the event itself
-                    ri = li[rec]
-                    new[rec] = self._leaves(self._scale(x[ri], lo_in[ri], hi_in[ri]))
+                    new[rec] = rec_leaves[np.searchsorted(rec_rows, li[rec])]
         last = end - 1
         if refused_record:
             self._lo, self._hi = lo_ex[last].copy(), hi_ex[last].copy()

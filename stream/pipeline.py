@@ -126,6 +126,12 @@ class Engine:
                                  for ens in self.ensembles.values() for d in ens.detectors.values())
 
     @property
+    def _ids_needed(self) -> bool:
+        """Whether every event's entity ids are read: by the label store, the link state or a blocklist."""
+        return self.uses_labels or any(getattr(d, "can_block", False)
+                                       for ens in self.ensembles.values() for d in ens.detectors.values())
+
+    @property
     def uses_labels(self) -> bool:
         """Whether label events change anything (a label-learning detector, entity risk or the link graph)."""
         return self.learns_labels or self.entity_risk is not None or self.graph is not None
@@ -191,8 +197,10 @@ class Engine:
         t0 = time.perf_counter()
         out.scored = scored
         xs = self.features.transform_many(scored)
-        ids = [entity_ids(e) for e in scored]
-        if self.entity_risk is not None or self.graph is not None:
+        # entity ids per event, where something reads them for every event (labels, links, blocklists); otherwise
+        # only an alerted event's are built
+        ids: list[dict[str, str]] | None = [entity_ids(e) for e in scored] if self._ids_needed else None
+        if ids is not None and (self.entity_risk is not None or self.graph is not None):
             risk_f, graph = self.entity_risk, self.graph
             for e, x, ent in zip(scored, xs, ids, strict=True):
                 if risk_f is not None:
@@ -209,7 +217,7 @@ class Engine:
             idx = [i for i, e in enumerate(scored) if e.type == kind]
             if not idx:
                 continue
-            verdicts = ensemble.process_many([xs[i] for i in idx], [ids[i] for i in idx])
+            verdicts = ensemble.process_many([xs[i] for i in idx], None if ids is None else [ids[i] for i in idx])
             risk[idx] = verdicts.risk
             alert = np.asarray(verdicts.alert, dtype=bool)
             alerted[idx] = alert
@@ -217,7 +225,7 @@ class Engine:
         t2 = time.perf_counter()
         out.risk = risk
         out.alerted = alerted
-        if self.uses_labels:
+        if self.uses_labels and ids is not None:
             put = self.label_store.put
             for e, x, ent in zip(scored, xs, ids, strict=True):
                 put(e.event_id, e.ts, x, kind=e.type, entities=ent)
@@ -227,7 +235,8 @@ class Engine:
         # Reasons read the models as they stand after the batch: scores, alert ids, severities and actions are
         # the same at any batch split; the reasons' numbers may move slightly with the split.
         for i, verdicts, j in sorted(found, key=lambda f: f[0]):
-            out.alerts.append(self._alert(scored[i], ids[i], verdicts, j, xs[i]))
+            ent = ids[i] if ids is not None else entity_ids(scored[i])
+            out.alerts.append(self._alert(scored[i], ent, verdicts, j, xs[i]))
         t3 = time.perf_counter()
         self.events_seen += len(scored)
         out.timings = {"features": t1 - t0, "detectors": t2 - t1, "decision": t3 - t2}
