@@ -254,14 +254,19 @@ def _lon(name: str, value: Any) -> float:
     return v
 
 
+_FLOAT = {float}
+
+
 def _features(name: str, value: Any) -> Mapping[str, float]:
     if not isinstance(value, dict):
         raise InvalidEvent(name, f"must be an object of numbers, not {_tname(value)}")
     if len(value) > MAX_FEATURES:
         raise InvalidEvent(name, f"has more than {MAX_FEATURES} entries")
     vals = value.values()
-    if all(type(v) is float for v in vals) and math.isfinite(sum(vals)) and all(0 < len(k) <= 128 for k in value):
-        return MappingProxyType(dict(value))  # the usual case, checked in bulk: finite floats, sane names
+    if value and set(map(type, vals)) == _FLOAT and math.isfinite(sum(vals)):
+        lens = set(map(len, value))
+        if min(lens) > 0 and max(lens) <= 128:
+            return MappingProxyType(dict(value))  # the usual case, checked in bulk: finite floats, sane names
     out: dict[str, float] = {}
     for k, v in value.items():
         if not k or len(k) > 128:

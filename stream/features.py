@@ -67,6 +67,7 @@ _VELOCITY_CAP = 20000.0  # km/h
 _EARTH_KM = 6371.0088
 _NB = float(BUCKETS)
 _ZERO2 = (0.0, 0.0)
+_ZERO8 = (0.0,) * 8  # the distinct counts of an order naming no device, IP, payment or address
 _NONE4 = (None, None, None, None)
 #: Optional order fields whose features an order gets only once some order of the stream carried the field: a
 #: stream that never names a device (a card-transaction export, say) has no device_* columns, rather than a dozen
@@ -336,6 +337,7 @@ class FeatureExtractor:
         self.passthrough = bool(passthrough)
 
         self._widths = tuple(w / BUCKETS for w in ws)
+        self._zero_windows = (0.0, 0.0) * len(ws)
         self._login_widths = tuple(w / BUCKETS for w in LOGIN_WINDOWS)
         self._promo_widths = tuple(w / BUCKETS for w in PROMO_WINDOWS)
         # Entities idle for longer are dropped: past idle_ttl, and past every window with its extra bucket. The
@@ -368,6 +370,8 @@ class FeatureExtractor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "_zero_windows" not in state:
+            self._zero_windows = (0.0, 0.0) * len(self.windows)
         if "_seen" not in state:  # a checkpoint from before optional fields were tracked: it emitted them all
             self._seen = _ALL_OPTIONAL
             self._active = self._active_order_names()
@@ -457,10 +461,27 @@ class FeatureExtractor:
         u, first = self._user(uid, t)
         n_prev = u[_N]
         _roll(u, amount, bs, out)
-        dev = _entity(self._devices, device, t, _NONE4, amount, bs, out)
-        ipr = _entity(self._ips, ip, t, _NONE4, amount, bs, out)
-        pay = _entity(self._payments, payment, t, (None,), amount, bs, out)
-        adr = _entity(self._addresses, address, t, (None,), amount, bs, out)
+        zeros = self._zero_windows  # an entity the order does not name: zero counts and sums, inline (hot)
+        if device is None:
+            dev = None
+            out += zeros
+        else:
+            dev = _entity(self._devices, device, t, _NONE4, amount, bs, out)
+        if ip is None:
+            ipr = None
+            out += zeros
+        else:
+            ipr = _entity(self._ips, ip, t, _NONE4, amount, bs, out)
+        if payment is None:
+            pay = None
+            out += zeros
+        else:
+            pay = _entity(self._payments, payment, t, (None,), amount, bs, out)
+        if address is None:
+            adr = None
+            out += zeros
+        else:
+            adr = _entity(self._addresses, address, t, (None,), amount, bs, out)
         _entity(self._merchants, e.merchant_id, t, (), amount, bs, out)
         if promo is None:
             out += (0.0,) * len(PROMO_WINDOWS)
@@ -486,10 +507,13 @@ class FeatureExtractor:
         cap = self.max_distinct
         new_account = None if age >= 1.0 else uid
         promo_user = None if promo is None else uid
-        _distinct(dev, _D_USERS, (uid, payment, new_account, promo_user), t, day_cut, cap, out)
-        _distinct(ipr, _I_USERS, (uid, payment), t, day_cut, cap, out)
-        _distinct(pay, _P_USERS, (uid,), t, day_cut, cap, out)
-        _distinct(adr, _P_USERS, (uid,), t, day_cut, cap, out)
+        if dev is None and ipr is None and pay is None and adr is None:
+            out += _ZERO8
+        else:
+            _distinct(dev, _D_USERS, (uid, payment, new_account, promo_user), t, day_cut, cap, out)
+            _distinct(ipr, _I_USERS, (uid, payment), t, day_cut, cap, out)
+            _distinct(pay, _P_USERS, (uid,), t, day_cut, cap, out)
+            _distinct(adr, _P_USERS, (uid,), t, day_cut, cap, out)
 
         # the user's own history: account age, last login, amount against the user's earlier orders
         last_ok = u[_U_LAST_OK]
