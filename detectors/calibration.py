@@ -112,10 +112,16 @@ class TailCalibrator:
             self._evicted = []
         return p
 
-    def update_many(self, scores: Iterable[float] | np.ndarray) -> np.ndarray:
+    def update_many(self, scores: Iterable[float] | np.ndarray, *, stop: np.ndarray | None = None,
+                    protect: float = 0.0) -> np.ndarray:
         """:meth:`update` each score in order; returns the tail probabilities (equal to the loop, bitwise, and
-        leaving the same state)."""
-        return self._run(scores, commit=True)
+        leaving the same state).
+
+        With ``stop`` (a flag per score), the updates end right after the first score flagged in ``stop`` whose
+        tail probability is ``<= protect``: only that prefix is added and returned (a learning gate whose refusal
+        of such a score changes what comes next).
+        """
+        return self._run(scores, commit=True, stop=stop, protect=protect)
 
     def peek_many(self, scores: Iterable[float] | np.ndarray) -> np.ndarray:
         """What :meth:`update_many` would return for ``scores``, changing nothing (pure)."""
@@ -123,7 +129,8 @@ class TailCalibrator:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _run(self, scores: Iterable[float] | np.ndarray, commit: bool) -> np.ndarray:
+    def _run(self, scores: Iterable[float] | np.ndarray, commit: bool, stop: np.ndarray | None = None,
+             protect: float = 0.0) -> np.ndarray:
         v = np.array(scores, dtype=np.float64).ravel() + 0.0  # -0.0 -> 0.0, as update() does
         v[np.isnan(v)] = -np.inf
         m = len(v)
@@ -150,7 +157,15 @@ class TailCalibrator:
         while pos < m:
             k = min(m - pos, _next_refresh(t, every) - t)
             seg = v[pos : pos + k]
-            out[pos : pos + k] = (len(snap) - np.searchsorted(snap, seg, side="left") + 1) / (len(snap) + 1)
+            p = (len(snap) - np.searchsorted(snap, seg, side="left") + 1) / (len(snap) + 1)
+            if stop is not None:
+                ends = np.flatnonzero(stop[pos : pos + k] & (p <= protect))
+                if len(ends):  # the batch ends at this score
+                    k = int(ends[0]) + 1
+                    seg, p = seg[:k], p[:k]
+                    m = pos + k
+                    v, out, ev = v[:m], out[:m], ev[:m]
+            out[pos : pos + k] = p
             added.extend(seg.tolist())
             evs = ev[pos : pos + k]
             evicted.extend(evs[~np.isnan(evs)].tolist())

@@ -148,18 +148,10 @@ class _CalibratingGate:
 
     def many(self, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
         """See :func:`detectors.base.consult`."""
-        cal = self.cal
-        if stop is not None and stop.any():
-            # the answers decide where the batch ends: rank them all without committing, then commit up to the
-            # first refused score flagged to stop
-            p = cal.peek_many(scores)
-            refused = np.flatnonzero(stop & (p <= self.protect))
-            if len(refused):
-                end = int(refused[0]) + 1
-                scores, p = scores[:end], p[:end]
-            cal.update_many(scores)
+        if stop is not None and stop.any():  # the batch ends at the first refused score flagged to stop
+            p = self.cal.update_many(scores, stop=stop, protect=self.protect)
         else:
-            p = cal.update_many(scores)
+            p = self.cal.update_many(scores)
         self.parts.append(p)
         self.asked += len(p)
         return p > self.protect

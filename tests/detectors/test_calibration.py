@@ -106,3 +106,22 @@ def test_invalid_parameters_are_rejected():
     for kw in ({"window": 0}, {"refresh_every": 0}, {"window": 2.5}):
         with pytest.raises(ValueError):
             TailCalibrator(**kw)
+
+
+def test_update_many_with_stop_ends_after_the_first_flagged_score_in_the_tail():
+    """As the loop ``for s: p = update(s); if stop and p <= protect: break`` would, across refresh points."""
+    v = _stream(3000, seed=8)
+    flags = np.zeros(len(v), dtype=bool)
+    flags[::7] = True
+    loop = TailCalibrator(400, 32)
+    expected = []
+    for i, s in enumerate(v):
+        p = loop.update(s)
+        expected.append(p)
+        if flags[i] and p <= 0.05:
+            break
+    cal = TailCalibrator(400, 32)
+    got = cal.update_many(v, stop=flags, protect=0.05)
+    assert 0 < len(got) < len(v)
+    np.testing.assert_array_equal(got, expected)
+    assert pickle.dumps(cal) == pickle.dumps(loop)
