@@ -67,8 +67,9 @@ _VELOCITY_CAP = 20000.0  # km/h
 _EARTH_KM = 6371.0088
 _NB = float(BUCKETS)
 _ZERO2 = (0.0, 0.0)
-_ZERO8 = (0.0,) * 8  # the distinct counts of an order naming no device, IP, payment or address
+_ZERO9 = (0.0,) * 9  # the distinct counts of an order naming no device, IP, payment or address
 _NONE4 = (None, None, None, None)
+_NONE5 = (None, None, None, None, None)
 #: Optional order fields whose features an order gets only once some order of the stream carried the field: a
 #: stream that never names a device (a card-transaction export, say) has no device_* columns, rather than a dozen
 #: columns stuck at 0 that cost time in every detector and waste Half-Space-Trees splits. Bit i is field i.
@@ -86,6 +87,7 @@ _N = 1  # running count of the entity's events (orders; attempts in a login reco
 _SUM = 2  # running sum of their amounts (orders) or of their failures (logins)
 # device: distinct sets (value -> last seen, in last-seen order; None until the first value)
 _D_USERS, _D_PAYMENTS, _D_NEW_ACCOUNTS, _D_PROMO_USERS = 3, 4, 5, 6
+_D_LOGIN_USERS = 7  # users who tried to log in from the device (fraud rings, account farms)
 # ip: distinct sets, then the IP's login record ([created, _N, _SUM, 1 m buckets, 1 h buckets]) and login users
 _I_USERS, _I_PAYMENTS, _I_LOGINS, _I_LOGIN_USERS = 3, 4, 5, 6
 # payment, address
@@ -338,6 +340,7 @@ class FeatureExtractor:
 
         self._widths = tuple(w / BUCKETS for w in ws)
         self._zero_windows = (0.0, 0.0) * len(ws)
+        self._layout = 2  # record layout version (checkpoints from older layouts are upgraded on loading)
         self._login_widths = tuple(w / BUCKETS for w in LOGIN_WINDOWS)
         self._promo_widths = tuple(w / BUCKETS for w in PROMO_WINDOWS)
         # Entities idle for longer are dropped: past idle_ttl, and past every window with its extra bucket. The
@@ -370,6 +373,10 @@ class FeatureExtractor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if state.get("_layout", 1) < 2:  # a checkpoint from before: device records gain their login-user slot
+            for rec in self._devices.values():
+                rec.insert(_D_LOGIN_USERS, None)
+            self._layout = 2
         if "_zero_windows" not in state:
             self._zero_windows = (0.0, 0.0) * len(self.windows)
         if "_seen" not in state:  # a checkpoint from before optional fields were tracked: it emitted them all
@@ -466,7 +473,7 @@ class FeatureExtractor:
             dev = None
             out += zeros
         else:
-            dev = _entity(self._devices, device, t, _NONE4, amount, bs, out)
+            dev = _entity(self._devices, device, t, _NONE5, amount, bs, out)
         if ip is None:
             ipr = None
             out += zeros
@@ -508,12 +515,13 @@ class FeatureExtractor:
         new_account = None if age >= 1.0 else uid
         promo_user = None if promo is None else uid
         if dev is None and ipr is None and pay is None and adr is None:
-            out += _ZERO8
+            out += _ZERO9
         else:
             _distinct(dev, _D_USERS, (uid, payment, new_account, promo_user), t, day_cut, cap, out)
             _distinct(ipr, _I_USERS, (uid, payment), t, day_cut, cap, out)
             _distinct(pay, _P_USERS, (uid,), t, day_cut, cap, out)
             _distinct(adr, _P_USERS, (uid,), t, day_cut, cap, out)
+            _distinct(dev, _D_LOGIN_USERS, (None,), t, day_cut, cap, out)  # read only: logins record it
 
         # the user's own history: account age, last login, amount against the user's earlier orders
         last_ok = u[_U_LAST_OK]
@@ -579,6 +587,13 @@ class FeatureExtractor:
             _roll(lr, failed, bs, out)
             out.append(out[-1] / out[-2] if out[-2] else 0.0)
             _distinct(rec, _I_LOGIN_USERS, (uid,), t, t - LOGIN_USERS_WINDOW, self.max_distinct, out)
+        # distinct users on the device over a day: accounts of a ring or a farm share a few devices
+        device = e.device_id
+        if device is None:
+            out.append(0.0)
+        else:
+            rec = _touch(self._devices, device, t, _NONE5, len(self._widths))
+            _distinct(rec, _D_LOGIN_USERS, (uid,), t, t - DAY, self.max_distinct, out)
 
         # travel from the user's previous login with coordinates
         lat = e.lat
@@ -682,7 +697,7 @@ def _order_names(wnames: list[str]) -> tuple[str, ...]:
     names += [
         "user_first_seen",
         "device_users_24h", "device_payments_24h", "device_new_accounts_24h", "device_promo_users_24h",
-        "ip_users_24h", "ip_payments_24h", "payment_users_24h", "address_users_24h",
+        "ip_users_24h", "ip_payments_24h", "payment_users_24h", "address_users_24h", "device_login_users_24h",
         "account_age_days", "user_seconds_since_last_login", "user_amount_z", "user_amount_ratio_max",
     ]  # fmt: skip
     return tuple(names)
@@ -697,6 +712,7 @@ def _login_names() -> tuple[str, ...]:
         names.append(f"{entity}_failed_login_ratio_{window_name(LOGIN_WINDOWS[-1])}")
         if entity == "ip":
             names.append(f"ip_login_users_{window_name(LOGIN_USERS_WINDOW)}")
+    names.append("device_login_users_24h")
     names += ["login_distance_km", "login_velocity_kmh", "user_seconds_since_prev_login"]
     for plural, one in _KNOWN[:3]:
         names += (f"user_{plural}_24h", f"user_new_{one}")

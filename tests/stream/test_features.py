@@ -271,6 +271,21 @@ def test_geo_velocity_between_known_cities() -> None:
     assert fx.transform_one(login(T0 + 9000, lat=london[0], lon=london[1]))["login_velocity_kmh"] == 0.0
 
 
+def test_distinct_users_logging_in_from_a_device_over_a_day() -> None:
+    fx = FeatureExtractor()
+    got = [fx.transform_one(login(T0 + 60 * i, f"u{i % 3}", device_id="d1"))["device_login_users_24h"]
+           for i in range(6)]
+    assert got == [0.0, 1.0, 2.0, 3.0, 3.0, 3.0]  # before each attempt; the same users again do not add up
+    assert fx.transform_one(login(T0 + 400, "u9", device_id="d2"))["device_login_users_24h"] == 0.0
+    assert fx.transform_one(login(T0 + DAY + 400, "u9", device_id="d1"))["device_login_users_24h"] == 0.0
+    assert fx.transform_one(login(T0 + DAY + 500, "u1"))["device_login_users_24h"] == 0.0  # no device
+    # an order on the device does not count as a login, and the order's own device_users_24h ignores logins
+    x = fx.transform_one(order(T0 + DAY + 600, "u5", device_id="d1"))
+    assert x["device_users_24h"] == 0.0
+    assert x["device_login_users_24h"] == 1.0  # an order reads the device's login users (u9 today) too
+    assert fx.transform_one(login(T0 + DAY + 700, "u6", device_id="d1"))["device_login_users_24h"] == 1.0
+
+
 def test_credential_stuffing_signals() -> None:
     fx = FeatureExtractor()
     for i in range(30):
@@ -392,12 +407,12 @@ def test_orders_get_the_features_of_optional_fields_once_the_stream_carried_them
     first order naming a device on, every order has them (0 when it names none), and a checkpoint keeps that."""
     fx = FeatureExtractor(passthrough=False)
     bare = fx.transform_one(order(T0, amount=5.0))
-    names = set(fx.feature_names())
+    names = set(fx._order_names)
     device_names = {n for n in names if n.startswith("device_")} | {"user_devices_24h", "user_new_device"}
     optional = device_names | {n for n in names if n.startswith(("ip_", "payment_", "address_"))} | {
         f"user_{k}" for k in ("ips_24h", "new_ip", "payments_24h", "new_payment", "addresses_24h", "new_address",
                               "countries_24h", "new_country")} | {"order_items"}
-    order_names = set(fx._order_names)
+    order_names = names
     assert set(bare) == order_names - optional
     with_device = fx.transform_one(order(T0 + 1, device_id="d1"))
     assert set(with_device) == set(bare) | device_names
@@ -444,3 +459,19 @@ def test_stats_reports_entities_and_bytes() -> None:
     assert st["entities"] == sum(st[f"entities_{k}"] for k in kinds) > 0
     assert all(st[f"bytes_per_{k}"] > 0 for k in kinds if st[f"entities_{k}"])
     assert st["approx_bytes"] == pytest.approx(sum(st[f"entities_{k}"] * st[f"bytes_per_{k}"] for k in kinds), 1e-3)
+
+
+def test_a_checkpoint_of_the_older_device_layout_loads_and_continues() -> None:
+    """Device records used to end their slots before the login users; loading such a state inserts the slot."""
+    events = random_stream(12, 600, step=5.0)
+    fx = FeatureExtractor()
+    fx.transform_many(events[:300])
+    old = pickle.loads(pickle.dumps(fx)).__dict__
+    for rec in old["_devices"].values():
+        del rec[7]
+    del old["_layout"]
+    legacy = FeatureExtractor.__new__(FeatureExtractor)
+    legacy.__setstate__(old)
+    for rec in fx._devices.values():  # what the old layout never recorded: logins per device so far
+        rec[7] = None
+    assert legacy.transform_many(events[300:]) == fx.transform_many(events[300:])
