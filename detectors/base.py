@@ -140,6 +140,10 @@ class Frame(list):
 class Detector(base.Base):
     """Base class of riskstream detectors (river's ``Base`` gives ``clone``, ``_get_params`` and ``repr``)."""
 
+    #: Whether scores are probabilities of fraud in [0, 1] (a supervised model): with the ensemble's
+    #: ``risk = "evidence"`` they enter the evidence as ``-ln(1 - P)`` instead of through a rank calibration.
+    probabilistic = False
+
     def score_one(self, x: Features) -> float:
         """Raw anomaly score of ``x``; pure: it changes neither ``x`` nor the model. Finite, even cold."""
         raise NotImplementedError

@@ -71,6 +71,8 @@ class Supervised(Detector):
         Seed of the under-sampler and the forest.
     """
 
+    probabilistic = True
+
     def __init__(
         self,
         model: str = "both",

@@ -103,6 +103,8 @@ class Settings:
         out = {k: self.data[k] for k in _DETECTION_SECTIONS}
         out = copy.deepcopy(out)
         out["engine"].pop("batch_size", None)  # results do not depend on it
+        if out.get("ensemble", {}).get("risk") == "rank":  # the default, added later: keep the hashes made before
+            del out["ensemble"]["risk"]
         return out
 
     @property

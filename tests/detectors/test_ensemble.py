@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from detectors import Detector, Ensemble, build
+from detectors.calibration import TailCalibrator
 from detectors.hst import HalfSpaceTrees
 from detectors.rules import Rules
 from detectors.zscore import RobustZScore
@@ -283,3 +284,37 @@ def test_a_detector_that_never_learns_is_calibrated_batchwise_exactly_like_throu
     np.testing.assert_array_equal(np.concatenate([v.p["rules"] for v in vf]),
                                   np.concatenate([v.p["rules"] for v in vs]))
     assert 0 < np.concatenate([v.alert for v in vf]).mean() < 0.05
+
+
+def test_evidence_risk_takes_a_supervised_probability_as_it_is():
+    """risk = "evidence": a probabilistic detector enters as p = 1 - P (no rank), and with it alone the risk is
+    P itself; alerts still follow the rank q, so the budget holds; the default ranks as before."""
+    import random
+
+    import numpy as np
+
+    from detectors.base import Detector
+
+    class Prob(Detector):
+        probabilistic = True
+
+        def score_one(self, x):
+            return x["p"]
+
+        def learn_one(self, x):
+            return None
+
+    rng = random.Random(3)
+    xs = [{"p": rng.random() ** 4} for _ in range(3000)]
+    ev = Ensemble({"m": Prob()}, budget=0.01, min_history=100, risk="evidence")
+    v = ev.process_many(xs)
+    np.testing.assert_allclose(v.risk, [x["p"] for x in xs], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(v.p["m"], [1 - x["p"] for x in xs])
+    assert 0.005 < v.alert[1000:].mean() < 0.02
+    ranked = Ensemble({"m": Prob()}, budget=0.01, min_history=100).process_many(xs)
+    np.testing.assert_array_equal(ranked.risk, 1 - ranked.q)
+    np.testing.assert_array_equal(ranked.p["m"], TailCalibrator(20000).update_many([x["p"] for x in xs]))
+    assert 0.005 < ranked.alert[1000:].mean() < 0.02
+    assert "risk" in ev.config_dict() and "risk" not in Ensemble({"m": Prob()}).config_dict()
+    with pytest.raises(ValueError, match="risk must be one of"):
+        Ensemble({"m": Prob()}, risk="probability")
