@@ -131,3 +131,13 @@ def test_each_ring_holds_exactly_the_last_window_learned_values(ragged):
         learned = [r[f] for r in rows if f in r]
         assert det._fill[j] == len(learned)
         assert sorted(det._ring[j].tolist()) == sorted(learned[-50:])
+
+
+@pytest.mark.parametrize("shape", [(40, 2048), (3, 10), (5, 2), (7, 1), (4, 3)])
+def test_row_median_is_numpys_median_bit_for_bit(shape):
+    from detectors.zscore import _row_median
+
+    rng = np.random.default_rng(shape[1])
+    a = np.round(rng.standard_normal(shape), 2)  # ties
+    a[0, :] = 1.0
+    assert np.array_equal(_row_median(a), np.median(a, axis=1))
