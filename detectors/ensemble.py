@@ -325,6 +325,7 @@ class Ensemble:
                 if w:
                     evidence += w * -np.log(pa)
                 continue
+            gate: _CalibratingGate
             if self.risk == "evidence" and det.probabilistic:
                 gate = _ProbabilityGate(protect)
             else:

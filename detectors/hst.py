@@ -220,7 +220,7 @@ class HalfSpaceTrees(Detector):
         """Build the trees on the features of the first window's learned events, then learn those events as
         :meth:`learn_one` would have one by one (each scaled by the running min/max including itself)."""
         rows, self._pending = self._pending, []
-        self._build(dict.fromkeys(k for x in rows for k in x))
+        self._build(dict.fromkeys((k for x in rows for k in x), 0.0))  # only the keys matter
         x = np.array([[r.get(f, math.nan) for f in self._names] for r in rows], dtype=np.float64)  # type: ignore
         lo_in = np.fmin.accumulate(np.vstack([self._lo, x]), axis=0)[1:]
         hi_in = np.fmax.accumulate(np.vstack([self._hi, x]), axis=0)[1:]

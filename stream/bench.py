@@ -47,8 +47,8 @@ def _load(settings: Settings, events: int, seed: int, input_path: str | None, fm
 
         raws = [encode(e) for e in simulate(SimConfig(events=events, seed=seed))]
         t0 = time.perf_counter()
-        out = [decode(r) for r in raws]
-        return out, time.perf_counter() - t0, f"simulated stream: {events} events, seed {seed}"
+        decoded = [decode(r) for r in raws]
+        return decoded, time.perf_counter() - t0, f"simulated stream: {events} events, seed {seed}"
     source = FileSource([input_path], batch_size=batch_size, format=fmt, mapping=mapping)
     out: list[Event] = []
     t0 = time.perf_counter()

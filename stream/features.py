@@ -386,8 +386,11 @@ class FeatureExtractor:
     def _active_order_names(self) -> tuple[tuple[str, ...], Any]:
         """The order feature names emitted now (those of optional fields the stream never carried left out), and
         an ``itemgetter`` picking their values out of ``_order``'s full list."""
-        keep = [i for i, name in enumerate(self._order_names)
-                if not (_optional_field(name) is not None and not self._seen >> _optional_field(name) & 1)]
+        keep = []
+        for i, name in enumerate(self._order_names):
+            bit = _optional_field(name)
+            if bit is None or self._seen >> bit & 1:
+                keep.append(i)
         return tuple(self._order_names[i] for i in keep), itemgetter(*keep)
 
     def feature_names(self) -> list[str]:
