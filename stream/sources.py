@@ -119,15 +119,7 @@ class Mapping:
         for name, value in row.items():  # schema-named columns that were not remapped
             if name in _ALL_FIELDS and name not in obj and name not in used and value not in (None, ""):
                 obj[name] = _coerce(name, value)
-        if self.type is not None:
-            obj.setdefault("type", self.type)
-        ts = obj.get("ts")
-        if isinstance(ts, int | float) and not isinstance(ts, bool):
-            obj["ts"] = ts if self.ts_unit == "ms" else (self.ts_origin + ts) * 1000.0
-        obj.setdefault("event_id", default_id)
-        if obj.get("type") == "order":
-            obj.setdefault("order_id", obj["event_id"])
-            obj.setdefault("currency", "XXX")  # ISO 4217 "no currency": the data did not say
+        self._complete(obj, default_id)
         if self.features != "none" and "features" not in obj:
             feats: dict[str, float] = {}
             names = row.keys() if self.features == "auto" else self.features
@@ -144,6 +136,19 @@ class Mapping:
                 obj["features"] = feats
         return obj
 
+
+    def _complete(self, obj: dict[str, Any], default_id: str) -> None:
+        """The fields every mapped record gets: its type, ``ts`` in epoch ms, an event id, and for an order an order
+        id and a currency when the data has none."""
+        if self.type is not None:
+            obj.setdefault("type", self.type)
+        ts = obj.get("ts")
+        if isinstance(ts, int | float) and not isinstance(ts, bool):
+            obj["ts"] = ts if self.ts_unit == "ms" else (self.ts_origin + ts) * 1000.0
+        obj.setdefault("event_id", default_id)
+        if obj.get("type") == "order":
+            obj.setdefault("order_id", obj["event_id"])
+            obj.setdefault("currency", "XXX")  # ISO 4217 "no currency": the data did not say
 
     def compile(self, header: Sequence[str]) -> Callable[[list[str], str], dict[str, Any]]:
         """``apply`` specialised to one CSV header: ``f(row, default_id) == apply(dict(zip(header, row)),
@@ -170,9 +175,8 @@ class Mapping:
         fidx = [pos[c] for c in fcols]
         fnames = tuple(fcols)
         get = itemgetter(*fidx) if len(fidx) > 1 else None
-        etype, ts_origin, ms = self.type, self.ts_origin, self.ts_unit == "ms"
         isfinite = math.isfinite
-        apply = self.apply
+        apply, complete = self.apply, self._complete
 
         def convert(row: list[str], default_id: str) -> dict[str, Any]:
             if slow_only:
@@ -194,15 +198,7 @@ class Mapping:
             for name, i in schema:
                 if name not in obj and row[i] != "":
                     obj[name] = _coerce(name, row[i])
-            if etype is not None:
-                obj.setdefault("type", etype)
-            ts = obj.get("ts")
-            if isinstance(ts, int | float) and not isinstance(ts, bool):
-                obj["ts"] = ts if ms else (ts_origin + ts) * 1000.0
-            obj.setdefault("event_id", default_id)
-            if obj.get("type") == "order":
-                obj.setdefault("order_id", obj["event_id"])
-                obj.setdefault("currency", "XXX")
+            complete(obj, default_id)
             if fidx and "features" not in obj:
                 obj["features"] = dict(zip(fnames, nums, strict=True))
             return obj
