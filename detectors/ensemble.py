@@ -234,6 +234,9 @@ class Ensemble:
     [('a', 0.5), ('b', 0.5)]
     """
 
+    #: Class default, so that an ensemble pickled before the option existed (a checkpoint) loads as "rank".
+    risk = "rank"
+
     def __init__(
         self,
         detectors: Mapping[str, Detector],

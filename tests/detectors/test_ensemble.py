@@ -318,3 +318,14 @@ def test_evidence_risk_takes_a_supervised_probability_as_it_is():
     assert "risk" in ev.config_dict() and "risk" not in Ensemble({"m": Prob()}).config_dict()
     with pytest.raises(ValueError, match="risk must be one of"):
         Ensemble({"m": Prob()}, risk="probability")
+
+
+def test_a_checkpoint_from_before_the_risk_option_loads_as_rank():
+    xs = _stream(1200, seed=9)
+    ens = _ensemble()
+    ens.process_many(xs[:600])
+    del ens.__dict__["risk"]  # what an older checkpoint holds
+    twin = pickle.loads(pickle.dumps(ens))
+    ref = _ensemble()
+    ref.process_many(xs[:600])
+    np.testing.assert_array_equal(twin.process_many(xs[600:]).risk, ref.process_many(xs[600:]).risk)
