@@ -402,7 +402,8 @@ class FeatureExtractor:
     def transform_one(self, event: Event) -> dict[str, float]:
         """Features of ``event`` from the state before it; then fold ``event`` into the state.
 
-        An order or a login always gets the same names (see :meth:`feature_names`), plus its pass-throughs. A
+        A login always gets the same names, an order the same ones less those of optional fields the stream has
+        not carried yet (see :meth:`feature_names` and ``docs/features.md``), plus its pass-throughs. A
         :class:`~stream.events.Label` gives ``{}`` and changes nothing. ``label`` and ``scenario`` are never read.
         """
         kind = type(event)
