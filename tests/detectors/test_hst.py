@@ -156,3 +156,14 @@ def test_invalid_parameters_are_rejected():
     for bad in ({"n_trees": 0}, {"height": 0}, {"window_size": 1.5}, {"features": []}, {"height": 19}):
         with pytest.raises(ValueError):
             HalfSpaceTrees(**bad)
+
+
+def test_a_pickle_from_before_the_first_window_buffer_loads_and_continues():
+    xs = _stream(600, 3, seed=8)
+    det = HalfSpaceTrees(n_trees=4, height=6, window_size=50, seed=2)
+    det.process_many(xs[:300])
+    state = det.__getstate__()
+    del state["_pending"]  # what an older checkpoint holds (its trees were built at the first learned event)
+    old = HalfSpaceTrees.__new__(HalfSpaceTrees)
+    old.__setstate__(state)
+    np.testing.assert_array_equal(old.process_many(xs[300:]), det.process_many(xs[300:]))
