@@ -47,7 +47,7 @@ try:  # POSIX; on other platforms the single-writer rule is the caller's to keep
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JsonlSink", "read_alerts"]
+__all__ = ["JsonlSink", "read_alerts", "fsync_dir"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
@@ -128,7 +128,7 @@ class _AppendLog:
         try:
             self._lock()
             if not existed:
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             self._recover(on_record)
         except BaseException:
             self._fh.close()
@@ -201,7 +201,7 @@ def _last_newline_end(path: Path, size: int) -> int:
     return 0
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a newly created file's directory entry durable too."""
     try:
         fd = os.open(directory, os.O_RDONLY)

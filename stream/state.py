@@ -38,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from sinks.jsonl import fsync_dir
 from stream.errors import CheckpointError, ConfigError
 
 __all__ = ["Checkpoint", "StateStore", "LocalStateStore", "open_state_store", "FORMAT_VERSION"]
@@ -181,7 +182,7 @@ class LocalStateStore:
             os.replace(tmp_name, path)
             tmp_name = None
             if self.fsync:
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         except OSError as e:
             raise CheckpointError(f"cannot save {path}: {e}") from e
         finally:
@@ -204,19 +205,6 @@ class LocalStateStore:
 
     def __repr__(self) -> str:
         return f"LocalStateStore({str(self.directory)!r})"
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - filesystems that refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
 
 
 def open_state_store(state: Mapping[str, Any], *, key: str | None = None, database: str | None = None) -> StateStore:
