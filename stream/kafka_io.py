@@ -225,10 +225,20 @@ class _ProducerSink:
     """What both Kafka sinks share: closing flushes, then closes the producer if the sink owns it."""
 
     producer: KafkaProducer
+    topic: str
     flush_timeout_s: float
     owns_producer: bool
     _closed: bool
     flush: Callable[[], None]  # the sink's own (BatchSink's for alerts)
+
+    def _attach(self, producer: KafkaProducer, topic: str, flush_timeout_s: float, owns_producer: bool) -> None:
+        if not topic:
+            raise ValueError("topic must not be empty")
+        self.producer = producer
+        self.topic = topic
+        self.flush_timeout_s = float(flush_timeout_s)
+        self.owns_producer = owns_producer
+        self._closed = False
 
     def close(self) -> None:
         """Flush, then close the producer if the sink owns it; a second close does nothing."""
@@ -268,13 +278,7 @@ class KafkaAlertSink(_ProducerSink, BatchSink):
         owns_producer: bool = False,
     ) -> None:
         super().__init__()
-        if not topic:
-            raise ValueError("topic must not be empty")
-        self.producer = producer
-        self.topic = topic
-        self.flush_timeout_s = float(flush_timeout_s)
-        self.owns_producer = owns_producer
-        self._closed = False
+        self._attach(producer, topic, flush_timeout_s, owns_producer)
 
     def _send(self, alert: Alert) -> Any:
         return self.producer.send(
@@ -286,7 +290,6 @@ class KafkaAlertSink(_ProducerSink, BatchSink):
 
     def write_batch(self, alerts: Sequence[Alert]) -> None:
         _deliver(self.producer, self.topic, alerts, self._send, self.flush_timeout_s)
-
 
     def __repr__(self) -> str:
         return f"KafkaAlertSink(topic={self.topic!r}, pending={self.pending})"
@@ -309,13 +312,7 @@ class KafkaDeadLetterSink(_ProducerSink):
         flush_timeout_s: float = 30.0,
         owns_producer: bool = False,
     ) -> None:
-        if not topic:
-            raise ValueError("topic must not be empty")
-        self.producer = producer
-        self.topic = topic
-        self.flush_timeout_s = float(flush_timeout_s)
-        self.owns_producer = owns_producer
-        self._closed = False
+        self._attach(producer, topic, flush_timeout_s, owns_producer)
         self._buffer: list[DeadLetter] = []
 
     @property
@@ -330,7 +327,6 @@ class KafkaDeadLetterSink(_ProducerSink):
             return
         _deliver(self.producer, self.topic, self._buffer, self._send, self.flush_timeout_s, self._fallback)
         self._buffer = []
-
 
     @staticmethod
     def headers(record: DeadLetter) -> list[tuple[str, bytes]]:
