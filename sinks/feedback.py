@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from sinks.errors import SinkError
-from sinks.sql import UtcDateTime, alerts_table, create_sql_engine, describe_error, metadata
+from sinks.sql import EngineHolder, UtcDateTime, alerts_table, describe_error, metadata
 
 __all__ = [
     "Feedback",
@@ -298,7 +298,7 @@ def to_label(feedback: Feedback) -> dict[str, Any]:
 # --- the store ----------------------------------------------------------------------------------------------
 
 
-class FeedbackStore:
+class FeedbackStore(EngineHolder):
     """The ``review_feedback`` table, joined to ``alerts``.
 
     Parameters
@@ -310,25 +310,11 @@ class FeedbackStore:
     """
 
     def __init__(self, url_or_engine: str | URL | Engine, *, create: bool = True) -> None:
-        if isinstance(url_or_engine, Engine):
-            self._engine, self._owns = url_or_engine, False
-        else:
-            self._engine, self._owns = create_sql_engine(url_or_engine), True
-        self._where = self._engine.url.render_as_string(hide_password=True)
-        self._password = self._engine.url.password
-        self._pg = self._engine.dialect.name == "postgresql"
+        self._open_engine(url_or_engine, "FeedbackStore")
         if create:
             from sinks.migrations import upgrade
 
-            try:
-                self._run("migrate the schema", lambda: upgrade(self._engine))
-            except BaseException:
-                self.close()
-                raise
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
+            self._prepare("migrate the schema", lambda: upgrade(self._engine))
 
     def _run(self, what: str, fn: Any) -> Any:
         try:
@@ -446,8 +432,7 @@ class FeedbackStore:
         return out
 
     def close(self) -> None:
-        if self._owns:
-            self._engine.dispose()
+        self._dispose()
 
     def __repr__(self) -> str:
         return f"FeedbackStore({self._where!r})"

@@ -78,7 +78,7 @@ from sinks.errors import SinkError
 
 __all__ = [
     "SqlSink", "metadata", "alerts_table", "alert_table", "checkpoints_table", "UtcDateTime", "JSON_TYPE",
-    "create_sql_engine", "describe_error", "hidden_url",
+    "create_sql_engine", "describe_error", "hidden_url", "EngineHolder",
 ]
 
 T = TypeVar("T")
@@ -251,7 +251,49 @@ def create_sql_engine(url: str | URL) -> Engine:
     return engine
 
 
-class SqlSink(BatchSink):
+class EngineHolder:
+    """The engine a SQL component works on: opened from a URL (and disposed by :meth:`_dispose`) or borrowed
+    (never disposed), with its URL as error messages show it (password hidden). Shared by the alert sink, the
+    feedback store and the PostgreSQL state store; each keeps its own ``_run`` (its own errors and retries)."""
+
+    _engine: Engine
+    _owns_engine: bool
+    _where: str
+    _password: str | None
+    _pg: bool
+    _run: Callable[..., Any]
+
+    def _open_engine(self, url_or_engine: str | URL | Engine, component: str) -> None:
+        if isinstance(url_or_engine, Engine):
+            self._engine, self._owns_engine = url_or_engine, False
+        else:
+            self._engine, self._owns_engine = create_sql_engine(url_or_engine), True
+        self._where = self._engine.url.render_as_string(hide_password=True)
+        self._password = self._engine.url.password
+        dialect = self._engine.dialect.name
+        if dialect not in _DIALECTS:
+            self._dispose()
+            raise ValueError(f"{component} supports PostgreSQL and SQLite, not {dialect} ({self._where})")
+        self._pg = dialect == "postgresql"
+
+    def _prepare(self, what: str, fn: Callable[[], Any]) -> None:
+        """Run a setup step (schema creation, migrations) through ``_run``; on failure dispose the engine."""
+        try:
+            self._run(what, fn)
+        except BaseException:
+            self._dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def _dispose(self) -> None:
+        if self._owns_engine:
+            self._engine.dispose()
+
+
+class SqlSink(EngineHolder, BatchSink):
     """Write alerts to a SQL table, idempotently by ``alert_id``.
 
     Parameters
@@ -297,18 +339,8 @@ class SqlSink(BatchSink):
         self.max_backoff = max_backoff
         self.table = alert_table(table)
         self._closed = False
-        if isinstance(url_or_engine, Engine):
-            self._engine, self._owns_engine = url_or_engine, False
-        else:
-            self._engine, self._owns_engine = create_sql_engine(url_or_engine), True
-        self._where = self._engine.url.render_as_string(hide_password=True)
-        self._password = self._engine.url.password
-        dialect = self._engine.dialect.name
-        if dialect not in _DIALECTS:
-            self._dispose()
-            raise ValueError(f"SqlSink supports PostgreSQL and SQLite, not {dialect} ({self._where})")
-        self._pg = dialect == "postgresql"
-        if dialect == "sqlite" and not event.contains(self._engine, "connect", _sqlite_pragmas):
+        self._open_engine(url_or_engine, "SqlSink")
+        if not self._pg and not event.contains(self._engine, "connect", _sqlite_pragmas):
             event.listen(self._engine, "connect", _sqlite_pragmas)
         self._insert = (
             postgresql.insert(self.table) if self._pg else sqlite.insert(self.table)
@@ -316,15 +348,7 @@ class SqlSink(BatchSink):
         #: PostgreSQL through psycopg 3 writes with COPY (2.5x executemany's rows/s; see stream/pg_bench.py).
         self._copy = self._pg and self._engine.dialect.driver == "psycopg" and copy
         if create:
-            try:
-                self._run(f"create or upgrade table {self.table.name}", self._create)
-            except BaseException:
-                self._dispose()
-                raise
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
+            self._prepare(f"create or upgrade table {self.table.name}", self._create)
 
     def _create(self) -> None:
         if self.table is alerts_table:
@@ -499,10 +523,6 @@ class SqlSink(BatchSink):
         self.flush()
         self._closed = True
         self._dispose()
-
-    def _dispose(self) -> None:
-        if self._owns_engine:
-            self._engine.dispose()
 
     def __repr__(self) -> str:
         return f"SqlSink({self._where!r}, table={self.table.name!r})"

@@ -42,7 +42,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
-from sinks.sql import checkpoints_table, create_sql_engine, describe_error
+from sinks.sql import EngineHolder, checkpoints_table, describe_error
 from stream.errors import CheckpointError
 from stream.state import Checkpoint
 
@@ -56,7 +56,7 @@ MIN_KEY_BYTES = 16
 _MAC_DOMAIN = b"riskstream-checkpoint/1"
 
 
-class PgStateStore:
+class PgStateStore(EngineHolder):
     """Checkpoints of partition units in a database table, verified with SHA-256 and HMAC-SHA256.
 
     Parameters
@@ -77,29 +77,11 @@ class PgStateStore:
             raise ValueError(f"the state HMAC key must be at least {MIN_KEY_BYTES} bytes, not "
                              f"{len(key_bytes)} (generate one with `openssl rand -hex 32`)")
         self._key = key_bytes
-        if isinstance(url_or_engine, Engine):
-            self._engine, self._owns = url_or_engine, False
-        else:
-            self._engine, self._owns = create_sql_engine(url_or_engine), True
-        self._where = self._engine.url.render_as_string(hide_password=True)
-        self._password = self._engine.url.password
-        dialect = self._engine.dialect.name
-        if dialect not in ("postgresql", "sqlite"):
-            self.close()
-            raise ValueError(f"PgStateStore supports PostgreSQL and SQLite, not {dialect} ({self._where})")
-        self._pg = dialect == "postgresql"
+        self._open_engine(url_or_engine, "PgStateStore")
         if create:
             from sinks.migrations import upgrade
 
-            try:
-                self._run("migrate the schema", lambda: upgrade(self._engine))
-            except BaseException:
-                self.close()
-                raise
-
-    @property
-    def engine(self) -> Engine:
-        return self._engine
+            self._prepare("migrate the schema", lambda: upgrade(self._engine))
 
     # -- the StateStore protocol ----------------------------------------------------------------------------
 
@@ -206,8 +188,7 @@ class PgStateStore:
 
     def close(self) -> None:
         """Dispose the engine if this store created it."""
-        if self._owns:
-            self._engine.dispose()
+        self._dispose()
 
     def __repr__(self) -> str:
         return f"PgStateStore({self._where!r})"
