@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,30 +132,32 @@ class Verdicts:
         return out
 
 
-class _CalibratingGate:
-    """A detector's gate: calibrates each raw score into its tail probability ``p`` (kept), allows learning
-    when ``p > protect``. Answers one score per call, or a batch through :meth:`many` (numpy; equal)."""
+class _Gate(ABC):
+    """A detector's learning gate: turns each raw score into the ``p`` the evidence uses (kept, in order) and
+    allows learning when ``p > protect``. Answers one score per call, or a run through :meth:`many` (see
+    :func:`detectors.base.consult`); both give the same answers."""
 
-    __slots__ = ("cal", "protect", "parts", "asked")
+    __slots__ = ("protect", "parts", "asked")
 
-    def __init__(self, cal: TailCalibrator, protect: float) -> None:
-        self.cal = cal
+    def __init__(self, protect: float) -> None:
         self.protect = protect
         self.parts: list[Any] = []
         self.asked = 0
 
+    @abstractmethod
+    def _p(self, s: float) -> float: ...
+
+    @abstractmethod
+    def _p_many(self, scores: np.ndarray, stop: np.ndarray | None) -> np.ndarray: ...
+
     def __call__(self, s: float) -> bool:
-        p = self.cal.update(s)
+        p = self._p(s)
         self.parts.append(p)
         self.asked += 1
         return p > self.protect
 
     def many(self, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
-        """See :func:`detectors.base.consult`."""
-        if stop is not None and stop.any():  # the batch ends at the first refused score flagged to stop
-            p = self.cal.update_many(scores, stop=stop, protect=self.protect)
-        else:
-            p = self.cal.update_many(scores)
+        p = self._p_many(scores, stop)
         self.parts.append(p)
         self.asked += len(p)
         return p > self.protect
@@ -164,29 +167,39 @@ class _CalibratingGate:
         return np.concatenate(parts) if parts else np.empty(0)
 
 
-class _ProbabilityGate(_CalibratingGate):
-    """The gate of a probabilistic detector under ``risk = "evidence"``: its ``p`` is ``1 - P(fraud)`` (floored
-    so that ``-ln p`` stays finite), no rank calibration."""
+class _CalibratingGate(_Gate):
+    """``p`` is the score's tail probability among the detector's recent scores (its calibrator)."""
 
-    def __init__(self, protect: float) -> None:
-        super().__init__(None, protect)  # type: ignore[arg-type]
+    __slots__ = ("cal",)
 
-    def __call__(self, s: float) -> bool:
-        p = max(1.0 - float(s), _P_FLOOR)
-        self.parts.append(p)
-        self.asked += 1
-        return p > self.protect
+    def __init__(self, cal: TailCalibrator, protect: float) -> None:
+        super().__init__(protect)
+        self.cal = cal
 
-    def many(self, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
+    def _p(self, s: float) -> float:
+        return self.cal.update(s)
+
+    def _p_many(self, scores: np.ndarray, stop: np.ndarray | None) -> np.ndarray:
+        # the run ends at the first refused score flagged to stop, inside the calibrator's ranking pass
+        return self.cal.update_many(scores, stop=stop, protect=self.protect)
+
+
+class _ProbabilityGate(_Gate):
+    """A probabilistic detector under ``risk = "evidence"``: ``p = 1 - P(fraud)`` (floored so that ``-ln p``
+    stays finite), no rank calibration."""
+
+    __slots__ = ()
+
+    def _p(self, s: float) -> float:
+        return max(1.0 - float(s), _P_FLOOR)
+
+    def _p_many(self, scores: np.ndarray, stop: np.ndarray | None) -> np.ndarray:
         p = np.maximum(1.0 - np.asarray(scores, dtype=np.float64), _P_FLOOR)
-        ok = p > self.protect
         if stop is not None:
-            ends = np.flatnonzero(stop & ~ok)
+            ends = np.flatnonzero(stop & (p <= self.protect))
             if len(ends):
-                p, ok = p[: ends[0] + 1], ok[: ends[0] + 1]
-        self.parts.append(p)
-        self.asked += len(p)
-        return ok
+                p = p[: ends[0] + 1]
+        return p
 
 
 class Ensemble:
@@ -328,7 +341,7 @@ class Ensemble:
                 if w:
                     evidence += w * -np.log(pa)
                 continue
-            gate: _CalibratingGate
+            gate: _Gate
             if self.risk == "evidence" and det.probabilistic:
                 gate = _ProbabilityGate(protect)
             else:
