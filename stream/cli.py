@@ -249,6 +249,9 @@ def _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_u
                    "still runs from its start.")
 @click.option("--eval-to", default=None, metavar="WHEN",
               help="Only events before WHEN count in the `eval` metrics (a bare date means the end of that day).")
+@click.option("--known-from", default=None, metavar="WHEN",
+              help="The report's `eval.handbook_protocol`: a card counts as known-compromised only through frauds "
+                   "of transactions at or after WHEN (the handbook's training start); default: the whole stream.")
 @click.option("--plot-dir", type=click.Path(file_okay=False), default=None,
               help="Write pr_curve.png and alerts_over_time.png (over the `eval` events) into this folder.")
 @click.pass_context
@@ -256,7 +259,7 @@ def _mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_u
 def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin,
            ts_unit, from_kafka, kafka_topics, bootstrap, from_timestamp, to_timestamp, from_offset, to_offset,
            alerts_out, db, dead_letters, report, batch_size, top, quiet, label_delay, label_every, top_k,
-           eval_from, eval_to, plot_dir) -> None:
+           eval_from, eval_to, known_from, plot_dir) -> None:
     """Backtest recorded events (JSONL or CSV, optionally .gz) through the engine and report detection quality.
 
     \b
@@ -282,7 +285,8 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
     from stream.metrics import WindowCollector
 
     window = WindowCollector(_parse_day("--eval-from", eval_from, end=False),
-                             _parse_day("--eval-to", eval_to, end=True), k=top_k)
+                             _parse_day("--eval-to", eval_to, end=True), k=top_k,
+                             known_from=_parse_day("--known-from", known_from, end=False))
     if from_kafka:
         if label_delay is not None:
             raise click.UsageError("--label-delay applies to INPUT files (a Kafka replay reads the labels topic)")

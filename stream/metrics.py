@@ -164,13 +164,16 @@ DAY = 86400.0
 
 
 def card_precision_at_k(day: np.ndarray, card: np.ndarray, y: np.ndarray, s: np.ndarray, k: int,
-                        known_since: dict[str, float] | None = None) -> tuple[float | None, list[float]]:
+                        known_since: dict[str, float] | None = None, *,
+                        drop_detected: bool = False) -> tuple[float | None, list[float]]:
     """The handbook's daily card precision@k: mean over days of the fraud share among the day's top-k cards.
 
     For each day, every card (entity) gets the maximum risk of its events that day; cards already known to be
     compromised before the day starts (``known_since[card]`` = when a fraud label for it arrived) are removed;
     the ``k`` riskiest remaining cards are checked, and a card counts when it had a fraud that day.
     ``day`` is the day index (``floor(ts / 86400)``) of each event. Returns the mean and the per-day values.
+    With ``drop_detected`` a fraud card found in a day's top-k is also removed from the days after it, as the
+    handbook's ``card_precision_top_k`` does (an investigator blocks the card the day it is found).
 
     >>> import numpy as np
     >>> day = np.array([0, 0, 0, 0, 1, 1]); card = np.array(["a", "a", "b", "c", "a", "b"], dtype=object)
@@ -179,15 +182,18 @@ def card_precision_at_k(day: np.ndarray, card: np.ndarray, y: np.ndarray, s: np.
     (0.5, [0.5, 0.5])
     >>> card_precision_at_k(day, card, y, s, 2, known_since={"a": 0.5 * 86400})  # day 1 drops card a
     (0.25, [0.5, 0.0])
+    >>> card_precision_at_k(day, card, y, s, 2, drop_detected=True)  # a was found on day 0
+    (0.25, [0.5, 0.0])
     """
     known_since = known_since or {}
+    detected: set[str] = set()
     per_day: list[float] = []
     for d in np.unique(day).tolist():
         m = day == d
         best: dict[str, float] = {}
         fraud: dict[str, int] = {}
         for c, yi, si in zip(card[m].tolist(), y[m].tolist(), s[m].tolist(), strict=True):
-            if known_since.get(c, np.inf) < d * DAY:
+            if known_since.get(c, np.inf) < d * DAY or c in detected:
                 continue
             if si > best.get(c, -np.inf):
                 best[c] = si
@@ -196,7 +202,10 @@ def card_precision_at_k(day: np.ndarray, card: np.ndarray, y: np.ndarray, s: np.
         if not best:
             continue
         top = sorted(best, key=lambda c: (-best[c], c))[:k]
-        per_day.append(sum(fraud.get(c, 0) for c in top) / k)
+        found = [c for c in top if fraud.get(c, 0)]
+        per_day.append(len(found) / k)
+        if drop_detected:
+            detected.update(found)
     return (float(np.mean(per_day)) if per_day else None), per_day
 
 
@@ -241,15 +250,24 @@ class WindowCollector:
 
     Cards with a fraud label that *arrived* (a label event) are remembered for the known-compromised rule of
     :func:`card_precision_at_k`, whatever the window.
+
+    ``known_from`` sets the report's ``handbook_protocol`` block apart: there a card counts as known only through
+    frauds of transactions at or after ``known_from`` (the handbook's training start: its test set drops the
+    cards whose frauds it saw in its training week and the delay period after it, no earlier ones), and a card
+    found in a day's top-k leaves the later days' card precision (``drop_detected``).
     """
 
-    def __init__(self, eval_from: float | None = None, eval_to: float | None = None, k: int = 100) -> None:
+    def __init__(self, eval_from: float | None = None, eval_to: float | None = None, k: int = 100,
+                 known_from: float | None = None) -> None:
         self.eval_from = eval_from
         self.eval_to = eval_to
         self.k = k
+        self.known_from = known_from
         self._cols: dict[str, list[Any]] = {n: [] for n in ("ts", "card", "y", "s", "a", "sc")}
-        self._fraud_card: dict[str, str] = {}  # event id -> card, for events labelled fraud (to map labels)
+        # event id -> (card, ts), for events labelled fraud (to map labels when they arrive)
+        self._fraud_card: dict[str, tuple[str, float]] = {}
         self.known_since: dict[str, float] = {}
+        self.protocol_known_since: dict[str, float] = {}  # the same, counting frauds at or after known_from
 
     def add(self, outcome: Any) -> None:
         lo = -np.inf if self.eval_from is None else self.eval_from
@@ -259,7 +277,7 @@ class WindowCollector:
                            np.asarray(outcome.alerted).tolist(), strict=True):
             card = getattr(e, "user_id", None) or e.event_id
             if e.label == 1:
-                self._fraud_card[e.event_id] = card
+                self._fraud_card[e.event_id] = (card, e.ts)
             if lo <= e.ts < hi:
                 cols["ts"].append(e.ts)
                 cols["card"].append(card)
@@ -269,9 +287,13 @@ class WindowCollector:
                 cols["sc"].append(e.scenario)
         for lab in outcome.labels:
             if lab.label == 1:
-                card = self._fraud_card.pop(lab.ref_event_id, None)
-                if card is not None and card not in self.known_since:
-                    self.known_since[card] = lab.ts
+                seen = self._fraud_card.pop(lab.ref_event_id, None)
+                if seen is None:
+                    continue
+                card, tx_ts = seen
+                self.known_since.setdefault(card, lab.ts)
+                if self.known_from is None or tx_ts >= self.known_from:
+                    self.protocol_known_since.setdefault(card, lab.ts)
 
     def arrays(self) -> dict[str, np.ndarray]:
         c = self._cols
@@ -292,13 +314,18 @@ class WindowCollector:
             "roc_auc": roc_auc(yk, sk), "pr_auc": average_precision(yk, sk),
             "k": self.k, "card_precision_at_k": cpk, "card_precision_per_day": [round(p, 4) for p in per_day],
         }
-        # The handbook's test set also drops every transaction of a card known to be compromised before its day.
-        cards = v["card"][known].tolist()
-        fresh = np.array([self.known_since.get(c, np.inf) >= d * DAY for c, d in zip(cards, day.tolist(),
-                                                                                    strict=True)], dtype=bool)
-        out["unknown_cards"] = {"events": int(fresh.sum()), "positives": int(yk[fresh].sum()),
-                                "roc_auc": roc_auc(yk[fresh], sk[fresh]),
-                                "pr_auc": average_precision(yk[fresh], sk[fresh])}
+        # The handbook's test set also drops every transaction of a card known to be compromised before its day
+        # (known through frauds since its training start), and its card precision drops the cards found earlier.
+        cards = v["card"][known]
+        hk = self.protocol_known_since
+        fresh = np.array([hk.get(c, np.inf) >= d * DAY for c, d in zip(cards.tolist(), day.tolist(), strict=True)],
+                         dtype=bool)
+        hcpk, hper_day = card_precision_at_k(day[fresh], cards[fresh], yk[fresh], sk[fresh], self.k,
+                                             drop_detected=True)
+        out["handbook_protocol"] = {
+            "known_from": self.known_from, "events": int(fresh.sum()), "positives": int(yk[fresh].sum()),
+            "roc_auc": roc_auc(yk[fresh], sk[fresh]), "pr_auc": average_precision(yk[fresh], sk[fresh]),
+            "card_precision_at_k": hcpk, "card_precision_per_day": [round(p, 4) for p in hper_day]}
         if any(sc is not None for sc in v["sc"].tolist()):
             out["detection_delay"] = detection_delays(v["ts"], v["sc"], v["card"], v["a"])
         return out

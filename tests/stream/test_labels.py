@@ -149,4 +149,34 @@ def test_window_collector_counts_the_window_and_drops_cards_known_before_the_day
     assert rep["eval_events"] == 3  # days 2 only
     assert col.known_since == {"a": 1.0 * day}
     assert rep["card_precision_at_k"] == 0.5  # top-2 without a: b (no fraud), c (fraud)
-    assert rep["unknown_cards"]["events"] == 2 and rep["unknown_cards"]["roc_auc"] == 0.0
+    hb = rep["handbook_protocol"]
+    assert hb["events"] == 2 and hb["roc_auc"] == 0.0 and hb["card_precision_at_k"] == 0.5
+
+
+def test_handbook_protocol_knows_cards_only_through_frauds_since_known_from_and_drops_found_cards() -> None:
+    import numpy as np
+
+    from stream.metrics import WindowCollector
+    from stream.pipeline import Outcome
+
+    day = 86400.0
+    col = WindowCollector(eval_from=3 * day, eval_to=6 * day, k=1, known_from=1 * day)
+    early = [_order(0, 0.5 * day, label=1, user="a"), _order(1, 1.5 * day, label=1, user="b")]
+    col.add(Outcome(scored=early, risk=np.array([0.5, 0.5]), alerted=np.zeros(2, dtype=bool)))
+    col.add(Outcome(labels=[Label(event_id="l0", ts=2 * day, ref_event_id="e0", label=1),
+                            Label(event_id="l1", ts=2 * day, ref_event_id="e1", label=1)]))
+    # day 3: a (fraud, known only through a fraud before known_from) and b (known) -> b leaves the protocol set
+    # day 4: c is found (fraud, top-1); day 5: c again tops the list but was found, so d (no fraud) is the top-1
+    evs = [_order(2, 3.1 * day, label=1, user="a"), _order(3, 3.2 * day, label=1, user="b"),
+           _order(4, 4.1 * day, label=1, user="c"), _order(5, 5.1 * day, label=1, user="c"),
+           _order(6, 5.2 * day, label=0, user="d"), _order(7, 3.3 * day, label=0, user="e")]
+    evs.sort(key=lambda e: e.ts)
+    risk = {"a": 0.9, "b": 0.95, "c": 0.9, "d": 0.5, "e": 0.1}
+    col.add(Outcome(scored=evs, risk=np.array([risk[e.user_id] for e in evs]), alerted=np.zeros(6, dtype=bool)))
+    rep = col.report()
+    assert col.known_since == {"a": 2 * day, "b": 2 * day}
+    assert col.protocol_known_since == {"b": 2 * day}
+    assert rep["card_precision_per_day"] == [0.0, 1.0, 1.0]  # a and b dropped on day 3 (e left); c counted twice
+    hb = rep["handbook_protocol"]
+    assert hb["events"] == 5 and hb["positives"] == 3  # b's event left, a's stayed
+    assert hb["card_precision_per_day"] == [1.0, 1.0, 0.0]
