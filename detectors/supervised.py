@@ -49,6 +49,14 @@ _MODELS = ("logreg", "forest", "both")
 _CLIP = 1e9
 
 
+def _value(x: Features, name: str) -> float:
+    v = x.get(name, 0.0)
+    if v is None:
+        return 0.0
+    v = float(v)
+    return v if math.isfinite(v) else 0.0
+
+
 @register("supervised")
 class Supervised(Detector):
     """P(fraud) from online learners trained on delayed labels.
@@ -58,7 +66,9 @@ class Supervised(Detector):
     model
         ``"logreg"``, ``"forest"`` or ``"both"`` (mean of the two probabilities).
     features
-        Names of the features the learners read (``[]``: every feature of the vector).
+        Names of the features the learners read (``[]``: every feature of the vector). A name ``"a/b"`` is the
+        ratio of features ``a`` and ``b`` (0 where ``b`` is 0), e.g. ``"user_amount_168h/user_orders_168h"``,
+        the customer's mean amount over a week, which a linear model cannot form from the sum and the count.
     pos_share
         Share of frauds in the training sample the under-sampler aims for (in (0, 1)).
     warmup
@@ -72,6 +82,7 @@ class Supervised(Detector):
     """
 
     probabilistic = True
+    _ratios: dict[str, tuple[str, str]] = {}  # class default: instances pickled before ratios existed had none
 
     def __init__(
         self,
@@ -93,6 +104,13 @@ class Supervised(Detector):
             raise ValueError(f"n_models must be an integer >= 1, got {n_models!r}")
         self.model = model
         self.features = list(features)
+        self._ratios: dict[str, tuple[str, str]] = {}
+        for name in self.features:
+            if "/" in name:
+                num, _, den = name.partition("/")
+                if not num or not den or "/" in den:
+                    raise ValueError(f"feature {name!r}: a ratio is 'numerator/denominator' (two feature names)")
+                self._ratios[name] = (num, den)
         self.pos_share = float(pos_share)
         self.warmup = warmup
         self.n_models = n_models
@@ -116,10 +134,15 @@ class Supervised(Detector):
 
     def _x(self, x: Features) -> dict[str, float]:
         names = self.features or x.keys()
+        ratios = self._ratios
         out = {}
         for k in names:
-            v = x.get(k, 0.0)
-            v = float(v) if v is not None else 0.0
+            if k in ratios:
+                num, den = ratios[k]
+                d = _value(x, den)
+                v = _value(x, num) / d if d else 0.0
+            else:
+                v = _value(x, k)
             out[k] = min(max(v, -_CLIP), _CLIP) if math.isfinite(v) else 0.0
         return out
 

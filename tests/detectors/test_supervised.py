@@ -72,3 +72,38 @@ def test_registered_and_validated() -> None:
         build("supervised", {"model": "svm"})
     with pytest.raises(ValueError):
         Supervised(pos_share=1.5)
+
+
+def test_ratio_features_let_a_linear_model_use_a_mean_it_cannot_form_from_sum_and_count() -> None:
+    # fraud = an amount far above the customer's mean; sums and counts vary over a wide range, so the mean
+    # (sum / count) carries the signal and neither the sum nor the count alone does
+    rng = random.Random(3)
+
+    def event() -> tuple[dict[str, float], int]:
+        n = rng.randint(1, 40)
+        mean = math.exp(rng.uniform(math.log(5.0), math.log(2000.0)))
+        y = int(rng.random() < 0.1)
+        amount = mean * (rng.uniform(4.0, 6.0) if y else rng.uniform(0.5, 1.5))
+        return {"amount": amount, "sum": n * mean, "count": float(n)}, y
+
+    data = [event() for _ in range(6000)]
+    train, test = data[:4000], data[4000:]
+
+    def auc_of(features: list[str]) -> float:
+        det = Supervised(model="logreg", features=features, warmup=5, lr=0.05, seed=2)
+        for x, y in train:
+            det.learn_label(x, y)
+        s = [(det.score_one(x), y) for x, y in test]
+        return _auc([p for p, y in s if y], [p for p, y in s if not y])
+
+    with_mean = auc_of(["amount", "sum/count", "amount/sum"])
+    assert with_mean > 0.95
+    without = auc_of(["amount", "sum", "count"])
+    assert with_mean > without + 0.05, (with_mean, without)
+    det = Supervised(model="logreg", features=["a/b"], warmup=1)
+    assert det._x({"a": 3.0, "b": 2.0}) == {"a/b": 1.5}
+    assert det._x({"a": 3.0, "b": 0.0}) == {"a/b": 0.0} == det._x({"a": 3.0})
+    assert det._x({"a": float("nan"), "b": 2.0}) == {"a/b": 0.0}
+    for bad in ("a/", "/b", "a/b/c"):
+        with pytest.raises(ValueError, match="ratio"):
+            Supervised(features=[bad])
