@@ -6,6 +6,7 @@ import math
 import pickle
 import random
 
+import numpy as np
 import pytest
 
 from detectors import build
@@ -28,7 +29,7 @@ def _auc(pos: list[float], neg: list[float]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-@pytest.mark.parametrize("model", ["logreg", "forest", "both"])
+@pytest.mark.parametrize("model", ["logreg", "forest", "both", "boosting"])
 def test_learns_from_labels_and_ranks_frauds_first(model: str) -> None:
     det = Supervised(model=model, warmup=10, n_models=3, seed=1)
     train, test = _data(1500, 1), _data(600, 2)
@@ -107,3 +108,57 @@ def test_ratio_features_let_a_linear_model_use_a_mean_it_cannot_form_from_sum_an
     for bad in ("a/", "/b", "a/b/c"):
         with pytest.raises(ValueError, match="ratio"):
             Supervised(features=[bad])
+
+
+def test_boosting_refits_on_schedule_and_stays_fixed_between_refits() -> None:
+    det = Supervised(model="boosting", warmup=5, refit_every=300, seed=4)
+    boost = det._models["boosting"]
+    data = _data(2000, 5)
+    probe = [x for x, _ in _data(50, 6)]
+    fits: list[int] = []
+    ready_at = None
+    scores_at_fit = None
+    for x, y in data:
+        before = boost.refits
+        det.learn_label(x, y)
+        if ready_at is None and det.ready:
+            ready_at = boost.labels
+        if boost.refits != before:
+            fits.append(boost.labels)
+            scores_at_fit = det.process_many(probe)
+        elif scores_at_fit is not None:
+            # between refits, labels are stored but the model does not move
+            np.testing.assert_array_equal(det.process_many(probe), scores_at_fit)
+    assert fits[0] == ready_at  # the first fit comes the moment both classes reached the warm-up
+    gaps = np.diff(fits)
+    assert all(g == min(300, f) for g, f in zip(gaps, fits[:-1], strict=False))  # doubling, then every 300
+    assert fits[-1] + 300 > len(data)
+
+
+def test_boosting_keeps_every_fraud_a_share_of_legit_and_at_most_max_rows() -> None:
+    det = Supervised(model="boosting", warmup=2, refit_every=10_000, max_rows=400, legit_keep=0.25, seed=1)
+    boost = det._models["boosting"]
+    data = _data(3000, 7)
+    for x, y in data:
+        det.learn_label(x, y)
+    legit, fraud = boost._rings
+    n_fraud = sum(y for _, y in data)
+    assert fraud.n == n_fraud  # every fraud kept
+    assert 0.2 * (3000 - n_fraud) < legit.n < 0.3 * (3000 - n_fraud)
+    assert len(legit.view()) == 400 and len(legit.rows) == 400  # the ring never outgrows max_rows
+    assert boost.names == ["amount", "noise", "risk"]
+
+
+def test_boosting_scores_batches_like_single_events_and_pickles() -> None:
+    det = Supervised(model="boosting", warmup=5, refit_every=200, seed=2)
+    for x, y in _data(1200, 8):
+        det.learn_label(x, y)
+    xs = [x for x, _ in _data(40, 9)]
+    batch = det.process_many(xs)
+    np.testing.assert_array_equal(batch, [det.score_one(x) for x in xs])
+    again = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(again.process_many(xs), batch)
+    with pytest.raises(ValueError, match="legit_keep"):
+        Supervised(model="boosting", legit_keep=0.0)
+    with pytest.raises(ValueError, match="refit_every"):
+        Supervised(model="boosting", refit_every=0)

@@ -72,10 +72,12 @@ def test_parse_duration() -> None:
         parse_duration("soon")
 
 
-def _supervised_settings(batch: int) -> Settings:
+def _supervised_settings(batch: int, model: str = "logreg") -> Settings:
     base = load_settings(None, overrides={"engine.batch_size": batch}).data
+    extra = {"refit_every": 100} if model == "boosting" else {}
     return Settings({**base,
-                     "detectors": {"supervised": {"model": "logreg", "warmup": 5, "features": ["order_amount"]}},
+                     "detectors": {"supervised": {"model": model, "warmup": 5, "features": ["order_amount"],
+                                                  **extra}},
                      "ensemble": {**base["ensemble"], "weights": {"supervised": 1.0}},
                      "links": {**base["links"], "entity_risk": True}})
 
@@ -89,8 +91,9 @@ def _stream() -> list:
     return evs
 
 
-def test_engine_learns_only_from_arrived_labels_and_is_batch_independent() -> None:
-    settings = _supervised_settings(100)
+@pytest.mark.parametrize("model", ["logreg", "boosting"])
+def test_engine_learns_only_from_arrived_labels_and_is_batch_independent(model: str) -> None:
+    settings = _supervised_settings(100, model)
     runs = []
     for batch in (1000, 37):
         engine = Engine(settings)
