@@ -68,3 +68,28 @@ def test_bad_parameters_are_refused() -> None:
         EntityRisk(windows=())
     with pytest.raises(ValueError):
         LinkGraph(max_users=0)
+
+
+@pytest.mark.parametrize("graph", [True, False])
+def test_default_linked_accounts_rule_reads_the_graph(graph: bool) -> None:
+    """A ring's next account logs in from a device nobody used yet, but over an IP three ring accounts used:
+    the shipped `linked_accounts` rule sees the group only through the link graph."""
+    from stream.config import Settings, load_settings
+    from stream.events import Login
+    from stream.pipeline import Engine
+
+    base = load_settings(None).data
+    engine = Engine(Settings({**base, "links": {**base["links"], "graph": graph}}))
+    rules = engine.ensembles["login"].detectors["rules"]
+    ring = [Login(event_id=f"r{i}", ts=100.0 * i, user_id=f"ring{i}", success=True, device_id=f"dev{i % 2}",
+                  ip="10.0.0.1") for i in range(3)]
+    normal = [Login(event_id=f"n{i}", ts=50.0 + 100.0 * i, user_id=f"n{i}", success=True, device_id=f"nd{i}",
+                    ip=f"10.1.0.{i}") for i in range(3)]
+    engine.process(sorted(ring + normal, key=lambda e: e.ts))
+    fresh = Login(event_id="r9", ts=400.0, user_id="ring9", success=True, device_id="dev-new", ip="10.0.0.1")
+    x = engine.features.transform_one(fresh)
+    if graph:
+        x.update(engine.graph.features(fresh.user_id, {"device": "dev-new", "ip": "10.0.0.1"}, fresh.ts))
+        assert x["link_group"] == 3.0
+    assert [r.name for r in rules.fired(x)] == (["linked_accounts"] if graph else [])
+    assert rules.score_one(x) == (0.7 if graph else 0.0)
