@@ -38,6 +38,7 @@ __all__ = ["EntityRisk", "LinkGraph", "window_label"]
 
 DAY = 86400.0
 _LINK_KINDS = ("device", "ip", "payment", "address")
+_NO_LINKS = {"link_neighbours": 0.0, "link_group": 0.0, "link_confirmed": 0.0, "link_flagged": 0.0}
 
 
 def window_label(seconds: float) -> str:
@@ -199,9 +200,12 @@ class LinkGraph:
 
     def features(self, user: str, entities: Mapping[str, str], ts: float) -> dict[str, float]:
         """Link features of ``user``'s event at ``ts`` carrying ``entities`` (before it is observed)."""
-        cut = ts - self.window
         own = [(k, entities[k]) for k in self.kinds if entities.get(k) is not None]
-        known = self._by_user.get(user, {})
+        known = self._by_user.get(user)
+        if not own and not known:  # nothing links this user (a card-only stream such as ULB): the hot case
+            return dict(_NO_LINKS)
+        cut = ts - self.window
+        known = known or {}
         values = set(own) | {v for v, t in known.items() if t >= cut}
         first = self._neighbours(user, list(values), cut)
         group = set(first)
@@ -219,12 +223,14 @@ class LinkGraph:
     def observe(self, user: str, entities: Mapping[str, str], ts: float) -> None:
         """Record that ``user`` used these values at ``ts`` (after its event was scored)."""
         self._now = max(self._now, ts)
+        self._seen += 1
+        if self._seen % self.expire_every == 0:
+            self._expire()
+        own = [(k, v) for k in self.kinds if (v := entities.get(k)) is not None]
+        if not own:
+            return
         mine = self._by_user.setdefault(user, {})
-        for k in self.kinds:
-            value = entities.get(k)
-            if value is None:
-                continue
-            key = (k, value)
+        for key in own:
             users = self._by_value.setdefault(key, {})
             users.pop(user, None)
             users[user] = ts
@@ -234,9 +240,6 @@ class LinkGraph:
             mine[key] = ts
             if len(mine) > self.max_values:
                 del mine[next(iter(mine))]
-        self._seen += 1
-        if self._seen % self.expire_every == 0:
-            self._expire()
 
     def confirm(self, user: str, ts: float) -> None:
         """A fraud label for one of ``user``'s events arrived at ``ts``."""

@@ -45,6 +45,9 @@ _ENTITY_FIELDS = (
 )
 
 
+_NO_VECTOR: dict[str, float] = {}  # shared, never written: label-store entries that need no feature vector
+
+
 def entity_ids(event: Order | Login) -> dict[str, str]:
     """The entity ids an event carries, by kind (``{"user": "u1", "ip": "10.0.0.1", ...}``)."""
     out = {}
@@ -227,8 +230,16 @@ class Engine:
         out.alerted = alerted
         if self.uses_labels and ids is not None:
             put = self.label_store.put
-            for e, x, ent in zip(scored, xs, ids, strict=True):
-                put(e.event_id, e.ts, x, kind=e.type, entities=ent)
+            if self.learns_labels or self.entity_risk is not None:
+                for e, x, ent in zip(scored, xs, ids, strict=True):
+                    put(e.event_id, e.ts, x, kind=e.type, entities=ent)
+            elif self.graph is not None:
+                # only the graph reads labels (link_confirmed): it needs the user of an event that linked it
+                # to someone, not the vector; an event with no device/IP/payment/address waits for nothing
+                kinds = self.graph.kinds
+                for e, ent in zip(scored, ids, strict=True):
+                    if any(k in ent for k in kinds):
+                        put(e.event_id, e.ts, _NO_VECTOR, kind=e.type, entities={"user": ent["user"]})
             if self.graph is not None:
                 for i in np.flatnonzero(alerted).tolist():
                     self.graph.flag(scored[i].user_id, scored[i].ts)

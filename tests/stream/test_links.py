@@ -93,3 +93,25 @@ def test_default_linked_accounts_rule_reads_the_graph(graph: bool) -> None:
         assert x["link_group"] == 3.0
     assert [r.name for r in rules.fired(x)] == (["linked_accounts"] if graph else [])
     assert rules.score_one(x) == (0.7 if graph else 0.0)
+
+
+def test_graph_alone_keeps_only_linked_events_users_for_their_labels() -> None:
+    """With the graph the only reader of labels, the store keeps no vectors, skips events that link nobody,
+    and a fraud label still reaches the graph: the neighbour sees link_confirmed."""
+    from stream.config import Settings, load_settings
+    from stream.events import Label, Order
+    from stream.pipeline import Engine
+
+    base = load_settings(None).data
+    engine = Engine(Settings({**base, "links": {**base["links"], "graph": True}}))
+
+    def order(i: int, ts: float, user: str, device: str | None) -> Order:
+        return Order(event_id=f"o{i}", ts=ts, user_id=user, order_id=f"o{i}", amount=20.0, currency="EUR",
+                     merchant_id="m", device_id=device)
+
+    engine.process([order(1, 1.0, "a", "d1"), order(2, 2.0, "b", None), order(3, 3.0, "c", "d1")])
+    items = engine.label_store._items
+    assert set(items) == {"o1", "o3"}  # o2 carried nothing that links
+    assert all(x == {} and ent == {"user": u} for (_, _, x, ent), u in zip(items.values(), "ac", strict=True))
+    engine.process([Label(event_id="l1", ts=5.0, ref_event_id="o1", label=1)])
+    assert engine.graph.features("c", {"device": "d1"}, 6.0)["link_confirmed"] == 1.0
