@@ -12,7 +12,9 @@ Counts live in day-wide (``bucket`` seconds) buckets, at most ``max(windows) / b
 :class:`LinkGraph` — accounts (users) linked through shared devices, IPs, payments and addresses seen within
 ``window`` seconds: ``link_neighbours`` (other users sharing a value with this one), ``link_group`` (users
 reachable in two hops, the user's connected group as far as the bounded sets see, capped at ``max_group``),
-``link_confirmed`` (neighbours with an arrived fraud label) and ``link_flagged`` (neighbours the engine alerted on),
+``link_confirmed`` (neighbours with an arrived fraud label) and, with ``flagged=True``, ``link_flagged`` (neighbours
+the engine alerted on: the engine records an alert after its micro-batch, so this one feature depends on where
+batches are cut, and the engine's ``[links] flagged`` is off by default),
 all within the window. Each value keeps at most ``max_users`` recent users and each user at most ``max_values``
 recent values, so memory is bounded by the active entities, never by the stream length.
 
@@ -38,7 +40,7 @@ __all__ = ["EntityRisk", "LinkGraph", "window_label"]
 
 DAY = 86400.0
 _LINK_KINDS = ("device", "ip", "payment", "address")
-_NO_LINKS = {"link_neighbours": 0.0, "link_group": 0.0, "link_confirmed": 0.0, "link_flagged": 0.0}
+_NO_LINKS = {"link_neighbours": 0.0, "link_group": 0.0, "link_confirmed": 0.0}
 
 
 def window_label(seconds: float) -> str:
@@ -156,6 +158,8 @@ class LinkGraph:
         Most recent values remembered per user.
     max_group
         Cap of the two-hop group size (the work per event is bounded by it).
+    flagged
+        Whether to emit ``link_flagged`` (see the module docstring: it depends on the batch split).
 
     Examples
     --------
@@ -169,8 +173,11 @@ class LinkGraph:
     1.0
     """
 
+    flagged = True  # class default: graphs pickled before the option had the feature
+
     def __init__(self, window: float = 7 * DAY, kinds: Sequence[str] = _LINK_KINDS, max_users: int = 32,
-                 max_values: int = 16, max_group: int = 256, expire_every: int = 100_000) -> None:
+                 max_values: int = 16, max_group: int = 256, expire_every: int = 100_000,
+                 flagged: bool = True) -> None:
         if not window > 0:
             raise ValueError(f"window must be > 0 seconds, got {window!r}")
         for name, v in (("max_users", max_users), ("max_values", max_values), ("max_group", max_group)):
@@ -182,6 +189,7 @@ class LinkGraph:
         self.max_values = max_values
         self.max_group = max_group
         self.expire_every = int(expire_every)
+        self.flagged = bool(flagged)
         self._by_value: dict[tuple[str, str], dict[str, float]] = {}  # (kind, value) -> user -> last seen
         self._by_user: dict[str, dict[tuple[str, str], float]] = {}  # user -> (kind, value) -> last seen
         self._confirmed: dict[str, float] = {}  # user -> arrival time of its latest fraud label
@@ -203,7 +211,7 @@ class LinkGraph:
         own = [(k, entities[k]) for k in self.kinds if entities.get(k) is not None]
         known = self._by_user.get(user)
         if not own and not known:  # nothing links this user (a card-only stream such as ULB): the hot case
-            return dict(_NO_LINKS)
+            return {**_NO_LINKS, "link_flagged": 0.0} if self.flagged else dict(_NO_LINKS)
         cut = ts - self.window
         known = known or {}
         values = set(own) | {v for v, t in known.items() if t >= cut}
@@ -216,9 +224,11 @@ class LinkGraph:
             group.update(self._neighbours(user, nv, cut))
         group.discard(user)
         confirmed = sum(1 for n in first if self._confirmed.get(n, float("-inf")) >= cut)
-        flagged = sum(1 for n in first if self._flagged.get(n, float("-inf")) >= cut)
-        return {"link_neighbours": float(len(first)), "link_group": float(min(len(group), self.max_group)),
-                "link_confirmed": float(confirmed), "link_flagged": float(flagged)}
+        out = {"link_neighbours": float(len(first)), "link_group": float(min(len(group), self.max_group)),
+               "link_confirmed": float(confirmed)}
+        if self.flagged:
+            out["link_flagged"] = float(sum(1 for n in first if self._flagged.get(n, float("-inf")) >= cut))
+        return out
 
     def observe(self, user: str, entities: Mapping[str, str], ts: float) -> None:
         """Record that ``user`` used these values at ``ts`` (after its event was scored)."""

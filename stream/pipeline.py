@@ -45,6 +45,12 @@ _ENTITY_FIELDS = (
 )
 
 
+def _links(e: Order | Login) -> bool:
+    """Whether the event carries a value the link graph links accounts through."""
+    return (e.device_id is not None or e.ip is not None or getattr(e, "payment_id", None) is not None
+            or getattr(e, "address_id", None) is not None)
+
+
 _NO_VECTOR: dict[str, float] = {}  # shared, never written: label-store entries that need no feature vector
 
 
@@ -118,9 +124,15 @@ class Engine:
         try:
             self.entity_risk = EntityRisk(kinds=links["risk_kinds"], windows=links["risk_windows"]) \
                 if links.get("entity_risk") else None
-            self.graph = LinkGraph(window=links["graph_window"], max_users=int(links["max_users"]),
-                                   max_values=int(links["max_values"]), max_group=int(links["max_group"])) \
+            # The graph starts with the first event that carries a device, IP, payment or address: a stream
+            # that never does (a card export such as ULB) pays nothing for it and gets no link features.
+            self._graph_params = dict(window=links["graph_window"], max_users=int(links["max_users"]),
+                                      max_values=int(links["max_values"]), max_group=int(links["max_group"]),
+                                      flagged=bool(links.get("flagged", False))) \
                 if links.get("graph") else None
+            if self._graph_params is not None:
+                LinkGraph(**self._graph_params)  # refuse bad parameters now, not at the first linking event
+            self.graph: LinkGraph | None = None
             self.label_store = LabelStore(max_size=int(labels.get("store_size", 500_000)),
                                           ttl=float(labels.get("ttl", 45 * 86400.0)))
         except (KeyError, TypeError, ValueError) as e:
@@ -199,16 +211,21 @@ class Engine:
         out = Outcome()
         t0 = time.perf_counter()
         out.scored = scored
+        graph_from = 0  # events before the first one that links anything get no link features (as at batch 1)
+        if self.graph is None and self._graph_params is not None:
+            graph_from = next((i for i, e in enumerate(scored) if _links(e)), len(scored))
+            if graph_from < len(scored):
+                self.graph = LinkGraph(**self._graph_params)
         xs = self.features.transform_many(scored)
         # entity ids per event, where something reads them for every event (labels, links, blocklists); otherwise
         # only an alerted event's are built
         ids: list[dict[str, str]] | None = [entity_ids(e) for e in scored] if self._ids_needed else None
         if ids is not None and (self.entity_risk is not None or self.graph is not None):
             risk_f, graph = self.entity_risk, self.graph
-            for e, x, ent in zip(scored, xs, ids, strict=True):
+            for i, (e, x, ent) in enumerate(zip(scored, xs, ids, strict=True)):
                 if risk_f is not None:
                     x.update(risk_f.features(ent, e.ts))
-                if graph is not None:
+                if graph is not None and i >= graph_from:
                     x.update(graph.features(e.user_id, ent, e.ts))
                     graph.observe(e.user_id, ent, e.ts)
         t1 = time.perf_counter()

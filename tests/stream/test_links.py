@@ -48,6 +48,12 @@ def test_link_graph_groups_neighbours_confirmed_and_flagged() -> None:
     fb = g.features("b", {}, 40.0)  # its own recent values count even when this event carries none
     assert fb["link_neighbours"] == 2.0 and fb["link_confirmed"] == 1.0
     assert g.features("a", {"device": "d1"}, 2 * DAY)["link_neighbours"] == 0.0  # links outside the window
+    quiet = LinkGraph(window=DAY, flagged=False)  # the engine's default: no batch-split-dependent feature
+    quiet.observe("a", {"device": "d1"}, 0.0)
+    quiet.flag("a", 1.0)
+    assert quiet.features("b", {"device": "d1"}, 2.0) == {"link_neighbours": 1.0, "link_group": 1.0,
+                                                          "link_confirmed": 0.0}
+    assert "link_flagged" not in quiet.features("z", {}, 2.0)
 
 
 def test_link_graph_is_bounded() -> None:
@@ -115,3 +121,45 @@ def test_graph_alone_keeps_only_linked_events_users_for_their_labels() -> None:
     assert all(x == {} and ent == {"user": u} for (_, _, x, ent), u in zip(items.values(), "ac", strict=True))
     engine.process([Label(event_id="l1", ts=5.0, ref_event_id="o1", label=1)])
     assert engine.graph.features("c", {"device": "d1"}, 6.0)["link_confirmed"] == 1.0
+
+
+def test_graph_starts_at_the_first_linking_event_whatever_the_batch_split() -> None:
+    """A card-only stream never builds the graph; a stream whose first events link nothing gets link features
+    from its first linking event on, the same at every batch size."""
+    import numpy as np
+
+    from stream.config import Settings, load_settings
+    from stream.events import Order
+    from stream.pipeline import Engine
+
+    base = load_settings(None).data
+    settings = Settings({**base, "links": {**base["links"], "graph": True}})
+
+    def order(i: int, device: str | None) -> Order:
+        return Order(event_id=f"o{i}", ts=float(i), user_id=f"u{i % 5}", order_id=f"o{i}", amount=10.0 + i % 7,
+                     currency="EUR", merchant_id="m", device_id=device)
+
+    cards = Engine(settings)
+    cards.process([order(i, None) for i in range(50)])
+    assert cards.graph is None and cards.label_store.stats()["held"] == 0
+
+    evs = [order(i, None if i < 30 else f"d{i % 3}") for i in range(120)]
+    seen: list[list[bool]] = []
+    risks = []
+    for batch in (120, 7, 1):
+        engine = Engine(settings)
+        linked, risk = [], []
+        for k in range(0, len(evs), batch):
+            chunk = evs[k : k + batch]
+            xs: list = []
+            original = engine.features.transform_many
+            engine.features.transform_many = lambda es, xs=xs, f=original: xs.extend(f(es)) or xs[-len(es):]
+            risk.extend(engine.process(chunk).risk.tolist())
+            engine.features.transform_many = original
+            linked.extend("link_group" in x for x in xs)
+        seen.append(linked)
+        risks.append(risk)
+    assert seen[0] == [i >= 30 for i in range(120)]
+    assert seen[0] == seen[1] == seen[2]
+    np.testing.assert_array_equal(risks[0], risks[1])
+    np.testing.assert_array_equal(risks[0], risks[2])
