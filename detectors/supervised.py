@@ -139,9 +139,6 @@ class _Boosting:
             p = self.model.predict_proba(x)[:, 1]
         return np.where(np.isfinite(p), p, 0.0)
 
-    def predict_proba_one(self, z: dict[str, float]) -> dict[int, float]:
-        return {1: float(self.predict_many([z])[0])}
-
 
 _CONTROLLER: Any = None
 
@@ -281,14 +278,7 @@ class Supervised(Detector):
         return out
 
     def score_one(self, x: Features) -> float:
-        if not self.ready:
-            return 0.0
-        z = self._x(x)
-        total = 0.0
-        for m in self._models.values():
-            p = m.predict_proba_one(z).get(1, 0.0)
-            total += p if math.isfinite(p) else 0.0
-        return total / len(self._models)
+        return float(self._score_many([x])[0])
 
     def learn_one(self, x: Features) -> None:
         """No-op: this detector learns from labels only (:meth:`learn_label`)."""
