@@ -36,10 +36,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["EntityRisk", "LinkGraph", "window_label"]
+__all__ = ["LINK_KINDS", "EntityRisk", "LinkGraph", "window_label"]
 
 DAY = 86400.0
-_LINK_KINDS = ("device", "ip", "payment", "address")
+LINK_KINDS = ("device", "ip", "payment", "address")  # what links accounts, by default
 _NO_LINKS = {"link_neighbours": 0.0, "link_group": 0.0, "link_confirmed": 0.0}
 
 
@@ -175,7 +175,7 @@ class LinkGraph:
 
     flagged = True  # class default: graphs pickled before the option had the feature
 
-    def __init__(self, window: float = 7 * DAY, kinds: Sequence[str] = _LINK_KINDS, max_users: int = 32,
+    def __init__(self, window: float = 7 * DAY, kinds: Sequence[str] = LINK_KINDS, max_users: int = 32,
                  max_values: int = 16, max_group: int = 256, expire_every: int = 100_000,
                  flagged: bool = True) -> None:
         if not window > 0:
@@ -208,7 +208,23 @@ class LinkGraph:
 
     def features(self, user: str, entities: Mapping[str, str], ts: float) -> dict[str, float]:
         """Link features of ``user``'s event at ``ts`` carrying ``entities`` (before it is observed)."""
-        own = [(k, entities[k]) for k in self.kinds if entities.get(k) is not None]
+        return self._features(user, self._own(entities), ts)
+
+    def observe(self, user: str, entities: Mapping[str, str], ts: float) -> None:
+        """Record that ``user`` used these values at ``ts`` (after its event was scored)."""
+        self._observe(user, self._own(entities), ts)
+
+    def features_then_observe(self, user: str, entities: Mapping[str, str], ts: float) -> dict[str, float]:
+        """:meth:`features`, then :meth:`observe`, reading the event's values once (the engine's per-event call)."""
+        own = self._own(entities)
+        out = self._features(user, own, ts)
+        self._observe(user, own, ts)
+        return out
+
+    def _own(self, entities: Mapping[str, str]) -> list[tuple[str, str]]:
+        return [(k, v) for k in self.kinds if (v := entities.get(k)) is not None]
+
+    def _features(self, user: str, own: list[tuple[str, str]], ts: float) -> dict[str, float]:
         known = self._by_user.get(user)
         if not own and not known:  # nothing links this user (a card-only stream such as ULB): the hot case
             return {**_NO_LINKS, "link_flagged": 0.0} if self.flagged else dict(_NO_LINKS)
@@ -230,13 +246,11 @@ class LinkGraph:
             out["link_flagged"] = float(sum(1 for n in first if self._flagged.get(n, float("-inf")) >= cut))
         return out
 
-    def observe(self, user: str, entities: Mapping[str, str], ts: float) -> None:
-        """Record that ``user`` used these values at ``ts`` (after its event was scored)."""
+    def _observe(self, user: str, own: list[tuple[str, str]], ts: float) -> None:
         self._now = max(self._now, ts)
         self._seen += 1
         if self._seen % self.expire_every == 0:
             self._expire()
-        own = [(k, v) for k in self.kinds if (v := entities.get(k)) is not None]
         if not own:
             return
         mine = self._by_user.setdefault(user, {})

@@ -30,7 +30,7 @@ from stream.errors import CheckpointError, ConfigError
 from stream.events import Event, Label, Login, Order
 from stream.features import FeatureExtractor
 from stream.labels import LabelStore
-from stream.links import EntityRisk, LinkGraph
+from stream.links import LINK_KINDS, EntityRisk, LinkGraph
 
 __all__ = ["Engine", "Outcome", "build_ensemble", "entity_ids"]
 
@@ -45,10 +45,13 @@ _ENTITY_FIELDS = (
 )
 
 
+#: The event attributes whose values the link graph joins accounts through.
+_LINK_ATTRS = tuple(attr for kind, attr in _ENTITY_FIELDS if kind in LINK_KINDS)
+
+
 def _links(e: Order | Login) -> bool:
     """Whether the event carries a value the link graph links accounts through."""
-    return (e.device_id is not None or e.ip is not None or getattr(e, "payment_id", None) is not None
-            or getattr(e, "address_id", None) is not None)
+    return any(getattr(e, attr, None) is not None for attr in _LINK_ATTRS)
 
 
 _NO_VECTOR: dict[str, float] = {}  # shared, never written: label-store entries that need no feature vector
@@ -226,8 +229,7 @@ class Engine:
                 if risk_f is not None:
                     x.update(risk_f.features(ent, e.ts))
                 if graph is not None and i >= graph_from:
-                    x.update(graph.features(e.user_id, ent, e.ts))
-                    graph.observe(e.user_id, ent, e.ts)
+                    x.update(graph.features_then_observe(e.user_id, ent, e.ts))
         t1 = time.perf_counter()
         n = len(scored)
         risk = np.zeros(n, dtype=np.float64)
