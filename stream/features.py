@@ -55,6 +55,10 @@ DAY = 86400.0
 #: Fixed windows of the login counts (per user and per IP) and of the promo-code redemption counts.
 LOGIN_WINDOWS = (60.0, 3600.0)
 PROMO_WINDOWS = (3600.0, 86400.0)
+#: A user's device, IP, country, payment or address that was new to the user less than this long ago is "fresh"
+#: (``user_fresh_device``...): the session an account takeover happens in, on a device and address picked up minutes
+#: before the order.
+FRESH = 3600.0
 #: Window of the distinct users per IP among logins (credential stuffing).
 LOGIN_USERS_WINDOW = 3600.0
 
@@ -67,6 +71,8 @@ _VELOCITY_CAP = 20000.0  # km/h
 _EARTH_KM = 6371.0088
 _NB = float(BUCKETS)
 _ZERO2 = (0.0, 0.0)
+_ZERO3 = (0.0, 0.0, 0.0)
+_NEW_NOW = (0.0, 1.0, 1.0)  # no distinct value today, new, so fresh
 _ZERO9 = (0.0,) * 9  # the distinct counts of an order naming no device, IP, payment or address
 _NONE4 = (None, None, None, None)
 _NONE5 = (None, None, None, None, None)
@@ -99,6 +105,9 @@ _U_MEAN, _U_VAR, _U_MAX = 9, 10, 11  # EW mean and variance of the log amount, l
 _U_LAST_OK, _U_LAST_LOGIN = 12, 13  # last successful login, last login attempt (None: never)
 _U_LAT, _U_LON, _U_GEO_TS = 14, 15, 16  # the last login with coordinates (None: none yet)
 _U_LOGINS = 17  # the user's login record, as the IP's
+# [value, time] per known attribute (device, IP, country, payment, address) of the value that was last new to the
+# user (None until the first novelty): a value picked up within FRESH seconds is "fresh" (a session's new device)
+_U_FRESH = 18
 
 
 def window_name(seconds: float) -> str:
@@ -215,43 +224,59 @@ def _distinct(rec: list[Any] | None, slot: int, values: tuple[str | None, ...], 
 
 
 def _known(u: list[Any], values: tuple[str | None, ...], t: float, first: bool, learn: bool, day_cut: float,
-           known_cut: float, cap: int, out: list[float]) -> None:
-    """Append, per attribute, the user's distinct values seen since ``day_cut`` and whether the event's is new.
+           known_cut: float, fresh_cut: float, cap: int, out: list[float]) -> None:
+    """Append, per attribute, the user's distinct values seen since ``day_cut``, whether the event's is new and
+    whether it is fresh.
 
     ``values`` are the event's device, IP, country[, payment, address], matching the user's memories
     ``u[_U_DEVICES]``... (value -> last seen, in last-seen order, at most ``cap`` values, ``None`` until the
     first). A value not seen since ``known_cut`` is forgotten. A brand-new user (``first``) has no novelty: every
     value would be new, which ``user_first_seen`` says once. ``learn`` records the values (orders and successful
-    logins; a failed login teaches nothing).
+    logins; a failed login teaches nothing). A value is fresh when it is new, or when it was the attribute's last
+    new value (``u[_U_FRESH]``) and became known at or after ``fresh_cut``.
     """
     slot = _U_DEVICES
+    fresh = u[_U_FRESH]
     for v in values:
         h = u[slot]
         n = 0.0
+        new = False
         if h is None:
             if v is None:
-                out += _ZERO2
+                out += _ZERO3
             else:
-                out += (0.0, 0.0 if first else 1.0)
+                new = not first
+                out += _NEW_NOW if new else _ZERO3
                 if learn:
                     u[slot] = {v: t}
-            slot += 1
-            continue
-        for lt in reversed(h.values()):
-            if lt < day_cut:
-                break
-            n += 1.0
-        if v is None:
-            out += (n, 0.0)
         else:
-            lt = h.get(v)
-            out += (n, 0.0 if first or (lt is not None and lt >= known_cut) else 1.0)
-            if learn:
-                if lt is not None:
-                    del h[v]
-                elif len(h) >= cap:
-                    del h[next(iter(h))]
-                h[v] = t
+            for lt in reversed(h.values()):
+                if lt < day_cut:
+                    break
+                n += 1.0
+            if v is None:
+                out += (n, 0.0, 0.0)
+            else:
+                lt = h.get(v)
+                new = not first and (lt is None or lt < known_cut)
+                if new:
+                    out += (n, 1.0, 1.0)
+                else:
+                    i = 2 * (slot - _U_DEVICES)
+                    recent = fresh is not None and fresh[i] == v and fresh[i + 1] >= fresh_cut
+                    out += (n, 0.0, 1.0 if recent else 0.0)
+                if learn:
+                    if lt is not None:
+                        del h[v]
+                    elif len(h) >= cap:
+                        del h[next(iter(h))]
+                    h[v] = t
+        if new and learn:
+            if fresh is None:
+                fresh = u[_U_FRESH] = [None, 0.0] * len(_KNOWN)
+            i = 2 * (slot - _U_DEVICES)
+            fresh[i] = v
+            fresh[i + 1] = t
         slot += 1
 
 
@@ -340,7 +365,7 @@ class FeatureExtractor:
 
         self._widths = tuple(w / BUCKETS for w in ws)
         self._zero_windows = (0.0, 0.0) * len(ws)
-        self._layout = 2  # record layout version (checkpoints from older layouts are upgraded on loading)
+        self._layout = 3  # record layout version (checkpoints from older layouts are upgraded on loading)
         self._login_widths = tuple(w / BUCKETS for w in LOGIN_WINDOWS)
         self._promo_widths = tuple(w / BUCKETS for w in PROMO_WINDOWS)
         # Entities idle for longer are dropped: past idle_ttl, and past every window with its extra bucket. The
@@ -377,6 +402,10 @@ class FeatureExtractor:
             for rec in self._devices.values():
                 rec.insert(_D_LOGIN_USERS, None)
             self._layout = 2
+        if self._layout < 3:  # user records gain their fresh-value slot
+            for rec in self._users.values():
+                rec.insert(_U_FRESH, None)
+            self._layout = 3
         if "_zero_windows" not in state:
             self._zero_windows = (0.0, 0.0) * len(self.windows)
         if "_seen" not in state:  # a checkpoint from before optional fields were tracked: it emitted them all
@@ -448,7 +477,7 @@ class FeatureExtractor:
         u = users.pop(uid, None)
         if u is None:
             users[uid] = u = [t, 0.0, 0.0, None, None, None, None, None, t, 0.0, 0.0, 0.0,
-                              None, None, None, None, None, None]  # fmt: skip
+                              None, None, None, None, None, None, None]  # fmt: skip
             u += [array("d") for _ in self._widths]
             return u, True
         u[_LAST] = t
@@ -504,7 +533,7 @@ class FeatureExtractor:
         # the user's known values: distinct in 24 h, novelty
         day_cut = t - DAY
         _known(u, (device, ip, e.country, payment, address), t, first, True, day_cut, t - self.idle_ttl,
-               self.max_known, out)
+               t - FRESH, self.max_known, out)
         out.append(1.0 if first else 0.0)
 
         # distinct users / payments per shared entity
@@ -621,7 +650,8 @@ class FeatureExtractor:
         u[_U_LAST_LOGIN] = t
 
         # novelty (a failed attempt teaches nothing), account age, last successful login
-        _known(u, (e.device_id, ip, e.country), t, first, ok, t - DAY, t - self.idle_ttl, self.max_known, out)
+        _known(u, (e.device_id, ip, e.country), t, first, ok, t - DAY, t - self.idle_ttl, t - FRESH, self.max_known,
+               out)
         out.append(1.0 if first else 0.0)
         age = t - u[_U_BORN]
         last_ok = u[_U_LAST_OK]
@@ -680,9 +710,9 @@ def _optional_field(name: str) -> int | None:
     for i, (prefix, plural, one) in enumerate((("device_", "devices", "device"), ("ip_", "ips", "ip"),
                                                ("payment_", "payments", "payment"),
                                                ("address_", "addresses", "address"))):
-        if name.startswith(prefix) or name in (f"user_{plural}_24h", f"user_new_{one}"):
+        if name.startswith(prefix) or name in (f"user_{plural}_24h", f"user_new_{one}", f"user_fresh_{one}"):
             return i
-    if name in ("user_countries_24h", "user_new_country"):
+    if name in ("user_countries_24h", "user_new_country", "user_fresh_country"):
         return 4
     if name == "order_items":
         return 5
@@ -697,7 +727,7 @@ def _order_names(wnames: list[str]) -> tuple[str, ...]:
             names += (f"{entity}_orders_{w}", f"{entity}_amount_{w}")
     names += [f"promo_redemptions_{window_name(w)}" for w in PROMO_WINDOWS]
     for plural, one in _KNOWN:
-        names += (f"user_{plural}_24h", f"user_new_{one}")
+        names += (f"user_{plural}_24h", f"user_new_{one}", f"user_fresh_{one}")
     names += [
         "user_first_seen",
         "device_users_24h", "device_payments_24h", "device_new_accounts_24h", "device_promo_users_24h",
@@ -719,6 +749,6 @@ def _login_names() -> tuple[str, ...]:
     names.append("device_login_users_24h")
     names += ["login_distance_km", "login_velocity_kmh", "user_seconds_since_prev_login"]
     for plural, one in _KNOWN[:3]:
-        names += (f"user_{plural}_24h", f"user_new_{one}")
+        names += (f"user_{plural}_24h", f"user_new_{one}", f"user_fresh_{one}")
     names += ["user_first_seen", "account_age_days", "user_seconds_since_last_login"]
     return tuple(names)

@@ -149,14 +149,17 @@ def test_default_pack_fires_on_attack_patterns_not_on_ordinary_traffic():
                       "device_promo_users_24h": 1, "device_new_accounts_24h": 0, "promo_redemptions_1h": 4,
                       "account_age_days": 300, "device_users_24h": 2, "address_users_24h": 2,
                       "payment_users_24h": 1, "user_new_address": 1, "user_amount_ratio_max": 1.2,
-                      "user_devices_24h": 2, "user_countries_24h": 2}
-    assert r.fired(ordinary_order) == []  # a shared family device, a gift address, a sale code, travel
+                      "user_devices_24h": 2, "user_countries_24h": 2, "user_fresh_device": 1, "user_fresh_ip": 0,
+                      "user_fresh_address": 1}
+    assert r.fired(ordinary_order) == []  # a shared family device, a gift address, a sale code, travel, a new phone
     card_test = dict(ordinary_order, order_amount=1.5, device_payments_24h=9)
     promo_farm = dict(ordinary_order, device_promo_users_24h=6, account_age_days=0.01)
     ring = dict(ordinary_order, address_users_24h=4)
     takeover = dict(ordinary_order, user_amount_ratio_max=4.0)
+    session = dict(ordinary_order, user_fresh_ip=1, order_amount=320.0)  # device, IP and address of the hour
+    assert "takeover_session_order" not in [f.name for f in r.fired(dict(session, order_amount=45.0))]
     for x, name in ((card_test, "card_burst_device"), (promo_farm, "promo_farm_device"),
-                    (ring, "shared_address"), (takeover, "takeover_order")):
+                    (ring, "shared_address"), (takeover, "takeover_order"), (session, "takeover_session_order")):
         assert name in [f.name for f in r.fired(x)]
     ordinary_login = {"login_success": 1, "ip_logins_1m": 1, "ip_login_users_1h": 2, "ip_failed_login_ratio_1h": 0.5,
                       "login_velocity_kmh": 600.0, "user_new_device": 1, "user_new_ip": 0, "user_new_country": 0}

@@ -206,6 +206,43 @@ def test_novelty_flags() -> None:
     assert fx.transform_one(order(T0 + 11 * DAY + 1, device_id="d2"))["user_new_device"] == 0.0
 
 
+def test_fresh_values_are_new_ones_picked_up_within_the_hour() -> None:
+    """An account takeover orders from the device it logged in on minutes before, to an address it adds in the same
+    session: neither is new at the second order, both are fresh. An hour later they are not."""
+    fx = FeatureExtractor()
+    kinds = ("device", "ip", "country", "payment", "address")
+
+    def fresh(x: dict[str, float]) -> tuple[float, ...]:
+        return tuple(x[f"user_fresh_{k}"] for k in kinds)
+
+    base = fx.transform_one(order(T0, device_id="d1", ip="i1", country="FR", payment_id="p1", address_id="a1"))
+    assert fresh(base) == (0.0,) * 5  # a brand-new user's values are not novelties
+    t = T0 + DAY
+    failed = fx.transform_one(login(t, success=False, device_id="d2", ip="i2"))
+    assert (failed["user_new_device"], failed["user_fresh_device"], failed["user_fresh_ip"]) == (1.0, 1.0, 1.0)
+    ok = fx.transform_one(login(t + 60, device_id="d2", ip="i2", country="FR"))
+    assert (ok["user_new_device"], ok["user_fresh_device"], ok["user_fresh_country"]) == (1.0, 1.0, 0.0)
+    first = fx.transform_one(order(t + 600, device_id="d2", ip="i2", country="FR", payment_id="p1", address_id="a2"))
+    assert (first["user_new_device"], first["user_new_address"]) == (0.0, 1.0)
+    assert fresh(first) == (1.0, 1.0, 0.0, 0.0, 1.0)
+    second = fx.transform_one(order(t + 900, device_id="d2", ip="i2", country="FR", payment_id="p1", address_id="a2"))
+    assert (second["user_new_device"], second["user_new_address"]) == (0.0, 0.0)
+    assert fresh(second) == (1.0, 1.0, 0.0, 0.0, 1.0)
+    # d2 and i2 became known at t + 60 (the failed attempt taught nothing), a2 at t + 600
+    later = fx.transform_one(order(t + 3661, device_id="d2", ip="i2", payment_id="p1", address_id="a2"))
+    assert fresh(later) == (0.0, 0.0, 0.0, 0.0, 1.0)
+    assert fresh(fx.transform_one(order(t + 4201, device_id="d2", address_id="a2"))) == (0.0,) * 5
+    # only the attribute's last new value is fresh; a known value stays not fresh
+    fx.transform_one(login(t + 5000, device_id="d3"))
+    fx.transform_one(login(t + 5060, device_id="d4"))
+    assert fx.transform_one(order(t + 5120, device_id="d4"))["user_fresh_device"] == 1.0
+    assert fx.transform_one(order(t + 5180, device_id="d3"))["user_fresh_device"] == 0.0
+    assert fx.transform_one(order(t + 5240, device_id="d1"))["user_fresh_device"] == 0.0
+    # a brand-new account's first device is not fresh on its second event either
+    fx.transform_one(login(t, user="u2", device_id="d7"))
+    assert fx.transform_one(order(t + 60, user="u2", device_id="d7"))["user_fresh_device"] == 0.0
+
+
 def test_user_distinct_counts_only_count_the_last_day() -> None:
     fx = FeatureExtractor()
     fx.transform_one(order(T0, device_id="d1", payment_id="p1"))
@@ -408,10 +445,12 @@ def test_orders_get_the_features_of_optional_fields_once_the_stream_carried_them
     fx = FeatureExtractor(passthrough=False)
     bare = fx.transform_one(order(T0, amount=5.0))
     names = set(fx._order_names)
-    device_names = {n for n in names if n.startswith("device_")} | {"user_devices_24h", "user_new_device"}
+    device_names = {n for n in names if n.startswith("device_")} | {
+        "user_devices_24h", "user_new_device", "user_fresh_device"}
     optional = device_names | {n for n in names if n.startswith(("ip_", "payment_", "address_"))} | {
-        f"user_{k}" for k in ("ips_24h", "new_ip", "payments_24h", "new_payment", "addresses_24h", "new_address",
-                              "countries_24h", "new_country")} | {"order_items"}
+        f"user_{k}" for k in ("ips_24h", "new_ip", "fresh_ip", "payments_24h", "new_payment", "fresh_payment",
+                              "addresses_24h", "new_address", "fresh_address", "countries_24h", "new_country",
+                              "fresh_country")} | {"order_items"}
     order_names = names
     assert set(bare) == order_names - optional
     with_device = fx.transform_one(order(T0 + 1, device_id="d1"))
@@ -461,17 +500,28 @@ def test_stats_reports_entities_and_bytes() -> None:
     assert st["approx_bytes"] == pytest.approx(sum(st[f"entities_{k}"] * st[f"bytes_per_{k}"] for k in kinds), 1e-3)
 
 
-def test_a_checkpoint_of_the_older_device_layout_loads_and_continues() -> None:
-    """Device records used to end their slots before the login users; loading such a state inserts the slot."""
+@pytest.mark.parametrize("layout", [1, 2])
+def test_a_checkpoint_of_an_older_record_layout_loads_and_continues(layout: int) -> None:
+    """Device records used to end their slots before the login users (layout 1), user records before the fresh
+    values (layouts 1 and 2); loading such a state inserts the slots."""
     events = random_stream(12, 600, step=5.0)
     fx = FeatureExtractor()
     fx.transform_many(events[:300])
+    assert any(rec[18] is not None for rec in fx._users.values())  # some user picked up a fresh value
     old = pickle.loads(pickle.dumps(fx)).__dict__
-    for rec in old["_devices"].values():
-        del rec[7]
-    del old["_layout"]
+    for rec in old["_users"].values():
+        del rec[18]
+    if layout == 1:
+        for rec in old["_devices"].values():
+            del rec[7]
+        del old["_layout"]
+    else:
+        old["_layout"] = 2
     legacy = FeatureExtractor.__new__(FeatureExtractor)
     legacy.__setstate__(old)
-    for rec in fx._devices.values():  # what the old layout never recorded: logins per device so far
-        rec[7] = None
+    for rec in fx._users.values():  # what the old layouts never recorded: fresh values so far
+        rec[18] = None
+    if layout == 1:
+        for rec in fx._devices.values():  # ... and logins per device so far
+            rec[7] = None
     assert legacy.transform_many(events[300:]) == fx.transform_many(events[300:])
