@@ -229,7 +229,12 @@ class Engine:
                 if risk_f is not None:
                     x.update(risk_f.features(ent, e.ts))
                 if graph is not None and i >= graph_from:
-                    x.update(graph.features_then_observe(e.user_id, ent, e.ts))
+                    # a failed login shows nothing about who controls the account: it is scored against the
+                    # graph but links nobody (a stuffing IP would otherwise tie every account it tried together)
+                    if e.type == "order" or e.success:  # type: ignore[union-attr]
+                        x.update(graph.features_then_observe(e.user_id, ent, e.ts))
+                    else:
+                        x.update(graph.features(e.user_id, ent, e.ts))
         t1 = time.perf_counter()
         n = len(scored)
         risk = np.zeros(n, dtype=np.float64)

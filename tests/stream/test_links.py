@@ -163,3 +163,27 @@ def test_graph_starts_at_the_first_linking_event_whatever_the_batch_split() -> N
     assert seen[0] == seen[1] == seen[2]
     np.testing.assert_array_equal(risks[0], risks[1])
     np.testing.assert_array_equal(risks[0], risks[2])
+
+
+def test_a_failed_login_is_scored_against_the_graph_but_links_nobody() -> None:
+    """A stuffing IP tries many accounts and gets into few: only the accounts it got into are tied to it (and so
+    to each other); the failed attempts still see the group the IP is in."""
+    from stream.config import Settings, load_settings
+    from stream.events import Login
+    from stream.pipeline import Engine
+
+    base = load_settings(None).data
+    engine = Engine(Settings({**base, "links": {**base["links"], "graph": True}}))
+    tries = [Login(event_id=f"t{i}", ts=float(i), user_id=f"victim{i}", success=i % 10 == 0, device_id="bot",
+                   ip="203.0.113.9") for i in range(30)]
+    engine.process(tries)
+    g = engine.graph
+    assert set(g._by_value[("ip", "203.0.113.9")]) == {"victim0", "victim10", "victim20"}
+    assert "victim1" not in g._by_user
+    # victim1's own next login, from home: nothing ties it to the attacker's IP
+    assert g.features("victim1", {"device": "home1", "ip": "198.51.100.1"}, 40.0)["link_group"] == 0.0
+    assert g.features("victim10", {"device": "home10"}, 40.0)["link_group"] == 2.0
+    x = engine.features.transform_one(Login(event_id="t99", ts=41.0, user_id="victim99", success=False,
+                                            device_id="bot", ip="203.0.113.9"))
+    x.update(g.features("victim99", {"device": "bot", "ip": "203.0.113.9"}, 41.0))
+    assert x["link_neighbours"] == 3.0
