@@ -231,10 +231,14 @@ def _known(u: list[Any], values: tuple[str | None, ...], t: float, first: bool, 
     ``values`` are the event's device, IP, country[, payment, address], matching the user's memories
     ``u[_U_DEVICES]``... (value -> last seen, in last-seen order, at most ``cap`` values, ``None`` until the
     first). A value not seen since ``known_cut`` is forgotten. A brand-new user (``first``) has no novelty: every
-    value would be new, which ``user_first_seen`` says once. ``learn`` records the values (orders and successful
+    value would be new, which ``user_first_seen`` says once; nor has a user with nothing remembered yet (whose
+    only earlier events were failed logins). ``learn`` records the values (orders and successful
     logins; a failed login teaches nothing). A value is fresh when it is new, or when it was the attribute's last
     new value (``u[_U_FRESH]``) and became known at or after ``fresh_cut``.
     """
+    if not first and (u[_U_DEVICES] is None and u[_U_IPS] is None and u[_U_COUNTRIES] is None
+                      and u[_U_PAYMENTS] is None and u[_U_ADDRESSES] is None):
+        first = True  # nothing remembered yet (only failed attempts so far): as for a brand-new user
     slot = _U_DEVICES
     fresh = u[_U_FRESH]
     for v in values:

@@ -204,6 +204,12 @@ def test_novelty_flags() -> None:
     fx.transform_one(order(T0 + 6 * DAY, device_id="d2"))
     assert fx.transform_one(order(T0 + 11 * DAY, device_id="d1"))["user_new_device"] == 1.0
     assert fx.transform_one(order(T0 + 11 * DAY + 1, device_id="d2"))["user_new_device"] == 0.0
+    # a user whose only earlier events failed has nothing in memory: its first success is not a novelty
+    fx.transform_one(login(T0, user="typo", success=False, device_id="p1", ip="i1", country="FR"))
+    fx.transform_one(login(T0 + 5, user="typo", success=False, device_id="p1", ip="i1", country="FR"))
+    ok = fx.transform_one(login(T0 + 20, user="typo", device_id="p1", ip="i1", country="FR"))
+    assert (ok["user_first_seen"], ok["user_new_device"], ok["user_new_ip"], ok["user_new_country"]) == (0.0,) * 4
+    assert fx.transform_one(login(T0 + 30, user="typo", device_id="p2"))["user_new_device"] == 1.0
 
 
 def test_fresh_values_are_new_ones_picked_up_within_the_hour() -> None:
