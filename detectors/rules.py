@@ -41,6 +41,7 @@ __all__ = ["Rules", "Rule", "Clause", "parse_when", "ACTIONS"]
 
 #: Actions a rule may carry.
 ACTIONS = ("review", "block")
+_COMBINE = ("max", "sum")
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -149,6 +150,9 @@ class Rules(Detector):
         (``None``: no rule).
     blocklists
         Entity kind -> blocked ids, e.g. ``{"ip": ["203.0.113.9"], "device": ["d-666"]}``.
+    combine
+        How the scores of the rules that fire make the event's score: ``"max"``, the highest (one pattern is as
+        bad as several), or ``"sum"`` (each pattern that fires adds its evidence).
 
     Examples
     --------
@@ -166,9 +170,13 @@ class Rules(Detector):
         self,
         rules: Sequence[Mapping[str, Any]] | None = None,
         blocklists: Mapping[str, Sequence[str]] | None = None,
+        combine: str = "max",
     ) -> None:
         if isinstance(rules, Mapping | str):
             raise ValueError("rules must be a list of rule tables")
+        if combine not in _COMBINE:
+            raise ValueError(f"combine must be one of {', '.join(_COMBINE)}, got {combine!r}")
+        self.combine = combine
         self.rules = rules
         self.blocklists = blocklists
         parsed = [_parse_rule(spec, i) for i, spec in enumerate(rules or ())]
@@ -183,6 +191,9 @@ class Rules(Detector):
             if not isinstance(kind, str) or isinstance(ids, str) or not isinstance(ids, Iterable):
                 raise ValueError(f"blocklist {kind!r} must map an entity kind to a list of ids")
             self._blocked[kind] = frozenset(str(i) for i in ids)
+
+    #: Class default, so that rules pickled before the option existed (a checkpoint) keep scoring the maximum.
+    combine = "max"
 
     #: Rules never learn: the ensemble calibrates their scores a batch at a time, without a per-event gate.
     learns = False
@@ -200,6 +211,8 @@ class Rules(Detector):
         return [r for r in self._rules if r.fires(x)]
 
     def score_one(self, x: Features) -> float:
+        if self.combine == "sum":
+            return sum(r.score for r in self._rules if r.score > 0.0 and r.fires(x))
         best = 0.0
         for r in self._rules:
             if r.score > best and r.fires(x):
@@ -217,6 +230,7 @@ class Rules(Detector):
         """
         n = len(xs)
         out = np.zeros(n, dtype=np.float64)
+        add = self.combine == "sum"
         names = list(dict.fromkeys(c.feature for r in self._rules if r.score > 0.0 for c in r.clauses))
         if n and names:
             if isinstance(xs, Frame):
@@ -249,7 +263,10 @@ class Rules(Detector):
                         fire = None
                         break
                 if fire is not None:
-                    np.maximum(out, np.where(fire, r.score, 0.0), out=out)
+                    if add:
+                        out[fire] += r.score
+                    else:
+                        np.maximum(out, np.where(fire, r.score, 0.0), out=out)
         if gate is not None:
             for s in out.tolist():
                 gate(s)

@@ -75,6 +75,20 @@ def test_score_is_the_max_of_the_fired_rules():
     assert r.score_one({"device_payments_distinct_24h": 9, "amount": math.nan}) == 0.0
 
 
+def test_combine_sum_adds_the_fired_rules_and_equals_the_loop():
+    both = {"device_payments_distinct_24h": 7, "amount": 2.0, "bin.risk": 1}
+    summed = Rules(rules=[BURST, BLOCK], combine="sum")
+    assert summed.score_one(both) == pytest.approx(0.9 + 0.4)
+    assert summed.score_one({"device_payments_distinct_24h": 7, "amount": 20.0, "bin.risk": 1}) == 0.4
+    xs = [both, {"device_payments_distinct_24h": 7, "amount": 2.0}, {"amount": 1.0}]
+    assert summed.process_many(xs).tolist() == [summed.score_one(x) for x in xs]
+    old = pickle.loads(pickle.dumps(summed))
+    del old.__dict__["combine"]  # rules pickled before the option: the class default, the maximum
+    assert old.score_one(both) == 0.9
+    with pytest.raises(ValueError, match="combine"):
+        Rules(rules=[BURST], combine="mean")
+
+
 def test_explain_and_describe_name_fired_rules_with_their_values():
     r = Rules(rules=[BURST, BLOCK])
     x = {"device_payments_distinct_24h": 7, "amount": 2.0, "bin.risk": 1}
@@ -158,7 +172,10 @@ def test_default_pack_fires_on_attack_patterns_not_on_ordinary_traffic():
     takeover = dict(ordinary_order, user_amount_ratio_max=4.0)
     session = dict(ordinary_order, user_fresh_ip=1, order_amount=320.0)  # device, IP and address of the hour
     assert "takeover_session_order" not in [f.name for f in r.fired(dict(session, order_amount=45.0))]
-    for x, name in ((card_test, "card_burst_device"), (promo_farm, "promo_farm_device"),
+    assert r.fired(dict(ordinary_order, device_payments_24h=2)) == []  # a second card on the family device
+    cycling = dict(ordinary_order, order_amount=2.5, device_payments_24h=2, account_age_days=0.02)
+    for x, name in ((card_test, "card_burst_device"), (cycling, "new_account_card_cycling"),
+                    (promo_farm, "promo_farm_device"),
                     (ring, "shared_address"), (takeover, "takeover_order"), (session, "takeover_session_order")):
         assert name in [f.name for f in r.fired(x)]
     ordinary_login = {"login_success": 1, "ip_logins_1m": 1, "ip_login_users_1h": 2, "ip_failed_login_ratio_1h": 0.5,
