@@ -236,8 +236,11 @@ def _known(u: list[Any], values: tuple[str | None, ...], t: float, first: bool, 
     logins; a failed login teaches nothing). A value is fresh when it is new, or when it was the attribute's last
     new value (``u[_U_FRESH]``) and became known at or after ``fresh_cut``.
     """
-    if not first and (u[_U_DEVICES] is None and u[_U_IPS] is None and u[_U_COUNTRIES] is None
-                      and u[_U_PAYMENTS] is None and u[_U_ADDRESSES] is None):
+    if (u[_U_DEVICES] is None and u[_U_IPS] is None and u[_U_COUNTRIES] is None and u[_U_PAYMENTS] is None
+            and u[_U_ADDRESSES] is None):
+        if values.count(None) == len(values):  # nothing remembered, nothing to remember (a card-only stream)
+            out += _ZERO3 * len(values)
+            return
         first = True  # nothing remembered yet (only failed attempts so far): as for a brand-new user
     slot = _U_DEVICES
     fresh = u[_U_FRESH]
