@@ -43,7 +43,7 @@ __all__ = ["Rules", "Rule", "Clause", "parse_when", "ACTIONS"]
 ACTIONS = ("review", "block")
 _COMBINE = ("max", "sum")
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
+_OPS: dict[str, Callable[[Any, float], Any]] = {  # floats (score_one) or numpy columns
     ">=": operator.ge,
     "<=": operator.le,
     "==": operator.eq,
@@ -252,12 +252,12 @@ class Rules(Detector):
                     continue
                 fire: np.ndarray | None = None
                 for c in r.clauses:
-                    col = cols[c.feature]
-                    if col is None:
+                    vals = cols[c.feature]
+                    if vals is None:
                         fire = None
                         break
                     with np.errstate(invalid="ignore"):
-                        holds = _OPS[c.op](col, c.value) & ~np.isnan(col)
+                        holds = _OPS[c.op](vals, c.value) & ~np.isnan(vals)
                     fire = holds if fire is None else fire & holds
                     if not fire.any():
                         fire = None

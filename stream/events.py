@@ -339,7 +339,7 @@ def from_dict(obj: Any, provenance: Provenance | None = None) -> Event:
         value = obj.get(name)
         if value is not None:
             kwargs[name] = check(name, value)
-    return _TYPES[kind](provenance=provenance, **kwargs)  # type: ignore[arg-type]
+    return _TYPES[kind](provenance=provenance, **kwargs)  # type: ignore[arg-type,index]
 
 
 def decode(raw: bytes | str, provenance: Provenance | None = None) -> Event:

@@ -149,14 +149,15 @@ class Collector:
             per_benign: dict[str, Any] = {}
             for name in sorted(set(sc_arr) - {"", "normal"}):
                 mask = sc_arr == name
-                entry = {"events": int(mask.sum()), "alerted": int(a[mask].sum())}
-                entry["rate"] = entry["alerted"] / entry["events"]
+                events, alerted = int(mask.sum()), int(a[mask].sum())
+                entry: dict[str, float] = {"events": events, "alerted": alerted, "rate": alerted / events}
                 (per_benign if name.startswith("benign_") else per_attack)[name] = entry
             out["per_scenario_recall"] = {k2: round(v["rate"], 4) for k2, v in per_attack.items()}
             out["per_scenario"] = per_attack
             out["benign_alert_rate"] = {k2: round(v["rate"], 4) for k2, v in per_benign.items()}
             out["benign"] = per_benign
-        out["stream_seconds"] = (self.last_ts - self.first_ts) if self.first_ts is not None else 0.0
+        last, first = self.last_ts, self.first_ts
+        out["stream_seconds"] = last - first if last is not None and first is not None else 0.0
         return out
 
 

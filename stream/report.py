@@ -36,7 +36,7 @@ def progress(quiet: bool, title: str, *, total_bytes: int = 0, source: Any = Non
         def advance(batch: Any, outcome: Any) -> None:
             counts["alerts"] += len(outcome.alerts)
             counts["invalid"] += len(batch.invalid)
-            bar.update(task, advance=len(batch), **counts)
+            bar.update(task, advance=len(batch), alerts=counts["alerts"], invalid=counts["invalid"])
 
         yield advance
 

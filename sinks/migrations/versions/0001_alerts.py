@@ -54,7 +54,7 @@ def upgrade() -> None:
         )
         existing: set[str] = set()
     else:
-        existing = {ix["name"] for ix in insp.get_indexes("alerts") if ix.get("name")}
+        existing = {str(ix["name"]) for ix in insp.get_indexes("alerts") if ix.get("name")}
     for name, cols in _INDEXES.items():
         if name not in existing:
             op.create_index(name, "alerts", cols)
