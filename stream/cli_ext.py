@@ -10,7 +10,8 @@ import importlib
 import importlib.util
 
 #: Modules that add commands to the CLI.
-EXTENSIONS: tuple[str, ...] = ("stream.cli_run", "stream.cli_alerts", "stream.cli_db", "stream.cli_nab")
+EXTENSIONS: tuple[str, ...] = ("stream.cli_run", "stream.cli_alerts", "stream.cli_db", "stream.cli_nab",
+                               "stream.cli_compare")
 
 for _name in EXTENSIONS:
     if importlib.util.find_spec(_name) is not None:
