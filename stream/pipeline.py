@@ -55,6 +55,7 @@ def _links(e: Order | Login) -> bool:
 
 
 _NO_VECTOR: dict[str, float] = {}  # shared, never written: label-store entries that need no feature vector
+_SHARED_USERS = 65536  # users whose {"user": id} dict the graph-only label-store entries share (then it restarts)
 
 
 def entity_ids(event: Order | Login) -> dict[str, str]:
@@ -136,6 +137,7 @@ class Engine:
             if self._graph_params is not None:
                 LinkGraph(**self._graph_params)  # refuse bad parameters now, not at the first linking event
             self.graph: LinkGraph | None = None
+            self._user_entities: dict[str, dict[str, str]] = {}  # user -> the label-store entries' shared ids
             self.label_store = LabelStore(max_size=int(labels.get("store_size", 500_000)),
                                           ttl=float(labels.get("ttl", 45 * 86400.0)))
         except (KeyError, TypeError, ValueError) as e:
@@ -260,10 +262,19 @@ class Engine:
             elif self.graph is not None:
                 # only the graph reads labels (link_confirmed): it needs the user of an event that linked it
                 # to someone, not the vector; an event with no device/IP/payment/address waits for nothing
+                # (orders and successful logins: a failed login linked nobody); the entries of one user share
+                # one {"user": id} dict, which halves the store's memory (a stream may never send a label)
                 kinds = self.graph.kinds
+                shared = self._user_entities
                 for e, ent in zip(scored, ids, strict=True):
-                    if any(k in ent for k in kinds):
-                        put(e.event_id, e.ts, _NO_VECTOR, kind=e.type, entities={"user": ent["user"]})
+                    if (e.type == "order" or e.success) and any(k in ent for k in kinds):  # type: ignore[union-attr]
+                        uid = ent["user"]
+                        one = shared.get(uid)
+                        if one is None:
+                            if len(shared) >= _SHARED_USERS:
+                                shared.clear()
+                            one = shared[uid] = {"user": uid}
+                        put(e.event_id, e.ts, _NO_VECTOR, kind=e.type, entities=one)
             if self.graph is not None:
                 for i in np.flatnonzero(alerted).tolist():
                     self.graph.flag(scored[i].user_id, scored[i].ts)

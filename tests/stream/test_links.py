@@ -105,7 +105,7 @@ def test_graph_alone_keeps_only_linked_events_users_for_their_labels() -> None:
     """With the graph the only reader of labels, the store keeps no vectors, skips events that link nobody,
     and a fraud label still reaches the graph: the neighbour sees link_confirmed."""
     from stream.config import Settings, load_settings
-    from stream.events import Label, Order
+    from stream.events import Label, Login, Order
     from stream.pipeline import Engine
 
     base = load_settings(None).data
@@ -115,10 +115,13 @@ def test_graph_alone_keeps_only_linked_events_users_for_their_labels() -> None:
         return Order(event_id=f"o{i}", ts=ts, user_id=user, order_id=f"o{i}", amount=20.0, currency="EUR",
                      merchant_id="m", device_id=device)
 
-    engine.process([order(1, 1.0, "a", "d1"), order(2, 2.0, "b", None), order(3, 3.0, "c", "d1")])
+    engine.process([order(1, 1.0, "a", "d1"), order(2, 2.0, "b", None), order(3, 3.0, "c", "d1"),
+                    order(4, 3.5, "a", "d2"),
+                    Login(event_id="f1", ts=3.6, user_id="a", success=False, device_id="d9", ip="10.0.0.9")])
     items = engine.label_store._items
-    assert set(items) == {"o1", "o3"}  # o2 carried nothing that links
-    assert all(x == {} and ent == {"user": u} for (_, _, x, ent), u in zip(items.values(), "ac", strict=True))
+    assert set(items) == {"o1", "o3", "o4"}  # o2 carried nothing that links, the failed login f1 linked nobody
+    assert all(x == {} and ent == {"user": u} for (_, _, x, ent), u in zip(items.values(), "aca", strict=True))
+    assert items["o1"][3] is items["o4"][3]  # one user's entries share one ids dict (memory)
     engine.process([Label(event_id="l1", ts=5.0, ref_event_id="o1", label=1)])
     assert engine.graph.features("c", {"device": "d1"}, 6.0)["link_confirmed"] == 1.0
 
