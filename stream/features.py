@@ -79,7 +79,10 @@ _NONE5 = (None, None, None, None, None)
 #: Optional order fields whose features an order gets only once some order of the stream carried the field: a
 #: stream that never names a device (a card-transaction export, say) has no device_* columns, rather than a dozen
 #: columns stuck at 0 that cost time in every detector and waste Half-Space-Trees splits. Bit i is field i.
-_ORDER_OPTIONAL = ("device_id", "ip", "payment_id", "address_id", "country", "items")
+#: ``account_age_days`` waits for ``account_created_ts``: without it an order's account age would be the time since
+#: the stream first saw the user, which measures when the stream started, and for an export replayed with one
+#: constant user (ULB) is the file's own clock, a new maximum at every event.
+_ORDER_OPTIONAL = ("device_id", "ip", "payment_id", "address_id", "country", "items", "account_created_ts")
 _ALL_OPTIONAL = (1 << len(_ORDER_OPTIONAL)) - 1
 #: The user attributes with a memory (slots _U_DEVICES...), as (plural, singular) for the feature names.
 _KNOWN = (("devices", "device"), ("ips", "ip"), ("countries", "country"), ("payments", "payment"),
@@ -372,7 +375,7 @@ class FeatureExtractor:
 
         self._widths = tuple(w / BUCKETS for w in ws)
         self._zero_windows = (0.0, 0.0) * len(ws)
-        self._layout = 3  # record layout version (checkpoints from older layouts are upgraded on loading)
+        self._layout = 4  # record layout version (checkpoints from older layouts are upgraded on loading)
         self._login_widths = tuple(w / BUCKETS for w in LOGIN_WINDOWS)
         self._promo_widths = tuple(w / BUCKETS for w in PROMO_WINDOWS)
         # Entities idle for longer are dropped: past idle_ttl, and past every window with its extra bucket. The
@@ -418,6 +421,10 @@ class FeatureExtractor:
         if "_seen" not in state:  # a checkpoint from before optional fields were tracked: it emitted them all
             self._seen = _ALL_OPTIONAL
             self._active = self._active_order_names()
+        if self._layout < 4:  # account_age_days became optional: a checkpoint from before always emitted it
+            self._seen |= 1 << _ORDER_OPTIONAL.index("account_created_ts")
+            self._active = self._active_order_names()
+            self._layout = 4
 
     def _active_order_names(self) -> tuple[tuple[str, ...], Any]:
         """The order feature names emitted now (those of optional fields the stream never carried left out), and
@@ -590,7 +597,8 @@ class FeatureExtractor:
 
         if self._seen != _ALL_OPTIONAL:
             have = ((device is not None) | (ip is not None) << 1 | (payment is not None) << 2
-                    | (address is not None) << 3 | (e.country is not None) << 4 | (items is not None) << 5)
+                    | (address is not None) << 3 | (e.country is not None) << 4 | (items is not None) << 5
+                    | (e.account_created_ts is not None) << 6)
             if have & ~self._seen:
                 self._seen |= have
                 self._active = self._active_order_names()
@@ -723,6 +731,8 @@ def _optional_field(name: str) -> int | None:
         return 4
     if name == "order_items":
         return 5
+    if name == "account_age_days":
+        return 6
     return None
 
 

@@ -456,11 +456,12 @@ def test_orders_get_the_features_of_optional_fields_once_the_stream_carried_them
     optional = device_names | {n for n in names if n.startswith(("ip_", "payment_", "address_"))} | {
         f"user_{k}" for k in ("ips_24h", "new_ip", "fresh_ip", "payments_24h", "new_payment", "fresh_payment",
                               "addresses_24h", "new_address", "fresh_address", "countries_24h", "new_country",
-                              "fresh_country")} | {"order_items"}
+                              "fresh_country")} | {"order_items", "account_age_days"}
     order_names = names
     assert set(bare) == order_names - optional
     with_device = fx.transform_one(order(T0 + 1, device_id="d1"))
     assert set(with_device) == set(bare) | device_names
+    assert "account_age_days" not in with_device  # no order carried a creation time yet
     restored = pickle.loads(pickle.dumps(fx))
     again = restored.transform_one(order(T0 + 2))  # no device: its device features are there, at 0
     assert set(again) == set(with_device) and again["device_orders_1h"] == 0.0
@@ -470,6 +471,14 @@ def test_orders_get_the_features_of_optional_fields_once_the_stream_carried_them
     legacy = FeatureExtractor.__new__(FeatureExtractor)
     legacy.__setstate__(old)
     assert set(legacy.transform_one(order(T0 + 3))) == order_names
+    layout3 = fx.__dict__.copy()  # before account_age_days waited for a creation time: it was always there
+    layout3["_layout"] = 3
+    older = FeatureExtractor.__new__(FeatureExtractor)
+    older.__setstate__(layout3)
+    assert older.transform_one(order(T0 + 4, device_id="d1"))["account_age_days"] == pytest.approx(4 / DAY)
+    created = fx.transform_one(order(T0 + 5, device_id="d1", account_created_ts=T0 - DAY))
+    assert created["account_age_days"] == pytest.approx(1.0 + 5 / DAY)
+    assert "account_age_days" in fx.transform_one(order(T0 + 6))  # from then on in every order
 
 
 def test_passthrough_features_never_shadow_engine_names() -> None:
@@ -530,4 +539,6 @@ def test_a_checkpoint_of_an_older_record_layout_loads_and_continues(layout: int)
     if layout == 1:
         for rec in fx._devices.values():  # ... and logins per device so far
             rec[7] = None
+    fx._seen |= 1 << 6  # ... and they always emitted account_age_days
+    fx._active = fx._active_order_names()
     assert legacy.transform_many(events[300:]) == fx.transform_many(events[300:])
