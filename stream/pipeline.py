@@ -54,6 +54,12 @@ def _links(e: Order | Login) -> bool:
     return any(getattr(e, attr, None) is not None for attr in _LINK_ATTRS)
 
 
+def _shows_control(e: Order | Login) -> bool:
+    """Whether the event shows who controls the account (an order, a successful login): only such events tie the
+    account to its device, IP, payment and address. A failed login is an attempt, possibly someone else's."""
+    return e.success if isinstance(e, Login) else True
+
+
 _NO_VECTOR: dict[str, float] = {}  # shared, never written: label-store entries that need no feature vector
 _SHARED_USERS = 65536  # users whose {"user": id} dict the graph-only label-store entries share (then it restarts)
 
@@ -231,9 +237,9 @@ class Engine:
                 if risk_f is not None:
                     x.update(risk_f.features(ent, e.ts))
                 if graph is not None and i >= graph_from:
-                    # a failed login shows nothing about who controls the account: it is scored against the
-                    # graph but links nobody (a stuffing IP would otherwise tie every account it tried together)
-                    if e.type == "order" or e.success:  # type: ignore[union-attr]
+                    # a failed login is scored against the graph but links nobody (a stuffing IP would otherwise
+                    # tie every account it tried together)
+                    if _shows_control(e):
                         x.update(graph.features_then_observe(e.user_id, ent, e.ts))
                     else:
                         x.update(graph.features(e.user_id, ent, e.ts))
@@ -267,7 +273,7 @@ class Engine:
                 kinds = self.graph.kinds
                 shared = self._user_entities
                 for e, ent in zip(scored, ids, strict=True):
-                    if (e.type == "order" or e.success) and any(k in ent for k in kinds):  # type: ignore[union-attr]
+                    if _shows_control(e) and any(k in ent for k in kinds):
                         uid = ent["user"]
                         one = shared.get(uid)
                         if one is None:
