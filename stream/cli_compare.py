@@ -20,7 +20,7 @@ from stream.errors import ConfigError
 
 __all__ = ["compare", "compare_reports", "load_report"]
 
-#: What makes two reports the same stream: (label, getter).
+#: What makes two reports the same stream: (label, getter); a value one report lacks is not compared.
 _SAME_STREAM: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
     ("events", lambda r: r.get("events")),
     ("positives", lambda r: r.get("positives")),
@@ -112,7 +112,7 @@ def compare_reports(reports: Sequence[dict[str, Any]], names: Sequence[str]) -> 
     base = reports[0]
     for name, r in zip(names[1:], reports[1:], strict=True):
         for label, get in _SAME_STREAM:
-            if get(r) != get(base):
+            if None not in (get(r), get(base)) and get(r) != get(base):  # (a report may lack the eval section)
                 raise ConfigError(f"{names[0]} and {name} are not of the same stream: {label} {get(base)!r} vs "
                                   f"{get(r)!r} (replay the same input with the same --eval-from/--eval-to)")
     rows = []

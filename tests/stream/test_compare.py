@@ -59,6 +59,17 @@ def test_reports_of_different_streams_are_refused_naming_what_differs(reports):
     assert "not of the same stream" in res.output and str(reports["other"]) in res.output
 
 
+def test_a_report_without_an_evaluation_section_still_compares(reports, tmp_path):
+    """`riskstream demo` writes a report with no `eval` section: the same stream all the same."""
+    bare = json.loads(reports["a"].read_text())
+    del bare["eval"]
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    res = invoke("compare", tmp_path / "bare.json", reports["b"], "--out", tmp_path / "cmp.json")
+    assert res.exit_code == 0, res.output
+    rows = {r["metric"]: r for r in json.loads((tmp_path / "cmp.json").read_text())["rows"]}
+    assert rows["recall at budget"]["values"][0] == bare["recall_at_budget"]
+
+
 def test_a_file_that_is_not_a_report_is_refused(reports, tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text('{"roc_auc": 0.9}')
