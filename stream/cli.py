@@ -562,7 +562,8 @@ def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
     )
     (out / "report.json").write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     report = out / "report-0.5pct.json"
-    click.echo(f"\nNext: riskstream replay {stream_path} --budget 0.005 --report {report}", err=True)
+    click.echo(f"\nNext: riskstream replay {stream_path} --budget 0.005 -q --report {report}\n"
+               f"      riskstream compare {out / 'report.json'} {report}   # the two budgets side by side", err=True)
 
 
 # --- bench -------------------------------------------------------------------------------------------------------
