@@ -245,9 +245,9 @@ def _known(u: list[Any], values: tuple[str | None, ...], t: float, first: bool, 
             out += _ZERO3 * len(values)
             return
         first = True  # nothing remembered yet (only failed attempts so far): as for a brand-new user
-    slot = _U_DEVICES
     fresh = u[_U_FRESH]
-    for v in values:
+    for i, v in enumerate(values):
+        slot = _U_DEVICES + i
         h = u[slot]
         n = 0.0
         new = False
@@ -271,9 +271,8 @@ def _known(u: list[Any], values: tuple[str | None, ...], t: float, first: bool, 
                 new = not first and (lt is None or lt < known_cut)
                 if new:
                     out += (n, 1.0, 1.0)
-                else:
-                    i = 2 * (slot - _U_DEVICES)
-                    recent = fresh is not None and fresh[i] == v and fresh[i + 1] >= fresh_cut
+                else:  # fresh: the attribute's last new value, known since fresh_cut
+                    recent = fresh is not None and fresh[2 * i] == v and fresh[2 * i + 1] >= fresh_cut
                     out += (n, 0.0, 1.0 if recent else 0.0)
                 if learn:
                     if lt is not None:
@@ -284,10 +283,8 @@ def _known(u: list[Any], values: tuple[str | None, ...], t: float, first: bool, 
         if new and learn:
             if fresh is None:
                 fresh = u[_U_FRESH] = [None, 0.0] * len(_KNOWN)
-            i = 2 * (slot - _U_DEVICES)
-            fresh[i] = v
-            fresh[i + 1] = t
-        slot += 1
+            fresh[2 * i] = v
+            fresh[2 * i + 1] = t
 
 
 def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
