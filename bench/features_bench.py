@@ -12,7 +12,7 @@ decodes them, and only ``transform_many`` is timed. Three streams:
 Each runs ``2 * --events`` events through a fresh extractor: the first half is "cold" (most entities are new),
 the second "warm" (the state already holds the population). Printed: µs/event of each half (best of
 ``--repeat``), entities tracked, approximate bytes per tracked entity (``stats()``) and per entity pickled. Last,
-river's reference ``MinMaxScaler | HalfSpaceTrees`` on the same orders (``stream.bench.reference_x``), timed in
+river's reference ``MinMaxScaler | HalfSpaceTrees`` on the same orders (``stream.bench.pipeline.reference_x``), timed in
 the same run, so the ratio holds on a busy machine too.
 
     python bench/features_bench.py            # 50 000 events per half, 10 000 users
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.bench import reference_x
+from stream.bench.pipeline import reference_x
 from stream.events import Event, Login, Order
 from stream.features import FeatureExtractor
 

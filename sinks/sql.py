@@ -47,7 +47,6 @@ import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
-    CheckConstraint,
     Column,
     Connection,
     DateTime,
@@ -56,7 +55,6 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     RowMapping,
     String,
@@ -77,7 +75,7 @@ from sinks.base import BatchSink
 from sinks.errors import SinkError
 
 __all__ = [
-    "SqlSink", "metadata", "alerts_table", "alert_table", "checkpoints_table", "UtcDateTime", "JSON_TYPE",
+    "SqlSink", "metadata", "alerts_table", "alert_table", "UtcDateTime", "JSON_TYPE",
     "create_sql_engine", "describe_error", "hidden_url", "EngineHolder",
 ]
 
@@ -156,26 +154,6 @@ def _define(md: MetaData, name: str) -> Table:
 #: The ``alerts`` table in :data:`metadata`.
 alerts_table = _define(metadata, "alerts")
 _other_tables: dict[str, Table] = {}
-
-#: Checkpoints of the PostgreSQL state store (``stream.pg_state.PgStateStore``): per (consumer group, unit)
-#: the serialized state with the offsets it reflects, its SHA-256 and an HMAC-SHA256 over that. Defined here
-#: so that :data:`metadata` describes the whole schema the migrations version.
-checkpoints_table = Table(
-    "riskstream_checkpoints",
-    metadata,
-    Column("group_id", String, primary_key=True),
-    Column("unit", Integer, primary_key=True),
-    Column("blob", LargeBinary, nullable=False),
-    Column("sha256", String(64), nullable=False),
-    Column("hmac", String(64), nullable=False),
-    Column("offsets", _JSON, nullable=False),
-    Column("config_hash", String, nullable=False),
-    Column("events", BigInteger, nullable=False),
-    Column("generation", BigInteger, nullable=False),
-    Column("saved_at", UtcDateTime, nullable=False),
-    CheckConstraint("unit >= 0", name="unit_nonnegative"),
-)
-
 
 def alert_table(name: str = "alerts") -> Table:
     """The alerts table under ``name``: :data:`alerts_table` for ``"alerts"``, else a table of the same shape.
@@ -345,7 +323,7 @@ class SqlSink(EngineHolder, BatchSink):
         self._insert = (
             postgresql.insert(self.table) if self._pg else sqlite.insert(self.table)
         ).on_conflict_do_nothing(index_elements=["alert_id"])
-        #: PostgreSQL through psycopg 3 writes with COPY (2.5x executemany's rows/s; see stream/pg_bench.py).
+        #: PostgreSQL through psycopg 3 writes with COPY (2.5x executemany's rows/s; see stream/bench/postgres.py).
         self._copy = self._pg and self._engine.dialect.driver == "psycopg" and copy
         if create:
             self._prepare(f"create or upgrade table {self.table.name}", self._create)

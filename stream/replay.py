@@ -13,7 +13,7 @@ from typing import Any
 from sinks.base import Sink
 from sinks.deadletter import DeadLetterSink
 from stream.config import Settings
-from stream.metrics import Collector
+from stream.eval.metrics import Collector
 from stream.pipeline import Engine, Outcome
 from stream.sources import Batch
 

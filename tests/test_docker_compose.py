@@ -20,7 +20,7 @@ import yaml
 # `stream` (when this file runs alone). Take tests/ off the path before importing stream.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import stream.cli_ext  # noqa: E402,F401  (registers run / alerts / db commands)
+
 from stream.cli import cli  # noqa: E402
 from stream.config import load_settings  # noqa: E402
 

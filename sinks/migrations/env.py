@@ -2,6 +2,11 @@
 
 ``config.attributes["connection"]`` is that connection; with none (the ``alembic`` command line with
 ``-x url=...``), an engine is made from the ``url`` argument or ``sqlalchemy.url``.
+
+The ``riskstream_checkpoints`` table (revision 0004) belongs to the PostgreSQL state store and is defined with
+it, in ``stream.state.postgres``, which joins it to the same :data:`sinks.sql.metadata` when imported (sinks
+never import stream). Import that module too before comparing the metadata to a database, as the schema test
+does.
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ from sinks.alert import Alert
 from sinks.memory import MemorySink
 from stream.config import Settings, load_settings
 from stream.events import encode
-from stream.runtime import replay_kafka
-from stream.simulate import SimConfig, simulate
+from stream.kafka import replay_kafka
+from stream.sim import SimConfig, simulate
 from stream.state import LocalStateStore
 
 REPO = Path(__file__).resolve().parents[2]

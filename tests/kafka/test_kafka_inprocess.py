@@ -12,12 +12,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from sinks.alert import Alert
 from sinks.errors import SinkError
+from sinks.kafka import KafkaAlertSink
 from sinks.memory import MemorySink
 from stream.config import load_settings
 from stream.errors import ConfigError
 from stream.events import Login, Order, encode
-from stream.kafka_io import KafkaAlertSink, make_producer
-from stream.runtime import RuntimeStats, replay_kafka, run_consumer
+from stream.kafka import RuntimeStats, replay_kafka, run_consumer
+from stream.kafka.client import make_producer
 from stream.state import Checkpoint, LocalStateStore
 
 pytestmark = pytest.mark.kafka
@@ -49,7 +50,7 @@ def _produce(bootstrap, items):
 
 
 def _simulated(bootstrap, topics, events, seed):
-    from stream.simulate import SimConfig, simulate
+    from stream.sim import SimConfig, simulate
 
     items = []
     for e in simulate(SimConfig(events=events, seed=seed)):

@@ -15,7 +15,7 @@ from conftest import PARTITIONS, end_offsets, produce_simulated, reference_alert
 
 from stream.cli import cli
 from stream.events import encode
-from stream.simulate import SimConfig, simulate, write_jsonl
+from stream.sim import SimConfig, simulate, write_jsonl
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

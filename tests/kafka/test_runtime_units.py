@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sinks.deadletter import DeadLetter
+from sinks.kafka import KafkaDeadLetterSink
 from stream.errors import CheckpointError, ConfigError
 from stream.events import Login, Order
-from stream.kafka_io import KafkaDeadLetterSink
-from stream.runtime import LATENCY_BUCKETS, PartitionUnit, RuntimeStats
+from stream.kafka import LATENCY_BUCKETS, PartitionUnit, RuntimeStats
 from stream.state import Checkpoint, LocalStateStore, open_state_store
 
 TOPICS = ("orders", "logins", "labels")

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from conftest import produce_raw
 
-import stream.cli_ext  # noqa: F401  (registers `alerts tail`)
 from sinks.alert import Alert
+from sinks.kafka import KafkaAlertSink
 from stream.cli import cli
 from stream.config import load_settings
-from stream.kafka_io import KafkaAlertSink, make_producer
-from stream.subscriber import AlertSubscriber
+from stream.kafka.client import make_producer
+from stream.kafka.subscriber import AlertSubscriber
 
 pytestmark = pytest.mark.kafka
 

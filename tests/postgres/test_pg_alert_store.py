@@ -14,13 +14,12 @@ from sqlalchemy import Column, Index, MetaData, Table, create_engine, inspect, t
 from sqlalchemy.engine import make_url
 
 import sinks.feedback  # noqa: F401  (its table is part of the metadata the migrations must match)
-import stream.cli_db  # noqa: F401  (registers alerts query, db, label)
 from sinks import Alert, SinkError, alert_id
 from sinks.migrations import VERSION_TABLE, current, head, history, upgrade
 from sinks.sql import SqlSink, alerts_table, metadata
 from stream.cli import cli
 from stream.errors import CheckpointError
-from stream.pg_state import PgStateStore
+from stream.state.postgres import PgStateStore  # also puts its checkpoints table in the metadata
 
 pytestmark = pytest.mark.postgres
 

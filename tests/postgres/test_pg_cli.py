@@ -15,14 +15,13 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
-import stream.cli_db  # noqa: F401  (registers alerts query, db, label)
 from sinks import Alert, alert_id
 from sinks.feedback import Feedback, FeedbackStore, InvalidFeedback, read_feedback
 from sinks.migrations import head
 from sinks.sql import SqlSink
+from stream.bench.postgres import bench_db
 from stream.cli import cli
 from stream.events import Label, decode
-from stream.pg_bench import bench_db
 
 pytestmark = pytest.mark.postgres
 

@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from stream.config import default_settings
-from stream.pg_state import PgStateStore
 from stream.pipeline import Engine
-from stream.simulate import SimConfig, simulate
+from stream.sim import SimConfig, simulate
 from stream.state import Checkpoint
+from stream.state.postgres import PgStateStore
 
 pytestmark = pytest.mark.postgres
 
@@ -27,9 +27,9 @@ KEY = "handover-test-key-0123456789abcdef"
 TAKEOVER = textwrap.dedent("""
     import sys, orjson
     from stream.config import default_settings
-    from stream.pg_state import PgStateStore
+    from stream.state.postgres import PgStateStore
     from stream.pipeline import Engine
-    from stream.simulate import SimConfig, simulate
+    from stream.sim import SimConfig, simulate
 
     url, key, out = sys.argv[1:4]
     events, seed, batch = (int(v) for v in sys.argv[4:7])

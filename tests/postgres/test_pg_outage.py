@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 from sinks import Alert, SinkError, alert_id
 from sinks.sql import SqlSink
 from stream.errors import CheckpointError
-from stream.pg_state import PgStateStore
 from stream.state import Checkpoint
+from stream.state.postgres import PgStateStore
 
 pytestmark = pytest.mark.postgres
 

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from stream.errors import CheckpointError
-from stream.pg_state import PgStateStore
 from stream.state import Checkpoint, StateStore
+from stream.state.postgres import PgStateStore
 
 pytestmark = pytest.mark.postgres
 

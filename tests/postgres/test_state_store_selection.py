@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from stream.cli import cli
 from stream.config import load_settings
 from stream.errors import ConfigError
-from stream.pg_state import PgStateStore
 from stream.state import Checkpoint, open_state_store
+from stream.state.postgres import PgStateStore
 
 pytestmark = pytest.mark.postgres
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from stream.cli import cli
-from stream.cli_compare import compare_reports
+from stream.cli.compare import compare_reports
 from stream.errors import ConfigError
 
 

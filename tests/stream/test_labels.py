@@ -7,8 +7,8 @@ import pickle
 import pytest
 
 from stream.config import Settings, load_settings
-from stream.delayed_labels import DelayedLabels, parse_duration
 from stream.errors import ConfigError
+from stream.eval.delayed_labels import DelayedLabels, parse_duration
 from stream.events import Label, Order
 from stream.labels import LabelStore
 from stream.pipeline import Engine
@@ -136,7 +136,7 @@ def test_engine_snapshot_keeps_label_state() -> None:
 def test_window_collector_counts_the_window_and_drops_cards_known_before_the_day() -> None:
     import numpy as np
 
-    from stream.metrics import WindowCollector
+    from stream.eval.metrics import WindowCollector
     from stream.pipeline import Outcome
 
     day = 86400.0
@@ -159,7 +159,7 @@ def test_window_collector_counts_the_window_and_drops_cards_known_before_the_day
 def test_handbook_protocol_knows_cards_only_through_frauds_since_known_from_and_drops_found_cards() -> None:
     import numpy as np
 
-    from stream.metrics import WindowCollector
+    from stream.eval.metrics import WindowCollector
     from stream.pipeline import Outcome
 
     day = 86400.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.metrics import average_precision, roc_auc, top_k_metrics
+from stream.eval.metrics import average_precision, roc_auc, top_k_metrics
 
 
 def brute_auc(y, s):

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from stream.errors import SourceError
-from stream.nab import (
+from stream.eval.nab import (
     DEFAULT_DATA_DIR,
     NabScorer,
     NabSeries,
@@ -165,7 +165,6 @@ def test_the_published_scoreboard_is_reproduced_from_the_shipped_scores(corpus):
 
 @needs_data
 def test_riskstream_nab_scores_the_rate_detector_above_60_as_committed(tmp_path):
-    import stream.cli_nab  # noqa: F401  (registers the command)
     from stream.cli import cli
 
     out = tmp_path / "nab.json"
@@ -185,7 +184,6 @@ def test_riskstream_nab_scores_the_rate_detector_above_60_as_committed(tmp_path)
 
 @needs_data
 def test_riskstream_nab_refuses_a_bad_parameter():
-    import stream.cli_nab  # noqa: F401
     from stream.cli import cli
 
     result = CliRunner().invoke(cli, ["nab", "--param", "history=0"])

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.observability import MetricsServer, check_health, start_metrics_server
-from stream.runtime import LATENCY_BUCKETS, RuntimeStats
+from stream.kafka import LATENCY_BUCKETS, RuntimeStats
+from stream.kafka.observability import MetricsServer, check_health, start_metrics_server
 
 
 @pytest.fixture()

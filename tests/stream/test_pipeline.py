@@ -11,7 +11,7 @@ from stream.config import default_settings
 from stream.errors import CheckpointError
 from stream.events import Label, Login, Order
 from stream.pipeline import Engine
-from stream.simulate import SimConfig, simulate
+from stream.sim import SimConfig, simulate
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from stream.plots import plot_alerts_over_time, plot_pr_curve, precision_recall
+from stream.eval.plots import plot_alerts_over_time, plot_pr_curve, precision_recall
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

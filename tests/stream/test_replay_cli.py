@@ -13,7 +13,7 @@ from sinks.deadletter import read_dead_letters
 from sinks.jsonl import read_alerts
 from stream.cli import cli
 from stream.events import encode
-from stream.simulate import SimConfig, simulate
+from stream.sim import SimConfig, simulate
 
 
 @pytest.fixture(scope="module")

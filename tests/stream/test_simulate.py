@@ -13,7 +13,7 @@ import pytest
 
 from stream.errors import ConfigError
 from stream.events import Event, Label, Login, Order, decode, encode
-from stream.simulate import (
+from stream.sim import (
     ATTACK_SCENARIOS,
     BENIGN_SCENARIOS,
     NORMAL,

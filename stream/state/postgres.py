@@ -1,7 +1,7 @@
-"""A :class:`~stream.state.StateStore` in PostgreSQL: any process of the consumer group can take over a unit.
+"""A :class:`~stream.state.local.StateStore` in PostgreSQL: any process of the consumer group can take over a unit.
 
 One row per ``(consumer group, unit)`` in ``riskstream_checkpoints`` (created by the migrations in
-``sinks/migrations``) holds :meth:`Checkpoint.to_bytes <stream.state.Checkpoint.to_bytes>` (engine state +
+``sinks/migrations``) holds :meth:`Checkpoint.to_bytes <stream.state.local.Checkpoint.to_bytes>` (engine state +
 the input offsets it reflects), its SHA-256, and an HMAC-SHA256 over that checksum, the group and the unit,
 keyed by a secret the caller passes in (the config loader reads it from ``RISKSTREAM_STATE_KEY``). A save
 is one ``INSERT ... ON CONFLICT DO UPDATE``: a reader sees the old checkpoint or the new one, whole.
@@ -17,7 +17,7 @@ pickled engine state, so this check is what keeps a writer of the table from run
 
 Works on SQLite too (the same code; handy for tests and single-host runs).
 
->>> from stream.state import Checkpoint
+>>> from stream.state.base import Checkpoint
 >>> store = PgStateStore("sqlite://", key=b"0123456789abcdef0123456789abcdef")
 >>> store.save("fraud", 0, Checkpoint(offsets={"orders": 42}, state=b"s", config_hash="c"))
 >>> store.load("fraud", 0).offsets
@@ -37,16 +37,35 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import BigInteger, CheckConstraint, Column, Engine, Integer, LargeBinary, String, Table, func, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
-from sinks.sql import EngineHolder, checkpoints_table, describe_error
+from sinks.sql import JSON_TYPE, EngineHolder, UtcDateTime, describe_error, metadata
 from stream.errors import CheckpointError
-from stream.state import Checkpoint
+from stream.state.base import Checkpoint
 
 __all__ = ["PgStateStore", "MIN_KEY_BYTES"]
+
+#: The store's table: per (consumer group, unit) the serialized state with the offsets it reflects, its SHA-256
+#: and an HMAC-SHA256 over that. It joins the alert store's :data:`sinks.sql.metadata` (one schema, one set of
+#: migrations in ``sinks/migrations``) when this module is imported.
+checkpoints_table = Table(
+    "riskstream_checkpoints",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("unit", Integer, primary_key=True),
+    Column("blob", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("hmac", String(64), nullable=False),
+    Column("offsets", JSON_TYPE, nullable=False),
+    Column("config_hash", String, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("generation", BigInteger, nullable=False),
+    Column("saved_at", UtcDateTime, nullable=False),
+    CheckConstraint("unit >= 0", name="unit_nonnegative"),
+)
 
 T = TypeVar("T")
 log = logging.getLogger("riskstream.state")

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from stream.config import Settings
+from stream.eval.metrics import average_precision, roc_auc
 from stream.events import Event, Label, Login, Order
-from stream.metrics import average_precision, roc_auc
 from stream.pipeline import Engine
 from stream.sources import FileSource, Mapping
 
@@ -43,7 +43,7 @@ def _load(settings: Settings, events: int, seed: int, input_path: str | None, fm
     batch_size = int(settings.engine["batch_size"])
     if input_path is None:
         from stream.events import decode, encode
-        from stream.simulate import SimConfig, simulate
+        from stream.sim import SimConfig, simulate
 
         raws = [encode(e) for e in simulate(SimConfig(events=events, seed=seed))]
         t0 = time.perf_counter()
@@ -140,7 +140,7 @@ def run_bench(settings: Settings, *, events: int = 50_000, seed: int = 7, input_
 def print_bench(result: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from stream.report import console
+    from stream.eval.report import console
 
     t = Table(title=f"riskstream bench — {result['input']}", title_justify="left")
     t.add_column("pipeline")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import orjson
 
-from stream.cli import _fail_cleanly, cli
+from stream.cli.base import fail_cleanly
 from stream.config import load_settings
 from stream.errors import ConfigError, SourceError
 
@@ -50,7 +50,7 @@ def _setup_logging(fmt: str) -> None:
             h.setFormatter(JsonFormatter())
 
 
-@cli.command()
+@click.command()
 @click.option(
     "--config",
     "-c",
@@ -96,7 +96,7 @@ def _setup_logging(fmt: str) -> None:
     show_default=True,
     help="text: 'event=checkpoint key=value' lines; json: one JSON object per line.",
 )
-@_fail_cleanly
+@fail_cleanly
 def run(
     config: str | None,
     group_id: str | None,
@@ -118,8 +118,8 @@ def run(
     leaves the group (exit 0). Start more processes with the same group id to share the partitions.
     With --metrics-port (or metrics.port), /metrics (Prometheus) and /healthz are served meanwhile.
     """
-    from stream.kafka_io import KAFKA_ERRORS
-    from stream.runtime import RuntimeStats, run_consumer
+    from stream.kafka import RuntimeStats, run_consumer
+    from stream.kafka.client import KAFKA_ERRORS
 
     overrides = {
         "kafka.group_id": group_id,
@@ -133,7 +133,7 @@ def run(
     server = None
     port = int(settings.metrics.get("port") or 0)
     if port:
-        from stream.observability import start_metrics_server
+        from stream.kafka.observability import start_metrics_server
 
         try:
             server = start_metrics_server(stats, port, metrics_host)

@@ -26,325 +26,50 @@ Checkpoint (every ``kafka.checkpoint_interval_s``, on revoke, on stop)
 See ``docs/runtime.md`` for failure cases, rebalances, backpressure and configuration keys.
 """
 
+
 from __future__ import annotations
 
-import bisect
 import functools
 import logging
-import math
 import signal
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sinks.base import Sink
-from sinks.deadletter import DeadLetter, DeadLetterSink
+from sinks.deadletter import DeadLetterSink
 from sinks.errors import SinkError
 from stream.config import Settings
 from stream.errors import CheckpointError, ConfigError, SourceError
 from stream.events import Event
-from stream.kafka_io import (
-    KafkaAlertSink,
-    KafkaDeadLetterSink,
+from stream.kafka.client import (
     TopicPartition,
     decode_record,
     input_topics,
     kerrors,
     make_consumer,
-    make_producer,
     release_parked_fetches,
 )
+from stream.kafka.stats import RuntimeStats
+from stream.kafka.stats import log_event as _log
+from stream.kafka.units import PartitionUnit
+from stream.outputs import Outputs, open_outputs
 from stream.state import Checkpoint, StateStore, open_state_store
 
 with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself on import
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
 
-__all__ = [
-    "RuntimeStats",
-    "PartitionUnit",
-    "run_consumer",
-    "replay_kafka",
-    "KafkaReplayResult",
-    "build_sinks",
-]
+
+__all__ = ["run_consumer", "check_copartitioned"]
 
 log = logging.getLogger("riskstream.runtime")
 
-#: Upper bounds (seconds) of the end-to-end latency histogram buckets (cumulative when exported).
-LATENCY_BUCKETS: tuple[float, ...] = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    300.0,
-    math.inf,
-)
 _MAX_BACKOFF_S = 30.0
 _FIRST_BACKOFF_S = 0.5
-
-
-def _kv(event: str, **fields: Any) -> tuple[str, dict[str, Any]]:
-    parts = [f"event={event}"]
-    for k, v in fields.items():
-        if isinstance(v, float):
-            v = round(v, 4)
-        text = str(v)
-        if not text or any(c.isspace() or c in '"=' for c in text):
-            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        parts.append(f"{k}={text}")
-    return " ".join(parts), {"event": event, "fields": fields}
-
-
-def _log(level: int, event: str, **fields: Any) -> None:
-    """One structured log line: ``event=<name> key=value ...``; ``record.event``/``record.fields`` for
-    JSON."""
-    if log.isEnabledFor(level):
-        msg, extra = _kv(event, **fields)
-        log.log(level, msg, extra=extra)
-
-
-# --- statistics ---------------------------------------------------------------------------------------------
-
-
-class RuntimeStats:
-    """Counters of one runtime, read by the metrics exporter and the logs. Plain attributes; :meth:`snapshot`
-    gives a consistent copy as a dict.
-
-    Attributes
-    ----------
-    records_in
-        Records received from Kafka (valid or not).
-    events
-        Events processed by the engines (orders, logins and labels).
-    invalid
-        Records sent to the dead-letter sinks.
-    alerts
-        Alerts raised.
-    checkpoints, checkpoint_failures, commit_failures
-        Checkpoints completed, checkpoints aborted (a sink or the state store failed), offset commits that
-        failed (expected during rebalances).
-    last_checkpoint_seconds, checkpoint_seconds_total
-        Duration of the last checkpoint and the sum of all.
-    last_checkpoint_at, last_checkpoint_failed_at, last_checkpoint_error
-        Wall-clock times (epoch seconds) of the last completed and the last failed checkpoint, and why it
-        failed (the health check reports unhealthy while a failure is newer than the last success).
-    last_poll_at
-        Wall-clock time of the last ``poll()`` return (the health check's liveness signal).
-    rebalances
-        Partition assignments received.
-    units
-        Partition units currently owned.
-    paused_partitions
-        Topic-partitions whose fetching is paused (backpressure or failing sinks).
-    buffered, buffered_peak
-        Records fetched but not yet processed (held between polls), over all units: now, and the most seen.
-    pauses
-        Times fetching of a topic-partition was paused (backpressure or failing sinks).
-    lag
-        ``"topic/partition"`` -> records between the next unprocessed offset and the high watermark.
-    latency_counts, latency_sum, latency_count
-        End-to-end latency histogram (Kafka record timestamp to processed), per bucket of
-        :data:`LATENCY_BUCKETS` (not cumulative), with sum and count.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.started_at = time.time()
-        self.records_in = 0
-        self.events = 0
-        self.invalid = 0
-        self.alerts = 0
-        self.checkpoints = 0
-        self.checkpoint_failures = 0
-        self.commit_failures = 0
-        self.last_checkpoint_seconds = 0.0
-        self.checkpoint_seconds_total = 0.0
-        self.last_checkpoint_at: float | None = None
-        self.last_checkpoint_failed_at: float | None = None
-        self.last_checkpoint_error: str | None = None
-        self.last_poll_at: float | None = None
-        self.rebalances = 0
-        self.units: tuple[int, ...] = ()
-        self.paused_partitions = 0
-        self.buffered = 0
-        self.buffered_peak = 0
-        self.pauses = 0
-        self.lag: dict[str, int] = {}
-        self.latency_counts = [0] * len(LATENCY_BUCKETS)
-        self.latency_sum = 0.0
-        self.latency_count = 0
-
-    def observe_latency(self, seconds: Iterable[float]) -> None:
-        """Add end-to-end latencies (seconds) to the histogram."""
-        with self._lock:
-            for s in seconds:
-                s = max(0.0, s)
-                self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, s)] += 1
-                self.latency_sum += s
-                self.latency_count += 1
-
-    def set_lag(self, lag: Mapping[str, int]) -> None:
-        with self._lock:
-            self.lag = dict(lag)
-
-    def observe_checkpoint(self, seconds: float) -> None:
-        with self._lock:
-            self.checkpoints += 1
-            self.last_checkpoint_seconds = seconds
-            self.checkpoint_seconds_total += seconds
-            self.last_checkpoint_at = time.time()
-
-    def observe_checkpoint_failure(self, error: BaseException) -> None:
-        with self._lock:
-            self.checkpoint_failures += 1
-            self.last_checkpoint_failed_at = time.time()
-            self.last_checkpoint_error = f"{type(error).__name__}: {error}"[:500]
-
-    def snapshot(self) -> dict[str, Any]:
-        """All counters as a plain dict (``lag`` and ``latency`` nested)."""
-        with self._lock:
-            return {
-                "uptime_seconds": time.time() - self.started_at,
-                "records_in": self.records_in,
-                "events": self.events,
-                "invalid": self.invalid,
-                "alerts": self.alerts,
-                "checkpoints": self.checkpoints,
-                "checkpoint_failures": self.checkpoint_failures,
-                "commit_failures": self.commit_failures,
-                "last_checkpoint_seconds": self.last_checkpoint_seconds,
-                "checkpoint_seconds_total": self.checkpoint_seconds_total,
-                "last_checkpoint_at": self.last_checkpoint_at,
-                "last_checkpoint_failed_at": self.last_checkpoint_failed_at,
-                "last_checkpoint_error": self.last_checkpoint_error,
-                "last_poll_at": self.last_poll_at,
-                "rebalances": self.rebalances,
-                "units": list(self.units),
-                "paused_partitions": self.paused_partitions,
-                "buffered": self.buffered,
-                "buffered_peak": self.buffered_peak,
-                "pauses": self.pauses,
-                "lag": dict(self.lag),
-                "lag_total": sum(self.lag.values()),
-                "latency": {
-                    "buckets": list(LATENCY_BUCKETS),
-                    "counts": list(self.latency_counts),
-                    "sum": self.latency_sum,
-                    "count": self.latency_count,
-                },
-            }
-
-
-# --- one unit's buffers and merge ---------------------------------------------------------------------------
-
-#: A buffered record: (offset, event or dead letter, Kafka record timestamp in ms or -1).
-Item = tuple[int, "Event | DeadLetter", int]
-#: A released record: (offset, event, Kafka record timestamp in ms or -1).
-Released = tuple[int, Event, int]
-
-
-class PartitionUnit:
-    """The per-topic queues of one partition number and the deterministic merge over them.
-
-    ``positions[topic]`` is the offset just after the last record received (or the seek position), None until
-    known. No Kafka client here: the caller feeds records with :meth:`add` and says in :meth:`release` which
-    empty topics have been consumed up to their end.
-
-    >>> from stream.events import Login
-    >>> u = PartitionUnit(0, ["orders", "logins"])
-    >>> u.add("logins", 7, Login(event_id="a", ts=2.0, user_id="u", success=True))
-    >>> u.release(lambda topic: False)   # orders might still hold an earlier event: wait
-    ([], [])
-    >>> u.set_position("orders", 0)
-    >>> [item[1].event_id for item in u.release(lambda topic: topic == "orders")[0]]
-    ['a']
-    >>> u.next_offsets()
-    {'orders': 0, 'logins': 8}
-    """
-
-    def __init__(self, partition: int, topics: Sequence[str]) -> None:
-        if not topics:
-            raise ValueError("a unit needs at least one topic")
-        self.partition = partition
-        self.topics = tuple(topics)
-        self.queues: dict[str, deque[Item]] = {t: deque() for t in self.topics}
-        self.positions: dict[str, int | None] = {t: None for t in self.topics}
-        self.buffered = 0
-
-    def set_position(self, topic: str, offset: int) -> None:
-        """The next record of ``topic`` to arrive will be at ``offset`` (a seek); keeps the later of the two
-        when records were already received (a fetch position past a gap of control records)."""
-        cur = self.positions[topic]
-        self.positions[topic] = offset if cur is None else max(cur, offset)
-
-    def add(self, topic: str, offset: int, item: Event | DeadLetter, timestamp_ms: int = -1) -> None:
-        """Buffer one record (records of a topic arrive in offset order)."""
-        self.queues[topic].append((offset, item, timestamp_ms))
-        self.positions[topic] = offset + 1
-        self.buffered += 1
-
-    def next_offsets(self) -> dict[str, int] | None:
-        """Per topic, the offset of the first record not yet released; None while a position is unknown."""
-        out: dict[str, int] = {}
-        for t in self.topics:
-            q = self.queues[t]
-            if q:
-                out[t] = q[0][0]
-            else:
-                pos = self.positions[t]
-                if pos is None:
-                    return None
-                out[t] = pos
-        return out
-
-    def release(self, at_end: Callable[[str], bool]) -> tuple[list[Released], list[DeadLetter]]:
-        """Pop every record that may be processed now, in merge order, and every dead letter at a queue head.
-
-        ``at_end(topic)`` says whether an empty ``topic`` queue has been consumed up to its end offset (so no
-        earlier-timestamped record can still arrive on it). It is asked at most once per topic per call.
-        """
-        queues = [self.queues[t] for t in self.topics]
-        out: list[Released] = []
-        dead: list[DeadLetter] = []
-        ended: dict[int, bool] = {}
-        while True:
-            best_i = -1
-            best_key: tuple[float, int, int] | None = None
-            blocked = False
-            for i, q in enumerate(queues):
-                while q and isinstance(q[0][1], DeadLetter):
-                    dead.append(q.popleft()[1])  # type: ignore[arg-type]
-                if q:
-                    offset, ev, _ = q[0]
-                    key = (ev.ts, i, offset)  # type: ignore[union-attr]
-                    if best_key is None or key < best_key:
-                        best_key, best_i = key, i
-                else:
-                    done = ended.get(i)
-                    if done is None:
-                        done = ended[i] = at_end(self.topics[i])
-                    if not done:
-                        blocked = True
-                        break
-            if blocked or best_i < 0:
-                break
-            out.append(queues[best_i].popleft())  # type: ignore[arg-type]  # a valid event (dead letters left)
-        self.buffered -= len(out) + len(dead)
-        return out, dead
 
 
 @dataclass
@@ -359,64 +84,6 @@ class _Unit:
     gap_checked: dict[str, float] = field(default_factory=dict)
     #: Topics whose start position is still to be looked up (committed offset, else ``auto_offset_reset``).
     pending: set[str] = field(default_factory=set)
-
-
-# --- sinks --------------------------------------------------------------------------------------------------
-
-
-def build_sinks(
-    settings: Settings, *, bootstrap: str | None = None
-) -> tuple[list[Sink], list[DeadLetterSink], list[Any]]:
-    """The sinks the settings name: alerts topic + SQL + JSONL for alerts; dead-letter topic + JSONL file.
-
-    Returns ``(alert_sinks, dead_letter_sinks, resources)``; close the sinks, then the resources (the shared
-    producer), when done.
-    """
-    from sinks.deadletter import JsonlDeadLetterSink
-    from sinks.jsonl import JsonlSink
-
-    k = settings.kafka
-    s = settings.sinks
-    alert_sinks: list[Sink] = []
-    dl_sinks: list[DeadLetterSink] = []
-    resources: list[Any] = []
-    try:
-        need_producer = bool(k.get("alerts_topic")) or bool(k.get("dead_letter_topic"))
-        producer = make_producer(settings, bootstrap=bootstrap) if need_producer else None
-        if producer is not None:
-            resources.append(producer)
-        timeout = float(k.get("flush_timeout_s", 30.0))
-        if k.get("alerts_topic"):
-            alert_sinks.append(KafkaAlertSink(producer, str(k["alerts_topic"]), flush_timeout_s=timeout))
-        if s.get("database"):
-            from sinks.sql import SqlSink
-
-            alert_sinks.append(SqlSink(str(s["database"])))
-        if s.get("jsonl"):
-            alert_sinks.append(JsonlSink(str(s["jsonl"])))
-        if k.get("dead_letter_topic"):
-            dl_sinks.append(
-                KafkaDeadLetterSink(producer, str(k["dead_letter_topic"]), flush_timeout_s=timeout)
-            )
-        if s.get("dead_letter"):
-            dl_sinks.append(JsonlDeadLetterSink(str(s["dead_letter"])))
-    except BaseException:
-        _close_all([*alert_sinks, *dl_sinks], resources)
-        raise
-    return alert_sinks, dl_sinks, resources
-
-
-def _close_all(sinks: Iterable[Any], resources: Iterable[Any]) -> None:
-    for s in sinks:
-        try:
-            s.close()
-        except Exception as e:  # noqa: BLE001 - closing is best effort; the checkpoint already decided
-            _log(logging.WARNING, "sink_close_failed", sink=repr(s), error=f"{type(e).__name__}: {e}")
-    for r in resources:
-        try:
-            r.close(timeout=10)
-        except Exception as e:  # noqa: BLE001
-            _log(logging.WARNING, "close_failed", resource=type(r).__name__, error=f"{type(e).__name__}: {e}")
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -975,22 +642,14 @@ def run_consumer(
     clock: Callable[[Event], float] | None = None if event_time_clock else (lambda e: time.time())
     restore_signals = _install_signals(stop) if install_signal_handlers else None
     consumer = make_consumer(settings, group_id=group, bootstrap=bootstrap)
-    own_sinks: list[Any] = []
-    resources: list[Any] = []
+    outputs = Outputs()
     try:
         n = check_copartitioned(consumer, topics)
         if sinks is None or dead_letters is None:
-            built_alerts, built_dl, resources = build_sinks(settings, bootstrap=bootstrap)
-            if sinks is None:
-                sinks = built_alerts
-                own_sinks += built_alerts
-            else:
-                _close_all(built_alerts, [])
-            if dead_letters is None:
-                dead_letters = built_dl
-                own_sinks += built_dl
-            else:
-                _close_all(built_dl, [])
+            outputs = open_outputs(settings, kafka=True, bootstrap=bootstrap, alerts=sinks is None,
+                                   refused=dead_letters is None)
+            sinks = outputs.alerts if sinks is None else sinks
+            dead_letters = outputs.dead_letters if dead_letters is None else dead_letters
         runtime = _Runtime(
             settings,
             consumer,
@@ -1033,7 +692,7 @@ def run_consumer(
             consumer.close()
         except Exception:  # noqa: BLE001 - already closed or the broker is gone; leaving the group is best effort
             pass
-        _close_all(own_sinks, resources)
+        outputs.close()
         if restore_signals is not None:
             restore_signals()
 
@@ -1060,192 +719,3 @@ def _install_signals(stop: threading.Event) -> Callable[[], None]:
 
 
 # --- bounded replay of Kafka topics -------------------------------------------------------------------------
-
-
-class KafkaReplayResult(dict):
-    """The replay report (a dict, like :class:`stream.replay.ReplayResult`) plus the engines, one per unit."""
-
-    engines: dict[int, Any]
-
-
-OffsetSpec = int | Mapping[Any, int] | None
-
-
-def _offset_for(spec: OffsetSpec, tp: TopicPartition) -> int | None:
-    if spec is None:
-        return None
-    if isinstance(spec, int):
-        return spec
-    for key in (tp, (tp.topic, tp.partition), f"{tp.topic}/{tp.partition}", tp.partition):
-        if key in spec:
-            return int(spec[key])
-    return None
-
-
-def replay_kafka(
-    settings: Settings,
-    topics: Sequence[str] | None = None,
-    *,
-    from_offsets: OffsetSpec = None,
-    to_offsets: OffsetSpec = None,
-    from_timestamp: float | None = None,
-    to_timestamp: float | None = None,
-    bootstrap: str | None = None,
-    sinks: Sequence[Sink] = (),
-    dead_letters: DeadLetterSink | None = None,
-    on_batch: Callable[[Any, Any], None] | None = None,
-    event_time_clock: bool = True,
-    flush_every: int = 50,
-) -> KafkaReplayResult:
-    """Run a bounded offset range of Kafka topics through the runtime's unit/merge logic, without a group.
-
-    The result is what ``riskstream run`` produces over the same records: one engine per partition number,
-    records merged by ``(event ts, topic index in config order, offset)``.
-
-    Parameters
-    ----------
-    topics
-        Topics to read (default: the configured input topics). They are put in configuration order (unknown
-        topics after, in the given order), because the order decides ties between equal timestamps.
-    from_offsets, to_offsets
-        Start (inclusive) and end (exclusive) offsets: one number for every partition, or a mapping keyed by
-        :class:`TopicPartition`, ``(topic, partition)``, ``"topic/partition"`` or partition number. Clamped to
-        what the log holds; default: the beginning and the end offsets when the replay starts.
-    from_timestamp, to_timestamp
-        Epoch seconds, alternatives to the offsets, resolved with the Kafka record timestamps
-        (``offsets_for_times``): from the first record at or after ``from_timestamp`` to the first at or after
-        ``to_timestamp`` (exclusive).
-    sinks, dead_letters
-        Where alerts and refused records go (flushed every ``flush_every`` batches and at the end).
-    on_batch
-        Called as ``on_batch(batch, outcome)`` with a :class:`stream.sources.Batch` and the engine's outcome.
-    event_time_clock
-        ``detected_at`` = event time (default, reproducible) or the wall clock.
-    """
-    from stream.metrics import Collector
-    from stream.pipeline import Engine
-    from stream.sources import Batch
-
-    configured = input_topics(settings)
-    names = list(dict.fromkeys(topics or configured))
-    names.sort(key=lambda t: configured.index(t) if t in configured else len(configured) + names.index(t))
-    consumer = make_consumer(
-        settings, group_id=None, bootstrap=bootstrap, max_poll_records=int(settings.kafka["max_poll_records"])
-    )
-    clock: Callable[[Event], float] | None = None if event_time_clock else (lambda e: time.time())
-    batch_size = int(settings.engine["batch_size"])
-    collector = Collector()
-    started = time.perf_counter()
-    try:
-        tps: list[TopicPartition] = []
-        for t in names:
-            parts = consumer.partitions_for_topic(t)
-            if not parts:
-                raise SourceError(f"Kafka topic {t!r} does not exist")
-            tps.extend(TopicPartition(t, p) for p in sorted(parts))
-        begin = consumer.beginning_offsets(tps)
-        end = consumer.end_offsets(tps)
-        start = {tp: max(begin[tp], _offset_for(from_offsets, tp) or begin[tp]) for tp in tps}
-        stop = {
-            tp: min(
-                end[tp], _offset_for(to_offsets, tp) if _offset_for(to_offsets, tp) is not None else end[tp]
-            )
-            for tp in tps
-        }
-        if from_timestamp is not None:
-            found = consumer.offsets_for_times({tp: int(from_timestamp * 1000) for tp in tps})
-            start = {tp: max(start[tp], found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
-        if to_timestamp is not None:
-            found = consumer.offsets_for_times({tp: int(to_timestamp * 1000) for tp in tps})
-            stop = {tp: min(stop[tp], found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
-        units: dict[int, PartitionUnit] = {}
-        engines: dict[int, Any] = {}
-        for p in sorted({tp.partition for tp in tps}):
-            unit_topics = [t for t in names if TopicPartition(t, p) in start]
-            units[p] = PartitionUnit(p, unit_topics)
-            engines[p] = Engine(settings, clock=clock)
-        consumer.assign(tps)
-        for tp in tps:
-            units[tp.partition].set_position(tp.topic, start[tp])
-            if start[tp] < stop[tp]:
-                consumer.seek(tp, start[tp])
-        done = {tp for tp in tps if start[tp] >= stop[tp]}
-        if done:
-            consumer.pause(*done)
-        n_batches = 0
-        while True:
-            for u in units.values():
-
-                def at_end(topic: str, u: PartitionUnit = u) -> bool:
-                    return (u.positions[topic] or 0) >= stop[TopicPartition(topic, u.partition)]
-
-                items, dead = u.release(at_end)
-                if not items and not dead:
-                    continue
-                if dead and dead_letters is not None:
-                    for d in dead:
-                        dead_letters.add(d)
-                events = [it[1] for it in items]
-                for i in range(0, max(len(events), 1), batch_size):
-                    chunk = events[i : i + batch_size]
-                    outcome = engines[u.partition].process(chunk)
-                    for a in outcome.alerts:
-                        for s in sinks:
-                            s.add(a)
-                    invalid = dead if i == 0 else []
-                    collector.add(outcome, invalid=len(invalid))
-                    if on_batch is not None:
-                        on_batch(Batch(events=list(chunk), invalid=list(invalid)), outcome)
-                    n_batches += 1
-                    if n_batches % flush_every == 0:
-                        _flush_replay(sinks, dead_letters)
-            if len(done) == len(tps) and all(u.buffered == 0 for u in units.values()):
-                break
-            records = consumer.poll(timeout_ms=500)
-            for tp, recs in records.items():
-                u = units[tp.partition]
-                for r in recs:
-                    if r.offset >= stop[tp]:
-                        break
-                    u.add(
-                        tp.topic,
-                        r.offset,
-                        decode_record(tp.topic, tp.partition, r.offset, r.value),
-                        r.timestamp if r.timestamp is not None else -1,
-                    )
-            for tp in tps:
-                if tp in done:
-                    continue
-                u = units[tp.partition]
-                pos = u.positions[tp.topic] or 0
-                if pos < stop[tp] and not u.queues[tp.topic]:
-                    fetch_pos = consumer.position(tp)
-                    if fetch_pos is not None:
-                        u.set_position(tp.topic, min(fetch_pos, stop[tp]))
-                if (u.positions[tp.topic] or 0) >= stop[tp]:
-                    done.add(tp)
-                    consumer.pause(tp)
-        _flush_replay(sinks, dead_letters)
-    finally:
-        consumer.close()
-    elapsed = time.perf_counter() - started
-    report: dict[str, Any] = collector.report(settings.budget)
-    report["config_hash"] = settings.config_hash
-    report["config_source"] = settings.source
-    report["seconds"] = round(elapsed, 3)
-    total = collector.events + collector.invalid + collector.labels_seen
-    report["events_per_second"] = round(total / elapsed, 1) if elapsed > 0 else None
-    report["kafka"] = {
-        "topics": names,
-        "offsets": {f"{tp.topic}/{tp.partition}": [start[tp], stop[tp]] for tp in tps},
-    }
-    result = KafkaReplayResult(report)
-    result.engines = engines
-    return result
-
-
-def _flush_replay(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None) -> None:
-    for s in sinks:
-        s.flush()
-    if dead_letters is not None:
-        dead_letters.flush()

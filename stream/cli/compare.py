@@ -15,7 +15,7 @@ from typing import Any
 import click
 import orjson
 
-from stream.cli import _fail_cleanly, cli
+from stream.cli.base import fail_cleanly
 from stream.errors import ConfigError
 
 __all__ = ["compare", "compare_reports", "load_report"]
@@ -145,10 +145,10 @@ def _cell(metric: str, v: Any, d: float | None) -> str:
     return f"{text} (=)" if d == 0 else f"{text} ({format(d, dfmt)})"
 
 
-@cli.command("compare")
+@click.command("compare")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the comparison as JSON.")
-@_fail_cleanly
+@fail_cleanly
 def compare(reports: tuple[str, ...], out: str | None) -> None:
     """Put replay reports of the same stream side by side; the first is the baseline.
 

@@ -5,9 +5,9 @@
   :class:`TokenBucket` (``riskstream simulate --to-kafka --rate N``).
 - :func:`bench_kafka` (``riskstream bench --kafka``) produces one fixed simulated stream to fresh topics,
   then in the same run measures (a) a plain kafka-python consumer that only iterates over those records, and
-  (b) the same records end to end through :func:`stream.runtime.run_consumer` (one group member, alerts
+  (b) the same records end to end through :func:`stream.kafka.consumer.run_consumer` (one group member, alerts
   published to a fresh alerts topic, checkpoints as configured) and through
-  :func:`stream.runtime.replay_kafka`; the ratio (b)/(a) is what the engine costs on top of the client.
+  :func:`stream.kafka.replay.replay_kafka`; the ratio (b)/(a) is what the engine costs on top of the client.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def produce_events(
     Returns counts per type, ``skipped``, ``seconds`` and ``events_per_second``; a delivery the broker did
     not confirm raises :class:`SourceError` after the rest were flushed.
     """
-    from stream.kafka_io import make_producer
+    from stream.kafka.client import make_producer
 
     topic_of = _topic_of(settings)
     bucket = TokenBucket(rate)
@@ -193,7 +193,7 @@ def produce_events(
 def _raw_consume(settings: Settings, bootstrap: str, tps: Sequence[TopicPartition],
                  total: int) -> dict[str, Any]:
     """A plain consumer (the runtime's client settings, no group) that only iterates over the records."""
-    from stream.kafka_io import make_consumer
+    from stream.kafka.client import make_consumer
 
     consumer = make_consumer(settings, group_id=None, bootstrap=bootstrap, consumer_timeout_ms=30_000)
     try:
@@ -218,7 +218,7 @@ def _raw_consume(settings: Settings, bootstrap: str, tps: Sequence[TopicPartitio
 
 def _run_group_member(settings: Settings, bootstrap: str, total: int, timeout_s: float) -> dict[str, Any]:
     """One ``run_consumer`` member on fresh topics; timed from its first record to its stop checkpoint."""
-    from stream.runtime import RuntimeStats, run_consumer
+    from stream.kafka import RuntimeStats, run_consumer
 
     stats = RuntimeStats()
     stop = threading.Event()
@@ -262,8 +262,9 @@ def _run_group_member(settings: Settings, bootstrap: str, total: int, timeout_s:
 
 
 def _run_replay(settings: Settings, bootstrap: str, total: int) -> dict[str, Any]:
-    from stream.kafka_io import KafkaAlertSink, make_producer
-    from stream.runtime import replay_kafka
+    from sinks.kafka import KafkaAlertSink
+    from stream.kafka import replay_kafka
+    from stream.kafka.client import make_producer
 
     producer = make_producer(settings, bootstrap=bootstrap)
     try:
@@ -302,7 +303,7 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
     Returns a dict with ``produce``, ``raw_consume``, ``run_consumer``, ``replay_kafka`` (seconds and
     events/s each), ``ratio`` (run_consumer / raw consume events/s), ``replay_ratio`` and where it ran.
     """
-    from stream.simulate import SimConfig, simulate
+    from stream.sim import SimConfig, simulate
 
     boot = bootstrap or str(settings.kafka["bootstrap_servers"])
     x = uuid.uuid4().hex[:10]
@@ -361,7 +362,7 @@ def print_bench_kafka(result: Mapping[str, Any]) -> None:
     """The Kafka benchmark as a table on standard output."""
     from rich.table import Table
 
-    from stream.report import console
+    from stream.eval.report import console
 
     t = Table(title=f"riskstream bench --kafka — {result['input']} at {result['bootstrap']}",
               title_justify="left")

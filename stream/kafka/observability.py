@@ -1,7 +1,7 @@
 """Operations endpoints of ``riskstream run``: Prometheus metrics at ``/metrics``, health at ``/healthz``.
 
 :func:`start_metrics_server` serves, from a background thread, the counters of one
-:class:`~stream.runtime.RuntimeStats` (read with :meth:`~stream.runtime.RuntimeStats.snapshot` at each scrape,
+:class:`~stream.kafka.stats.RuntimeStats` (read with :meth:`~stream.kafka.stats.RuntimeStats.snapshot` at each scrape,
 through a custom prometheus-client collector, so the runtime's hot loop never touches a metrics library):
 
 - counters: ``riskstream_records_in_total`` (records received from Kafka, valid or not),
@@ -57,7 +57,7 @@ DEFAULT_MAX_POLL_AGE_S = 60.0
 
 
 class StatsSource(Protocol):
-    """What the exporter needs of :class:`~stream.runtime.RuntimeStats`."""
+    """What the exporter needs of :class:`~stream.kafka.stats.RuntimeStats`."""
 
     def snapshot(self) -> dict[str, Any]: ...
 
@@ -91,7 +91,7 @@ def check_health(stats: StatsSource, *, max_poll_age_s: float = DEFAULT_MAX_POLL
     """Healthy when the consumer polled within ``max_poll_age_s`` seconds and the last checkpoint attempt
     succeeded (a failure counts until a later checkpoint completes).
 
-    >>> from stream.runtime import RuntimeStats
+    >>> from stream.kafka import RuntimeStats
     >>> stats = RuntimeStats()
     >>> check_health(stats).reasons
     ('the consumer has not polled yet',)
@@ -276,7 +276,7 @@ def start_metrics_server(stats: StatsSource, port: int, host: str = "127.0.0.1",
     Parameters
     ----------
     stats
-        The runtime's :class:`~stream.runtime.RuntimeStats`; pass the same object to
+        The runtime's :class:`~stream.kafka.stats.RuntimeStats`; pass the same object to
         ``run_consumer(stats=...)``.
     port
         TCP port; 0 picks a free one (read it back from :attr:`MetricsServer.port`).

@@ -12,7 +12,7 @@ from typing import Any
 import click
 import orjson
 
-from stream.cli import _fail_cleanly, cli
+from stream.cli.base import fail_cleanly
 from stream.errors import ConfigError
 
 __all__ = ["nab"]
@@ -34,7 +34,7 @@ def _params(specs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-@cli.command("nab")
+@click.command("nab")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="NAB data folder (default: /work/shared/data/nab; see its README.md).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
@@ -44,7 +44,7 @@ def _params(specs: tuple[str, ...]) -> dict[str, Any]:
               help="Also score a published detector (numenta, randomCutForest, ... or 'all') from its shipped "
                    "per-point scores with the same scorer, beside NAB's scoreboard.")
 @click.option("--per-file", is_flag=True, help="Put each series' standard-profile score in the JSON.")
-@_fail_cleanly
+@fail_cleanly
 def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], published: tuple[str, ...],
         per_file: bool) -> None:
     """Run the rate detector on all 58 NAB series and score it with NAB's windowed scoring.
@@ -61,7 +61,7 @@ def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], publishe
     from rich.table import Table
 
     from detectors.rate import RateDetector
-    from stream import nab as nabmod
+    from stream.eval import nab as nabmod
 
     data = Path(data_dir) if data_dir else nabmod.DEFAULT_DATA_DIR
     config = {"feature": "value", "time_feature": nabmod.TIME_FEATURE, **_params(params)}

@@ -1,0 +1,59 @@
+"""The ``riskstream`` command: one module per command, registered here explicitly.
+
+Each module in this package holds one command (or one command group) and only parses arguments, calls the
+library and prints; :mod:`stream.cli.base` holds what they share (error mapping, settings loading, the column
+mapping options). A bad argument or configuration exits with status 2 and one line naming the problem; a
+failure while running exits with status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+import click
+
+from stream.cli.alerts import alerts
+from stream.cli.bench import bench
+from stream.cli.compare import compare
+from stream.cli.config import config
+from stream.cli.db import db
+from stream.cli.demo import demo
+from stream.cli.labels import label
+from stream.cli.nab import nab
+from stream.cli.replay import replay
+from stream.cli.run import run
+from stream.cli.simulate import simulate
+
+__all__ = ["main", "cli", "COMMANDS"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="riskstream")
+def cli(verbose: int) -> None:
+    """riskstream: a streaming risk-control engine for e-commerce.
+
+    \b
+    First run:   riskstream demo
+    Backtest:    riskstream replay events.jsonl.gz --budget 0.01 --report report.json
+    Production:  riskstream run --config riskstream.toml
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        stream=sys.stderr)
+
+
+#: Every command, in the order ``riskstream --help`` lists them.
+COMMANDS: tuple[click.Command, ...] = (demo, simulate, replay, compare, bench, run, alerts, db, label, nab, config)
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="riskstream")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

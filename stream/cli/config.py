@@ -1,0 +1,23 @@
+"""``riskstream config``: the effective configuration."""
+
+from __future__ import annotations
+
+import click
+
+from stream.cli.base import fail_cleanly
+from stream.config import load_settings
+
+
+@click.group()
+def config() -> None:
+    """Inspect configuration."""
+
+
+@config.command("show")
+@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None)
+@fail_cleanly
+def config_show(config: str | None) -> None:
+    """Print the effective configuration (defaults + file + environment) and its detection hash."""
+    s = load_settings(config)
+    click.echo(f"# source: {s.source}\n# config_hash: {s.config_hash}\n")
+    click.echo(s.to_toml())

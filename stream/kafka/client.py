@@ -1,0 +1,169 @@
+"""Kafka plumbing for the runtime: client construction from settings and record decoding.
+
+- :func:`consumer_config` / :func:`make_consumer` / :func:`make_producer` build kafka-python clients from the
+  ``[kafka]`` settings section (manual commits, range assignment, idempotent producer with ``acks="all"``).
+- :func:`decode_record` turns one consumed record into an :class:`~stream.events.Event` or a
+  :class:`~sinks.deadletter.DeadLetter` carrying the reason and the original bytes.
+
+The Kafka sinks live in :mod:`sinks.kafka`.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sinks.deadletter import DeadLetter
+from sinks.kafka import MAX_DEAD_LETTER_BYTES
+from stream.config import Settings
+from stream.errors import ConfigError, InvalidEvent, SourceError
+from stream.events import Event, Provenance, decode
+
+with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself on import; not our code
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka.errors as kerrors
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+__all__ = [
+    "input_topics",
+    "consumer_config",
+    "producer_config",
+    "make_consumer",
+    "make_producer",
+    "decode_record",
+    "partition_count",
+    "release_parked_fetches",
+    "TopicPartition",
+    "KAFKA_ERRORS",
+    "header_dict",
+]
+
+log = logging.getLogger("riskstream.kafka")
+
+#: Errors of the Kafka client library (connection, timeout, broker responses).
+KAFKA_ERRORS: tuple[type[BaseException], ...] = (kerrors.KafkaError,)
+
+
+def input_topics(settings: Settings) -> tuple[str, ...]:
+    """The input topics in configuration order (orders, logins, labels); empty names are left out.
+
+    The order is part of the merge rule: events with equal timestamps are processed in this topic order.
+    """
+    k = settings.kafka
+    out: list[str] = []
+    for key in ("orders_topic", "logins_topic", "labels_topic"):
+        name = str(k.get(key) or "")
+        if name and name not in out:
+            out.append(name)
+    if not out:
+        raise ConfigError(
+            "kafka: no input topic configured (kafka.orders_topic / logins_topic / labels_topic)"
+        )
+    return tuple(out)
+
+
+def _common(settings: Settings, bootstrap: str | None) -> dict[str, Any]:
+    k = settings.kafka
+    servers = bootstrap or str(k["bootstrap_servers"])
+    return {
+        "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()],
+        "client_id": str(k.get("client_id") or "riskstream"),
+    }
+
+
+def consumer_config(
+    settings: Settings, *, group_id: str | None, bootstrap: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """KafkaConsumer arguments: manual commits, range assignment (co-partitioned topics stay together)."""
+    k = settings.kafka
+    cfg = _common(settings, bootstrap)
+    cfg.update(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=str(k.get("auto_offset_reset", "earliest")),
+        max_poll_records=int(k["max_poll_records"]),
+        allow_auto_create_topics=False,
+        partition_assignment_strategy=(RangePartitionAssignor,),
+    )
+    if group_id is not None:
+        cfg.update(
+            session_timeout_ms=int(k["session_timeout_ms"]),
+            heartbeat_interval_ms=int(k["heartbeat_interval_ms"]),
+            max_poll_interval_ms=int(k.get("max_poll_interval_ms", 300_000)),
+        )
+    cfg.update(overrides)
+    return cfg
+
+
+def producer_config(settings: Settings, *, bootstrap: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """KafkaProducer arguments: idempotent, ``acks="all"`` (delivery confirmed by every in-sync replica)."""
+    cfg = _common(settings, bootstrap)
+    cfg.update(
+        acks="all", enable_idempotence=True, linger_ms=5, max_request_size=MAX_DEAD_LETTER_BYTES + 48_576
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def make_consumer(
+    settings: Settings, *, group_id: str | None, bootstrap: str | None = None, **overrides: Any
+) -> KafkaConsumer:
+    """A connected :class:`KafkaConsumer`; an unreachable broker is a retriable :class:`SourceError`."""
+    cfg = consumer_config(settings, group_id=group_id, bootstrap=bootstrap, **overrides)
+    try:
+        return KafkaConsumer(**cfg)
+    except kerrors.KafkaConfigurationError as e:
+        raise ConfigError(f"kafka: {e}") from None
+    except kerrors.KafkaError as e:  # kafka-python 3 raises KafkaTimeoutError("Unable to bootstrap ...")
+        raise SourceError(f"Kafka at {','.join(cfg['bootstrap_servers'])}: {e}", retriable=True) from e
+
+
+def make_producer(settings: Settings, *, bootstrap: str | None = None, **overrides: Any) -> KafkaProducer:
+    """A connected idempotent :class:`KafkaProducer`."""
+    cfg = producer_config(settings, bootstrap=bootstrap, **overrides)
+    try:
+        return KafkaProducer(**cfg)
+    except kerrors.KafkaConfigurationError as e:
+        raise ConfigError(f"kafka: {e}") from None
+    except kerrors.KafkaError as e:  # kafka-python 3 raises KafkaTimeoutError("Unable to bootstrap ...")
+        raise SourceError(f"Kafka at {','.join(cfg['bootstrap_servers'])}: {e}", retriable=True) from e
+
+
+def release_parked_fetches(consumer: KafkaConsumer) -> None:
+    """Work around a kafka-python 3.0 fetcher bug that starves a paused-then-resumed partition forever.
+
+    When a partition is paused while its fetched records are being handed out, the fetcher parks them
+    (``_paused_partition_records``, from KAFKA-7548) and excludes the partition from further fetches until
+    they are restored; it restores them only when its in-line slot (``_next_partition_records``) is ``None``,
+    but a
+    fully consumed slot keeps a drained object instead of ``None``. So a resumed partition is never fetched
+    again. Clearing a drained slot before each ``poll()`` lets the fetcher restore parked records (it then
+    checks their offset against the position as usual). Does nothing on a client without these attributes.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    slot = getattr(fetcher, "_next_partition_records", None)
+    if slot is not None and not slot and getattr(fetcher, "_paused_partition_records", None):
+        fetcher._next_partition_records = None  # type: ignore[union-attr]
+
+
+def partition_count(consumer: KafkaConsumer, topic: str) -> int:
+    """Number of partitions of ``topic`` (0 if it does not exist)."""
+    return len(consumer.partitions_for_topic(topic) or ())
+
+
+def decode_record(topic: str, partition: int, offset: int, value: bytes | None) -> Event | DeadLetter:
+    """The event a record holds, or a dead letter saying why it holds none (source ``kafka:<topic>/<p>``)."""
+    if value is None:
+        return DeadLetter("$: record has no value (tombstone)", b"", f"kafka:{topic}/{partition}", offset)
+    try:
+        return decode(value, Provenance(topic, partition, offset))
+    except InvalidEvent as e:
+        return DeadLetter(str(e), value, f"kafka:{topic}/{partition}", offset)
+
+
+def header_dict(headers: Sequence[tuple[str, bytes]] | None) -> Mapping[str, bytes]:
+    """Record headers as a dict (the last value of a repeated key wins)."""
+    return {k: v for k, v in (headers or ())}

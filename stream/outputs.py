@@ -1,0 +1,177 @@
+"""The outputs a run writes to, built from the settings in one place.
+
+``replay``, ``demo``, ``replay --kafka`` and ``run`` all open their sinks through :func:`open_outputs`: alerts
+go to the JSONL file, the SQL database and (for ``run``) the Kafka alerts topic the settings name; refused
+records go to the dead-letter file and (for ``run``) the dead-letter topic. Command-line paths override the
+settings' ones. The returned :class:`Outputs` closes everything it opened, sinks first, then the shared Kafka
+producer.
+
+>>> from stream.config import load_settings
+>>> with open_outputs(load_settings(None)) as out:    # the embedded defaults write nowhere
+...     (out.alerts, out.dead_letters)
+([], [])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sinks.base import Sink
+from sinks.deadletter import DeadLetter, DeadLetterSink
+from stream.config import Settings
+
+__all__ = ["Outputs", "open_outputs", "TeeDeadLetterSink"]
+
+log = logging.getLogger("riskstream.outputs")
+
+
+class TeeDeadLetterSink:
+    """One dead-letter sink that writes to several (the topic and the file, say)."""
+
+    def __init__(self, sinks: Iterable[DeadLetterSink]) -> None:
+        self.sinks = list(sinks)
+
+    def add(self, record: DeadLetter) -> None:
+        for s in self.sinks:
+            s.add(record)
+
+    def flush(self) -> None:
+        for s in self.sinks:
+            s.flush()
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+    def __repr__(self) -> str:
+        return f"TeeDeadLetterSink({self.sinks!r})"
+
+
+@dataclass
+class Outputs:
+    """The sinks of one run, and what to close when it ends.
+
+    ``alerts`` and ``dead_letters`` are the sinks; ``resources`` what they share (the Kafka producer);
+    ``jsonl``, ``database`` and ``dead_letter_file`` the places written to, for the summary.
+    """
+
+    alerts: list[Sink] = field(default_factory=list)
+    dead_letters: list[DeadLetterSink] = field(default_factory=list)
+    resources: list[Any] = field(default_factory=list)
+    jsonl: str | None = None
+    database: str | None = None
+    dead_letter_file: str | None = None
+
+    @property
+    def dead_letter(self) -> DeadLetterSink | None:
+        """The dead-letter sinks as one (None when there is none)."""
+        if not self.dead_letters:
+            return None
+        if len(self.dead_letters) == 1:
+            return self.dead_letters[0]
+        return TeeDeadLetterSink(self.dead_letters)
+
+    def places(self) -> dict[str, str | None]:
+        """Where alerts and dead letters go, for a summary (database URLs without their password)."""
+        db = self.database
+        if db:
+            from sinks.sql import hidden_url
+
+            db = hidden_url(db)
+        return {"alerts": self.jsonl, "database": db, "dead letters": self.dead_letter_file}
+
+    def close(self) -> None:
+        """Close every sink (each flushes first), then the shared resources; best effort, logged."""
+        close_all([*self.alerts, *self.dead_letters], self.resources)
+        self.alerts, self.dead_letters, self.resources = [], [], []
+
+    def __enter__(self) -> Outputs:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def open_outputs(
+    settings: Settings,
+    *,
+    alerts_out: str | None = None,
+    database: str | None = None,
+    dead_letters: str | None = None,
+    kafka: bool = False,
+    bootstrap: str | None = None,
+    alerts: bool = True,
+    refused: bool = True,
+) -> Outputs:
+    """Open the sinks the settings name, with ``alerts_out``/``database``/``dead_letters`` taking precedence.
+
+    Parameters
+    ----------
+    kafka
+        Also publish to ``kafka.alerts_topic`` and ``kafka.dead_letter_topic`` when set (the production
+        runtime); a replay writes only to files and the database.
+    bootstrap
+        Kafka bootstrap servers, overriding ``kafka.bootstrap_servers``.
+    alerts, refused
+        Open the alert sinks, the dead-letter sinks (a caller that brings its own leaves one out).
+    """
+    from sinks.deadletter import JsonlDeadLetterSink
+    from sinks.jsonl import JsonlSink
+
+    s = settings.sinks
+    k = settings.kafka
+    out = Outputs(
+        jsonl=(alerts_out or s.get("jsonl") or None) if alerts else None,
+        database=(database or s.get("database") or None) if alerts else None,
+        dead_letter_file=(dead_letters or s.get("dead_letter") or None) if refused else None,
+    )
+    try:
+        alerts_topic = str(k.get("alerts_topic") or "") if kafka and alerts else ""
+        dl_topic = str(k.get("dead_letter_topic") or "") if kafka and refused else ""
+        producer = None
+        if alerts_topic or dl_topic:
+            from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
+            from stream.kafka.client import make_producer
+
+            producer = make_producer(settings, bootstrap=bootstrap)
+            out.resources.append(producer)
+            timeout = float(k.get("flush_timeout_s", 30.0))
+            if alerts_topic:
+                out.alerts.append(KafkaAlertSink(producer, alerts_topic, flush_timeout_s=timeout))
+            if dl_topic:
+                out.dead_letters.append(KafkaDeadLetterSink(producer, dl_topic, flush_timeout_s=timeout))
+        if out.database:
+            from sinks.sql import SqlSink
+
+            out.alerts.append(SqlSink(str(out.database)))
+        if out.jsonl:
+            Path(out.jsonl).parent.mkdir(parents=True, exist_ok=True)
+            out.alerts.append(JsonlSink(str(out.jsonl)))
+        if out.dead_letter_file:
+            Path(out.dead_letter_file).parent.mkdir(parents=True, exist_ok=True)
+            out.dead_letters.append(JsonlDeadLetterSink(str(out.dead_letter_file)))
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
+def close_all(sinks: Iterable[Any], resources: Iterable[Any]) -> None:
+    """Close sinks, then resources (producers), logging what fails: closing is best effort once the last
+    checkpoint has decided what is durable."""
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing %r failed: %s: %s", sink, type(e).__name__, e)
+    for r in resources:
+        try:
+            r.close(timeout=10)
+        except Exception as e:  # noqa: BLE001
+            log.warning("closing %s failed: %s: %s", type(r).__name__, type(e).__name__, e)

@@ -1,0 +1,119 @@
+"""The checkpoint record and the state-store protocol.
+
+A *partition unit* is one partition number ``p`` across the co-partitioned input topics (orders, logins,
+labels); the Kafka runtime keeps one :class:`~stream.pipeline.Engine` per unit (see ``docs/runtime.md``). A
+:class:`Checkpoint` holds that engine's :meth:`~stream.pipeline.Engine.snapshot` and, for every input topic,
+the offset of the first record of partition ``p`` that the state does **not** yet reflect. State and offsets
+are saved in one write, so they always agree: restoring a checkpoint and seeking to its offsets resumes
+exactly where the state left off.
+
+A :class:`StateStore` keeps the latest checkpoint of each ``(group, unit)``; the offsets it holds are the
+authoritative position of the consumer group (Kafka's committed offsets trail them and only matter when a unit
+has no checkpoint yet). Stores implement the two-method protocol and may reuse :meth:`Checkpoint.to_bytes` /
+:meth:`Checkpoint.from_bytes` for their payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from stream.errors import CheckpointError
+
+__all__ = ["Checkpoint", "StateStore", "FORMAT_VERSION"]
+
+#: Version of the checkpoint byte format written by :meth:`Checkpoint.to_bytes`.
+FORMAT_VERSION = 1
+_MAGIC = b"RSCKPT"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The state of one partition unit and the input positions it reflects.
+
+    Parameters
+    ----------
+    offsets
+        Input topic -> offset of the first record (of the unit's partition) not reflected in ``state``: the
+        position to seek to on restore.
+    state
+        :meth:`~stream.pipeline.Engine.snapshot` bytes.
+    config_hash
+        The detection configuration that made ``state`` (an engine refuses state from another one).
+    saved_at
+        Wall-clock time of the save, epoch seconds.
+    events
+        Events the state has absorbed (informational: logs and tests).
+    """
+
+    offsets: Mapping[str, int]
+    state: bytes
+    config_hash: str = ""
+    saved_at: float = field(default_factory=time.time)
+    events: int = 0
+
+    def to_bytes(self) -> bytes:
+        """``RSCKPT<version> <sha256 of payload>\\n<payload>``; the payload: a JSON header line, the state."""
+        header = orjson.dumps(
+            {
+                "offsets": {str(k): int(v) for k, v in self.offsets.items()},
+                "config_hash": self.config_hash,
+                "saved_at": self.saved_at,
+                "events": self.events,
+                "state_len": len(self.state),
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+        payload = header + b"\n" + self.state
+        digest = hashlib.sha256(payload).hexdigest().encode()
+        return _MAGIC + str(FORMAT_VERSION).encode() + b" " + digest + b"\n" + payload
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, *, where: str = "checkpoint") -> Checkpoint:
+        """Parse and verify :meth:`to_bytes` output; a torn, tampered or foreign blob is a
+        :class:`CheckpointError`."""
+        first, nl, payload = blob.partition(b"\n")
+        if not nl or not first.startswith(_MAGIC):
+            raise CheckpointError(f"{where}: not a riskstream checkpoint")
+        version, _, digest = first[len(_MAGIC) :].partition(b" ")
+        if version != str(FORMAT_VERSION).encode():
+            raise CheckpointError(
+                f"{where}: checkpoint format {version.decode(errors='replace')!r} is not supported"
+            )
+        if hashlib.sha256(payload).hexdigest().encode() != digest:
+            raise CheckpointError(f"{where}: checksum mismatch (the file is truncated or was modified)")
+        header_raw, nl, state = payload.partition(b"\n")
+        try:
+            header: dict[str, Any] = orjson.loads(header_raw)
+            offsets = {str(k): int(v) for k, v in header["offsets"].items()}
+            if len(state) != int(header["state_len"]):
+                raise ValueError(f"state is {len(state)} bytes, header says {header['state_len']}")
+            return cls(
+                offsets=offsets,
+                state=state,
+                config_hash=str(header["config_hash"]),
+                saved_at=float(header["saved_at"]),
+                events=int(header["events"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{where}: malformed checkpoint header: {e}") from None
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Where partition-unit checkpoints live. ``save`` must be atomic: a later ``load`` sees the old
+    checkpoint or the new one whole, never a mix, even if the process dies during the save."""
+
+    def load(self, group: str, unit: int) -> Checkpoint | None:
+        """The latest checkpoint of ``unit`` in consumer group ``group``, or None if it has none.
+
+        Raises :class:`~stream.errors.CheckpointError` if one exists but cannot be read or verified.
+        """
+
+    def save(self, group: str, unit: int, checkpoint: Checkpoint) -> None:
+        """Durably replace the checkpoint of ``unit``, or raise :class:`~stream.errors.CheckpointError`."""
