@@ -55,5 +55,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="riskstream")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
