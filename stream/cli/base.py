@@ -26,14 +26,17 @@ log = logging.getLogger("riskstream")
 
 
 def fail_cleanly(fn: F) -> F:
-    """Turn riskstream's own errors into ``riskstream: error: <message>`` and an exit code."""
+    """Turn riskstream's own errors into one line, ``riskstream: error: <message>``, and an exit code: 2 for a
+    :class:`ConfigError` (a bad configuration or argument), 1 for a failure while running. (click's own errors
+    about options, raised before the command runs, keep click's format.)"""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
-            raise click.UsageError(str(e)) from None
+            click.echo(f"riskstream: error: {e}", err=True)
+            sys.exit(2)
         except ERRORS as e:
             click.echo(f"riskstream: error: {e}", err=True)
             sys.exit(1)
