@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -283,6 +283,15 @@ class Rules(Detector):
             return name
         parts = [f"{c.feature}={x.get(c.feature)!r} {c.op} {c.value:g}" for c in rule.clauses]
         return f"rule {rule.name} ({rule.action}): " + " and ".join(parts)
+
+    def unknown_features(self, known: Collection[str]) -> list[tuple[str, str]]:
+        """``(rule, feature)`` for each feature a rule reads that is not among ``known`` (every name the feature
+        vectors can hold, which the caller knows), in configuration order; such a rule could never fire.
+
+        >>> Rules(rules=[{"name": "burst", "when": "n_1h >= 5 and amount < 5"}]).unknown_features({"amount"})
+        [("rule 'burst'", 'n_1h')]
+        """
+        return [(f"rule {r.name!r}", c.feature) for r in self._rules for c in r.clauses if c.feature not in known]
 
     # -- forced decisions ------------------------------------------------------------------------------------
 

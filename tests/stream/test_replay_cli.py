@@ -167,3 +167,21 @@ def test_config_show_prints_effective_config():
     res = invoke("config", "show")
     assert res.exit_code == 0
     assert "config_hash" in res.output and "[engine]" in res.output
+
+
+@pytest.mark.parametrize("command", [["config", "show"], ["run"],
+                                     ["replay", "{csv}", "--type", "order", "--map", "ts=Time,amount=Amount"]])
+@pytest.mark.parametrize("text, message", [
+    ('[ensemble.weights]\nhst = "high"\n', "config key 'ensemble.weights.hst' must be a number >= 0, not 'high'"),
+    ("[ensemble.weights]\nzscor = 1\n",
+     "config key 'ensemble.weights.zscor' weighs detector 'zscor', which is not configured (did you mean 'zscore'?)"),
+    ('[[detectors.rules.rules]]\nname = "r"\nwhen = "ip_login_user_1h >= 5"\n',
+     "detectors.rules: rule 'r' names unknown feature 'ip_login_user_1h' (did you mean 'ip_login_users_1h'?)"),
+])
+def test_config_errors_are_one_line_and_exit_2_from_every_command(tmp_path, command, text, message):
+    csv = tmp_path / "d.csv"
+    csv.write_text("Time,Amount\n1,2\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    res = CliRunner().invoke(cli, [a.format(csv=csv) for a in command] + ["-c", str(cfg)])
+    assert res.exit_code == 2 and res.output == f"riskstream: error: {message}\n"
