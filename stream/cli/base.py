@@ -128,6 +128,11 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
+def is_duration(text: str) -> bool:
+    """Whether ``text`` is a duration such as ``30m``, ``1h``, ``2d`` or ``1w`` (else it should be a time)."""
+    return _DURATION.match(text) is not None
+
+
 def parse_since(text: str, *, now: float | None = None) -> float:
     """Epoch seconds from ``30m`` / ``1h`` / ``2d`` / ``1w`` (that long before ``now``) or ISO-8601 text.
 
