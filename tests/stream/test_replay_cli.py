@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import click
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -185,3 +186,18 @@ def test_config_errors_are_one_line_and_exit_2_from_every_command(tmp_path, comm
     cfg.write_text(text)
     res = CliRunner().invoke(cli, [a.format(csv=csv) for a in command] + ["-c", str(cfg)])
     assert res.exit_code == 2 and res.output == f"riskstream: error: {message}\n"
+
+
+def _options(command, path=()):
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _options(sub, (*path, name))
+    else:
+        for p in command.params:
+            if isinstance(p, click.Option) and p.name != "help":
+                yield " ".join(path), p
+
+
+def test_every_option_of_every_command_has_help_text():
+    missing = [f"{path} {'/'.join(p.opts)}" for path, p in _options(cli) if not (p.help or "").strip()]
+    assert missing == []
