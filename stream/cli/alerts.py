@@ -166,11 +166,9 @@ _CSV_COLUMNS = ("alert_id", "event_id", "event_type", "entity_key", "event_time"
 
 
 def _top_reason(a: Alert) -> str:
-    if not a.reasons:
-        return ""
-    r = a.reasons[0]
-    head = ":".join(str(r[k]) for k in ("detector", "feature") if r.get(k) is not None)
-    return f"{head} {r['detail']}" if r.get("detail") else head
+    from stream.eval.report import format_reason
+
+    return format_reason(a.reasons[0]) if a.reasons else ""
 
 
 def format_alerts(alerts: Sequence[Alert], fmt: str) -> str:
