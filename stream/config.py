@@ -298,9 +298,11 @@ def _check_feature_names(data: Mapping[str, Any], *, force: bool = False) -> Non
             raise ConfigError(f"detectors.{name}: {e}") from None
         if unknown:
             where, feature = unknown[0]
-            hint = _did_you_mean(feature, known) or (
-                "; list features your events carry in features.upstream" if data["features"]["passthrough"]
-                else "")
+            if not data["features"]["passthrough"]:
+                upstream = "; features.passthrough is false, so no event feature reaches the detectors"
+            else:
+                upstream = "; list features your events carry in features.upstream"
+            hint = _did_you_mean(feature, known) or upstream
             raise ConfigError(f"detectors.{name}: {where} names unknown feature {feature!r}{hint}")
 
 

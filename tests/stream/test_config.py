@@ -113,7 +113,7 @@ def test_rule_names_listed_upstream_features_and_any_feature_family(tmp_path):
     assert s.config_hash == s.replace({"features.upstream": ["V14", "V15"]}).config_hash
     assert "upstream" not in s.features
     # with pass-through off the upstream name never reaches the rules
-    with pytest.raises(ConfigError, match="unknown feature 'V14'"):
+    with pytest.raises(ConfigError, match="unknown feature 'V14'; features.passthrough is false"):
         s.replace({"features.passthrough": False})
     # an upstream name equal to one of the engine's arrives as in_<name>
     clash = rule.replace("V14", "in_order_amount")
