@@ -27,8 +27,10 @@ import numpy as np
 
 from detectors import hst
 from detectors.hst import HalfSpaceTrees
+from stream.eval.data import shared_data_dir
 
-ULB = "/work/shared/data/creditcard_ulb/creditcard.csv.gz"
+#: The ULB file in the shared data folder (RISKSTREAM_DATA, else ../shared/data beside the repository).
+ULB = str(shared_data_dir("creditcard_ulb", must_exist=False) / "creditcard.csv.gz")
 
 
 def load(n: int) -> tuple[list[dict[str, float]], str]:

@@ -14,6 +14,9 @@ and prints exact ROC AUC and average precision (rank-based, ties averaged / grou
 Usage::
 
     python bench/ulb_detectors.py [--path creditcard.csv.gz] [--batch 2000] [--limit N] [--river]
+
+``--path`` defaults to ``creditcard_ulb/creditcard.csv.gz`` in the shared data folder (``RISKSTREAM_DATA``, else
+``../shared/data`` beside the repository: :func:`stream.eval.data.shared_data_dir`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ from collections.abc import Callable
 import numpy as np
 
 from detectors import Ensemble, build
+from stream.eval.data import DataNotFound, shared_data_dir
 
-DEFAULT_PATH = "/work/shared/data/creditcard_ulb/creditcard.csv.gz"
+
+def default_path() -> str:
+    """The ULB file in the shared data folder; :class:`~stream.eval.data.DataNotFound` says where it looked."""
+    return str(shared_data_dir("creditcard_ulb") / "creditcard.csv.gz")
 
 
 def load(path: str, limit: int | None = None) -> tuple[list[dict[str, float]], np.ndarray]:
@@ -78,12 +85,16 @@ def run(name: str, fn: Callable[[list[dict[str, float]]], np.ndarray], xs: list[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--path", default=DEFAULT_PATH)
+    ap.add_argument("--path", default=None, help="the ULB creditcard.csv.gz (default: in the shared data folder)")
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--river", action="store_true", help="also run river's reference pipeline (slow)")
     args = ap.parse_args()
-    xs, y = load(args.path, args.limit)
+    try:
+        path = args.path or default_path()
+    except DataNotFound as e:
+        ap.exit(2, f"{ap.prog}: error: {e}\n")
+    xs, y = load(path, args.limit)
     print(f"{len(xs)} events, {int(y.sum())} frauds, batch {args.batch}")
     rows = []
     hst = build("hst")

@@ -37,6 +37,7 @@ import numpy as np
 
 from detectors.base import Detector, Features, Frame
 from detectors.calibration import TailCalibrator
+from detectors.text import number
 
 __all__ = ["Ensemble", "Verdicts", "SEVERITY_LEVELS"]
 
@@ -90,17 +91,24 @@ class Verdicts:
         """Why event ``i`` (feature vector ``x``) alerted, most important first; ``[]`` if it did not alert.
 
         Each reason is ``{"detector", "feature", "value", "detail", "contribution"}``. Forced blocks come
-        first (contribution 1.0). Then detectors in decreasing order of their share ``w_d * -ln(p_d) / S`` of
-        the evidence, each with its :meth:`~detectors.base.Detector.explain` top features; a feature's
-        ``contribution`` is the detector's share split in proportion to the feature's explain weight.
-        Detectors explain against their state after the batch (they did not learn the alerted event unless it
-        was below their protect threshold).
+        first (contribution 1.0). An alert whose action comes from its severity and is not ``review`` (a
+        critical one blocks) then says why, as detector ``"ensemble"``, feature ``"severity"`` (contribution
+        0: it weighs nothing, it explains the action), so an alert that blocks on reasons that would each only
+        ask for a review says where the block comes from. Then detectors in decreasing order of their share
+        ``w_d * -ln(p_d) / S`` of the evidence, each with its :meth:`~detectors.base.Detector.explain` top
+        features; a feature's ``contribution`` is the detector's share split in proportion to the feature's
+        explain weight. Detectors explain against their state after the batch (they did not learn the alerted
+        event unless it was below their protect threshold).
         """
         if not bool(self.alert[i]) or self._ensemble is None:
             return []
         ens = self._ensemble
         out: list[dict[str, Any]] = []
         ids = self.entity_ids[i] if self.entity_ids is not None else {}
+        if not self.forced[i] and self.action[i] != "review":
+            out.append({"detector": "ensemble", "feature": "severity", "value": None,
+                        "detail": ens._why_action(float(self.q[i]), self.severity[i], self.action[i]),
+                        "contribution": 0.0})
         for det_name, why in self.forced[i]:
             if why.startswith("blocklist:"):
                 kind = why.split(":", 1)[1]
@@ -126,7 +134,11 @@ class Verdicts:
             csum = sum(c for _, c in top)
             for f, c in top:
                 value = x.get(f)
-                detail = det.describe(x, f) if hasattr(det, "describe") else f"{name}: {f} weighs {c:.4g}"
+                if hasattr(det, "describe"):
+                    detail = det.describe(x, f)
+                else:
+                    shown = "missing" if value is None else number(value)
+                    detail = f"{f}={shown} (weighs {number(c, 3)} in {name}'s score)"
                 out.append({"detector": name, "feature": f, "value": None if value is None else float(value),
                             "detail": detail, "contribution": float(share * c / csum)})
         return out
@@ -398,6 +410,13 @@ class Ensemble:
                 why = det.block_reasons(x, entity_ids[i] if entity_ids is not None else None)  # type: ignore
                 out[i].extend((name, w) for w in why)
         return out
+
+    def _why_action(self, q: float, severity: str, action: str) -> str:
+        """Why an alert of tail probability ``q`` has this severity and action, in words (a reason's detail):
+        ``critical severity means block: q=3.2e-05 <= 0.05 x budget 0.005``."""
+        frac = self.severity.get(severity)
+        limit = f"budget {number(self.budget)}" if frac is None else f"{number(frac)} x budget {number(self.budget)}"
+        return f"{severity} severity means {action}: q={number(q, 3)} <= {limit}"
 
     def learn_label(self, x: Features, y: int) -> None:
         """Forward a delayed ground-truth label to every detector (unsupervised ones ignore it)."""

@@ -50,6 +50,7 @@ import numpy as np
 
 from detectors.base import Detector, Features, Frame, Gate, consult
 from detectors.registry import register
+from detectors.text import number
 
 __all__ = ["HalfSpaceTrees"]
 
@@ -493,7 +494,8 @@ class HalfSpaceTrees(Detector):
         i = self._names.index(feature)
         value = x.get(feature)
         lo, hi = float(self._lo[i]), float(self._hi[i])
-        return f"{feature}={value!r} against the learned range [{lo:.6g}, {hi:.6g}] isolates it in the trees"
+        shown = "missing" if value is None else number(value)
+        return f"{feature}={shown} (isolated early by its splits; learned range [{number(lo)}, {number(hi)}])"
 
 
 def _make_getter(names: list[str]) -> Any:

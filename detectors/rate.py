@@ -68,6 +68,7 @@ import numpy as np
 
 from detectors.base import Detector, Features, Gate
 from detectors.registry import register
+from detectors.text import number
 
 __all__ = ["RateDetector"]
 
@@ -461,16 +462,16 @@ class RateDetector(Detector):
         ys = state._values(v)
         raw, parts = state._raw(ys)
         if raw <= 0.0:
-            return f"{what}={v:.6g}: within its range of the last {self.history} steps"
+            return f"{what}={number(v)}: within its range of the last {self.history} steps"
         i = int(np.argmax(parts))
         ch = state._channels[i]
         lo, hi = ch.lo[0][1], ch.hi[0][1]
         if i == 0:
-            name = f"{what}={v:.6g}"
+            name = f"{what}={number(v)}"
         elif i <= len(self.levels):
-            name = f"mean of {what} over {self.levels[i - 1]} steps={ys[i]:.6g}"
+            name = f"mean of {what} over {self.levels[i - 1]} steps={number(ys[i])}"
         else:
-            name = f"change of {what} from one season ago (mean over {self.season_window} steps)={ys[i]:.6g}"
+            name = f"change of {what} from one season ago (mean over {self.season_window} steps)={number(ys[i])}"
         side = "above" if (ys[i] or 0.0) > hi else "below"
-        return (f"{name} breaks {side} its range [{lo:.6g}, {hi:.6g}] of the last {self.history} steps "
+        return (f"{name} breaks {side} its range [{number(lo)}, {number(hi)}] of the last {self.history} steps "
                 f"by {raw / self._weights[i]:.0%} of it")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from detectors.base import Detector, Features, Frame, Gate
 from detectors.registry import register
+from detectors.text import number, number_keeping
 
 __all__ = ["Rules", "Rule", "Clause", "parse_when", "ACTIONS"]
 
@@ -277,12 +278,33 @@ class Rules(Detector):
         return [(r.name, r.score) for r in fired[:top]]
 
     def describe(self, x: Features, name: str) -> str:
-        """The fired rule ``name`` with the event's value in each clause."""
+        """The fired rule ``name`` with the event's value in each clause, rounded (but never so far that the
+        clause would read false); a ``block`` rule says so, a ``review`` rule says nothing of an action (the
+        alert's own action follows its severity).
+
+        >>> r = Rules(rules=[{"name": "small", "when": "amount < 10 and n_1h >= 3"}])
+        >>> r.describe({"amount": 9.99996, "n_1h": 4.0}, "small")
+        'rule small: amount=9.99996 < 10 and n_1h=4 >= 3'
+        """
         rule = self._by_name.get(name)
         if rule is None:
             return name
-        parts = [f"{c.feature}={x.get(c.feature)!r} {c.op} {c.value:g}" for c in rule.clauses]
-        return f"rule {rule.name} ({rule.action}): " + " and ".join(parts)
+        parts = []
+        for c in rule.clauses:
+            v = x.get(c.feature)
+            shown = "missing" if v is None else number_keeping(v, lambda t, c=c: bool(_OPS[c.op](t, c.value)))
+            parts.append(f"{c.feature}={shown} {c.op} {number(c.value)}")
+        action = " (block)" if rule.action == "block" else ""
+        return f"rule {rule.name}{action}: " + " and ".join(parts)
+
+    def unknown_features(self, known: Collection[str]) -> list[tuple[str, str]]:
+        """``(rule, feature)`` for each feature a rule reads that is not among ``known`` (every name the feature
+        vectors can hold, which the caller knows), in configuration order; such a rule could never fire.
+
+        >>> Rules(rules=[{"name": "burst", "when": "n_1h >= 5 and amount < 5"}]).unknown_features({"amount"})
+        [("rule 'burst'", 'n_1h')]
+        """
+        return [(f"rule {r.name!r}", c.feature) for r in self._rules for c in r.clauses if c.feature not in known]
 
     # -- forced decisions ------------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from detectors.base import Detector, Features, Frame, Gate, consult
 from detectors.registry import register
+from detectors.text import number
 
 __all__ = ["RobustZScore"]
 
@@ -329,17 +330,23 @@ class RobustZScore(Detector):
         return [(self._names[i], float(z[i])) for i in order if z[i] > 0]
 
     def describe(self, x: Features, feature: str) -> str:
-        """One line on ``feature``'s z-score in ``x`` (for alert reasons)."""
+        """One line on ``feature``'s z-score in ``x`` (for alert reasons): the value, the median and scale it is
+        measured against, and its z before the clip: ``merchant_orders_1m=14 (median 1, scale 0.741, z=17.5)``.
+        A feature on the log scale (non-negative) has its median in its own units and its scale in ``log1p``
+        units; a feature constant over the learned window says so."""
         i = self._index.get(feature)
         if i is None or i >= len(self._med) or not self._use[i]:
             return f"{feature} has too few learned values to score"
         value = float(x.get(feature, math.nan))
         log = bool(self._log[i])
+        med, scale = float(self._med[i]), float(self._scale[i])
         v = float(_symlog(np.array(value))) if log else value
-        z = min(abs(v - self._med[i]) / self._scale[i], self.clip) if v == v else 0.0
-        med = float(np.expm1(self._med[i])) if log else float(self._med[i])
-        where = " (log scale)" if log else ""
-        return f"{feature}={value:.6g}: z={z:.2f} from median {med:.6g}{where}"
+        shown = float(np.expm1(med)) if log else med
+        if scale <= 1e-9 * max(1.0, abs(med)) * (1 + 1e-9):  # the floor of _scale: no deviation was ever learned
+            return f"{feature}={number(value)} (constant {number(shown)} in the learned window)"
+        z = abs(v - med) / scale if v == v else 0.0
+        unit = "log1p scale" if log else "scale"
+        return f"{feature}={number(value)} (median {number(shown)}, {unit} {number(scale, 3)}, z={number(z, 3)})"
 
 
 def _row_median(a: np.ndarray) -> np.ndarray:

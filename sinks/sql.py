@@ -20,7 +20,7 @@ a missing database and every other database error raise ``SinkError(retriable=Fa
 log lines name the database with its password hidden. The buffer is kept, so the next flush retries the same
 alerts (and the engine commits no offset past them).
 
->>> from sinks.alert import Alert
+>>> from sinks.alert import SEVERITIES, Alert
 >>> a = Alert(alert_id="a1", event_id="e1", event_type="order", entities={"user": "u1"}, event_ts=0.0,
 ...           detected_at=1.0, score=0.99, severity="high", action="review",
 ...           reasons=({"detector": "hst", "feature": "amount", "value": 900.0, "detail": "high"},),
@@ -61,16 +61,19 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    exists,
     func,
+    literal,
     select,
     text,
+    type_coerce,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.types import TypeDecorator
 
-from sinks.alert import Alert
+from sinks.alert import SEVERITIES, Alert
 from sinks.base import BatchSink
 from sinks.errors import SinkError
 
@@ -457,34 +460,65 @@ class SqlSink(EngineHolder, BatchSink):
 
     def query(self, entity_key: str | None = None, since: float | datetime | None = None,
               severity: str | None = None, limit: int | None = 100, *,
-              newest_first: bool = False) -> list[Alert]:
-        """Alerts read back from the table, oldest event first (ties by ``alert_id``).
+              newest_first: bool = False, until: float | datetime | None = None, min_severity: str | None = None,
+              min_score: float | None = None, action: str | None = None, rule: str | None = None,
+              sort: str = "time") -> list[Alert]:
+        """Alerts read back from the table, oldest event first (ties by ``alert_id``); every filter and the order
+        are applied by the database.
 
         Parameters
         ----------
         entity_key
             Only this entity's alerts (``"user:u1"``, as :attr:`Alert.entity_key`).
-        since
-            Only alerts whose event time is at or after this (epoch seconds, or an aware ``datetime``).
+        since, until
+            Only alerts whose event time is at or after ``since`` / before ``until`` (epoch seconds, or aware
+            ``datetime`` objects).
         severity
-            Only alerts of this severity.
+            Only alerts of exactly this severity.
+        min_severity
+            Only alerts of this severity or a higher one (``"high"``: high and critical).
+        min_score
+            Only alerts scored at least this.
+        action
+            Only alerts with this action (``"block"``...).
+        rule
+            Only alerts one of whose reasons is this rule (a reason of the ``rules`` detector whose ``feature``
+            is the rule's name: a rule that fired, or forced a block).
         limit
             At most this many (``None``: all).
         newest_first
             Return the newest alerts first (with ``limit``: the latest ``limit`` alerts).
+        sort
+            ``"time"`` (event time, as above) or ``"score"``: the highest scores first (ties: the newest first),
+            with ``limit`` the ``limit`` highest.
         """
         t = self.table
-        if newest_first:
+        if sort == "score":
+            stmt = select(t).order_by(t.c.score.desc(), t.c.event_ts.desc(), t.c.alert_id.desc())
+        elif sort != "time":
+            raise ValueError(f"sort must be 'time' or 'score', not {sort!r}")
+        elif newest_first:
             stmt = select(t).order_by(t.c.event_ts.desc(), t.c.alert_id.desc())
         else:
             stmt = select(t).order_by(t.c.event_ts, t.c.alert_id)
         if entity_key is not None:
             stmt = stmt.where(t.c.entity_key == entity_key)
         if since is not None:
-            when = since if isinstance(since, datetime) else datetime.fromtimestamp(since, UTC)
-            stmt = stmt.where(t.c.event_ts >= when)
+            stmt = stmt.where(t.c.event_ts >= _aware(since))
+        if until is not None:
+            stmt = stmt.where(t.c.event_ts < _aware(until))
         if severity is not None:
             stmt = stmt.where(t.c.severity == severity)
+        if min_severity is not None:
+            if min_severity not in SEVERITIES:
+                raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
+            stmt = stmt.where(t.c.severity.in_(SEVERITIES[SEVERITIES.index(min_severity):]))
+        if min_score is not None:
+            stmt = stmt.where(t.c.score >= min_score)
+        if action is not None:
+            stmt = stmt.where(t.c.action == action)
+        if rule is not None:
+            stmt = stmt.where(self._has_reason("rules", rule))
         if limit is not None:
             stmt = stmt.limit(limit)
 
@@ -493,6 +527,28 @@ class SqlSink(EngineHolder, BatchSink):
                 return [_alert(r) for r in conn.execute(stmt).mappings()]
 
         return self._run(f"query {t.name}", run)
+
+    def _has_reason(self, detector: str, feature: str) -> Any:
+        """A condition: some reason of the alert has this ``detector`` and ``feature`` (JSONB containment on
+        PostgreSQL, which its GIN-less ``jsonb`` still evaluates in the database; ``json_each`` on SQLite)."""
+        t = self.table
+        if self._pg:
+            return type_coerce(t.c.reasons, postgresql.JSONB).contains([{"detector": detector, "feature": feature}])
+        each = func.json_each(t.c.reasons).table_valued("value").alias("reason")
+        return exists(select(literal(1)).select_from(each).where(
+            func.json_extract(each.c.value, "$.detector") == detector,
+            func.json_extract(each.c.value, "$.feature") == feature))
+
+    def newest_event_ts(self) -> float | None:
+        """The event time (epoch seconds) of the newest alert in the table; ``None`` when it is empty."""
+        t = self.table
+
+        def run() -> float | None:
+            with self._engine.connect() as conn:
+                newest = conn.execute(select(func.max(t.c.event_ts))).scalar_one()
+            return None if newest is None else newest.timestamp()
+
+        return self._run(f"read the newest alert of {t.name}", run)
 
     def close(self) -> None:
         """Flush, then dispose the engine if this sink created it; a second close does nothing."""
@@ -515,6 +571,10 @@ def _make_sqlite_dir(url: URL) -> None:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     except OSError:  # best effort: connecting reports the real problem, as a SinkError, when it matters
         pass
+
+
+def _aware(when: float | datetime) -> datetime:
+    return when if isinstance(when, datetime) else datetime.fromtimestamp(when, UTC)
 
 
 def _json_dumps(value: Any) -> str:

@@ -9,16 +9,21 @@ Sources, lowest precedence first:
 4. explicit overrides from the CLI.
 
 Every key is checked against the defaults: an unknown key or a value of the wrong type is a
-:class:`~stream.errors.ConfigError` naming the key. Components never read the environment themselves.
+:class:`~stream.errors.ConfigError` naming the key. So is a weight in ``[ensemble.weights]`` that is not a number
+>= 0 or names no configured detector, and a rule (or any detector with ``unknown_features``) that names a feature
+the engine never computes and ``features.upstream`` does not list. Components never read the environment
+themselves.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -62,7 +67,10 @@ class Settings:
 
     @property
     def features(self) -> dict[str, Any]:
-        return self.section("features")
+        """The feature extractor's parameters (``upstream`` only names pass-through features for the checks)."""
+        out = self.section("features")
+        out.pop("upstream", None)
+        return out
 
     @property
     def ensemble(self) -> dict[str, Any]:
@@ -103,6 +111,7 @@ class Settings:
         out = {k: self.data[k] for k in _DETECTION_SECTIONS}
         out = copy.deepcopy(out)
         out["engine"].pop("batch_size", None)  # results do not depend on it
+        out["features"].pop("upstream", None)  # only checked against the rules, changes no score
         if out.get("ensemble", {}).get("risk") == "rank":  # the default, added later: keep the hashes made before
             del out["ensemble"]["risk"]
         return out
@@ -122,6 +131,7 @@ class Settings:
         for dotted, value in overrides.items():
             _set_dotted(data, dotted, value)
         _validate(data, DEFAULTS, ())
+        _check_detection(data)
         return Settings(data, self.source, self.state_key)
 
 
@@ -166,6 +176,7 @@ def load_settings(
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     _validate(data, DEFAULTS, ())
+    _check_detection(data)
     key_env = str(data["state"].get("key_env") or "")
     return Settings(data, source, environ.get(key_env) if key_env else None)
 
@@ -234,6 +245,89 @@ def _validate(data: Mapping[str, Any], ref: Mapping[str, Any], path: tuple[str, 
             raise ConfigError(f"config key 'engine.budget' must be between 0 and 1 (exclusive), not {b!r}")
         if int(data.get("batch_size", 1)) < 1:
             raise ConfigError("config key 'engine.batch_size' must be at least 1")
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_detection(data: Mapping[str, Any]) -> None:
+    """What the per-key checks cannot see: weights against the configured detectors, and the feature names
+    the detectors read (rules' ``when``) against those the engine computes."""
+    configured = data["detectors"]
+    for name, w in data["ensemble"]["weights"].items():
+        key = f"ensemble.weights.{name}"
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+            raise ConfigError(f"config key {key!r} must be a number >= 0, not {w!r}")
+        if name not in configured:
+            hint = _did_you_mean(name, configured) or f" (configured: {', '.join(sorted(configured))})"
+            raise ConfigError(f"config key {key!r} weighs detector {name!r}, which is not configured{hint}")
+    _check_feature_names(data)
+
+
+#: The settings the feature names the engine can emit depend on (besides ``detectors``).
+_NAME_KEYS = (("features", "windows"), ("features", "passthrough"), ("features", "upstream"),
+              ("links", "risk_kinds"), ("links", "risk_windows"))
+
+
+def _check_feature_names(data: Mapping[str, Any], *, force: bool = False) -> None:
+    """Each enabled detector that can tell which features it reads (``unknown_features(known)``, e.g. rules) is
+    built and given the names the engine computes; a name it reads beyond them is a :class:`ConfigError`.
+
+    The embedded defaults pass (a test says so), so unless ``force``, a configuration that changes none of
+    the settings involved is not checked again: loading it does not import the detectors.
+    """
+    if not force and data["detectors"] == DEFAULTS["detectors"] and all(
+            data[s][k] == DEFAULTS[s][k] for s, k in _NAME_KEYS):
+        return
+    from detectors.registry import REGISTRY, available, build  # here: loading river costs a second
+
+    available()  # registers the built-in detectors
+    checked = [(name, params) for name, params in data["detectors"].items()
+               if isinstance(params, Mapping) and params.get("enabled", True) is not False
+               and hasattr(REGISTRY.get(name), "unknown_features")]
+    if not checked:
+        return
+    known = engine_feature_names(data)
+    for name, params in checked:
+        try:
+            det = build(name, {k: v for k, v in params.items() if k != "enabled"})
+            unknown = det.unknown_features(frozenset(known))  # type: ignore[attr-defined]
+        except ValueError as e:
+            raise ConfigError(f"detectors.{name}: {e}") from None
+        if unknown:
+            where, feature = unknown[0]
+            if not data["features"]["passthrough"]:
+                upstream = "; features.passthrough is false, so no event feature reaches the detectors"
+            else:
+                upstream = "; list features your events carry in features.upstream"
+            hint = _did_you_mean(feature, known) or upstream
+            raise ConfigError(f"detectors.{name}: {where} names unknown feature {feature!r}{hint}")
+
+
+def engine_feature_names(data: Mapping[str, Any]) -> set[str]:
+    """Every feature name an engine with this configuration can put in a feature vector: the extractor's (for
+    its windows), the link and entity-risk features (whether those are switched on or not), and the
+    pass-through names ``features.upstream`` lists (as the extractor renames them: ``in_<name>`` on a clash)."""
+    from stream.features import FeatureExtractor
+    from stream.links import LINK_FEATURES, risk_feature_names
+
+    features, links = data["features"], data["links"]
+    try:
+        names = set(FeatureExtractor(windows=features["windows"]).feature_names())
+        names.update(LINK_FEATURES)
+        names.update(risk_feature_names(links["risk_kinds"], links["risk_windows"]))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"features/links: {e}") from None
+    if features["passthrough"]:
+        for up in features["upstream"]:
+            if not isinstance(up, str) or not up:
+                raise ConfigError(f"config key 'features.upstream' must list feature names, not {up!r}")
+            while up in names:
+                up = "in_" + up
+            names.add(up)
+    return names
 
 
 def _toml_value(v: Any) -> str:

@@ -36,11 +36,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["LINK_KINDS", "EntityRisk", "LinkGraph", "window_label"]
+__all__ = ["LINK_KINDS", "LINK_FEATURES", "EntityRisk", "LinkGraph", "window_label", "risk_feature_names"]
 
 DAY = 86400.0
 LINK_KINDS = ("device", "ip", "payment", "address")  # what links accounts, by default
 _NO_LINKS = {"link_neighbours": 0.0, "link_group": 0.0, "link_confirmed": 0.0}
+#: Every feature :class:`LinkGraph` can emit (``link_flagged`` only with ``flagged=True``).
+LINK_FEATURES = (*_NO_LINKS, "link_flagged")
 
 
 def window_label(seconds: float) -> str:
@@ -49,6 +51,16 @@ def window_label(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{int(seconds)}s"
+
+
+def risk_feature_names(kinds: Sequence[str], windows: Sequence[float]) -> list[str]:
+    """Every feature an :class:`EntityRisk` of these kinds and windows emits.
+
+    >>> risk_feature_names(["ip"], [86400.0])
+    ['risk_ip_labels_1d', 'risk_ip_frauds_1d', 'risk_ip_rate_1d']
+    """
+    return [f"risk_{k}_{what}_{window_label(float(w))}" for k in kinds for w in windows
+            for what in ("labels", "frauds", "rate")]
 
 
 class EntityRisk:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,15 +19,17 @@ from typing import Any
 import click
 import orjson
 
-from sinks.alert import SEVERITIES, Alert
+from sinks.alert import ACTIONS, SEVERITIES, Alert
 from sinks.errors import SinkError
-from stream.cli.base import fail_cleanly, parse_since
+from stream.cli.base import fail_cleanly, is_duration, parse_since, parse_when
 from stream.cli.db import config_option, db_option, resolve_database
 from stream.config import load_settings
 from stream.errors import ConfigError
 
 __all__ = ["alerts", "alerts_tail", "alerts_query", "render_alert", "SEVERITY_STYLES", "parse_since", "format_alerts",
            "QUERY_FORMATS"]
+
+_DAY = re.compile(r"^\s*\d{4}-\d{2}-\d{2}\s*$")
 
 #: rich styles of the severities in pretty output.
 SEVERITY_STYLES = {"low": "dim", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
@@ -163,11 +166,9 @@ _CSV_COLUMNS = ("alert_id", "event_id", "event_type", "entity_key", "event_time"
 
 
 def _top_reason(a: Alert) -> str:
-    if not a.reasons:
-        return ""
-    r = a.reasons[0]
-    head = ":".join(str(r[k]) for k in ("detector", "feature") if r.get(k) is not None)
-    return f"{head} {r['detail']}" if r.get("detail") else head
+    from stream.eval.report import format_reason
+
+    return format_reason(a.reasons[0]) if a.reasons else ""
 
 
 def format_alerts(alerts: Sequence[Alert], fmt: str) -> str:
@@ -210,42 +211,75 @@ def format_alerts(alerts: Sequence[Alert], fmt: str) -> str:
 @config_option
 @click.option("--entity", default=None, metavar="KIND:ID", help="Only this entity's alerts, e.g. user:u42.")
 @click.option("--since", default=None, metavar="WHEN",
-              help="Only alerts whose event time is at or after WHEN: a duration back from now "
-                   "(30m, 1h, 2d, 1w) or an ISO-8601 time.")
-@click.option("--severity", type=click.Choice(SEVERITIES), default=None, help="Only alerts of this severity.")
+              help="Only alerts whose event time is at or after WHEN: an ISO-8601 time, or a duration (30m, 1h, 2d, "
+                   "1w) counted back from the event time of the newest alert in the store, not from the wall "
+                   "clock: on a live store that is about now, and replayed or demo data (event times in the "
+                   "past) is found too.")
+@click.option("--from", "from_", default=None, metavar="WHEN",
+              help="Only alerts whose event time is at or after WHEN (ISO-8601 or epoch seconds; instead of --since).")
+@click.option("--to", default=None, metavar="WHEN",
+              help="Only alerts whose event time is before WHEN (ISO-8601 or epoch seconds; a bare date: through "
+                   "the end of that day).")
+@click.option("--severity", type=click.Choice(SEVERITIES), default=None,
+              help="Only alerts of at least this severity (high: high and critical), as in alerts tail.")
+@click.option("--min-score", type=click.FloatRange(min=0, max=1), default=None, metavar="SCORE",
+              help="Only alerts scored at least SCORE (0 to 1).")
+@click.option("--action", type=click.Choice(ACTIONS), default=None, help="Only alerts with this action.")
+@click.option("--rule", default=None, metavar="NAME",
+              help="Only alerts that rule NAME fired on (one of their reasons is that rule).")
+@click.option("--sort", type=click.Choice(["time", "score"]), default="time", show_default=True,
+              help="time: the newest alerts, printed oldest first; score: the highest scores, printed highest "
+                   "first.")
 @click.option("--format", "fmt", type=click.Choice(QUERY_FORMATS), default="table", show_default=True,
               help="table for people; json (array), jsonl or csv for tools.")
 @click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
-              help="At most this many alerts (0: all), the newest ones; printed oldest first.")
+              help="At most this many alerts (0: all), the first ones in --sort order.")
 @click.option("--table", "table_name", default="alerts", show_default=True, help="Alerts table name.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write to this file instead of standard output.")
 @fail_cleanly
-def alerts_query(db: str | None, config: str | None, entity: str | None, since: str | None,
-                 severity: str | None, fmt: str, limit: int, table_name: str, out: str | None) -> None:
-    """Query the alert store by entity, time and severity.
+def alerts_query(db: str | None, config: str | None, entity: str | None, since: str | None, from_: str | None,
+                 to: str | None, severity: str | None, min_score: float | None, action: str | None,
+                 rule: str | None, sort: str, fmt: str, limit: int, table_name: str, out: str | None) -> None:
+    """Query the alert store by entity, event time, severity, score, action and rule.
 
     \b
     riskstream alerts query --db postgresql+psycopg://... --entity user:u42 --since 1h
-    riskstream alerts query --severity critical --since 2024-05-01 --format csv -o critical.csv
+    riskstream alerts query --severity critical --from 2024-05-01 --to 2024-05-07 --format csv -o critical.csv
+    riskstream alerts query --db sqlite:///riskstream-demo/alerts.db --rule shared_device --sort score
     """
     from sinks.sql import SqlSink
 
     if entity is not None and ":" not in entity:
         raise ConfigError(f"--entity: expected KIND:ID such as user:u42, not {entity!r}")
-    since_ts = parse_since(since) if since else None
+    if since is not None and from_ is not None:
+        raise ConfigError("--since and --from both set where the range starts: give one of them")
+    start = parse_when("--from", from_)
+    end = parse_when("--to", to)
+    if end is not None and _DAY.match(to or ""):
+        end += 86400.0  # a bare date: through the end of that day
+    back = is_duration(since) if since is not None else False
+    if since is not None and not back:
+        start = parse_since(since)
     url = resolve_database(db, config)
     sink = SqlSink(url, table=table_name, create=False, retries=0)
     try:
-        found = sink.query(entity_key=entity, since=since_ts, severity=severity, limit=limit or None,
-                           newest_first=True)
+        newest = sink.newest_event_ts() if back else None
+        if back and newest is None:
+            found = []  # an empty store: nothing to count back from, nothing to find
+        else:
+            if back:
+                start = parse_since(str(since), now=newest)
+            found = sink.query(entity_key=entity, since=start, until=end, min_severity=severity, min_score=min_score,
+                               action=action, rule=rule, limit=limit or None, newest_first=True, sort=sort)
     except SinkError as e:
         if "does not exist" in str(e) or "no such table" in str(e):
             raise SinkError(f"{e} (create the schema with `riskstream db upgrade`)") from e
         raise
     finally:
         sink.close()
-    found.reverse()
+    if sort == "time":
+        found.reverse()
     text = format_alerts(found, fmt)
     if out:
         Path(out).write_text(text)

@@ -26,14 +26,17 @@ log = logging.getLogger("riskstream")
 
 
 def fail_cleanly(fn: F) -> F:
-    """Turn riskstream's own errors into ``riskstream: error: <message>`` and an exit code."""
+    """Turn riskstream's own errors into one line, ``riskstream: error: <message>``, and an exit code: 2 for a
+    :class:`ConfigError` (a bad configuration or argument), 1 for a failure while running. (click's own errors
+    about options, raised before the command runs, keep click's format.)"""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ConfigError as e:
-            raise click.UsageError(str(e)) from None
+            click.echo(f"riskstream: error: {e}", err=True)
+            sys.exit(2)
         except ERRORS as e:
             click.echo(f"riskstream: error: {e}", err=True)
             sys.exit(1)
@@ -123,6 +126,11 @@ def input_size(path: str) -> int:
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def is_duration(text: str) -> bool:
+    """Whether ``text`` is a duration such as ``30m``, ``1h``, ``2d`` or ``1w`` (else it should be a time)."""
+    return _DURATION.match(text) is not None
 
 
 def parse_since(text: str, *, now: float | None = None) -> float:

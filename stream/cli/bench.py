@@ -14,12 +14,14 @@ from stream.cli.base import column_mapping, fail_cleanly, mapping_options, setti
 @click.command()
 @click.option("--events", "-n", type=click.IntRange(min=1000), default=50_000, show_default=True,
               help="Size of the simulated stream (ignored with --input).")
-@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True,
+              help="Random seed of the simulated stream (ignored with --input).")
 @click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Benchmark on this recorded file instead of a simulated stream (mapping options apply).")
 @mapping_options
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N records of --input.")
-@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None)
+@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
+              help="Config TOML laid over the defaults: the detectors, features and budget benchmarked.")
 @click.option("--kafka", "kafka", is_flag=True,
               help="Instead: end-to-end events/s through a real broker (riskstream run and a Kafka replay) "
                    "beside the raw kafka-python consume rate of the same records, in one run (fresh topics).")

@@ -14,7 +14,8 @@ def config() -> None:
 
 
 @config.command("show")
-@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None)
+@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
+              help="Config TOML laid over the defaults (default: the defaults and the environment alone).")
 @fail_cleanly
 def config_show(config: str | None) -> None:
     """Print the effective configuration (defaults + file + environment) and its detection hash."""

@@ -14,12 +14,13 @@ from stream.config import load_settings
 
 
 @click.command()
-@click.option("--events", "-n", type=click.IntRange(min=1000), default=100_000, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--events", "-n", type=click.IntRange(min=1000), default=100_000, show_default=True,
+              help="How many events to simulate (attacks and benign surprises included).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed: same seed, same stream.")
 @click.option("--dir", "out_dir", type=click.Path(file_okay=False), default="riskstream-demo", show_default=True,
               help="Folder for the simulated stream, alerts (JSONL + SQLite) and the report.")
 @click.option("--budget", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.01,
-              show_default=True)
+              show_default=True, help="Alert budget: the fraction of events that may alert.")
 @fail_cleanly
 def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
     """Simulate a realistic stream with attacks, replay it, and show alerts with their reasons. No server needed."""

@@ -36,7 +36,8 @@ def _params(specs: tuple[str, ...]) -> dict[str, Any]:
 
 @click.command("nab")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="NAB data folder (default: /work/shared/data/nab; see its README.md).")
+              help="NAB data folder (default: nab/ in $RISKSTREAM_DATA, else in ../shared/data beside the "
+                   "repository; see its README.md).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A RateDetector parameter (JSON value), e.g. --param history=4000 --param 'levels=[10,30]'.")
@@ -63,7 +64,7 @@ def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], publishe
     from detectors.rate import RateDetector
     from stream.eval import nab as nabmod
 
-    data = Path(data_dir) if data_dir else nabmod.DEFAULT_DATA_DIR
+    data = Path(data_dir) if data_dir else nabmod.default_data_dir()
     config = {"feature": "value", "time_feature": nabmod.TIME_FEATURE, **_params(params)}
     try:
         full = RateDetector(**config)._get_params()

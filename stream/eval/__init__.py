@@ -6,4 +6,5 @@
 - :mod:`stream.eval.plots`: PR curve and alerts over time (matplotlib, optional).
 - :mod:`stream.eval.nab`: the Numenta Anomaly Benchmark with NAB's own scoring.
 - :mod:`stream.eval.delayed_labels`: a source wrapper that reveals labels as a live system would learn them.
+- :mod:`stream.eval.data`: where the shared labelled data sets are (``RISKSTREAM_DATA``, else ``../shared/data``).
 """

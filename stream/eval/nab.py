@@ -19,7 +19,8 @@ against the published scoreboard from the published per-point scores (``tests/st
 * One threshold per detector and profile, the one that maximises the corpus' raw score, found by sweeping every
   distinct anomaly score (NAB's optimiser; every published threshold in ``thresholds.json`` was set that way).
 
-Data comes from ``/work/shared/data/nab`` (see its ``README.md``): ``nab_timeseries_labeled.csv.gz``,
+Data comes from ``nab/`` in the shared data folder (:func:`stream.eval.data.shared_data_dir`: ``RISKSTREAM_DATA``,
+else ``../shared/data`` beside the repository; see its ``README.md``): ``nab_timeseries_labeled.csv.gz``,
 ``combined_windows.json``, ``profiles.json``, ``thresholds.json``, ``final_results.json`` and the published
 per-point scores ``nab_detector_anomaly_scores.csv.gz``.
 
@@ -52,9 +53,10 @@ import orjson
 
 from detectors.base import Detector
 from stream.errors import SourceError
+from stream.eval.data import shared_data_dir
 
 __all__ = [
-    "DEFAULT_DATA_DIR",
+    "default_data_dir",
     "PROFILES",
     "FileScore",
     "NabScorer",
@@ -72,8 +74,6 @@ __all__ = [
     "TIME_FEATURE",
 ]
 
-#: Where the NAB data lives on the team's machines and in CI.
-DEFAULT_DATA_DIR = Path("/work/shared/data/nab")
 #: NAB's three application profiles, in its order.
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PROBATION_PERCENT = 0.15
@@ -130,16 +130,23 @@ _MAX_TP = float(scaled_sigmoid(-1.0))
 # --- data ----------------------------------------------------------------------------------------------------------
 
 
-def _require(data_dir: Path, name: str) -> Path:
+def default_data_dir() -> Path:
+    """``nab/`` in the shared data folder (``RISKSTREAM_DATA``, else ``../shared/data`` beside the repository);
+    :class:`~stream.eval.data.DataNotFound` names where it looked when it is not there."""
+    return shared_data_dir("nab")
+
+
+def _require(data_dir: str | Path | None, name: str) -> Path:
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir)
     path = data_dir / name
     if not path.is_file():
         raise SourceError(f"NAB data: {path} is missing (see {data_dir / 'README.md'})")
     return path
 
 
-def load_profiles(data_dir: str | Path = DEFAULT_DATA_DIR) -> dict[str, Profile]:
+def load_profiles(data_dir: str | Path | None = None) -> dict[str, Profile]:
     """The profiles of ``profiles.json``, by name."""
-    raw = orjson.loads(_require(Path(data_dir), "profiles.json").read_bytes())
+    raw = orjson.loads(_require(data_dir, "profiles.json").read_bytes())
     return {
         name: Profile(name, float(p["CostMatrix"]["tpWeight"]), float(p["CostMatrix"]["fpWeight"]),
                       float(p["CostMatrix"]["fnWeight"]))
@@ -147,22 +154,22 @@ def load_profiles(data_dir: str | Path = DEFAULT_DATA_DIR) -> dict[str, Profile]
     }
 
 
-def load_thresholds(data_dir: str | Path = DEFAULT_DATA_DIR) -> dict[str, dict[str, dict[str, float]]]:
+def load_thresholds(data_dir: str | Path | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """``thresholds.json``: detector -> profile -> ``{"threshold", "score"}`` (the published raw scores)."""
-    return orjson.loads(_require(Path(data_dir), "thresholds.json").read_bytes())
+    return orjson.loads(_require(data_dir, "thresholds.json").read_bytes())
 
 
 def _datetimes(strings: Sequence[str]) -> np.ndarray:
     return np.array(strings, dtype="datetime64[us]")
 
 
-def load_corpus(data_dir: str | Path = DEFAULT_DATA_DIR) -> list[NabSeries]:
+def load_corpus(data_dir: str | Path | None = None) -> list[NabSeries]:
     """The 58 NAB series (``nab_timeseries_labeled.csv.gz``) with their windows (``combined_windows.json``).
 
     Raises :class:`~stream.errors.SourceError` when a file is missing or a window limit is not a timestamp of
     its file (NAB demands exact matches).
     """
-    data_dir = Path(data_dir)
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir)
     windows = orjson.loads(_require(data_dir, "combined_windows.json").read_bytes())
     names: list[str] = []
     stamps: dict[str, list[str]] = {}
@@ -196,7 +203,7 @@ def load_corpus(data_dir: str | Path = DEFAULT_DATA_DIR) -> list[NabSeries]:
 
 
 def load_published_scores(detectors: Iterable[str], corpus: Sequence[NabSeries],
-                          data_dir: str | Path = DEFAULT_DATA_DIR) -> dict[str, dict[str, np.ndarray]]:
+                          data_dir: str | Path | None = None) -> dict[str, dict[str, np.ndarray]]:
     """The published per-point anomaly scores of ``detectors`` (``nab_detector_anomaly_scores.csv.gz``), as
     detector -> series -> scores by row, as NAB's scorer pairs them with the data (by position);
     :class:`~stream.errors.SourceError` if a detector is missing or a file's rows are not those of the data."""
@@ -205,7 +212,7 @@ def load_published_scores(detectors: Iterable[str], corpus: Sequence[NabSeries],
     done: set[bytes] = set()
     rest = b""
     # The file is grouped by detector: read it in large blocks and split only the blocks holding a wanted one.
-    with gzip.open(_require(Path(data_dir), "nab_detector_anomaly_scores.csv.gz"), "rb") as f:
+    with gzip.open(_require(data_dir, "nab_detector_anomaly_scores.csv.gz"), "rb") as f:
         f.readline()
         while done != wanted:
             block = f.read(1 << 23)
@@ -467,7 +474,7 @@ def evaluate(corpus: Sequence[NabSeries], scores: Mapping[str, np.ndarray], prof
     return out
 
 
-def run_nab(detector_factory: Callable[[], Detector], data_dir: str | Path = DEFAULT_DATA_DIR, *,
+def run_nab(detector_factory: Callable[[], Detector], data_dir: str | Path | None = None, *,
             feature: str = "value", per_file: bool = False,
             on_series: Callable[[str, int], None] | None = None) -> dict[str, Any]:
     """Run a detector over every NAB series (a fresh one per series; each point scored, then learned; no
@@ -495,7 +502,7 @@ def run_nab(detector_factory: Callable[[], Detector], data_dir: str | Path = DEF
     }
 
 
-def score_published(detectors: Sequence[str], data_dir: str | Path = DEFAULT_DATA_DIR,
+def score_published(detectors: Sequence[str], data_dir: str | Path | None = None,
                     corpus: Sequence[NabSeries] | None = None) -> dict[str, dict[str, Any]]:
     """Score published detectors from their shipped per-point scores with this scorer, beside the scoreboard.
 
@@ -506,7 +513,7 @@ def score_published(detectors: Sequence[str], data_dir: str | Path = DEFAULT_DAT
     corpus = load_corpus(data_dir) if corpus is None else list(corpus)
     profiles = load_profiles(data_dir)
     thresholds = load_thresholds(data_dir)
-    board = orjson.loads(_require(Path(data_dir), "final_results.json").read_bytes())
+    board = orjson.loads(_require(data_dir, "final_results.json").read_bytes())
     unknown = [d for d in detectors if d not in thresholds]
     if unknown:
         raise SourceError(f"no published detector {unknown[0]!r}; known: {', '.join(sorted(thresholds))}")

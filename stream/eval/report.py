@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from detectors.text import number
 from sinks.alert import Alert
 
 __all__ = ["progress", "print_summary", "TopAlerts", "format_reason", "console"]
@@ -63,15 +64,24 @@ class TopAlerts:
 
 
 def format_reason(r: Mapping[str, Any], *, detail: bool = True) -> str:
-    """One reason as text: ``zscore: device_payments_24h=14 (z=9.1 ...)``; a rule shows its clause values."""
+    """One reason as text, numbers to a few significant digits:
+    ``zscore: merchant_orders_1m=14 (median 1, scale 0.741, z=17.5)``; a rule shows its clause values
+    (``rules: rule shared_device: device_users_24h=6 >= 3``), the ensemble why the action is not review.
+    A detail that starts with ``feature=`` (the detectors' own) is shown as it is; ``detail=False`` keeps to
+    ``feature=value``."""
     det = r.get("detector", "?")
     feat = r.get("feature")
     value = r.get("value")
+    text = r.get("detail")
     if feat is None or value is None:
-        return f"{det}: {r.get('detail') or feat or ''}".strip()
-    vtxt = f"{value:.4g}" if isinstance(value, float) else str(value)
-    text = f"{det}: {feat}={vtxt}"
-    return text + (f" ({r['detail']})" if detail and r.get("detail") else "")
+        return f"{det}: {text or feat or ''}".strip()
+    vtxt = number(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+    head = f"{det}: {feat}={vtxt}"
+    if not detail or not text:
+        return head
+    if str(text).startswith(f"{feat}="):
+        return f"{det}: {text}"
+    return f"{head} ({text})"
 
 
 def _fmt(v: Any) -> str:
@@ -121,7 +131,7 @@ def print_summary(report: Mapping[str, Any], top: Sequence[Alert], outputs: Mapp
         for a in top:
             lines: list[str] = []
             for r in a.reasons:
-                line = format_reason(r, detail=False)
+                line = format_reason(r)
                 if line not in lines:
                     lines.append(line)
             reasons = "\n".join(lines[:4])

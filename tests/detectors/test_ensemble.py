@@ -15,6 +15,7 @@ from detectors import Detector, Ensemble, build
 from detectors.calibration import TailCalibrator
 from detectors.hst import HalfSpaceTrees
 from detectors.rules import Rules
+from detectors.text import number
 from detectors.zscore import RobustZScore
 
 
@@ -68,8 +69,8 @@ def test_outliers_alert_with_reasons_naming_their_features():
     assert v.risk[i] == 1 - v.q[i] and v.q[i] <= ens.budget
     reasons = v.reasons(i, xs[2500])
     assert {r["detector"] for r in reasons} >= {"zscore", "rules"}
-    assert set(reasons[0]) == {"detector", "feature", "value", "detail", "contribution"}
-    contributions = [r["contribution"] for r in reasons]
+    assert all(set(r) == {"detector", "feature", "value", "detail", "contribution"} for r in reasons)
+    contributions = [r["contribution"] for r in reasons if r["detector"] != "ensemble"]  # it explains the action
     assert all(c > 0 for c in contributions) and sum(contributions) == pytest.approx(1.0)
     zs = [r["feature"] for r in reasons if r["detector"] == "zscore"]
     assert set(zs) <= {"v1", "v2", "n_1h", "amount"} and "v1" in zs
@@ -95,6 +96,25 @@ def test_severity_and_action_follow_q_relative_to_the_budget():
         assert v.action[i] == {"critical": "block", "high": "block", "low": "allow"}[expected]
         seen.add(expected)
     assert seen == {"critical", "high", "low"}
+
+
+def test_an_action_from_the_severity_is_explained_first_in_the_reasons():
+    ens = _ensemble(budget=0.05, severity={"critical": 0.1, "high": 0.4}, actions={"low": "allow"})
+    xs = _stream(3000, seed=3)
+    v = ens.process_many(xs)
+    seen = set()
+    for i in np.flatnonzero(v.alert).tolist():
+        reasons = v.reasons(i, xs[i])
+        assert not any("(review)" in str(r["detail"]) for r in reasons)  # a rule's own action only if it forces one
+        if v.action[i] == "review":
+            assert all(r["detector"] != "ensemble" for r in reasons)
+            continue
+        limit = {"critical": "0.1 x budget 0.05", "low": "budget 0.05"}[v.severity[i]]
+        assert reasons[0] == {"detector": "ensemble", "feature": "severity", "value": None, "contribution": 0.0,
+                              "detail": f"{v.severity[i]} severity means {v.action[i]}: q={number(v.q[i], 3)} "
+                                        f"<= {limit}"}
+        seen.add(v.action[i])
+    assert seen == {"block", "allow"}
 
 
 def test_block_rules_and_blocklists_force_a_block_even_before_min_history():

@@ -95,7 +95,7 @@ def test_explain_and_describe_name_fired_rules_with_their_values():
     assert r.explain(x) == [("card_testing_burst", 0.9), ("stolen_bin", 0.4)]
     assert r.explain(x, top=1) == [("card_testing_burst", 0.9)]
     detail = r.describe(x, "card_testing_burst")
-    assert "device_payments_distinct_24h=7 >= 5" in detail and "amount=2.0 < 5" in detail
+    assert "device_payments_distinct_24h=7 >= 5" in detail and "amount=2 < 5" in detail
 
 
 def test_block_reasons_come_from_block_rules_and_blocklists():

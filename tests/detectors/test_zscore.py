@@ -73,7 +73,7 @@ def test_non_negative_features_are_scored_on_the_log_scale():
     # on the log scale a 20x larger and a 20x smaller amount are about equally unusual
     assert log_det.score_one(big) == pytest.approx(log_det.score_one(tiny), rel=0.2)
     assert lin_det.score_one(big) > 5 * lin_det.score_one(tiny)
-    assert "log scale" in log_det.describe(big, "amount")
+    assert "log1p scale" in log_det.describe(big, "amount")
 
 
 def test_missing_features_do_not_count_and_rare_features_wait_for_min_count():

@@ -82,6 +82,28 @@ def test_alerts_query_filters_and_formats(db: str) -> None:
     assert r.exit_code == 2 and "KIND:ID" in r.output
 
 
+def test_alerts_query_ranges_filters_and_sorting_run_on_postgresql(pg_url: str) -> None:
+    from tests.stream.test_alerts_query import ALERTS as REPLAYED  # replayed data: event times long past
+
+    sink = SqlSink(pg_url)
+    sink.add_many(REPLAYED)
+    sink.close()
+
+    def ids(*args: str) -> list[str]:
+        r = invoke("alerts", "query", "--db", pg_url, "--format", "jsonl", "--limit", "0", *args)
+        assert r.exit_code == 0, r.output
+        return [orjson.loads(line)["event_id"] for line in r.stdout.splitlines()]
+
+    assert ids("--since", "1d") == ["e3", "e4", "e5"]  # back from the newest alert, not from the wall clock
+    assert ids("--from", "2024-03-01T01:00:00Z", "--to", "2024-03-02T01:00:00Z") == ["e1", "e2"]
+    assert ids("--to", "2024-03-01") == ["e0", "e1", "e2"]
+    assert ids("--severity", "high") == ["e0", "e2", "e4", "e5"]
+    assert ids("--min-score", "0.97", "--action", "block") == ["e0", "e4"]
+    assert ids("--rule", "shared_device") == ["e0", "e2"]
+    assert ids("--rule", "card_burst_ip", "--since", "1d") == ["e4"]
+    assert ids("--sort", "score", "--limit", "3") == ["e0", "e4", "e2"]
+
+
 def test_alerts_query_takes_the_database_from_the_environment(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RISKSTREAM_DATABASE_URL", db)
     r = invoke("alerts", "query", "--format", "jsonl", "--limit", "0")

@@ -138,6 +138,43 @@ def test_query_filters_and_orders_by_event_time(open_sink: OpenSink) -> None:
     assert sink.query(entity_key="user:nobody") == []
 
 
+def _fired(*rules: str) -> tuple[dict[str, Any], ...]:
+    return tuple({"detector": "rules", "feature": r, "value": None, "detail": f"rule {r}: x=1 >= 1",
+                  "contribution": 0.5} for r in rules)
+
+
+# Alerts with distinct scores, actions and fired rules; a feature of another detector named like a rule does not
+# count as the rule.
+VARIED = [make_alert(i, score=s, action=act, severity=sev, reasons=rs) for i, (s, act, sev, rs) in enumerate([
+    (0.91, "review", "low", _fired("shared_device")),
+    (0.99, "block", "critical", _fired("card_burst_ip", "shared_device")),
+    (0.95, "review", "medium", ({"detector": "zscore", "feature": "shared_device", "value": 3.0, "detail": "z"},)),
+    (0.97, "review", "high", _fired("card_burst_ip")),
+    (0.93, "allow", "low", ()),
+])]
+
+
+def test_query_filters_by_time_range_severity_score_action_and_rule_and_sorts_by_score(open_sink: OpenSink) -> None:
+    sink = open_sink()
+    assert sink.newest_event_ts() is None
+    sink.add_many(VARIED)
+    sink.flush()
+    assert sink.newest_event_ts() == VARIED[-1].event_ts
+    q = sink.query
+    assert q(since=VARIED[1].event_ts, until=VARIED[3].event_ts, limit=None) == VARIED[1:3]  # until: exclusive
+    assert q(min_severity="high", limit=None) == [VARIED[1], VARIED[3]]
+    assert q(min_severity="low", limit=None) == VARIED
+    assert q(min_score=0.95, limit=None) == [VARIED[1], VARIED[2], VARIED[3]]
+    assert q(action="block", limit=None) == [VARIED[1]] and q(action="allow", limit=None) == [VARIED[4]]
+    assert q(rule="shared_device", limit=None) == [VARIED[0], VARIED[1]]
+    assert q(rule="card_burst_ip", min_score=0.98, limit=None) == [VARIED[1]]
+    assert q(rule="no_such_rule") == []
+    assert q(sort="score", limit=None) == sorted(VARIED, key=lambda a: -a.score)
+    assert q(sort="score", limit=2, min_severity="medium") == [VARIED[1], VARIED[3]]
+    with pytest.raises(ValueError, match="sort"):
+        q(sort="size")
+
+
 def test_a_failing_row_rolls_back_the_whole_flush_and_keeps_the_buffer(open_sink: OpenSink) -> None:
     sink = open_sink(batch_size=2, close=False)  # closing would retry the poison alert
     bad = make_alert(99, score=math.nan)  # JSON has no NaN: the score becomes null and breaks NOT NULL

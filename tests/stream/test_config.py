@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
-from stream.config import default_settings, load_settings
+from stream.config import _check_feature_names, default_settings, load_settings
 from stream.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path, text):
@@ -73,3 +76,62 @@ def test_disabled_detector_is_left_out(tmp_path):
 def test_toml_dump_round_trips():
     s = default_settings().replace({"engine.budget": 0.0125})
     assert tomllib.loads(s.to_toml()) == dict(s.data)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[ensemble.weights]\nhst = "high"\n', "config key 'ensemble.weights.hst' must be a number >= 0, not 'high'"),
+        ("[ensemble.weights]\nzscore = -1\n", "config key 'ensemble.weights.zscore' must be a number >= 0, not -1"),
+        ("[ensemble.weights]\nhts = 1.0\n",
+         "config key 'ensemble.weights.hts' weighs detector 'hts', which is not configured (did you mean 'hst'?)"),
+        ("[ensemble.weights]\nforest = 1.0\n",
+         "config key 'ensemble.weights.forest' weighs detector 'forest', which is not configured "
+         "(configured: hst, rules, zscore)"),
+        ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "devce_users_24h >= 3"\n',
+         "detectors.rules: rule 'mine' names unknown feature 'devce_users_24h' (did you mean 'device_users_24h'?)"),
+        ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "order_amount > 5 and V14 < -5"\n',
+         "detectors.rules: rule 'mine' names unknown feature 'V14'; list features your events carry in "
+         "features.upstream"),
+        ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "user_orders_5m >= 3"\n',  # not one of the windows
+         "detectors.rules: rule 'mine' names unknown feature 'user_orders_5m' (did you mean 'user_orders_1m'?)"),
+        ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "order_amount >"\n',
+         "detectors.rules: rule 'mine': cannot parse"),
+    ],
+)
+def test_weights_and_rule_features_are_checked_when_loading(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, text), env={})
+    assert str(e.value).startswith(message)
+
+
+def test_rule_names_listed_upstream_features_and_any_feature_family(tmp_path):
+    rule = '[[detectors.rules.rules]]\nname = "mine"\nwhen = "V14 < -5 and link_flagged >= 1 and risk_ip_rate_7d > 0"\n'
+    s = load_settings(write(tmp_path, '[features]\nupstream = ["V14"]\n' + rule), env={})
+    assert s.detectors["rules"]["rules"][0]["name"] == "mine"
+    # naming pass-through features changes no score: the detection hash and the extractor's parameters ignore it
+    assert s.config_hash == s.replace({"features.upstream": ["V14", "V15"]}).config_hash
+    assert "upstream" not in s.features
+    # with pass-through off the upstream name never reaches the rules
+    with pytest.raises(ConfigError, match="unknown feature 'V14'; features.passthrough is false"):
+        s.replace({"features.passthrough": False})
+    # an upstream name equal to one of the engine's arrives as in_<name>
+    clash = rule.replace("V14", "in_order_amount")
+    load_settings(write(tmp_path, '[features]\nupstream = ["order_amount"]\n' + clash), env={})
+
+
+def test_weight_of_a_disabled_detector_is_no_error(tmp_path):
+    s = load_settings(write(tmp_path, "[detectors.hst]\nenabled = false\n[ensemble.weights]\nhst = 0.5\n"), env={})
+    assert "hst" not in s.detectors
+
+
+def test_a_disabled_rules_pack_is_not_checked(tmp_path):
+    text = '[detectors.rules]\nenabled = false\n[[detectors.rules.rules]]\nname = "x"\nwhen = "nope > 1"\n'
+    assert "rules" not in load_settings(write(tmp_path, text), env={}).detectors
+
+
+@pytest.mark.parametrize("path", ["stream/defaults/riskstream.toml", "docker/riskstream.toml",
+                                  *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bench").rglob("*.toml"))])
+def test_shipped_configurations_name_only_known_features(path):
+    s = load_settings(ROOT / path, env={})
+    _check_feature_names(s.data, force=True)  # the defaults are skipped when loading: checked here

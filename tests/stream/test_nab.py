@@ -1,11 +1,12 @@
 """NAB scoring: the windowed scorer's rules on small hand-made corpora, then the published scoreboard reproduced
 from the published per-point scores, and the rate detector's run through ``riskstream nab``.
 
-The data-backed tests need ``/work/shared/data/nab`` (present on the team's machines and in CI) and skip with
-the reason when it is absent. They reproduce ``numenta`` (HTM) and ``randomCutForest``: the shipped per-point
-scores of ``windowedGaussian`` are not the ones its scoreboard line was computed from (NAB's own per-file
-table has, e.g., no detection at all in ``art_increase_spike_density.csv`` at its threshold 1.0, while the
-shipped scores reach 1.0 at 84 points there), so no scorer can reproduce that line from them.
+The data-backed tests need ``nab/`` in the shared data folder (``RISKSTREAM_DATA``, else ``../shared/data``
+beside the repository: present on the team's machines and in CI) and skip with the reason when it is absent.
+They reproduce ``numenta`` (HTM) and ``randomCutForest``: the shipped per-point scores of ``windowedGaussian``
+are not the ones its scoreboard line was computed from (NAB's own per-file table has, e.g., no detection at all
+in ``art_increase_spike_density.csv`` at its threshold 1.0, while the shipped scores reach 1.0 at 84 points
+there), so no scorer can reproduce that line from them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import pytest
 from click.testing import CliRunner
 
 from stream.errors import SourceError
+from stream.eval.data import shared_data_dir
 from stream.eval.nab import (
-    DEFAULT_DATA_DIR,
     NabScorer,
     NabSeries,
     Profile,
@@ -36,8 +37,8 @@ from stream.eval.nab import (
 
 STANDARD = Profile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
 REPO = Path(__file__).resolve().parents[2]
-needs_data = pytest.mark.skipif(not (DEFAULT_DATA_DIR / "combined_windows.json").is_file(),
-                                reason=f"NAB data not found at {DEFAULT_DATA_DIR}")
+DATA = shared_data_dir("nab", must_exist=False)
+needs_data = pytest.mark.skipif(not (DATA / "combined_windows.json").is_file(), reason=f"NAB data not found at {DATA}")
 
 
 def _series(n: int, windows, name: str = "s.csv") -> NabSeries:
@@ -130,7 +131,7 @@ def test_missing_data_is_a_source_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def corpus():
-    return load_corpus(DEFAULT_DATA_DIR)
+    return load_corpus(DATA)
 
 
 @needs_data
@@ -139,9 +140,9 @@ def test_the_published_scoreboard_is_reproduced_from_the_shipped_scores(corpus):
     shipped = load_published_scores(detectors, corpus)
     profiles = load_profiles()
     thresholds = load_thresholds()
-    board = orjson.loads((DEFAULT_DATA_DIR / "final_results.json").read_bytes())
+    board = orjson.loads((DATA / "final_results.json").read_bytes())
     assert len(corpus) == 58 and sum(len(s.windows) for s in corpus) == 116
-    with gzip.open(DEFAULT_DATA_DIR / "nab_detector_per_file_scores.csv.gz", "rt", newline="") as f:
+    with gzip.open(DATA / "nab_detector_per_file_scores.csv.gz", "rt", newline="") as f:
         per_file = [r for r in csv.DictReader(f) if r["Detector"] in detectors and r["File"] != "Totals"]
     for d in detectors:
         result = evaluate(corpus, shipped[d], profiles, {p: thresholds[d][p]["threshold"] for p in profiles})
