@@ -50,6 +50,8 @@ class TopAlerts:
         self._seq = 0
 
     def offer(self, alerts: Sequence[Alert]) -> None:
+        if self.n <= 0:  # --top 0: keep none (and never look at an empty heap's top)
+            return
         for a in alerts:
             self._seq += 1
             item = (a.score, -self._seq, a)

@@ -123,3 +123,14 @@ def test_replay_needs_inputs_or_kafka_and_not_both(tmp_path, kafka_bootstrap):
     res = runner.invoke(cli, ["replay", "--kafka", "--from-timestamp", "yesterday",
                               "--bootstrap", kafka_bootstrap])
     assert res.exit_code == 2 and "--from-timestamp" in res.output
+
+
+def test_kafka_replay_with_top_0_prints_the_summary_without_an_alert_table(kafka_bootstrap, topics, tmp_path):
+    produce_simulated(kafka_bootstrap, topics, 3000, seed=24)
+    config = _config(tmp_path, kafka_bootstrap, topics)
+    res = CliRunner().invoke(cli, ["replay", "--kafka", "-c", str(config), "--top", "0", "--report",
+                                   str(tmp_path / "k.json")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert orjson.loads((tmp_path / "k.json").read_bytes())["alerts"] > 0, "alerts must have been offered"
+    assert "events scored" in res.output
+    assert "top " not in res.output

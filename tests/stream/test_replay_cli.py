@@ -164,3 +164,13 @@ def test_config_show_prints_effective_config():
     res = invoke("config", "show")
     assert res.exit_code == 0
     assert "config_hash" in res.output and "[engine]" in res.output
+
+
+def test_top_0_prints_the_summary_without_an_alert_table(stream_file, tmp_path):
+    rep = tmp_path / "r.json"
+    res = invoke("replay", stream_file, "--budget", "0.02", "--top", "0", "--report", rep,
+                 "--config", _small_history(tmp_path))
+    assert res.exit_code == 0, res.output
+    assert json.loads(rep.read_text())["alerts"] > 0, "alerts must have been offered to the (empty) top list"
+    assert "events scored" in res.output and "alerts" in res.output
+    assert "top " not in res.output
