@@ -98,7 +98,9 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         raise click.UsageError(f"{used}: only with --kafka or --kafka-topic")
     settings = settings_from(config, {"engine.budget": budget, "engine.batch_size": batch_size})
     from stream.eval.metrics import WindowCollector
+    from stream.replay import ReplayStopped
 
+    stopped: ReplayStopped | None = None
     window = WindowCollector(parse_day("--eval-from", eval_from, end=False),
                              parse_day("--eval-to", eval_to, end=True), k=top_k,
                              known_from=parse_day("--known-from", known_from, end=False))
@@ -129,9 +131,12 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
                                  mapping=mapping)
         if label_delay is not None:
             source = DelayedLabels(source, parse_duration(label_delay), every=parse_duration(label_every))
-        result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db,
-                                         dead_letters=dead_letters, quiet=quiet, top=top,
-                                         input_bytes=sum(input_size(p) for p in inputs), observe=window.add)
+        try:
+            result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db,
+                                             dead_letters=dead_letters, quiet=quiet, top=top,
+                                             input_bytes=sum(input_size(p) for p in inputs), observe=window.add)
+        except ReplayStopped as stop:  # an input broke part-way: report what was read before it, then fail
+            stopped, result = stop, stop.result
         result["eval"] = window.report()
         if label_delay is not None:
             result["label_delay_s"] = source.delay
@@ -157,6 +162,8 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         Path(report).write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         if not quiet:
             click.echo(f"report written to {report}", err=True)
+    if stopped is not None:
+        raise stopped  # exit 1 (a failure while running), after the summary and the report
 
 
 def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, bootstrap, from_timestamp,
@@ -195,9 +202,11 @@ def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=N
     """Open the outputs, replay with a progress bar, print the summary; shared by replay and demo."""
     from stream.eval import report as rpt
     from stream.outputs import open_outputs
+    from stream.replay import ReplayStopped
     from stream.replay import replay as run
 
     top_alerts = rpt.TopAlerts(top)
+    stopped: ReplayStopped | None = None
     with open_outputs(settings, alerts_out=alerts_out, database=db, dead_letters=dead_letters) as outputs:
         with rpt.progress(quiet, title, total_bytes=input_bytes, source=source) as advance:
             def on_batch(batch, outcome):
@@ -206,8 +215,13 @@ def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=N
                     observe(outcome)
                 advance(batch, outcome)
 
-            result = run(source, settings, sinks=outputs.alerts, dead_letters=outputs.dead_letter,
-                         on_batch=on_batch)
+            try:
+                result = run(source, settings, sinks=outputs.alerts, dead_letters=outputs.dead_letter,
+                             on_batch=on_batch)
+            except ReplayStopped as e:  # the summary still shows what was read before the input broke
+                stopped, result = e, e.result
     if not quiet:
         rpt.print_summary(result, top_alerts.best(), outputs=outputs.places())
+    if stopped is not None:
+        raise stopped
     return result

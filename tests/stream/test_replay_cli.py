@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 
 import orjson
 import pytest
@@ -174,3 +175,53 @@ def test_top_0_prints_the_summary_without_an_alert_table(stream_file, tmp_path):
     assert json.loads(rep.read_text())["alerts"] > 0, "alerts must have been offered to the (empty) top list"
     assert "events scored" in res.output and "alerts" in res.output
     assert "top " not in res.output
+
+
+def _error_lines(res):
+    return [ln for ln in res.stderr.splitlines() if ln.startswith("riskstream: error:")]
+
+
+def test_a_truncated_gz_replays_what_came_before_it_and_exits_1_naming_file_and_line(stream_file, tmp_path):
+    data = stream_file.read_bytes()
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    readable = zlib.decompressobj(wbits=31).decompress(data[: len(data) // 2])
+    whole_lines = readable.count(b"\n")
+    assert 0 < whole_lines < 4000
+    rep, out = tmp_path / "r.json", tmp_path / "alerts.jsonl"
+    res = invoke("replay", cut, "--budget", "0.02", "--config", _small_history(tmp_path), "--report", rep,
+                 "--alerts-out", out)
+    assert res.exit_code == 1, res.output
+    assert "Aborted" not in res.output and "Traceback" not in res.output
+    errors = _error_lines(res)
+    assert len(errors) == 1, res.stderr
+    assert "cut.jsonl.gz" in errors[0] and f"line {whole_lines + 1:,}" in errors[0] and "truncated" in errors[0]
+    assert "events scored" in res.output, "the summary of what was read is still printed"
+    r = json.loads(rep.read_text())
+    assert r["events"] + r["label_events"] == whole_lines and r["invalid"] == 0
+    assert r["error"] == errors[0].removeprefix("riskstream: error: ")
+    assert r["alerts"] > 0 and len(read_alerts(out)) == r["alerts"], "the alerts before the break are kept"
+
+
+def test_a_file_named_gz_that_is_not_gzip_exits_1_with_one_line(tmp_path):
+    fake = tmp_path / "plain.jsonl.gz"
+    fake.write_bytes(good(1) + b"\n")
+    res = invoke("replay", fake, "--report", tmp_path / "r.json")
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    errors = _error_lines(res)
+    assert len(errors) == 1 and "plain.jsonl.gz" in errors[0] and "not gzip" in errors[0], res.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["events"] == 0
+
+
+def test_a_jsonl_file_with_a_cut_off_last_line_dead_letters_it_and_exits_0(tmp_path):
+    path = tmp_path / "cut.jsonl"
+    last = good(3)[:25]
+    path.write_bytes(good(1) + b"\n" + good(2) + b"\n" + last)
+    dl, rep = tmp_path / "dl.jsonl", tmp_path / "r.json"
+    res = invoke("replay", path, "--dead-letters", dl, "--report", rep, "-q")
+    assert res.exit_code == 0, res.output
+    r = json.loads(rep.read_text())
+    assert r["events"] == 2 and r["invalid"] == 1 and "error" not in r
+    (letter,) = read_dead_letters(dl)
+    assert letter.raw == last and letter.position == 3 and "JSON" in letter.reason
