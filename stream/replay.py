@@ -83,7 +83,7 @@ def replay(
         n_batches += 1
         if n_batches % flush_every == 0:
             _flush(sinks, dead_letters)
-        collector.add(outcome, invalid=len(batch.invalid))
+        collector.add(outcome, invalid=len(batch.invalid), reasons=(d.reason for d in batch.invalid))
         t_prev = time.perf_counter()
         stage["sinks"] += t_prev - t_sink
         if on_batch is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from stream.cli.base import (
     settings_from,
 )
 from stream.config import Settings
+from stream.errors import ConfigError
 
 
 @click.command()
@@ -164,6 +167,29 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
             click.echo(f"report written to {report}", err=True)
     if stopped is not None:
         raise stopped  # exit 1 (a failure while running), after the summary and the report
+    _check_something_was_read(result, inputs)
+
+
+def _check_something_was_read(result: Mapping[str, Any], inputs: tuple[str, ...]) -> None:
+    """After the report: exit 2 when every record was dead-lettered (an input problem, usually a missing --type or
+    --map), saying why; warn when there was no record at all (exit 0: an empty input is not wrong)."""
+    if result["events"] or result["label_events"]:
+        return
+    where = ", ".join(inputs) if inputs else "the Kafka range"
+    if not result["invalid"]:
+        click.echo(f"riskstream: warning: nothing to replay: {where} has no records (the report is all zeros)",
+                   err=True)
+        return
+    top = (result.get("dead_letter_reasons") or [{"reason": "?", "count": 0}])[0]
+    missing = re.fullmatch(r"([\w.]+): is missing", top["reason"])
+    if inputs and missing and missing.group(1) == "type":
+        hint = "give --type order|login|label, and --map FIELD=COLUMN for your columns"
+    elif inputs and missing:
+        hint = f"give --map {missing.group(1)}=COLUMN, or --set {missing.group(1)}=VALUE when no column has it"
+    else:
+        hint = "--dead-letters FILE keeps every record with its reason"
+    raise ConfigError(f"nothing valid was read from {where}: all {result['invalid']:,} records were dead-lettered, "
+                      f"{top['count']:,} of them for {top['reason']!r}; {hint}")
 
 
 def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, bootstrap, from_timestamp,

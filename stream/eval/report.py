@@ -102,6 +102,13 @@ def print_summary(report: Mapping[str, Any], top: Sequence[Alert], outputs: Mapp
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
+    if report.get("dead_letter_reasons"):
+        rt = Table(title="dead-letter reasons", title_justify="left")
+        rt.add_column("records", justify="right")
+        rt.add_column("reason")
+        for r in report["dead_letter_reasons"][:5]:
+            rt.add_row(f"{r['count']:,}", r["reason"])
+        console.print(rt)
     if report.get("per_scenario"):
         st = Table(title="per scenario (share of the scenario's events alerted)", title_justify="left")
         st.add_column("scenario")

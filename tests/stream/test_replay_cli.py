@@ -225,3 +225,62 @@ def test_a_jsonl_file_with_a_cut_off_last_line_dead_letters_it_and_exits_0(tmp_p
     assert r["events"] == 2 and r["invalid"] == 1 and "error" not in r
     (letter,) = read_dead_letters(dl)
     assert letter.raw == last and letter.position == 3 and "JSON" in letter.reason
+
+
+def _card_csv(tmp_path, rows=200):
+    path = tmp_path / "cards.csv"
+    path.write_text("Time,V1,Amount,Class\n" + "".join(f"{i},{i % 7 / 7},{10 + i % 3},{int(i % 50 == 49)}\n"
+                                                       for i in range(rows)))
+    return path
+
+
+def test_a_csv_without_map_or_type_exits_2_saying_why_and_what_to_give(tmp_path):
+    path = _card_csv(tmp_path)
+    rep, dl = tmp_path / "r.json", tmp_path / "dl.jsonl"
+    res = invoke("replay", path, "--report", rep, "--dead-letters", dl)
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1, res.stderr
+    assert "nothing valid was read" in errors[0] and "type: is missing" in errors[0]
+    assert "--type" in errors[0] and "--map FIELD=COLUMN" in errors[0]
+    assert "dead-letter reasons" in res.stdout and "type: is missing" in res.stdout and "200" in res.stdout
+    r = json.loads(rep.read_text())
+    assert r["events"] == 0 and r["invalid"] == 200
+    assert r["dead_letter_reasons"] == [{"reason": "type: is missing", "count": 200}]
+    assert len(read_dead_letters(dl)) == 200, "nothing is lost: every record is in the dead letters"
+
+
+def test_a_csv_with_type_but_no_user_column_hints_at_map_or_set(tmp_path):
+    res = invoke("replay", _card_csv(tmp_path), "--type", "order", "--map", "ts=Time,amount=Amount", "-q")
+    assert res.exit_code == 2, res.output
+    (error,) = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    assert "is missing" in error and "--set" in error and "--map" in error
+    assert "events scored" not in res.output, "-q: no summary, but the error still shows"
+
+
+def test_the_report_counts_dead_letter_reasons_most_frequent_first(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    bad = [b'{"type":"refund"}'] * 3 + [b"{not json"] + [b'{"type":"order"}'] * 5
+    path.write_bytes(b"\n".join([good(1), *bad, good(2)]) + b"\n")
+    rep = tmp_path / "r.json"
+    res = invoke("replay", path, "--report", rep, "-q")
+    assert res.exit_code == 0, res.output
+    reasons = json.loads(rep.read_text())["dead_letter_reasons"]
+    assert [r["count"] for r in reasons] == [5, 3, 1]
+    assert reasons[0]["reason"] == "event_id: is missing"
+    assert reasons[1]["reason"] == "type: must be one of order, login, label, not 'refund'"
+    assert reasons[2]["reason"].startswith("$: is not valid JSON")
+
+
+@pytest.mark.parametrize("name, content", [("empty.jsonl", b""), ("blank.jsonl.gz", gzip.compress(b"\n\n")),
+                                           ("header.csv", b"Time,Amount\n")])
+def test_an_empty_input_warns_in_one_line_writes_the_report_and_exits_0(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    rep = tmp_path / "r.json"
+    res = invoke("replay", path, "--report", rep, "-q")
+    assert res.exit_code == 0, res.output
+    warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("riskstream: warning:")]
+    assert len(warnings) == 1 and name in warnings[0] and "no records" in warnings[0], res.stderr
+    r = json.loads(rep.read_text())
+    assert r["events"] == r["invalid"] == r["label_events"] == 0
