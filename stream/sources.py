@@ -13,6 +13,7 @@ CSV files and JSONL files with foreign field names are brought onto the event sc
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import heapq
@@ -342,6 +343,15 @@ def _head(path: Path) -> bytes:
         return b""
 
 
+def _position(fh: IO[bytes]) -> int:
+    """How far into its file ``fh`` has read: the compressed position of a ``.gz``."""
+    raw: Any = fh.fileobj if isinstance(fh, gzip.GzipFile) else fh
+    try:
+        return int(raw.tell())
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -398,6 +408,24 @@ class FileSource:
         self.formats = [format or detect_format(p) for p in self.paths]
         self.mapping = mapping or Mapping()
         self.records_read = 0
+        self._reading: dict[int, IO[bytes]] = {}  # the files open now, by id
+        self._bytes_done = 0  # the sizes of the files read to their end
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the input files taken in so far, for a progress bar against the files' total size: a ``.gz``
+        counts its compressed bytes (read ahead by up to one buffer), a file read to its end its whole size."""
+        return self._bytes_done + sum(_position(fh) for fh in self._reading.values())
+
+    @contextlib.contextmanager
+    def _open(self, path: Path) -> Iterator[IO[bytes]]:
+        with open_text(path) as fh:
+            self._reading[id(fh)] = fh
+            try:
+                yield fh
+            finally:
+                del self._reading[id(fh)]
+                self._bytes_done += _file_size(path)
 
     def __iter__(self) -> Iterator[Batch]:
         streams = [self._records(p, fmt) for p, fmt in zip(self.paths, self.formats, strict=True)]
@@ -449,7 +477,7 @@ class FileSource:
             yield event.ts, seq, event
 
     def _jsonl(self, path: Path) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
-        with open_text(path) as fh:
+        with self._open(path) as fh:
             for line_no, line in enumerate(fh, start=1):
                 raw = line.rstrip(b"\r\n")
                 if not raw.strip():
@@ -468,7 +496,7 @@ class FileSource:
                 yield line_no, raw, obj if isinstance(obj, dict) else None
 
     def _csv(self, path: Path) -> Iterator[tuple[int, list[str], dict[str, Any] | None]]:
-        with open_text(path) as fh:
+        with self._open(path) as fh:
             text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
             reader = csv.reader(text)
             try:

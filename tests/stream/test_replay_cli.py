@@ -284,3 +284,31 @@ def test_an_empty_input_warns_in_one_line_writes_the_report_and_exits_0(tmp_path
     assert len(warnings) == 1 and name in warnings[0] and "no records" in warnings[0], res.stderr
     r = json.loads(rep.read_text())
     assert r["events"] == r["invalid"] == r["label_events"] == 0
+
+
+def test_progress_of_a_gz_replay_is_compressed_bytes_read_of_the_compressed_size(stream_file):
+    import io
+
+    from rich.console import Console
+
+    from stream.config import load_settings
+    from stream.eval.report import progress
+    from stream.replay import replay
+    from stream.sources import FileSource
+
+    size = stream_file.stat().st_size
+    source = FileSource([stream_file], batch_size=200)
+    seen = []
+    out = io.StringIO()
+    with progress(False, "replay", total_bytes=size, source=source,
+                  console=Console(file=out, force_terminal=True, width=200)) as advance:
+        def on_batch(batch, outcome):
+            seen.append(source.bytes_read)
+            advance(batch, outcome)
+
+        replay(source, load_settings(None), on_batch=on_batch)
+    assert len(seen) == 20 and seen == sorted(seen) and 0 < seen[0] < size
+    assert advance.task.total == size and advance.task.completed == size
+    assert advance.task.fields["events"] == 4000
+    text = out.getvalue()
+    assert "100%" in text and "events/s" in text and "4,000 events" in text

@@ -88,3 +88,17 @@ def test_a_truncated_csv_gz_yields_every_whole_row_before_raising_where_it_broke
     assert len(seen) == whole - 1  # every whole line but the header
     assert [e.amount for e in seen[-2:]] == [float(f"{i % 17}.5") for i in (whole - 3, whole - 2)]
     assert str(err.value).startswith(f"{path}: the gzip data ends early") and f"line {whole + 1:,}" in str(err.value)
+
+
+def test_bytes_read_grows_to_the_files_total_size_plain_and_gz(tmp_path):
+    rows = ["Time,Amount"] + [f"{i},{i % 17}.5" for i in range(20000)]
+    plain, packed = tmp_path / "a.csv", tmp_path / "b.csv.gz"
+    plain.write_text("\n".join(rows) + "\n")
+    packed.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    total = plain.stat().st_size + packed.stat().st_size
+    source = FileSource([plain, packed], batch_size=1000, mapping=Mapping.parse(
+        type="order", map_spec="ts=Time,amount=Amount", set_spec="user_id=u,merchant_id=m"))
+    assert source.bytes_read == 0
+    seen = [source.bytes_read for _ in source]
+    assert len(seen) == 40 and seen == sorted(seen) and 0 < seen[0] < seen[20] < total
+    assert source.bytes_read == total
