@@ -312,3 +312,27 @@ def test_progress_of_a_gz_replay_is_compressed_bytes_read_of_the_compressed_size
     assert advance.task.fields["events"] == 4000
     text = out.getvalue()
     assert "100%" in text and "events/s" in text and "4,000 events" in text
+
+
+def test_the_demo_hint_compares_two_reports_with_every_metric_on_both_sides(tmp_path):
+    import shlex
+
+    res = invoke("demo", "--events", "3000", "--dir", tmp_path / "demo")
+    assert res.exit_code == 0, res.output
+    hinted = [ln.split("riskstream ", 1)[1].split("#")[0] for ln in res.stderr.splitlines()
+              if ln.lstrip().startswith(("Next: riskstream ", "riskstream "))]
+    assert [h.split()[0] for h in hinted] == ["replay", "compare"], res.stderr
+    assert invoke(*shlex.split(hinted[0])).exit_code == 0
+    cmp_json = tmp_path / "cmp.json"
+    shown = invoke(*shlex.split(hinted[1]), "--out", cmp_json)
+    assert shown.exit_code == 0, shown.output
+    demo_report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert demo_report["eval"]["eval_events"] == demo_report["events"] > 0
+    reports = [demo_report, json.loads((tmp_path / "demo" / "report-0.5pct.json").read_text())]
+    for row in json.loads(cmp_json.read_text())["rows"]:
+        for report, value in zip(reports, row["values"], strict=True):
+            if value is None:  # shown as "-": only a scenario this budget never caught has no delay
+                scenario = row["metric"].removeprefix("median delay ").removesuffix(" (s)")
+                assert row["metric"].startswith("median delay "), row
+                assert report["eval"]["detection_delay"][scenario]["detected"] == 0, row
+    assert any(row["metric"].startswith("card precision@100") for row in json.loads(cmp_json.read_text())["rows"])
