@@ -50,8 +50,7 @@ def replay(
 ) -> ReplayResult:
     """Run every batch of ``source`` through one :class:`Engine`; return the report.
 
-    Sinks are flushed every ``flush_every`` batches and at the end; dead letters likewise. When the source
-    raises :class:`SourceError` part-way, the batches before it count and :class:`ReplayStopped` is raised.
+    Sinks are flushed every ``flush_every`` batches and at the end; dead letters likewise.
     """
     engine = Engine(settings)
     collector = Collector()

@@ -11,6 +11,7 @@ from stream.cli.base import fail_cleanly
 from stream.cli.replay import run_replay_with_outputs
 from stream.cli.simulate import sim_config
 from stream.config import load_settings
+from stream.errors import SourceError
 
 
 @click.command()
@@ -46,6 +47,8 @@ def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
     )
     result["eval"] = window.report()
     (out / "report.json").write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    if result.get("error"):  # the stream file broke part-way (a full disk?): no next steps on half a stream
+        raise SourceError(result["error"])
     report = out / "report-0.5pct.json"
     click.echo(f"\nNext: riskstream replay {stream_path} --budget 0.005 -q --report {report}\n"
                f"      riskstream compare {out / 'report.json'} {report}   # the two budgets side by side", err=True)

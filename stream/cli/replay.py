@@ -20,7 +20,7 @@ from stream.cli.base import (
     settings_from,
 )
 from stream.config import Settings
-from stream.errors import ConfigError
+from stream.errors import ConfigError, SourceError
 
 
 @click.command()
@@ -101,9 +101,7 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         raise click.UsageError(f"{used}: only with --kafka or --kafka-topic")
     settings = settings_from(config, {"engine.budget": budget, "engine.batch_size": batch_size})
     from stream.eval.metrics import WindowCollector
-    from stream.replay import ReplayStopped
 
-    stopped: ReplayStopped | None = None
     window = WindowCollector(parse_day("--eval-from", eval_from, end=False),
                              parse_day("--eval-to", eval_to, end=True), k=top_k,
                              known_from=parse_day("--known-from", known_from, end=False))
@@ -134,12 +132,9 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
                                  mapping=mapping)
         if label_delay is not None:
             source = DelayedLabels(source, parse_duration(label_delay), every=parse_duration(label_every))
-        try:
-            result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db,
-                                             dead_letters=dead_letters, quiet=quiet, top=top,
-                                             input_bytes=sum(input_size(p) for p in inputs), observe=window.add)
-        except ReplayStopped as stop:  # an input broke part-way: report what was read before it, then fail
-            stopped, result = stop, stop.result
+        result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db,
+                                         dead_letters=dead_letters, quiet=quiet, top=top,
+                                         input_bytes=sum(input_size(p) for p in inputs), observe=window.add)
         result["eval"] = window.report()
         if label_delay is not None:
             result["label_delay_s"] = source.delay
@@ -165,8 +160,8 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         Path(report).write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         if not quiet:
             click.echo(f"report written to {report}", err=True)
-    if stopped is not None:
-        raise stopped  # exit 1 (a failure while running), after the summary and the report
+    if result.get("error"):  # an input broke part-way: exit 1 (a failure while running), after summary and report
+        raise SourceError(result["error"])
     _check_something_was_read(result, inputs)
 
 
@@ -225,14 +220,17 @@ def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, 
 
 def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=None, dead_letters=None,
                             quiet=False, top=5, input_bytes=0, title="replay", observe=None):
-    """Open the outputs, replay with a progress bar, print the summary; shared by replay and demo."""
+    """Open the outputs, replay with a progress bar, print the summary; shared by replay and demo.
+
+    When an input breaks part-way (a truncated ``.gz``) the summary and the result cover what was read before
+    it, and the result's ``error`` says where it broke: the caller fails after writing its report.
+    """
     from stream.eval import report as rpt
     from stream.outputs import open_outputs
     from stream.replay import ReplayStopped
     from stream.replay import replay as run
 
     top_alerts = rpt.TopAlerts(top)
-    stopped: ReplayStopped | None = None
     with open_outputs(settings, alerts_out=alerts_out, database=db, dead_letters=dead_letters) as outputs:
         with rpt.progress(quiet, title, total_bytes=input_bytes, source=source) as advance:
             def on_batch(batch, outcome):
@@ -245,9 +243,7 @@ def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=N
                 result = run(source, settings, sinks=outputs.alerts, dead_letters=outputs.dead_letter,
                              on_batch=on_batch)
             except ReplayStopped as e:  # the summary still shows what was read before the input broke
-                stopped, result = e, e.result
+                result = e.result
     if not quiet:
         rpt.print_summary(result, top_alerts.best(), outputs=outputs.places())
-    if stopped is not None:
-        raise stopped
     return result
