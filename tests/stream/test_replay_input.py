@@ -152,8 +152,11 @@ def test_the_report_counts_dead_letter_reasons_most_frequent_first(tmp_path):
     assert reasons[2]["reason"].startswith("$: is not valid JSON")
 
 
-@pytest.mark.parametrize("name, content", [("empty.jsonl", b""), ("blank.jsonl.gz", gzip.compress(b"\n\n")),
-                                           ("header.csv", b"Time,Amount\n")])
+@pytest.mark.parametrize("name, content", [
+    pytest.param("empty.jsonl", b"", id="empty"),
+    pytest.param("blank.jsonl.gz", gzip.compress(b"\n\n", mtime=0), id="blank-lines-gz"),
+    pytest.param("header.csv", b"Time,Amount\n", id="csv-header-only"),
+])
 def test_an_empty_input_warns_in_one_line_writes_the_report_and_exits_0(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
