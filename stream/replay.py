@@ -2,6 +2,10 @@
 
 Event time drives every window, and ``detected_at`` is the event time, so the same input and configuration
 give byte-identical alerts, run after run.
+
+A source that breaks part-way (a truncated ``.gz``) raises a :class:`~stream.errors.SourceError`; the replay then
+finishes what was read before it (alerts and dead letters flushed, the report built, with an ``error`` key) and
+raises :class:`ReplayStopped`, which carries that report.
 """
 
 from __future__ import annotations
@@ -13,17 +17,26 @@ from typing import Any
 from sinks.base import Sink
 from sinks.deadletter import DeadLetterSink
 from stream.config import Settings
+from stream.errors import SourceError
 from stream.eval.metrics import Collector
 from stream.pipeline import Engine, Outcome
 from stream.sources import Batch
 
-__all__ = ["replay", "ReplayResult"]
+__all__ = ["replay", "ReplayResult", "ReplayStopped"]
 
 
 class ReplayResult(dict):
     """The report (a dict, written as JSON) plus the engine it ran, for callers that want more."""
 
     engine: Engine
+
+
+class ReplayStopped(SourceError):
+    """The source broke part-way; ``result`` is the report over what was read before (its ``error`` says why)."""
+
+    def __init__(self, cause: SourceError, result: ReplayResult) -> None:
+        super().__init__(str(cause), retriable=cause.retriable)
+        self.result = result
 
 
 def replay(
@@ -46,8 +59,12 @@ def replay(
     t_prev = start
     n_batches = 0
     it = iter(source)
+    failure: SourceError | None = None
     while True:
-        batch = next(it, None)
+        try:
+            batch = next(it, None)
+        except SourceError as e:
+            batch, failure = None, e
         t_src = time.perf_counter()
         stage["source"] += t_src - t_prev
         if batch is None:
@@ -65,7 +82,7 @@ def replay(
         n_batches += 1
         if n_batches % flush_every == 0:
             _flush(sinks, dead_letters)
-        collector.add(outcome, invalid=len(batch.invalid))
+        collector.add(outcome, invalid=len(batch.invalid), reasons=(d.reason for d in batch.invalid))
         t_prev = time.perf_counter()
         stage["sinks"] += t_prev - t_sink
         if on_batch is not None:
@@ -83,8 +100,12 @@ def replay(
     total = sum(stage.values()) or 1.0
     report["stage_share"] = {k: round(v / total, 4) for k, v in stage.items()}
     report["feature_memory"] = engine.features.stats()
+    if failure is not None:
+        report["error"] = str(failure)
     result = ReplayResult(report)
     result.engine = engine
+    if failure is not None:
+        raise ReplayStopped(failure, result) from failure
     return result
 
 

@@ -13,16 +13,18 @@ CSV files and JSONL files with foreign field names are brought onto the event sc
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import heapq
 import io
 import math
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -267,14 +269,107 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def open_text(path: str | Path) -> IO[bytes]:
-    """Open a file for reading bytes, transparently gunzipping ``.gz``."""
+    """Open a file for reading bytes, transparently gunzipping ``.gz``.
+
+    A ``.gz`` file that breaks while it is read (truncated, not gzip at all, corrupt) raises one
+    :class:`SourceError` naming the file and the line where it broke, after every line before it was read.
+    """
     p = Path(path)
     try:
         if p.suffix == ".gz":
-            return gzip.open(p, "rb")  # type: ignore[return-value]
+            return _GzipInput(p)  # type: ignore[return-value]
         return open(p, "rb")
     except OSError as e:
         raise SourceError(f"cannot read {p}: {e.strerror or e}") from None
+
+
+_GZIP_ERRORS = (EOFError, OSError, zlib.error)  # gzip.BadGzipFile is an OSError
+
+
+class _GzipInput(gzip.GzipFile):
+    """A ``.gz`` input whose read errors become a :class:`SourceError` that says where the data broke."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "rb")
+        self.path = path
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except _GZIP_ERRORS as e:
+            raise self._broken(e) from None
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
+        except _GZIP_ERRORS as e:
+            raise self._broken(e) from None
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return super().readline(size)
+        except _GZIP_ERRORS as e:
+            raise self._broken(e) from None
+
+    def _broken(self, e: BaseException) -> SourceError:
+        """``<file>: <problem> at line N (compressed byte B of SIZE)``; N is the first line not read whole."""
+        size = _file_size(self.path)
+        lines, readable = _readable_prefix(self.path)
+        if isinstance(e, EOFError):
+            problem = "the gzip data ends early (the file is truncated)"
+        elif isinstance(e, gzip.BadGzipFile) and str(e).startswith("Not a gzipped file"):
+            if readable == 0:
+                head = _head(self.path)
+                return SourceError(f"{self.path}: not gzip data at byte 0 (it starts with {head!r}); if it is "
+                                   "plain text, drop the .gz from its name")
+            problem = "not gzip data after the end of the gzip stream"
+        elif isinstance(e, gzip.BadGzipFile | zlib.error):
+            problem = f"corrupt gzip data ({e})"
+        else:
+            problem = f"cannot read ({getattr(e, 'strerror', None) or e})"
+        raw: Any = self.fileobj  # the compressed file: its position is how far the data was taken in
+        try:
+            pos = raw.tell() if raw is not None else size
+        except (OSError, ValueError):
+            pos = size
+        return SourceError(f"{self.path}: {problem} at line {lines + 1:,} (compressed byte {pos:,} of {size:,})")
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(8)
+    except OSError:
+        return b""
+
+
+def _position(fh: IO[bytes]) -> int:
+    """How far into its file ``fh`` has read: the compressed position of a ``.gz``."""
+    raw: Any = fh.fileobj if isinstance(fh, gzip.GzipFile) else fh
+    try:
+        return int(raw.tell())
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _readable_prefix(path: Path) -> tuple[int, int]:
+    """Whole lines and bytes that decompress from the start of ``path`` before its data breaks."""
+    lines = size = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read1(1 << 16):
+                lines += chunk.count(b"\n")
+                size += len(chunk)
+    except _GZIP_ERRORS:
+        pass
+    return lines, size
 
 
 def detect_format(path: str | Path) -> str:
@@ -313,13 +408,32 @@ class FileSource:
         self.formats = [format or detect_format(p) for p in self.paths]
         self.mapping = mapping or Mapping()
         self.records_read = 0
+        self._reading: dict[int, IO[bytes]] = {}  # the files open now, by id
+        self._bytes_done = 0  # the sizes of the files read to their end
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the input files taken in so far, for a progress bar against the files' total size: a ``.gz``
+        counts its compressed bytes (read ahead by up to one buffer), a file read to its end its whole size."""
+        return self._bytes_done + sum(_position(fh) for fh in self._reading.values())
+
+    @contextlib.contextmanager
+    def _open(self, path: Path) -> Iterator[IO[bytes]]:
+        with open_text(path) as fh:
+            self._reading[id(fh)] = fh
+            try:
+                yield fh
+            finally:
+                del self._reading[id(fh)]
+                self._bytes_done += _file_size(path)
 
     def __iter__(self) -> Iterator[Batch]:
         streams = [self._records(p, fmt) for p, fmt in zip(self.paths, self.formats, strict=True)]
         merged: Iterable[tuple[float, int, Event | DeadLetter]]
         merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: (r[0], r[1]))
         batch = Batch()
-        for _, _, item in merged:
+        failed: list[SourceError] = []
+        for _, _, item in _until_failure(merged, failed):
             self.records_read += 1
             if isinstance(item, DeadLetter):
                 batch.invalid.append(item)
@@ -330,6 +444,8 @@ class FileSource:
                 batch = Batch()
         if len(batch):
             yield batch
+        if failed:  # a file broke part-way: everything read before it went out above
+            raise failed[0]
 
     # Each record stream yields (ts, seq, item); invalid records take the ts of the last good one so a merge
     # keeps them near where they were found.
@@ -361,7 +477,7 @@ class FileSource:
             yield event.ts, seq, event
 
     def _jsonl(self, path: Path) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
-        with open_text(path) as fh:
+        with self._open(path) as fh:
             for line_no, line in enumerate(fh, start=1):
                 raw = line.rstrip(b"\r\n")
                 if not raw.strip():
@@ -380,7 +496,7 @@ class FileSource:
                 yield line_no, raw, obj if isinstance(obj, dict) else None
 
     def _csv(self, path: Path) -> Iterator[tuple[int, list[str], dict[str, Any] | None]]:
-        with open_text(path) as fh:
+        with self._open(path) as fh:
             text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
             reader = csv.reader(text)
             try:
@@ -407,6 +523,17 @@ class FileSource:
                     yield line_no, row, {"__error__": e}
                     continue
                 yield line_no, row, {"__mapped__": obj}
+
+
+_T = TypeVar("_T")
+
+
+def _until_failure(items: Iterable[_T], failed: list[SourceError]) -> Iterator[_T]:
+    """``items`` until one raises :class:`SourceError`, which is put in ``failed`` instead."""
+    try:
+        yield from items
+    except SourceError as e:
+        failed.append(e)
 
 
 def _csv_line(row: list[str]) -> bytes:

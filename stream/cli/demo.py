@@ -11,6 +11,7 @@ from stream.cli.base import fail_cleanly
 from stream.cli.replay import run_replay_with_outputs
 from stream.cli.simulate import sim_config
 from stream.config import load_settings
+from stream.errors import SourceError
 
 
 @click.command()
@@ -24,6 +25,7 @@ from stream.config import load_settings
 @fail_cleanly
 def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
     """Simulate a realistic stream with attacks, replay it, and show alerts with their reasons. No server needed."""
+    from stream.eval.metrics import WindowCollector
     from stream.sim import simulate as run_sim
     from stream.sim import write_jsonl
     from stream.sources import FileSource
@@ -38,11 +40,16 @@ def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
         (out / stale).unlink(missing_ok=True)  # a fresh demo, not an append to the last one
     click.echo("2/2 replaying through the engine", err=True)
     source = FileSource([stream_path], batch_size=int(settings.engine["batch_size"]))
+    window = WindowCollector()  # the evaluation `riskstream replay` adds (its defaults), so compare fills every row
     result = run_replay_with_outputs(
         source, settings, alerts_out=str(out / "alerts.jsonl"), db=f"sqlite:///{out / 'alerts.db'}",
         dead_letters=str(out / "dead-letters.jsonl"), top=8, input_bytes=stream_path.stat().st_size, title="demo",
+        observe=window.add,
     )
+    result["eval"] = window.report()
     (out / "report.json").write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    if result.get("error"):  # the stream file broke part-way (a full disk?): no next steps on half a stream
+        raise SourceError(result["error"])
     report = out / "report-0.5pct.json"
     click.echo(f"\nNext: riskstream replay {stream_path} --budget 0.005 -q --report {report}\n"
                f"      riskstream compare {out / 'report.json'} {report}   # the two budgets side by side", err=True)

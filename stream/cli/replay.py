@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from stream.cli.base import (
     settings_from,
 )
 from stream.config import Settings
+from stream.errors import ConfigError, SourceError
 
 
 @click.command()
@@ -157,6 +160,31 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         Path(report).write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         if not quiet:
             click.echo(f"report written to {report}", err=True)
+    if result.get("error"):  # an input broke part-way: exit 1 (a failure while running), after summary and report
+        raise SourceError(result["error"])
+    _check_something_was_read(result, inputs)
+
+
+def _check_something_was_read(result: Mapping[str, Any], inputs: tuple[str, ...]) -> None:
+    """After the report: exit 2 when every record was dead-lettered (an input problem, usually a missing --type or
+    --map), saying why; warn when there was no record at all (exit 0: an empty input is not wrong)."""
+    if result["events"] or result["label_events"]:
+        return
+    where = ", ".join(inputs) if inputs else "the Kafka range"
+    if not result["invalid"]:
+        click.echo(f"riskstream: warning: nothing to replay: {where} has no records (the report is all zeros)",
+                   err=True)
+        return
+    top = (result.get("dead_letter_reasons") or [{"reason": "?", "count": 0}])[0]
+    missing = re.fullmatch(r"([\w.]+): is missing", top["reason"])
+    if inputs and missing and missing.group(1) == "type":
+        hint = "give --type order|login|label, and --map FIELD=COLUMN for your columns"
+    elif inputs and missing:
+        hint = f"give --map {missing.group(1)}=COLUMN, or --set {missing.group(1)}=VALUE when no column has it"
+    else:
+        hint = "--dead-letters FILE keeps every record with its reason"
+    raise ConfigError(f"nothing valid was read from {where}: all {result['invalid']:,} records were dead-lettered, "
+                      f"{top['count']:,} of them for {top['reason']!r}; {hint}")
 
 
 def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, bootstrap, from_timestamp,
@@ -192,9 +220,14 @@ def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, 
 
 def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=None, dead_letters=None,
                             quiet=False, top=5, input_bytes=0, title="replay", observe=None):
-    """Open the outputs, replay with a progress bar, print the summary; shared by replay and demo."""
+    """Open the outputs, replay with a progress bar, print the summary; shared by replay and demo.
+
+    When an input breaks part-way (a truncated ``.gz``) the summary and the result cover what was read before
+    it, and the result's ``error`` says where it broke: the caller fails after writing its report.
+    """
     from stream.eval import report as rpt
     from stream.outputs import open_outputs
+    from stream.replay import ReplayStopped
     from stream.replay import replay as run
 
     top_alerts = rpt.TopAlerts(top)
@@ -206,8 +239,11 @@ def run_replay_with_outputs(source, settings: Settings, *, alerts_out=None, db=N
                     observe(outcome)
                 advance(batch, outcome)
 
-            result = run(source, settings, sinks=outputs.alerts, dead_letters=outputs.dead_letter,
-                         on_batch=on_batch)
+            try:
+                result = run(source, settings, sinks=outputs.alerts, dead_letters=outputs.dead_letter,
+                             on_batch=on_batch)
+            except ReplayStopped as e:  # the summary still shows what was read before the input broke
+                result = e.result
     if not quiet:
         rpt.print_summary(result, top_alerts.best(), outputs=outputs.places())
     return result

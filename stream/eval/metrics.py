@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,11 @@ def top_k_metrics(y: np.ndarray, s: np.ndarray, k: int) -> tuple[float | None, f
     return tp / min(k, len(y)), (tp / pos if pos else None)
 
 
+#: Distinct dead-letter reasons a :class:`Collector` counts one by one; more fall under :data:`OTHER_REASONS`.
+MAX_REASONS = 1000
+OTHER_REASONS = "(other reasons)"
+
+
 class Collector:
     """Accumulates what a replay needs for its report, batch by batch, in bounded-per-event memory."""
 
@@ -89,9 +94,15 @@ class Collector:
         self.action: Counter[str] = Counter()
         self.first_ts: float | None = None
         self.last_ts: float | None = None
+        self.reasons: Counter[str] = Counter()
 
-    def add(self, outcome: Any, invalid: int = 0) -> None:
+    def add(self, outcome: Any, invalid: int = 0, reasons: Iterable[str] = ()) -> None:
+        """Count one batch: its scored events and labels, and ``invalid`` dead letters refused for ``reasons``."""
         self.invalid += invalid
+        for reason in reasons:
+            if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
+                reason = OTHER_REASONS
+            self.reasons[reason] += 1
         self.labels_seen += len(outcome.labels)
         n = len(outcome.scored)
         if not n:
@@ -131,6 +142,8 @@ class Collector:
             "action": dict(sorted(self.action.items())),
             "roc_auc": roc_auc(yk, sk),
             "pr_auc": average_precision(yk, sk),
+            # most frequent first (a list: the report's keys are written sorted)
+            "dead_letter_reasons": [{"reason": r, "count": n} for r, n in self.reasons.most_common(10)],
         }
         tp = int((ak & (yk == 1)).sum())
         pos = int(yk.sum())

@@ -9,8 +9,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from detectors.text import number
 from sinks.alert import Alert
@@ -23,23 +34,68 @@ err_console = Console(stderr=True, highlight=False)
 
 
 @contextlib.contextmanager
-def progress(quiet: bool, title: str, *, total_bytes: int = 0, source: Any = None) -> Iterator[Callable[..., None]]:
-    """A progress bar on stderr when it is a terminal; counts events and alerts as batches go by."""
-    if quiet or not sys.stderr.isatty():
-        yield lambda batch, outcome: None
+def progress(quiet: bool, title: str, *, total_bytes: int = 0, source: Any = None,
+             console: Console | None = None) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr when it is a terminal (or on ``console``), advanced with each batch and outcome.
+
+    With ``total_bytes`` and a ``source`` that reports ``bytes_read`` (a file source: a ``.gz`` counts compressed
+    bytes against its compressed size) the bar shows the share of the input read, events/s and the time left;
+    otherwise (a Kafka replay) a running count. The yielded callable's ``task`` is the rich task (None when quiet).
+    """
+    if quiet or (console is None and not sys.stderr.isatty()):
+        yield _Advance()
         return
-    columns = [TextColumn(f"[bold]{title}[/]"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[alerts]} alerts, {task.fields[invalid]} invalid"), TimeElapsedColumn()]
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(title, total=None, alerts=0, invalid=0)
-        counts = {"alerts": 0, "invalid": 0}
-
-        def advance(batch: Any, outcome: Any) -> None:
-            counts["alerts"] += len(outcome.alerts)
-            counts["invalid"] += len(batch.invalid)
-            bar.update(task, advance=len(batch), alerts=counts["alerts"], invalid=counts["invalid"])
-
+    sized = total_bytes > 0 and hasattr(source, "bytes_read")
+    counts = TextColumn("{task.fields[events]:,} events, {task.fields[alerts]:,} alerts, "
+                        "{task.fields[invalid]:,} invalid")
+    columns: list[str | ProgressColumn] = [TextColumn(f"[bold]{title}[/]"), BarColumn()]
+    if sized:
+        columns += [TaskProgressColumn(), counts, _EventRate(), TextColumn("eta"), TimeRemainingColumn()]
+    else:
+        columns += [counts, _EventRate(), TimeElapsedColumn()]
+    with Progress(*columns, console=console or err_console, transient=True) as bar:
+        task = bar.add_task(title, total=total_bytes if sized else None, events=0, alerts=0, invalid=0)
+        advance = _Advance(bar, task, source if sized else None)
         yield advance
+        advance.done()
+
+
+class _EventRate(ProgressColumn):
+    """Records (events, labels and invalid ones) per second since the bar started."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        return Text(f"{task.fields['events'] / elapsed:,.0f} events/s" if elapsed else "- events/s")
+
+
+class _Advance:
+    """What :func:`progress` yields: called with each batch and its outcome, it moves the bar on."""
+
+    def __init__(self, bar: Progress | None = None, task_id: TaskID | None = None, source: Any = None) -> None:
+        self.bar, self.task_id, self.source = bar, task_id, source
+        self.events = self.alerts = self.invalid = 0
+
+    @property
+    def task(self) -> Task | None:
+        return None if self.bar is None or self.task_id is None else self.bar.tasks[self.task_id]
+
+    def __call__(self, batch: Any, outcome: Any) -> None:
+        if self.bar is None or self.task_id is None:
+            return
+        self.events += len(batch)
+        self.alerts += len(outcome.alerts)
+        self.invalid += len(batch.invalid)
+        if self.source is not None:  # bytes of the input read, of its total size
+            self.bar.update(self.task_id, completed=self.source.bytes_read, events=self.events, alerts=self.alerts,
+                            invalid=self.invalid)
+        else:
+            self.bar.update(self.task_id, advance=len(batch), events=self.events, alerts=self.alerts,
+                            invalid=self.invalid)
+
+    def done(self) -> None:
+        """The input was read to its end (or to where it broke): the bar shows how far that was."""
+        if self.bar is not None and self.task_id is not None and self.source is not None:
+            self.bar.update(self.task_id, completed=self.source.bytes_read)
 
 
 class TopAlerts:
@@ -51,6 +107,8 @@ class TopAlerts:
         self._seq = 0
 
     def offer(self, alerts: Sequence[Alert]) -> None:
+        if self.n <= 0:  # --top 0: keep none (and never look at an empty heap's top)
+            return
         for a in alerts:
             self._seq += 1
             item = (a.score, -self._seq, a)
@@ -110,6 +168,13 @@ def print_summary(report: Mapping[str, Any], top: Sequence[Alert], outputs: Mapp
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
+    if report.get("dead_letter_reasons"):
+        rt = Table(title="dead-letter reasons", title_justify="left")
+        rt.add_column("records", justify="right")
+        rt.add_column("reason")
+        for r in report["dead_letter_reasons"][:5]:
+            rt.add_row(f"{r['count']:,}", r["reason"])
+        console.print(rt)
     if report.get("per_scenario"):
         st = Table(title="per scenario (share of the scenario's events alerted)", title_justify="left")
         st.add_column("scenario")

@@ -165,7 +165,7 @@ def replay_kafka(
                         _flush_replay(sinks, dead_letters)
                     stage["sinks"] += now() - t0
                     invalid = dead if i == 0 else []
-                    collector.add(outcome, invalid=len(invalid))
+                    collector.add(outcome, invalid=len(invalid), reasons=(d.reason for d in invalid))
                     if on_batch is not None:
                         on_batch(Batch(events=list(chunk), invalid=list(invalid)), outcome)
             if len(done) == len(tps) and all(u.buffered == 0 for u in units.values()):

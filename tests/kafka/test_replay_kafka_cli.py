@@ -11,7 +11,15 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
-from conftest import PARTITIONS, end_offsets, produce_simulated, reference_alerts, settings_for, write_config
+from conftest import (
+    PARTITIONS,
+    end_offsets,
+    produce_raw,
+    produce_simulated,
+    reference_alerts,
+    settings_for,
+    write_config,
+)
 
 from stream.cli import cli
 from stream.events import encode
@@ -123,3 +131,32 @@ def test_replay_needs_inputs_or_kafka_and_not_both(tmp_path, kafka_bootstrap):
     res = runner.invoke(cli, ["replay", "--kafka", "--from-timestamp", "yesterday",
                               "--bootstrap", kafka_bootstrap])
     assert res.exit_code == 2 and "--from-timestamp" in res.output
+
+
+def test_kafka_replay_with_top_0_prints_the_summary_without_an_alert_table(kafka_bootstrap, topics, tmp_path):
+    produce_simulated(kafka_bootstrap, topics, 3000, seed=24)
+    config = _config(tmp_path, kafka_bootstrap, topics)
+    res = CliRunner().invoke(cli, ["replay", "--kafka", "-c", str(config), "--top", "0", "--report",
+                                   str(tmp_path / "k.json")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert orjson.loads((tmp_path / "k.json").read_bytes())["alerts"] > 0, "alerts must have been offered"
+    assert "events scored" in res.output
+    assert "top " not in res.output
+
+
+def test_kafka_replay_of_only_invalid_records_exits_2_with_the_reason_and_an_empty_range_warns(
+        kafka_bootstrap, topics, tmp_path):
+    config = _config(tmp_path, kafka_bootstrap, topics)
+    runner = CliRunner()
+    res = runner.invoke(cli, ["replay", "--kafka-topic", topics.orders, "-c", str(config), "-q", "--report",
+                              str(tmp_path / "empty.json")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("riskstream: warning: nothing to replay")]
+    produce_raw(kafka_bootstrap, topics.orders, [b'{"type":"order"}'] * 4 + [b"{not json"])
+    res = runner.invoke(cli, ["replay", "--kafka-topic", topics.orders, "-c", str(config), "-q", "--report",
+                              str(tmp_path / "bad.json")], catch_exceptions=False)
+    assert res.exit_code == 2, res.output
+    (error,) = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    assert "nothing valid was read" in error and "event_id: is missing" in error
+    reasons = orjson.loads((tmp_path / "bad.json").read_bytes())["dead_letter_reasons"]
+    assert [r["count"] for r in reasons] == [4, 1] and reasons[0]["reason"] == "event_id: is missing"

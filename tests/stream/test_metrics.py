@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.eval.metrics import average_precision, roc_auc, top_k_metrics
+from stream.eval.metrics import (
+    MAX_REASONS,
+    OTHER_REASONS,
+    Collector,
+    average_precision,
+    roc_auc,
+    top_k_metrics,
+)
 
 
 def brute_auc(y, s):
@@ -53,3 +60,20 @@ def test_top_k():
     s = np.array([0.1, 0.9, 0.8, 0.2, 0.7])
     p, r = top_k_metrics(y, s, 2)
     assert (p, r) == (0.5, 1 / 3)
+
+
+class _NoEvents:
+    scored: list = []
+    labels: list = []
+
+
+def test_collector_counts_dead_letter_reasons_in_bounded_memory():
+    c = Collector()
+    c.add(_NoEvents(), invalid=3, reasons=["a: is missing"] * 3)
+    distinct = [f"b: not {i}" for i in range(MAX_REASONS + 5)]
+    c.add(_NoEvents(), invalid=len(distinct), reasons=distinct)
+    assert len(c.reasons) == MAX_REASONS + 1
+    assert c.reasons[OTHER_REASONS] == 6 and sum(c.reasons.values()) == c.invalid
+    top = c.report(0.01)["dead_letter_reasons"]
+    assert top[:2] == [{"reason": OTHER_REASONS, "count": 6}, {"reason": "a: is missing", "count": 3}]
+    assert len(top) == 10
