@@ -87,6 +87,9 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
     \b
     A Kafka replay reads a bounded offset range (the topics' ends when it starts, unless --to-* says
     otherwise) without a consumer group, one engine per partition, in the same order as `riskstream run`.
+
+    Parquet (.parquet) and Arrow IPC / Feather (.arrow, .feather) files are read too, through the same column
+    mapping as CSV.
     """
     kafka_opts = {"--bootstrap": bootstrap, "--from-timestamp": from_timestamp,
                   "--to-timestamp": to_timestamp, "--from-offset": from_offset, "--to-offset": to_offset}
