@@ -1,13 +1,10 @@
-"""Bounded sources: recorded files (JSONL or CSV, optionally gzipped; Parquet; Arrow IPC / Feather) and in-memory
-event lists.
+"""Bounded sources: recorded files (JSONL or CSV, optionally gzipped) and in-memory event lists.
 
 A source yields :class:`Batch` objects: the events that decoded, in file order, and the records that did not,
 as :class:`~sinks.deadletter.DeadLetter` records carrying the reason and the original bytes. Nothing is lost:
 every input record ends up in exactly one of the two lists.
 
-CSV, Parquet and Arrow files and JSONL files with foreign field names are brought onto the event schema with a
-:class:`Mapping` (Parquet and Arrow rows take the CSV path with their typed values, a record batch at a time;
-timestamp and date columns arrive as ISO-8601 text, decimals as floats):
+CSV files and JSONL files with foreign field names are brought onto the event schema with a :class:`Mapping`:
 
 >>> m = Mapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class", set_spec="user_id=u,merchant_id=m")
 >>> m.fields["amount"], m.constants["user_id"]
@@ -300,6 +297,11 @@ class FileSource:
 
     Each file should be in event-time order (exports usually are); several files are merged by ``ts``. A record
     is located by ``Provenance(topic=<file name>, partition=0, offset=<line number>)``.
+
+    Parquet and Arrow IPC / Feather files (``format="parquet"`` / ``"arrow"``) are read a record batch at a time
+    and their rows take the CSV path with their typed values (timestamp and date columns as ISO-8601 text,
+    decimals as floats, nulls as empty cells), so the same data gives the same events; their position is the
+    row number (from 1), and a bad row's dead letter holds its values as a JSON object.
     """
 
     def __init__(
@@ -492,7 +494,7 @@ def _is_parquet(path: Path) -> bool:
 
 
 def _plain(pa: Any, col: Any) -> Any:
-    """A column whose Python values :meth:`Mapping.apply` and :func:`~stream.events.from_dict` take: timestamps
+    """A column whose Python values the mapping's ``apply`` and :func:`~stream.events.from_dict` take: timestamps
     as ISO-8601 text (UTC when the column has a time zone), dates and times as text, decimals as the floats
     their text gives (as from a CSV)."""
     t = col.type
