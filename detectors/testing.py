@@ -131,7 +131,7 @@ class _Gate:
 
 
 class _BatchGate(_Gate):
-    """The same answers, also given a batch at a time through ``many`` (the protocol of ``consult``)."""
+    """The same answers, also given a batch at a time through ``many`` (as the ensemble's gates answer)."""
 
     def many(self, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
         out = []
