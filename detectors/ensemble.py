@@ -71,6 +71,9 @@ class Verdicts:
         Per event; ``"none"`` / ``"allow"`` when no alert.
     forced
         Per event, why a block was forced: ``(detector, rule name or "blocklist:<kind>")``; mostly empty.
+    raw
+        Detector name -> that detector's raw scores (its own scale, what its ``process_many`` returned), the
+        input of its calibration into ``p``.
     """
 
     risk: np.ndarray
@@ -82,6 +85,7 @@ class Verdicts:
     action: list[str]
     forced: list[list[tuple[str, str]]]
     entity_ids: Sequence[Mapping[str, str]] | None = None
+    raw: dict[str, np.ndarray] = field(default_factory=dict)
     _ensemble: Ensemble | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -335,13 +339,14 @@ class Ensemble:
         if entity_ids is not None and len(entity_ids) != n:
             raise ValueError(f"{len(entity_ids)} entity id mappings for {n} events")
         p: dict[str, np.ndarray] = {}
+        raws: dict[str, np.ndarray] = {}
         evidence = np.zeros(n)
         protect = self.protect
         for name, det in self.detectors.items():
             if not getattr(det, "learns", True):
                 # a detector that never learns (rules) needs no gate: its scores do not depend on the gate's
                 # answers, so the whole batch is calibrated at once (update_many equals the loop bitwise)
-                raw = det.process_many(xs)
+                raw = raws[name] = np.asarray(det.process_many(xs), dtype=np.float64)
                 if self.risk == "evidence" and det.probabilistic:
                     pa = np.maximum(1.0 - np.asarray(raw, dtype=np.float64), _P_FLOOR)
                 else:
@@ -358,7 +363,7 @@ class Ensemble:
                 gate = _ProbabilityGate(protect)
             else:
                 gate = _CalibratingGate(self._calibrators[name], protect)
-            det.process_many(xs, gate)
+            raws[name] = np.asarray(det.process_many(xs, gate), dtype=np.float64)
             if gate.asked != n:
                 raise RuntimeError(f"detector {name!r} called its gate {gate.asked} times for {n} events")
             pa = gate.tail_probabilities()
@@ -396,7 +401,7 @@ class Ensemble:
         self.seen += n
         return Verdicts(
             risk=risk, q=q, alert=alert, p=p, evidence=evidence, severity=severity, action=action,
-            forced=forced, entity_ids=entity_ids, _ensemble=self,
+            forced=forced, entity_ids=entity_ids, raw=raws, _ensemble=self,
         )
 
     def _forced(

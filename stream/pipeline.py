@@ -98,6 +98,8 @@ class Outcome:
 
     ``scored`` are the order and login events in input order, with ``risk`` (in [0, 1]) and ``alerted`` aligned
     to them; ``labels`` are the label events of the batch; ``alerts`` the alerts raised, in input order.
+    ``raw`` and ``calibrated`` map each detector's name to its raw scores and its calibrated tail probabilities
+    ``p`` (what an alert's ``detector_scores`` holds), aligned to ``scored`` like ``risk``.
     """
 
     scored: list[Order | Login] = field(default_factory=list)
@@ -106,6 +108,8 @@ class Outcome:
     alerts: list[Alert] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, np.ndarray] = field(default_factory=dict)
+    calibrated: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Engine:
@@ -200,6 +204,10 @@ class Engine:
         if parts:
             out.risk = np.concatenate([p.risk for _, p in parts])
             out.alerted = np.concatenate([p.alerted for _, p in parts])
+            for attr in ("raw", "calibrated"):
+                names = dict.fromkeys(k for _, p in parts for k in getattr(p, attr))
+                setattr(out, attr, {k: np.concatenate([getattr(p, attr).get(k, np.full(len(s), np.nan))
+                                                       for s, p in parts]) for k in names})
         out.timings = timings
         return out
 
@@ -248,6 +256,8 @@ class Engine:
         risk = np.zeros(n, dtype=np.float64)
         alerted = np.zeros(n, dtype=bool)
         found: list[tuple[int, Any, int]] = []  # (input index, verdicts, index within the type's sub-batch)
+        raw: dict[str, np.ndarray] = {}
+        calibrated: dict[str, np.ndarray] = {}
         for kind, ensemble in self.ensembles.items():
             idx = [i for i, e in enumerate(scored) if e.type == kind]
             if not idx:
@@ -256,10 +266,16 @@ class Engine:
             risk[idx] = verdicts.risk
             alert = np.asarray(verdicts.alert, dtype=bool)
             alerted[idx] = alert
+            for name, r in verdicts.raw.items():
+                raw.setdefault(name, np.full(n, np.nan))[idx] = r
+            for name, pv in verdicts.p.items():
+                calibrated.setdefault(name, np.full(n, np.nan))[idx] = pv
             found.extend((idx[j], verdicts, int(j)) for j in np.flatnonzero(alert))
         t2 = time.perf_counter()
         out.risk = risk
         out.alerted = alerted
+        out.raw = raw
+        out.calibrated = calibrated
         if self.uses_labels and ids is not None:
             put = self.label_store.put
             if self.learns_labels or self.entity_risk is not None:

@@ -54,7 +54,7 @@ def settings_from(config: str | None, overrides: dict[str, Any]) -> Settings:
 
 def mapping_options(fn: F) -> F:
     opts = [
-        click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+        click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet", "arrow"]), default=None,
                      help="Input format (default: from the file name)."),
         click.option("--type", "etype", type=click.Choice(["order", "login", "label"]), default=None,
                      help="Event type of every record, when the data has no `type` column."),

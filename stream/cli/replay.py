@@ -52,6 +52,9 @@ from stream.errors import ConfigError, SourceError
 @click.option("--dead-letters", type=click.Path(dir_okay=False), default=None,
               help="Write invalid records (reason + original bytes) to this JSONL file.")
 @click.option("--report", type=click.Path(dir_okay=False), default=None, help="Write the metrics report as JSON.")
+@click.option("--scores-out", type=click.Path(dir_okay=False), default=None, metavar="F.parquet",
+              help="Write every scored event's id, type, time, user, label, scenario, each detector's raw and "
+                   "calibrated score, risk and alerted to this Parquet file (for threshold tuning).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Events per micro-batch.")
 @click.option("--top", type=click.IntRange(min=0), default=5, show_default=True, help="Print the N riskiest alerts.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary (the report file still has it all).")
@@ -76,7 +79,7 @@ from stream.errors import ConfigError, SourceError
 @fail_cleanly
 def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin,
            ts_unit, from_kafka, kafka_topics, bootstrap, from_timestamp, to_timestamp, from_offset, to_offset,
-           alerts_out, db, dead_letters, report, batch_size, top, quiet, label_delay, label_every, top_k,
+           alerts_out, db, dead_letters, report, scores_out, batch_size, top, quiet, label_delay, label_every, top_k,
            eval_from, eval_to, known_from, plot_dir) -> None:
     """Backtest recorded events (JSONL or CSV, optionally .gz) through the engine and report detection quality.
 
@@ -87,6 +90,9 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
     \b
     A Kafka replay reads a bounded offset range (the topics' ends when it starts, unless --to-* says
     otherwise) without a consumer group, one engine per partition, in the same order as `riskstream run`.
+
+    Parquet (.parquet) and Arrow IPC / Feather (.arrow, .feather) files are read too, through the same column
+    mapping as CSV.
     """
     kafka_opts = {"--bootstrap": bootstrap, "--from-timestamp": from_timestamp,
                   "--to-timestamp": to_timestamp, "--from-offset": from_offset, "--to-offset": to_offset}
@@ -116,12 +122,13 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         misplaced = [k for k, v in file_only.items() if v]
         if misplaced:
             raise click.UsageError(f"{', '.join(misplaced)}: apply to INPUT files, not to a Kafka replay")
+        observe, scores = _observers(ctx, window, scores_out, settings)
         result = _replay_kafka_with_outputs(
             settings, list(kafka_topics) or None, bootstrap=bootstrap,
             from_timestamp=parse_when("--from-timestamp", from_timestamp),
             to_timestamp=parse_when("--to-timestamp", to_timestamp), from_offset=from_offset,
             to_offset=to_offset, alerts_out=alerts_out, db=db, dead_letters=dead_letters, quiet=quiet,
-            top=top, observe=window.add)
+            top=top, observe=observe)
         result["eval"] = window.report()
     else:
         from stream.eval.delayed_labels import DelayedLabels, parse_duration
@@ -132,9 +139,10 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
                                  mapping=mapping)
         if label_delay is not None:
             source = DelayedLabels(source, parse_duration(label_delay), every=parse_duration(label_every))
+        observe, scores = _observers(ctx, window, scores_out, settings)
         result = run_replay_with_outputs(source, settings, alerts_out=alerts_out, db=db,
                                          dead_letters=dead_letters, quiet=quiet, top=top,
-                                         input_bytes=sum(input_size(p) for p in inputs), observe=window.add)
+                                         input_bytes=sum(input_size(p) for p in inputs), observe=observe)
         result["eval"] = window.report()
         if label_delay is not None:
             result["label_delay_s"] = source.delay
@@ -156,6 +164,10 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
             e = result["eval"]
             click.echo(f"eval: {e['eval_events']:,} events, ROC AUC {e['roc_auc']}, AP {e['pr_auc']}, "
                        f"card precision@{e['k']} {e['card_precision_at_k']}", err=True)
+    if scores is not None:
+        scores.close()
+        if not quiet:
+            click.echo(f"scores of {scores.rows:,} events written to {scores_out}", err=True)
     if report:
         Path(report).write_bytes(orjson.dumps(dict(result), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         if not quiet:
@@ -185,6 +197,22 @@ def _check_something_was_read(result: Mapping[str, Any], inputs: tuple[str, ...]
         hint = "--dead-letters FILE keeps every record with its reason"
     raise ConfigError(f"nothing valid was read from {where}: all {result['invalid']:,} records were dead-lettered, "
                       f"{top['count']:,} of them for {top['reason']!r}; {hint}")
+
+
+def _observers(ctx, window, scores_out, settings: Settings):
+    """What sees each batch's outcome: the eval window, and the ``--scores-out`` writer when asked for."""
+    if not scores_out:
+        return window.add, None
+    from stream.eval.scores import ScoresWriter
+
+    scores = ScoresWriter(scores_out, detectors=list(settings.detectors))
+    ctx.call_on_close(scores.close)  # a failed replay still leaves a readable file of what was scored
+
+    def observe(outcome):
+        window.add(outcome)
+        scores.add(outcome)
+
+    return observe, scores
 
 
 def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, bootstrap, from_timestamp,

@@ -49,7 +49,8 @@ def test_kafka_replay_reports_like_a_file_replay_and_writes_its_alerts(kafka_boo
     produced = produce_simulated(kafka_bootstrap, topics, 4000, seed=21)
     config = _config(tmp_path, kafka_bootstrap, topics)
     _replay("--kafka", "-c", str(config), "--report", str(tmp_path / "k.json"), "--alerts-out",
-            str(tmp_path / "k.jsonl"), "--dead-letters", str(tmp_path / "dead.jsonl"))
+            str(tmp_path / "k.jsonl"), "--dead-letters", str(tmp_path / "dead.jsonl"), "--scores-out",
+            str(tmp_path / "k.parquet"))
     kreport = orjson.loads((tmp_path / "k.json").read_bytes())
 
     stream_file = tmp_path / "events.jsonl"
@@ -71,6 +72,14 @@ def test_kafka_replay_reports_like_a_file_replay_and_writes_its_alerts(kafka_boo
     expected = [a.alert_id for a in reference_alerts(settings_for(config))]
     assert written and sorted(written) == sorted(expected), "the CLI must write what replay_kafka produces"
     assert kreport["alerts"] == len(expected)
+
+    import pyarrow.parquet as pq
+
+    scores = pq.read_table(tmp_path / "k.parquet").to_pylist()  # one engine per partition, one file
+    assert len(scores) == kreport["events"]
+    alerted = sorted(r["event_id"] for r in scores if r["alerted"])
+    lines = (tmp_path / "k.jsonl").read_bytes().splitlines()
+    assert alerted == sorted(orjson.loads(line)["event_id"] for line in lines)
 
 
 def test_kafka_topic_and_offset_range_bound_the_replay(kafka_bootstrap, topics, tmp_path):

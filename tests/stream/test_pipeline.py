@@ -107,3 +107,31 @@ def test_label_events_are_passed_through_not_scored(events):
     out = Engine(settings()).process(mixed)
     assert out.labels == labels
     assert len(out.scored) == 3000 and len(out.risk) == 3000
+
+
+def test_outcome_exposes_each_detectors_raw_and_calibrated_scores(events):
+    """Per event and detector: the raw score its calibrator ranked and the tail probability ``p`` it gave,
+    the same ``p`` an alert carries in ``detector_scores``; one engine per batch split, same numbers."""
+    from detectors.calibration import TailCalibrator
+
+    names = list(settings().detectors)
+    engine = Engine(settings())
+    outs = [engine.process(events[i : i + 1500]) for i in range(0, len(events), 1500)]
+    for out in outs:
+        assert set(out.raw) == set(out.calibrated) == set(names)
+        for name in names:
+            assert out.raw[name].shape == out.calibrated[name].shape == (len(out.scored),)
+            assert np.isfinite(out.raw[name]).all() and ((out.calibrated[name] > 0) & (out.calibrated[name] <= 1)).all()
+        pos = {e.event_id: i for i, e in enumerate(out.scored)}
+        for a in out.alerts:
+            assert {n: float(out.calibrated[n][pos[a.event_id]]) for n in names} == dict(a.detector_scores)
+    # the raw scores are what each detector's calibrator ranked (every score is ranked, learned or not)
+    for kind in ("order", "login"):
+        mask = np.array([e.type == kind for e in outs[0].scored])
+        for name in names:
+            again = TailCalibrator(int(settings().ensemble["calibration_window"])).update_many(outs[0].raw[name][mask])
+            np.testing.assert_array_equal(again, outs[0].calibrated[name][mask])
+    one = Engine(settings()).process(events)
+    for name in names:
+        np.testing.assert_array_equal(one.raw[name], np.concatenate([o.raw[name] for o in outs]))
+        np.testing.assert_array_equal(one.calibrated[name], np.concatenate([o.calibrated[name] for o in outs]))
