@@ -281,9 +281,15 @@ def _check_feature_names(data: Mapping[str, Any], *, force: bool = False) -> Non
     if not force and data["detectors"] == DEFAULTS["detectors"] and all(
             data[s][k] == DEFAULTS[s][k] for s, k in _NAME_KEYS):
         return
-    from detectors.registry import REGISTRY, available, build  # here: loading river costs a second
+    from detectors.registry import REGISTRY, available, build, resolve  # here: loading river costs a second
 
     available()  # registers the built-in detectors
+    for name, params in data["detectors"].items():  # a plug-in class that does not load fails here, not mid-run
+        if isinstance(params, Mapping) and ("class" in params or name not in REGISTRY):
+            try:
+                resolve(str(params.get("class", name)))
+            except ValueError as e:
+                raise ConfigError(f"detectors.{name}: {e}") from None
     checked = [(name, params) for name, params in data["detectors"].items()
                if isinstance(params, Mapping) and params.get("enabled", True) is not False
                and hasattr(REGISTRY.get(name), "unknown_features")]
