@@ -35,7 +35,7 @@ from typing import Any, Protocol, runtime_checkable
 import orjson
 
 from sinks.errors import SinkError
-from sinks.jsonl import _AppendLog, _is_gzip_file, _iter_lines
+from sinks.files import AppendLog, is_gzip_file, iter_lines
 
 __all__ = ["DeadLetter", "DeadLetterSink", "JsonlDeadLetterSink", "MemoryDeadLetterSink", "read_dead_letters"]
 
@@ -138,7 +138,7 @@ class JsonlDeadLetterSink:
     def __init__(self, path: str | os.PathLike[str], *, gzip: bool | None = None) -> None:
         self.path = Path(path)
         self._buffer: list[DeadLetter] = []
-        self._log = _AppendLog(self.path, gzip=gzip)
+        self._log = AppendLog(self.path, gzip=gzip)
 
     @property
     def pending(self) -> int:
@@ -204,7 +204,7 @@ def read_dead_letters(path: str | os.PathLike[str]) -> list[DeadLetter]:
     """Every durable record of a dead-letter file (plain or gzip, by content), with its original bytes."""
     p = Path(path)
     out = []
-    for lineno, (line, _) in enumerate(_iter_lines(p, _is_gzip_file(p)), 1):
+    for lineno, (line, _) in enumerate(iter_lines(p, is_gzip_file(p)), 1):
         if not line:
             continue
         try:
