@@ -4,7 +4,7 @@ A :class:`DeadLetter` holds the original bytes exactly (they may be invalid UTF-
 they came from (``source`` and ``position``: a file and line number, a Kafka ``topic/partition`` and offset)
 and why they were refused (``reason``, e.g. ``amount: must be >= 0``).
 
-:class:`JsonlDeadLetterSink` appends one JSON line per record, durably (write, flush, ``os.fsync``), with the
+:class:`JsonlDeadLetterSink` appends one JSON line per record, durably (write, ``os.fsync``), with the
 bytes base64-encoded in ``raw_b64`` and a lossy ``raw_text`` preview for people reading the file::
 
     {"position":17,"raw_b64":"eyJ0eXBlIjoib3JkZXIi","raw_len":15,"raw_text":"{\\"type\\":\\"order\\"",

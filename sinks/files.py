@@ -150,8 +150,8 @@ class AppendLog:
     Notes
     -----
     Opening cuts off a torn tail: records a crash left half-written were never acknowledged by an
-    :meth:`append`. :meth:`append` writes, flushes and fsyncs, and on failure truncates the file back to where
-    it was, so a retried append never lands after half a record.
+    :meth:`append`. :meth:`append` writes (unbuffered) and fsyncs, and on failure truncates the file back to
+    where it was, so a retried append never lands after half a record, nor after a copy of itself.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, gzip: bool | None,
@@ -161,7 +161,7 @@ class AppendLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             existed = self.path.exists()
-            self._fh = open(self.path, "ab")
+            self._fh = open(self.path, "ab", buffering=0)  # no Python buffer to hold a failed write
         except OSError as e:
             raise SinkError(f"cannot open {self.path}: {e}", retriable=_retriable(e)) from e
         try:
@@ -220,8 +220,9 @@ class AppendLog:
         fd = self._fh.fileno()
         start = os.fstat(fd).st_size
         try:
-            self._fh.write(payload)
-            self._fh.flush()
+            view = memoryview(payload)
+            while view:  # an unbuffered write may be partial
+                view = view[self._fh.write(view) :]
             os.fsync(fd)
         except OSError as e:
             try:

@@ -2,8 +2,8 @@
 
 The file is owned by one sink at a time (an exclusive ``flock`` is taken on open). On open the sink reads the
 ids already in the file, so flushing the same alerts again after a crash or a replay never duplicates a line.
-``flush`` appends the new lines, flushes Python's buffer and ``os.fsync``\\ s the file before returning: once
-it returns, the alerts survive a crash of the process or of the machine.
+``flush`` appends the new lines (unbuffered) and ``os.fsync``\\ s the file before returning: once it returns,
+the alerts survive a crash of the process or of the machine.
 
 A crash in the middle of a write can leave a torn tail (a last line with no newline, or an unfinished gzip
 member). That tail was never acknowledged by a flush, so the checkpoint it belonged to was not committed and

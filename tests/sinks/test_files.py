@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import resource
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,41 @@ def test_fsync_dir_accepts_a_directory_and_ignores_one_it_cannot_open(tmp_path: 
     fsync_dir(tmp_path)
     fsync_dir(str(tmp_path))
     fsync_dir(tmp_path / "missing")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_failed_append_raises_retriable_and_the_log_still_closes() -> None:
+    log = AppendLog("/dev/full", gzip=False)
+    with pytest.raises(SinkError, match="cannot write") as info:
+        log.append(b"x\n")
+    assert info.value.retriable
+    log.close()
+    assert log.closed
+
+
+@pytest.fixture
+def file_size_limit() -> Iterator[Callable[[int], None]]:
+    """Set RLIMIT_FSIZE for this process (writes past it fail with EFBIG), restored afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process
+    try:
+        yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+@pytest.mark.parametrize("size", [10, 100_000])
+def test_a_retried_append_after_a_failed_write_lands_once(tmp_path: Path, file_size_limit, size: int) -> None:
+    path = tmp_path / "log"
+    log = AppendLog(path, gzip=False)
+    log.append(b"first\n")
+    batch = b"".join(b"%06d\n" % i for i in range(size // 7 + 1))
+    file_size_limit(len(b"first\n") + len(batch) // 2)  # the write gets half way, then the "disk" is full
+    with pytest.raises(SinkError, match="cannot write"):
+        log.append(batch)
+    assert path.read_bytes() == b"first\n"  # truncated back
+    file_size_limit(resource.RLIM_INFINITY)
+    log.append(batch)
+    log.close()
+    assert path.read_bytes() == b"first\n" + batch
