@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import orjson
 
@@ -44,7 +43,7 @@ from sinks.files import AppendLog, is_gzip_file, iter_lines
 __all__ = ["JsonlSink", "read_alerts"]
 
 
-class JsonlSink(BatchSink):
+class JsonlSink(BatchSink[Alert]):
     """Append alerts to a JSON Lines file (``.gz`` => gzip), one :meth:`Alert.to_json` line each.
 
     Parameters
@@ -101,13 +100,6 @@ class JsonlSink(BatchSink):
             return
         self.flush()
         self._log.close()
-
-    def __enter__(self) -> JsonlSink:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"JsonlSink({str(self.path)!r}, gzip={self.gzip})"

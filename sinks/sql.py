@@ -274,7 +274,7 @@ class EngineHolder:
             self._engine.dispose()
 
 
-class SqlSink(EngineHolder, BatchSink):
+class SqlSink(EngineHolder, BatchSink[Alert]):
     """Write alerts to a SQL table, idempotently by ``alert_id``.
 
     Parameters

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import resource
-import signal
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -99,18 +97,6 @@ def test_a_failed_append_raises_retriable_and_the_log_still_closes() -> None:
     assert info.value.retriable
     log.close()
     assert log.closed
-
-
-@pytest.fixture
-def file_size_limit() -> Iterator[Callable[[int], None]]:
-    """Set RLIMIT_FSIZE for this process (writes past it fail with EFBIG), restored afterwards."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process
-    try:
-        yield lambda n: resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
 
 
 @pytest.mark.parametrize("size", [10, 100_000])
