@@ -21,19 +21,43 @@ from typing import Any
 import numpy as np
 from river import base
 
-__all__ = ["Detector", "Features", "Frame", "Gate", "consult"]
+__all__ = ["Detector", "Features", "Frame", "Gate", "ask_gate"]
 
 Features = dict[str, float]
 #: Called once per event, in order, with that event's raw score; returns True when the detector may learn it.
 Gate = Callable[[float], bool]
 
 
-def consult(gate: Gate, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
-    """Ask ``gate`` about each of ``scores`` in order, as a loop of ``gate(s)`` calls would, stopping right after
-    the first refused score whose ``stop`` flag is set; returns the answers for the scores asked (a prefix).
+def ask_gate(gate: Gate, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
+    """Ask ``gate`` whether the detector may learn each of ``scores``, in order, as a loop of ``gate(s)`` calls
+    would, stopping right after the first refused score whose ``stop`` flag is set.
 
-    A gate object may answer a whole batch at once through a ``many(scores, stop)`` method with exactly these
-    semantics (the ensemble's calibrating gate does, with numpy); a plain callable is called score by score.
+    A vectorised :meth:`Detector.process_many` calls it with the raw scores of a run of events it has scored;
+    the ensemble's gate turns each score into a tail probability on the way, so every score must be asked
+    once, in order.
+
+    Parameters
+    ----------
+    gate
+        The learning gate. A gate object may answer a whole run at once through a ``many(scores, stop)`` method
+        with exactly these semantics (the ensemble's calibrating gate does, with numpy); a plain callable is
+        called score by score.
+    scores
+        Raw scores, in event order.
+    stop
+        Per score, whether a refusal must end the run (the detector's state for the next events depends on it,
+        as when HST's refused row would have moved its min-max scaler); ``None``: ask every score.
+
+    Returns
+    -------
+    np.ndarray
+        The answers (``True``: learn), one per score asked: all of ``scores``, or the prefix ending at the
+        first refused score flagged to stop.
+
+    >>> ask_gate(lambda s: s < 0.5, np.array([0.1, 0.9, 0.2, 0.7]), stop=np.array([False, False, False, True]))
+    array([ True, False,  True, False])
+    >>> ask_gate(lambda s: s < 0.5, np.array([0.1, 0.9, 0.2]), stop=np.array([False, True, False]))
+    array([ True, False])
     """
     many = getattr(gate, "many", None)
     if many is not None:
