@@ -77,7 +77,7 @@ def mapping_options(fn: F) -> F:
     return fn
 
 
-def column_mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit):
+def column_mapping(etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit):
     from stream.sources import ColumnMapping
 
     return ColumnMapping.parse(type=etype, map_spec=list(map_spec), set_spec=list(set_spec),
