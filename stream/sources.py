@@ -34,7 +34,7 @@ import orjson
 
 from sinks.deadletter import DeadLetter
 from stream.errors import ConfigError, InvalidEvent, SourceError
-from stream.events import _SPEC, MAX_RECORD_BYTES, Event, Provenance, decode, from_dict, parse_ts
+from stream.events import EVENT_FIELDS, MAX_RECORD_BYTES, Event, Provenance, decode, from_dict, parse_ts
 
 __all__ = ["Batch", "Source", "ColumnMapping", "FileSource", "ListSource", "open_text", "detect_format"]
 
@@ -79,7 +79,7 @@ class Source(Protocol):
         ...
 
 
-_ALL_FIELDS = sorted({name for req, opt in _SPEC.values() for name in (*req, *opt)} | {"type"})
+_ALL_FIELDS = sorted({name for req, opt in EVENT_FIELDS.values() for name in (*req, *opt)} | {"type"})
 _NUMERIC_FIELDS = {"amount", "lat", "lon", "items", "label", "account_created_ts"}
 
 
@@ -120,8 +120,8 @@ class ColumnMapping:
         for name in (*fields, *constants):
             if name not in _ALL_FIELDS:
                 raise ConfigError(f"--map/--set: {name!r} is not an event field (fields: {', '.join(_ALL_FIELDS)})")
-        if type is not None and type not in _SPEC:
-            raise ConfigError(f"--type must be one of {', '.join(_SPEC)}, not {type!r}")
+        if type is not None and type not in EVENT_FIELDS:
+            raise ConfigError(f"--type must be one of {', '.join(EVENT_FIELDS)}, not {type!r}")
         if ts_unit not in ("s", "ms"):
             raise ConfigError(f"--ts-unit must be s or ms, not {ts_unit!r}")
         origin = 0.0
