@@ -13,27 +13,51 @@ like river's ``AnomalyFilter(protect_anomaly_detector=True)``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from river import base
 
-__all__ = ["Detector", "Features", "Frame", "Gate", "consult"]
+__all__ = ["Detector", "Features", "Frame", "Gate", "ask_gate"]
 
 Features = dict[str, float]
 #: Called once per event, in order, with that event's raw score; returns True when the detector may learn it.
 Gate = Callable[[float], bool]
 
 
-def consult(gate: Gate, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
-    """Ask ``gate`` about each of ``scores`` in order, as a loop of ``gate(s)`` calls would, stopping right after
-    the first refused score whose ``stop`` flag is set; returns the answers for the scores asked (a prefix).
+def ask_gate(gate: Gate, scores: np.ndarray, stop: np.ndarray | None = None) -> np.ndarray:
+    """Ask ``gate`` whether the detector may learn each of ``scores``, in order, as a loop of ``gate(s)`` calls
+    would, stopping right after the first refused score whose ``stop`` flag is set.
 
-    A gate object may answer a whole batch at once through a ``many(scores, stop)`` method with exactly these
-    semantics (the ensemble's calibrating gate does, with numpy); a plain callable is called score by score.
+    A vectorised :meth:`Detector.process_many` calls it with the raw scores of a run of events it has scored;
+    the ensemble's gate turns each score into a tail probability on the way, so every score must be asked
+    once, in order.
+
+    Parameters
+    ----------
+    gate
+        The learning gate. A gate object may answer a whole run at once through a ``many(scores, stop)`` method
+        with exactly these semantics (the ensemble's calibrating gate does, with numpy); a plain callable is
+        called score by score.
+    scores
+        Raw scores, in event order.
+    stop
+        Per score, whether a refusal must end the run (the detector's state for the next events depends on it,
+        as when HST's refused row would have moved its min-max scaler); ``None``: ask every score.
+
+    Returns
+    -------
+    np.ndarray
+        The answers (``True``: learn), one per score asked: all of ``scores``, or the prefix ending at the
+        first refused score flagged to stop.
+
+    >>> ask_gate(lambda s: s < 0.5, np.array([0.1, 0.9, 0.2, 0.7]), stop=np.array([False, False, False, True]))
+    array([ True, False,  True, False])
+    >>> ask_gate(lambda s: s < 0.5, np.array([0.1, 0.9, 0.2]), stop=np.array([False, True, False]))
+    array([ True, False])
     """
     many = getattr(gate, "many", None)
     if many is not None:
@@ -48,47 +72,75 @@ def consult(gate: Gate, scores: np.ndarray, stop: np.ndarray | None = None) -> n
     return np.array(out, dtype=bool)
 
 
-class Frame(list):
-    """A batch of feature vectors that also gives them as one float matrix, built once for every detector.
+class Frame(Sequence[Features]):
+    """One micro-batch of feature vectors: the list of dicts, and the same values as a float matrix built once
+    for every detector that wants one.
 
-    A ``Frame`` is the list of its rows (plain ``dict[str, float]``), so any detector can take it as a sequence;
-    the vectorised ones ask :meth:`columns` for the features they track instead of each reading the dicts
-    again. Column ``j`` of :meth:`columns` holds ``float(row[names[j]])``, ``NaN`` where a row lacks the key.
-    The arrays it returns are read-only (several detectors share them). Slicing gives a plain list.
+    A ``Frame`` has its rows (:attr:`rows`, plain ``dict[str, float]``) and is a read-only sequence of them, so
+    a detector that does not know frames takes it as any ``Sequence[Features]`` (``len``, indexing, iteration;
+    a slice is a plain list). The vectorised detectors (HST, z-score, rules) ask :meth:`columns` for the
+    features they track instead of each reading the dicts again: the matrix (:attr:`matrix`, over
+    :attr:`names`) is built on the first such call and shared; column ``j`` of :meth:`columns` holds
+    ``float(row[names[j]])``, ``NaN`` where a row lacks the key. The arrays are read-only (several detectors
+    share them).
 
     >>> f = Frame([{"a": 1.0, "b": 2.0}, {"a": 3.0, "c": 4.0}])
+    >>> len(f), f[1], f.names
+    (2, {'a': 3.0, 'c': 4.0}, ('a', 'b', 'c'))
     >>> f.columns(["c", "a", "zz"]).tolist()
     [[nan, 1.0, nan], [4.0, 3.0, nan]]
     >>> f.has_keys_outside({"a", "b"}).tolist()
     [False, True]
     """
 
-    __slots__ = ("_names", "_index", "_matrix", "_uniform", "_cache")
+    __slots__ = ("rows", "_names", "_index", "_matrix", "_uniform", "_cache")
 
     def __init__(self, rows: Iterable[Features] = ()) -> None:
-        super().__init__(rows)
+        self.rows: list[Features] = list(rows)
         self._matrix: np.ndarray | None = None
         self._cache: dict[tuple[str, ...], np.ndarray] = {}
 
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Features: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Features]: ...
+
+    def __getitem__(self, i: int | slice) -> Features | list[Features]:
+        return self.rows[i]
+
+    def __iter__(self) -> Iterator[Features]:
+        return iter(self.rows)
+
+    def __repr__(self) -> str:
+        return f"Frame({len(self.rows)} rows)"
+
+    def __reduce__(self) -> Any:
+        return (Frame, (self.rows,))
+
     def _build(self) -> np.ndarray:
-        n = len(self)
-        names: tuple[str, ...] = tuple(self[0]) if n else ()
+        rows = self.rows
+        n = len(rows)
+        names: tuple[str, ...] = tuple(rows[0]) if n else ()
         k = len(names)
         m = None
         # The common case: every row has the first row's keys (one feature extractor, one event type).
         # Equal lengths plus an itemgetter that finds every key means exactly the same keys.
-        if k and all(len(x) == k for x in self):
+        if k and all(len(x) == k for x in rows):
             get = itemgetter(*names) if k > 1 else (lambda x, g=itemgetter(names[0]): (g(x),))
             try:
-                m = np.fromiter(chain.from_iterable(map(get, self)), dtype=np.float64, count=n * k).reshape(n, k)
+                m = np.fromiter(chain.from_iterable(map(get, rows)), dtype=np.float64, count=n * k).reshape(n, k)
             except KeyError:
                 m = None
         self._uniform = m is not None
         if m is None:
-            names = tuple(dict.fromkeys(chain.from_iterable(self)))
+            names = tuple(dict.fromkeys(chain.from_iterable(rows)))
             index = {f: j for j, f in enumerate(names)}
             m = np.full((n, len(names)), math.nan)
-            for i, x in enumerate(self):
+            for i, x in enumerate(rows):
                 if x:
                     m[i, [index[f] for f in x]] = np.fromiter(x.values(), dtype=np.float64, count=len(x))
         m.setflags(write=False)
@@ -99,10 +151,15 @@ class Frame(list):
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Every key of any row, in order of first appearance."""
+        """Every key of any row, in order of first appearance: the columns of :attr:`matrix`."""
         if self._matrix is None:
             self._build()
         return self._names
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """All the rows over :attr:`names`, shape ``(len(self), len(names))``, ``NaN`` where a row lacks a key."""
+        return self._matrix if self._matrix is not None else self._build()
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
         """The rows over ``names``: shape ``(len(self), len(names))``, ``NaN`` where a row lacks a name."""
@@ -117,7 +174,7 @@ class Frame(list):
         elif all(f in index for f in key):
             out = m[:, [index[f] for f in key]]
         else:
-            out = np.full((len(self), len(key)), math.nan)
+            out = np.full((len(self.rows), len(key)), math.nan)
             pos = [j for j, f in enumerate(key) if f in index]
             if pos:
                 out[:, pos] = m[:, [index[key[j]] for j in pos]]
@@ -130,11 +187,8 @@ class Frame(list):
         if self._matrix is None:
             self._build()
         if self._uniform:
-            return np.full(len(self), any(f not in known for f in self._names), dtype=bool)
-        return np.fromiter((any(f not in known for f in x) for x in self), dtype=bool, count=len(self))
-
-    def __reduce__(self) -> Any:
-        return (Frame, (list(self),))
+            return np.full(len(self.rows), any(f not in known for f in self._names), dtype=bool)
+        return np.fromiter((any(f not in known for f in x) for x in self.rows), dtype=bool, count=len(self.rows))
 
 
 class Detector(base.Base):

@@ -151,7 +151,7 @@ class Verdicts:
 class _Gate(ABC):
     """A detector's learning gate: turns each raw score into the ``p`` the evidence uses (kept, in order) and
     allows learning when ``p > protect``. Answers one score per call, or a run through :meth:`many` (see
-    :func:`detectors.base.consult`); both give the same answers."""
+    :func:`detectors.base.ask_gate`); both give the same answers."""
 
     __slots__ = ("protect", "parts", "asked")
 

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, Features, Frame, Gate, consult
+from detectors.base import Detector, Features, Frame, Gate, ask_gate
 from detectors.registry import register
 from detectors.text import number
 
@@ -439,7 +439,7 @@ class HalfSpaceTrees(Detector):
         if gate is None:
             learned = list(range(m))
         else:
-            ok = consult(gate, scores, record)
+            ok = ask_gate(gate, scores, record)
             learned = np.flatnonzero(ok).tolist()
             end = len(ok)  # the gate was asked up to the first refused row that moved the min or max, if any
             refused_record = bool(end and not ok[-1] and record[end - 1])

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from river import compose, forest, imblearn, linear_model, optim, preprocessing
 
-from detectors.base import Detector, Features, consult
+from detectors.base import Detector, Features, ask_gate
 from detectors.registry import register
 
 __all__ = ["Supervised"]
@@ -289,7 +289,7 @@ class Supervised(Detector):
         is learnt from unlabelled events; the boosted trees predict the whole batch in one call."""
         out = self._score_many(xs)
         if gate is not None and len(out):
-            consult(gate, out)
+            ask_gate(gate, out)
         return out
 
     def _score_many(self, xs: Sequence[Features]) -> np.ndarray:

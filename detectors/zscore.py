@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, Features, Frame, Gate, consult
+from detectors.base import Detector, Features, Frame, Gate, ask_gate
 from detectors.registry import register
 from detectors.text import number
 
@@ -303,7 +303,7 @@ class RobustZScore(Detector):
             if gate is None:
                 learned = list(range(m))
             else:
-                learned = np.flatnonzero(consult(gate, scores)).tolist()
+                learned = np.flatnonzero(ask_gate(gate, scores)).tolist()
             if learned:
                 xl = x[learned]
                 if self.features is None:

@@ -4,7 +4,7 @@ A :class:`DeadLetter` holds the original bytes exactly (they may be invalid UTF-
 they came from (``source`` and ``position``: a file and line number, a Kafka ``topic/partition`` and offset)
 and why they were refused (``reason``, e.g. ``amount: must be >= 0``).
 
-:class:`JsonlDeadLetterSink` appends one JSON line per record, durably (write, flush, ``os.fsync``), with the
+:class:`JsonlDeadLetterSink` appends one JSON line per record, durably (write, ``os.fsync``), with the
 bytes base64-encoded in ``raw_b64`` and a lossy ``raw_text`` preview for people reading the file::
 
     {"position":17,"raw_b64":"eyJ0eXBlIjoib3JkZXIi","raw_len":15,"raw_text":"{\\"type\\":\\"order\\"",
@@ -27,15 +27,16 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from sinks.base import BatchSink
 from sinks.errors import SinkError
-from sinks.jsonl import _AppendLog, _is_gzip_file, _iter_lines
+from sinks.files import AppendLog, is_gzip_file, iter_lines
 
 __all__ = ["DeadLetter", "DeadLetterSink", "JsonlDeadLetterSink", "MemoryDeadLetterSink", "read_dead_letters"]
 
@@ -124,7 +125,7 @@ class DeadLetterSink(Protocol):
         """Flush and release resources."""
 
 
-class JsonlDeadLetterSink:
+class JsonlDeadLetterSink(BatchSink[DeadLetter]):
     """Append dead letters to a JSON Lines file (``.gz`` => gzip), one durable line per record.
 
     Parameters
@@ -136,22 +137,12 @@ class JsonlDeadLetterSink:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, gzip: bool | None = None) -> None:
+        super().__init__()
         self.path = Path(path)
-        self._buffer: list[DeadLetter] = []
-        self._log = _AppendLog(self.path, gzip=gzip)
+        self._log = AppendLog(self.path, gzip=gzip)
 
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    def add(self, record: DeadLetter) -> None:
-        self._buffer.append(record)
-
-    def flush(self) -> None:
-        if not self._buffer:
-            return
-        self._log.append(b"".join(r.to_json() + b"\n" for r in self._buffer))
-        self._buffer = []
+    def write_batch(self, records: Sequence[DeadLetter]) -> None:
+        self._log.append(b"".join(r.to_json() + b"\n" for r in records))
 
     def close(self) -> None:
         """Flush, then release the file; a second close does nothing."""
@@ -160,40 +151,29 @@ class JsonlDeadLetterSink:
         self.flush()
         self._log.close()
 
-    def __enter__(self) -> JsonlDeadLetterSink:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"JsonlDeadLetterSink({str(self.path)!r})"
 
 
-class MemoryDeadLetterSink:
-    """Test double: flushed records in :attr:`records`, in order; :attr:`flushes` counts the flushes."""
+class MemoryDeadLetterSink(BatchSink[DeadLetter]):
+    """Test double: flushed records in :attr:`records`, in order; :attr:`flushes` counts the flushes (empty ones
+    included)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.records: list[DeadLetter] = []
         self.flushes = 0
         self.closed = False
-        self._buffer: list[DeadLetter] = []
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    def add(self, record: DeadLetter) -> None:
-        self._buffer.append(record)
 
     def flush(self) -> None:
-        self.records.extend(self._buffer)
-        self._buffer = []
+        super().flush()
         self.flushes += 1
 
+    def write_batch(self, records: Sequence[DeadLetter]) -> None:
+        self.records.extend(records)
+
     def close(self) -> None:
-        self.flush()
+        super().close()
         self.closed = True
 
     def __repr__(self) -> str:
@@ -204,7 +184,7 @@ def read_dead_letters(path: str | os.PathLike[str]) -> list[DeadLetter]:
     """Every durable record of a dead-letter file (plain or gzip, by content), with its original bytes."""
     p = Path(path)
     out = []
-    for lineno, (line, _) in enumerate(_iter_lines(p, _is_gzip_file(p)), 1):
+    for lineno, (line, _) in enumerate(iter_lines(p, is_gzip_file(p)), 1):
         if not line:
             continue
         try:

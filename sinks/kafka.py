@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sinks.alert import SCHEMA_VERSION, Alert
 from sinks.base import BatchSink
@@ -31,6 +31,7 @@ with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself o
 __all__ = ["KafkaAlertSink", "KafkaDeadLetterSink", "MAX_DEAD_LETTER_BYTES"]
 
 log = logging.getLogger("riskstream.sinks.kafka")
+T = TypeVar("T")
 
 #: Largest value a dead-letter record may carry; a larger original is truncated (header ``truncated_from``).
 MAX_DEAD_LETTER_BYTES = 1_000_000
@@ -80,19 +81,21 @@ def _retriable(e: BaseException) -> bool:
     )
 
 
-class _ProducerSink:
-    """What both Kafka sinks share: closing flushes, then closes the producer if the sink owns it."""
+class _ProducerSink(BatchSink[T]):
+    """What both Kafka sinks share: a producer and a topic; closing flushes, then closes the producer if the
+    sink owns it. Parameters are those of :class:`KafkaAlertSink`."""
 
-    producer: KafkaProducer
-    topic: str
-    flush_timeout_s: float
-    owns_producer: bool
-    _closed: bool
-    flush: Callable[[], None]  # the sink's own (BatchSink's for alerts)
-
-    def _attach(self, producer: KafkaProducer, topic: str, flush_timeout_s: float, owns_producer: bool) -> None:
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        topic: str,
+        *,
+        flush_timeout_s: float = 30.0,
+        owns_producer: bool = False,
+    ) -> None:
         if not topic:
             raise ValueError("topic must not be empty")
+        super().__init__()
         self.producer = producer
         self.topic = topic
         self.flush_timeout_s = float(flush_timeout_s)
@@ -111,7 +114,7 @@ class _ProducerSink:
                 self.producer.close(timeout=self.flush_timeout_s)
 
 
-class KafkaAlertSink(_ProducerSink, BatchSink):
+class KafkaAlertSink(_ProducerSink[Alert]):
     """Publish alerts to a Kafka topic: key = :attr:`Alert.entity_key`, value = :meth:`Alert.to_json`, headers
     ``schema_version`` and ``alert_id``.
 
@@ -128,17 +131,6 @@ class KafkaAlertSink(_ProducerSink, BatchSink):
         Close ``producer`` when the sink is closed.
     """
 
-    def __init__(
-        self,
-        producer: KafkaProducer,
-        topic: str,
-        *,
-        flush_timeout_s: float = 30.0,
-        owns_producer: bool = False,
-    ) -> None:
-        super().__init__()
-        self._attach(producer, topic, flush_timeout_s, owns_producer)
-
     def _send(self, alert: Alert) -> Any:
         return self.producer.send(
             self.topic,
@@ -154,7 +146,7 @@ class KafkaAlertSink(_ProducerSink, BatchSink):
         return f"KafkaAlertSink(topic={self.topic!r}, pending={self.pending})"
 
 
-class KafkaDeadLetterSink(_ProducerSink):
+class KafkaDeadLetterSink(_ProducerSink[DeadLetter]):
     """Publish refused records to a dead-letter topic: value = the original bytes, key = the source
     (``kafka:<topic>/<partition>``), headers ``reason``, ``source``, ``source_topic``, ``source_partition``
     and ``source_offset``.
@@ -163,29 +155,8 @@ class KafkaDeadLetterSink(_ProducerSink):
     giant poison record cannot block checkpoints forever. Parameters are those of :class:`KafkaAlertSink`.
     """
 
-    def __init__(
-        self,
-        producer: KafkaProducer,
-        topic: str,
-        *,
-        flush_timeout_s: float = 30.0,
-        owns_producer: bool = False,
-    ) -> None:
-        self._attach(producer, topic, flush_timeout_s, owns_producer)
-        self._buffer: list[DeadLetter] = []
-
-    @property
-    def pending(self) -> int:
-        return len(self._buffer)
-
-    def add(self, record: DeadLetter) -> None:
-        self._buffer.append(record)
-
-    def flush(self) -> None:
-        if not self._buffer:
-            return
-        _deliver(self.producer, self.topic, self._buffer, self._send, self.flush_timeout_s, self._fallback)
-        self._buffer = []
+    def write_batch(self, records: Sequence[DeadLetter]) -> None:
+        _deliver(self.producer, self.topic, records, self._send, self.flush_timeout_s, self._fallback)
 
     @staticmethod
     def headers(record: DeadLetter) -> list[tuple[str, bytes]]:

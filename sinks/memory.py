@@ -33,7 +33,7 @@ from sinks.errors import SinkError
 __all__ = ["MemorySink"]
 
 
-class MemorySink(BatchSink):
+class MemorySink(BatchSink[Alert]):
     """Keeps flushed alerts in :attr:`alerts`, in first-flush order, one per ``alert_id``.
 
     Attributes

@@ -79,7 +79,7 @@ from sinks.errors import SinkError
 
 __all__ = [
     "SqlSink", "metadata", "alerts_table", "alert_table", "UtcDateTime", "JSON_TYPE",
-    "create_sql_engine", "describe_error", "hidden_url", "EngineHolder",
+    "create_sql_engine", "describe_error", "hidden_url", "EngineHolder", "copy_row",
 ]
 
 T = TypeVar("T")
@@ -274,7 +274,7 @@ class EngineHolder:
             self._engine.dispose()
 
 
-class SqlSink(EngineHolder, BatchSink):
+class SqlSink(EngineHolder, BatchSink[Alert]):
     """Write alerts to a SQL table, idempotently by ``alert_id``.
 
     Parameters
@@ -378,7 +378,7 @@ class SqlSink(EngineHolder, BatchSink):
             unique: dict[str, tuple[Any, ...]] = {}
             for a in alerts:
                 if a.alert_id not in unique:
-                    unique[a.alert_id] = _copy_row(a)
+                    unique[a.alert_id] = copy_row(a)
             tuples = list(unique.values())
             cols = [c.name for c in self.table.columns]
 
@@ -603,7 +603,7 @@ def _text_or_none(value: Any) -> str | None:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-def _copy_row(a: Alert) -> tuple[Any, ...]:
+def copy_row(a: Alert) -> tuple[Any, ...]:
     """The PostgreSQL row of ``a``, in column order, for ``COPY``: the values ``_row`` gives after the JSON
     round trip (scores rounded, NaN/inf as NULL, numpy numbers as Python ones, NUL as U+FFFD), with the
     JSON columns as text."""

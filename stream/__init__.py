@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from stream.pipeline import Engine, Outcome
     from stream.replay import ReplayResult, replay
     from stream.sim import SimConfig, simulate
-    from stream.sources import Batch, FileSource, ListSource
+    from stream.sources import Batch, ColumnMapping, FileSource, ListSource, Source
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -43,6 +43,8 @@ _EXPORTS = {
     "FileSource": "stream.sources",
     "ListSource": "stream.sources",
     "Batch": "stream.sources",
+    "Source": "stream.sources",
+    "ColumnMapping": "stream.sources",
     "Order": "stream.events",
     "Login": "stream.events",
     "Label": "stream.events",
@@ -60,7 +62,8 @@ _EXPORTS = {
 
 __all__ = [
     "replay", "ReplayResult", "Engine", "Outcome", "Settings", "load_settings", "default_settings",
-    "FileSource", "ListSource", "Batch", "Order", "Login", "Label", "Event", "simulate", "SimConfig",
+    "FileSource", "ListSource", "Batch", "Source", "ColumnMapping", "Order", "Login", "Label", "Event",
+    "simulate", "SimConfig",
     "ScoresWriter", "roc_auc", "average_precision", "RiskstreamError", "ConfigError", "InvalidEvent", "SourceError",
 ]
 

@@ -50,6 +50,7 @@ __all__ = [
     "format_ts",
     "MAX_STRING",
     "MAX_RECORD_BYTES",
+    "EVENT_FIELDS",
 ]
 
 #: Longest string accepted in any field (ids, currency, user agent...). Longer values are an error, not a truncation.
@@ -315,6 +316,10 @@ _SPEC: dict[str, tuple[dict[str, _Checker], dict[str, _Checker]]] = {
         },
     ),
     "label": ({**_COMMON_REQ, "ref_event_id": _str, "label": _label}, {**_COMMON_OPT, "source": _str}),
+}
+#: Per event type (``order``, ``login``, ``label``), the names of its required and of its optional fields.
+EVENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    kind: (tuple(required), tuple(optional)) for kind, (required, optional) in _SPEC.items()
 }
 
 

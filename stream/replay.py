@@ -11,7 +11,7 @@ raises :class:`ReplayStopped`, which carries that report.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sinks.base import Sink
@@ -20,7 +20,7 @@ from stream.config import Settings
 from stream.errors import SourceError
 from stream.eval.metrics import Collector
 from stream.pipeline import Engine, Outcome
-from stream.sources import Batch
+from stream.sources import Batch, Source
 
 __all__ = ["replay", "ReplayResult", "ReplayStopped"]
 
@@ -40,7 +40,7 @@ class ReplayStopped(SourceError):
 
 
 def replay(
-    source: Iterable[Batch],
+    source: Source,
     settings: Settings,
     *,
     sinks: Sequence[Sink] = (),

@@ -1,12 +1,15 @@
 """Bounded sources: recorded files (JSONL or CSV, optionally gzipped) and in-memory event lists.
 
-A source yields :class:`Batch` objects: the events that decoded, in file order, and the records that did not,
-as :class:`~sinks.deadletter.DeadLetter` records carrying the reason and the original bytes. Nothing is lost:
-every input record ends up in exactly one of the two lists.
+A :class:`Source` yields :class:`Batch` objects: the events that decoded, in file order, and the records that
+did not, as :class:`~sinks.deadletter.DeadLetter` records carrying the reason and the original bytes. Nothing is
+lost: every input record ends up in exactly one of the two lists. :class:`FileSource` and :class:`ListSource`
+are the sources; :class:`~stream.eval.delayed_labels.DelayedLabels` wraps one.
 
-CSV files and JSONL files with foreign field names are brought onto the event schema with a :class:`Mapping`:
+CSV files and JSONL files with foreign field names are brought onto the event schema with a
+:class:`ColumnMapping`:
 
->>> m = Mapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class", set_spec="user_id=u,merchant_id=m")
+>>> m = ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class",
+...                         set_spec="user_id=u,merchant_id=m")
 >>> m.fields["amount"], m.constants["user_id"]
 ('Amount', 'u')
 """
@@ -19,20 +22,21 @@ import gzip
 import heapq
 import io
 import math
+import weakref
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 import orjson
 
 from sinks.deadletter import DeadLetter
 from stream.errors import ConfigError, InvalidEvent, SourceError
-from stream.events import _SPEC, MAX_RECORD_BYTES, Event, Provenance, decode, from_dict, parse_ts
+from stream.events import EVENT_FIELDS, MAX_RECORD_BYTES, Event, Provenance, decode, from_dict, parse_ts
 
-__all__ = ["Batch", "Mapping", "FileSource", "ListSource", "open_text", "detect_format"]
+__all__ = ["Batch", "Source", "ColumnMapping", "FileSource", "ListSource", "open_text", "detect_format"]
 
 
 @dataclass(slots=True)
@@ -46,12 +50,41 @@ class Batch:
         return len(self.events) + len(self.invalid)
 
 
-_ALL_FIELDS = sorted({name for req, opt in _SPEC.values() for name in (*req, *opt)} | {"type"})
+@runtime_checkable
+class Source(Protocol):
+    """A bounded input: iterating it yields :class:`Batch`\\ es in event-time order; :meth:`close` releases it.
+
+    :func:`stream.replay.replay` takes any source and runs it through the engine; the caller closes it. A
+    progress bar counts ``len(batch)`` as batches go by (the replay's ``on_batch``); a source may also say how
+    far into its input it is with attributes of its own (:attr:`FileSource.records_read`), which a wrapper
+    such as :class:`~stream.eval.delayed_labels.DelayedLabels` passes through. A bounded Kafka replay
+    (:func:`stream.kafka.replay_kafka`) is not a source, because it runs one engine per partition unit, but
+    it hands its ``on_batch`` the same :class:`Batch`.
+
+    >>> from stream.events import Order
+    >>> src = ListSource([Order(event_id="e1", ts=0.0, user_id="u", order_id="o1", amount=1.0, currency="EUR",
+    ...                         merchant_id="m")])
+    >>> isinstance(src, Source), [len(b) for b in src]
+    (True, [1])
+    >>> src.close()
+    """
+
+    def __iter__(self) -> Iterator[Batch]:
+        """The batches, from the start of the input."""
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds open (files); iterations in progress stop. A second close does
+        nothing."""
+        ...
+
+
+_ALL_FIELDS = sorted({name for req, opt in EVENT_FIELDS.values() for name in (*req, *opt)} | {"type"})
 _NUMERIC_FIELDS = {"amount", "lat", "lon", "items", "label", "account_created_ts"}
 
 
 @dataclass(frozen=True)
-class Mapping:
+class ColumnMapping:
     """How a foreign record becomes an event.
 
     ``fields`` maps schema fields to the record's column names; ``constants`` fills schema fields the data lacks;
@@ -80,15 +113,15 @@ class Mapping:
         drop: str | None = None,
         ts_origin: str | None = None,
         ts_unit: str = "s",
-    ) -> Mapping:
+    ) -> ColumnMapping:
         """Build a mapping from CLI text (``FIELD=COLUMN,...``); a bad spec raises :class:`ConfigError`."""
         fields = _pairs(map_spec, "--map")
         constants = _pairs(set_spec, "--set")
         for name in (*fields, *constants):
             if name not in _ALL_FIELDS:
                 raise ConfigError(f"--map/--set: {name!r} is not an event field (fields: {', '.join(_ALL_FIELDS)})")
-        if type is not None and type not in _SPEC:
-            raise ConfigError(f"--type must be one of {', '.join(_SPEC)}, not {type!r}")
+        if type is not None and type not in EVENT_FIELDS:
+            raise ConfigError(f"--type must be one of {', '.join(EVENT_FIELDS)}, not {type!r}")
         if ts_unit not in ("s", "ms"):
             raise ConfigError(f"--ts-unit must be s or ms, not {ts_unit!r}")
         origin = 0.0
@@ -388,7 +421,7 @@ def detect_format(path: str | Path) -> str:
 
 
 class FileSource:
-    """Recorded events from one or more files, merged into event-time order, in batches.
+    """Recorded events from one or more files, merged into event-time order, in batches (a :class:`Source`).
 
     Each file should be in event-time order (exports usually are); several files are merged by ``ts``. A record
     is located by ``Provenance(topic=<file name>, partition=0, offset=<line number>)``.
@@ -405,7 +438,7 @@ class FileSource:
         *,
         batch_size: int = 2000,
         format: str | None = None,
-        mapping: Mapping | None = None,
+        mapping: ColumnMapping | None = None,
     ) -> None:
         if not paths:
             raise ConfigError("no input files given")
@@ -414,11 +447,12 @@ class FileSource:
             if not p.exists():
                 raise ConfigError(f"input file {p} does not exist")
         self.batch_size = batch_size
+        self._streams: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()  # for close()
         self.formats = [format or detect_format(p) for p in self.paths]
         for fmt in self.formats:
             if fmt not in _READERS:
                 raise ConfigError(f"unknown input format {fmt!r}; formats: {', '.join(_READERS)}")
-        self.mapping = mapping or Mapping()
+        self.mapping = mapping or ColumnMapping()
         self.records_read = 0
         self._reading: dict[int, IO[bytes]] = {}  # the files open now, by id
         self._bytes_done = 0  # the sizes of the files read to their end
@@ -440,7 +474,7 @@ class FileSource:
                 self._bytes_done += _file_size(path)
 
     def __iter__(self) -> Iterator[Batch]:
-        streams = [self._records(p, fmt) for p, fmt in zip(self.paths, self.formats, strict=True)]
+        streams = self._open_streams()
         merged: Iterable[tuple[float, int, Event | DeadLetter]]
         merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: (r[0], r[1]))
         batch = Batch()
@@ -461,7 +495,7 @@ class FileSource:
 
     # Each record stream yields (ts, seq, item); invalid records take the ts of the last good one so a merge
     # keeps them near where they were found.
-    def _records(self, path: Path, fmt: str) -> Iterator[tuple[float, int, Event | DeadLetter]]:
+    def _records(self, path: Path, fmt: str) -> Generator[tuple[float, int, Event | DeadLetter], None, None]:
         name = path.name
         last_ts = -math.inf
         it: Iterator[tuple[int, Any, dict[str, Any] | None]]
@@ -487,6 +521,18 @@ class FileSource:
                 continue
             last_ts = event.ts
             yield event.ts, seq, event
+
+    def close(self) -> None:
+        """Close the files of every iteration not run to its end; such an iteration stops reading (it may still
+        hand out the part of a batch it had read). A new iteration opens the files again."""
+        for stream in list(self._streams):
+            stream.close()
+
+    def _open_streams(self) -> list[Generator[tuple[float, int, Event | DeadLetter], None, None]]:
+        """One record stream per file, each holding its file open until it ends or :meth:`close` closes it."""
+        streams = [self._records(p, fmt) for p, fmt in zip(self.paths, self.formats, strict=True)]
+        self._streams.update(streams)
+        return streams
 
     def _jsonl(self, path: Path) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
         with self._open(path) as fh:
@@ -653,7 +699,7 @@ def _csv_line(row: list[str]) -> bytes:
 
 
 class ListSource:
-    """Events already in memory (tests, the simulator), in batches."""
+    """Events already in memory (tests, the simulator), in batches (a :class:`Source`)."""
 
     def __init__(self, events: Iterable[Event], *, batch_size: int = 2000) -> None:
         self.events = events
@@ -668,3 +714,6 @@ class ListSource:
                 batch = Batch()
         if batch.events:
             yield batch
+
+    def close(self) -> None:
+        """Nothing to release: the events are the caller's."""

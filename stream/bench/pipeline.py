@@ -19,7 +19,7 @@ from stream.config import Settings
 from stream.eval.metrics import average_precision, roc_auc
 from stream.events import Event, Label, Login, Order
 from stream.pipeline import Engine
-from stream.sources import FileSource, Mapping
+from stream.sources import ColumnMapping, FileSource
 
 __all__ = ["run_bench", "print_bench", "reference_x"]
 
@@ -38,8 +38,8 @@ def reference_x(e: Order | Login) -> dict[str, float]:
     return x
 
 
-def _load(settings: Settings, events: int, seed: int, input_path: str | None, fmt: str | None, mapping: Mapping,
-          limit: int | None) -> tuple[list[Event], float, str]:
+def _load(settings: Settings, events: int, seed: int, input_path: str | None, fmt: str | None,
+          mapping: ColumnMapping, limit: int | None) -> tuple[list[Event], float, str]:
     batch_size = int(settings.engine["batch_size"])
     if input_path is None:
         from stream.events import decode, encode
@@ -52,11 +52,14 @@ def _load(settings: Settings, events: int, seed: int, input_path: str | None, fm
     source = FileSource([input_path], batch_size=batch_size, format=fmt, mapping=mapping)
     out: list[Event] = []
     t0 = time.perf_counter()
-    for batch in source:
-        out.extend(batch.events)
-        if limit is not None and len(out) >= limit:
-            out = out[:limit]
-            break
+    try:
+        for batch in source:
+            out.extend(batch.events)
+            if limit is not None and len(out) >= limit:
+                out = out[:limit]
+                break
+    finally:
+        source.close()
     return out, time.perf_counter() - t0, f"{input_path} ({len(out)} events)"
 
 
@@ -95,8 +98,8 @@ def _run_reference(events: list[Event]) -> dict[str, Any]:
 
 
 def run_bench(settings: Settings, *, events: int = 50_000, seed: int = 7, input_path: str | None = None,
-              fmt: str | None = None, mapping: Mapping | None = None, limit: int | None = None) -> dict[str, Any]:
-    evs, decode_s, what = _load(settings, events, seed, input_path, fmt, mapping or Mapping(), limit)
+              fmt: str | None = None, mapping: ColumnMapping | None = None, limit: int | None = None) -> dict[str, Any]:
+    evs, decode_s, what = _load(settings, events, seed, input_path, fmt, mapping or ColumnMapping(), limit)
     n = len(evs)
     scored = [e for e in evs if not isinstance(e, Label)]
     labels = np.array([-1 if e.label is None else e.label for e in scored], dtype=np.int8)

@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import Engine
 
 from sinks.alert import Alert, alert_id
-from sinks.sql import SqlSink, _copy_row, alert_table, create_sql_engine, hidden_url
+from sinks.sql import SqlSink, alert_table, copy_row, create_sql_engine, hidden_url
 
 __all__ = ["bench_db", "bench_alerts", "print_bench_db"]
 
@@ -75,7 +75,7 @@ def _plain_sql(engine: Engine, table: str) -> str:
 def _plain_rows(sink: SqlSink, alerts: list[Alert], sqlite: bool) -> list[tuple[Any, ...]]:
     """The rows the sink writes, as the fastest builder gives them (the COPY path's, on PostgreSQL)."""
     if not sqlite:
-        return [_copy_row(a) for a in alerts]
+        return [copy_row(a) for a in alerts]
     rows = []
     for a in alerts:
         r = sink._row(a)  # the same values the sink writes

@@ -77,11 +77,11 @@ def mapping_options(fn: F) -> F:
     return fn
 
 
-def column_mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit):
-    from stream.sources import Mapping
+def column_mapping(etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit):
+    from stream.sources import ColumnMapping
 
-    return Mapping.parse(type=etype, map_spec=list(map_spec), set_spec=list(set_spec), features=feature_cols,
-                         drop=drop, ts_origin=ts_origin, ts_unit=ts_unit)
+    return ColumnMapping.parse(type=etype, map_spec=list(map_spec), set_spec=list(set_spec),
+                               features=feature_cols, drop=drop, ts_origin=ts_origin, ts_unit=ts_unit)
 
 
 def parse_day(option: str, text: str | None, *, end: bool) -> float | None:

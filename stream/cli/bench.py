@@ -70,7 +70,7 @@ def bench(events, seed, input_path, fmt, etype, map_spec, set_spec, feature_cols
             raise click.UsageError("--bootstrap applies to --kafka only")
         from stream.bench import pipeline as b
 
-        mapping = column_mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
+        mapping = column_mapping(etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
         result = b.run_bench(settings, events=events, seed=seed, input_path=input_path, fmt=fmt, mapping=mapping,
                              limit=limit)
         b.print_bench(result)

@@ -134,7 +134,7 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         from stream.eval.delayed_labels import DelayedLabels, parse_duration
         from stream.sources import FileSource
 
-        mapping = column_mapping(fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
+        mapping = column_mapping(etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit)
         source: Any = FileSource(list(inputs), batch_size=int(settings.engine["batch_size"]), format=fmt,
                                  mapping=mapping)
         if label_delay is not None:

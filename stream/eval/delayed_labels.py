@@ -24,11 +24,12 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from stream.errors import ConfigError
 from stream.events import Event, Label
-from stream.sources import Batch
+from stream.sources import Batch, Source
 
 __all__ = ["DelayedLabels", "parse_duration"]
 
@@ -49,12 +50,13 @@ def parse_duration(text: str) -> float:
 
 
 class DelayedLabels:
-    """Wrap a source of :class:`~stream.sources.Batch` and add each labelled event's label ``delay`` s later.
+    """Wrap a :class:`~stream.sources.Source` and add each labelled event's label ``delay`` s later; a source
+    itself.
 
     Parameters
     ----------
     source
-        The bounded source (a file or list source), in event-time order.
+        The bounded source (a file or list source), in event-time order; :meth:`close` closes it.
     delay
         Seconds between an event and the arrival of its label (>= 0).
     every
@@ -65,7 +67,7 @@ class DelayedLabels:
         The ``source`` field of the injected labels.
     """
 
-    def __init__(self, source: Iterable[Batch], delay: float, every: float = 0.0,
+    def __init__(self, source: Source, delay: float, every: float = 0.0,
                  source_name: str = "replay-delay") -> None:
         if not delay >= 0:
             raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
@@ -77,7 +79,7 @@ class DelayedLabels:
         self.source_name = source_name
         self.injected = 0
 
-    def __getattr__(self, name: str):  # progress bars read the wrapped source's position
+    def __getattr__(self, name: str) -> Any:  # what the wrapped source says of its progress, its paths...
         if name == "source":
             raise AttributeError(name)
         return getattr(self.source, name)
@@ -104,3 +106,6 @@ class DelayedLabels:
         if pending:
             tail: list[Event] = [heapq.heappop(pending)[2] for _ in range(len(pending))]
             yield Batch(tail, [])
+
+    def close(self) -> None:
+        self.source.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sinks.base import Sink
 from sinks.deadletter import DeadLetterSink
@@ -19,6 +19,10 @@ from stream.kafka.client import (
     make_consumer,
 )
 from stream.kafka.units import PartitionUnit
+
+if TYPE_CHECKING:
+    from stream.pipeline import Outcome
+    from stream.sources import Batch
 
 __all__ = ["replay_kafka", "KafkaReplayResult"]
 
@@ -54,7 +58,7 @@ def replay_kafka(
     bootstrap: str | None = None,
     sinks: Sequence[Sink] = (),
     dead_letters: DeadLetterSink | None = None,
-    on_batch: Callable[[Any, Any], None] | None = None,
+    on_batch: Callable[[Batch, Outcome], None] | None = None,
     event_time_clock: bool = True,
     flush_every: int = 50,
 ) -> KafkaReplayResult:

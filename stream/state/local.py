@@ -20,7 +20,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from sinks.jsonl import fsync_dir
+from sinks.files import fsync_dir
 from stream.errors import CheckpointError
 from stream.state.base import Checkpoint
 

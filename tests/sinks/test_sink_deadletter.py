@@ -4,6 +4,7 @@ import base64
 import dataclasses
 import gzip
 import random
+import resource
 from pathlib import Path
 
 import orjson
@@ -132,3 +133,28 @@ def test_any_bytes_round_trip(tmp_path: Path, raws: list[bytes], gz: bool) -> No
         for r in records:
             sink.add(r)
     assert read_dead_letters(path) == records
+
+
+def test_a_failed_write_keeps_the_buffer_and_the_retry_writes_each_record_once(tmp_path: Path,
+                                                                              file_size_limit) -> None:
+    path = tmp_path / "dead.jsonl"
+    sink = JsonlDeadLetterSink(path)
+    sink.add(RECORDS[0])
+    sink.flush()
+    sink.add_many([RECORDS[2], RECORDS[3]])
+    file_size_limit(path.stat().st_size + 10)  # the write gets 10 bytes in, then the "disk" is full
+    with pytest.raises(SinkError, match="cannot write"):
+        sink.flush()
+    assert sink.pending == 2 and read_dead_letters(path) == RECORDS[:1]
+    file_size_limit(resource.RLIM_INFINITY)
+    sink.close()
+    assert sink.pending == 0 and read_dead_letters(path) == [RECORDS[0], RECORDS[2], RECORDS[3]]
+
+
+def test_memory_dead_letter_sink_counts_empty_flushes_and_says_what_it_holds() -> None:
+    sink = MemoryDeadLetterSink()
+    sink.flush()
+    sink.add(RECORDS[2])
+    assert repr(sink) == "MemoryDeadLetterSink(records=0, pending=1)"
+    sink.flush()
+    assert repr(sink) == "MemoryDeadLetterSink(records=1, pending=0)" and sink.flushes == 2

@@ -21,7 +21,7 @@ from sinks.deadletter import read_dead_letters
 from sinks.jsonl import read_alerts
 from stream.cli import cli
 from stream.errors import InvalidEvent
-from stream.sources import FileSource, Mapping, detect_format
+from stream.sources import ColumnMapping, FileSource, detect_format
 
 MAP = ["--type", "order", "--map", "event_id=id,ts=Time,amount=Amount,label=Class,user_id=card",
        "--set", "merchant_id=m", "--drop", "Secret", "--ts-origin", "2024-01-01T00:00:00Z"]
@@ -130,11 +130,11 @@ def test_naive_timestamps_are_utc_and_numeric_ts_follows_the_mapping(tmp_path):
     path = tmp_path / "x.arrow"
     with pa.ipc.new_file(str(path), table.schema) as w:
         w.write_table(table)
-    m = Mapping.parse(type="order", map_spec="ts=when,amount=amt", set_spec="user_id=u,merchant_id=m")
+    m = ColumnMapping.parse(type="order", map_spec="ts=when,amount=amt", set_spec="user_id=u,merchant_id=m")
     (e,) = [e for b in FileSource([path], mapping=m) for e in b.events]
     assert e.ts == datetime(2024, 1, 1, 0, 0, 5, tzinfo=UTC).timestamp() and dict(e.features) == {"n": 7.0}
-    m = Mapping.parse(type="order", map_spec="ts=n,amount=amt", set_spec="user_id=u,merchant_id=m", ts_unit="ms",
-                      features="none")
+    m = ColumnMapping.parse(type="order", map_spec="ts=n,amount=amt", set_spec="user_id=u,merchant_id=m",
+                            ts_unit="ms", features="none")
     (e,) = [e for b in FileSource([path], mapping=m) for e in b.events]
     assert e.ts == 0.007 and e.event_id == "x.arrow:1"
 
@@ -165,13 +165,14 @@ def test_bench_reads_parquet_input(tmp_path):
 
 SOURCE_COLUMNS = ["Time", "Amount", "V1", "V2", "Class", "user_id", "note", "ip"]
 SOURCE_MAPPINGS = [  # those of test_sources.py
-    Mapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class", set_spec="user_id=card,merchant_id=m"),
-    Mapping.parse(type="order", map_spec="ts=Time,amount=Amount", set_spec="merchant_id=m", features="V1,V2",
-                  drop="note"),
-    Mapping.parse(type="login", map_spec="ts=Time", set_spec="success=true", features="none", ts_unit="ms"),
-    Mapping.parse(type="order", map_spec="amount=Amount", set_spec="ts=5,merchant_id=m", features="V1,Nope",
-                  ts_origin="2024-01-01T00:00:00Z"),
-    Mapping.parse(type="order", map_spec="ts=Time,amount=Amount", set_spec="merchant_id=m,user_id=u", drop="V2"),
+    ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class",
+                        set_spec="user_id=card,merchant_id=m"),
+    ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount", set_spec="merchant_id=m", features="V1,V2",
+                        drop="note"),
+    ColumnMapping.parse(type="login", map_spec="ts=Time", set_spec="success=true", features="none", ts_unit="ms"),
+    ColumnMapping.parse(type="order", map_spec="amount=Amount", set_spec="ts=5,merchant_id=m", features="V1,Nope",
+                        ts_origin="2024-01-01T00:00:00Z"),
+    ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount", set_spec="merchant_id=m,user_id=u", drop="V2"),
 ]
 
 
