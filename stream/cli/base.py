@@ -27,8 +27,9 @@ log = logging.getLogger("riskstream")
 
 def fail_cleanly(fn: F) -> F:
     """Turn riskstream's own errors into one line, ``riskstream: error: <message>``, and an exit code: 2 for a
-    :class:`ConfigError` (a bad configuration or argument), 1 for a failure while running. (click's own errors
-    about options, raised before the command runs, keep click's format.)"""
+    :class:`ConfigError` or a :class:`click.UsageError` the command raises (a bad configuration, or options
+    that do not go together), 1 for a failure while running. (click's own errors about a single option, raised
+    before the command runs, keep click's format: usage, then one ``Error:`` line.)"""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,6 +37,9 @@ def fail_cleanly(fn: F) -> F:
             return fn(*args, **kwargs)
         except ConfigError as e:
             click.echo(f"riskstream: error: {e}", err=True)
+            sys.exit(2)
+        except click.UsageError as e:
+            click.echo(f"riskstream: error: {e.format_message()}", err=True)
             sys.exit(2)
         except ERRORS as e:
             click.echo(f"riskstream: error: {e}", err=True)

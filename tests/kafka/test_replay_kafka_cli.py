@@ -165,7 +165,7 @@ def test_kafka_replay_of_only_invalid_records_exits_2_with_the_reason_and_an_emp
     res = runner.invoke(cli, ["replay", "--kafka-topic", topics.orders, "-c", str(config), "-q", "--report",
                               str(tmp_path / "bad.json")], catch_exceptions=False)
     assert res.exit_code == 2, res.output
-    (error,) = [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")]
+    (error,) = [ln for ln in res.stderr.splitlines() if ln.startswith("riskstream: error: ")]
     assert "nothing valid was read" in error and "event_id: is missing" in error
     reasons = orjson.loads((tmp_path / "bad.json").read_bytes())["dead_letter_reasons"]
     assert [r["count"] for r in reasons] == [4, 1] and reasons[0]["reason"] == "event_id: is missing"

@@ -136,6 +136,11 @@ def test_csv_replay_with_map_and_set(tmp_path):
         (["replay", "{csv}", "--budget", "2"], "--budget"),
         (["replay", "{csv}", "--config", "{badcfg}"], "engine.budgett"),
         (["simulate", "--events", "10", "--attack", "bogus=1", "--out", "x.jsonl"], "bogus"),
+        # options that do not go together: the command's own check, one line too
+        (["replay", "{csv}", "--kafka"], "not both"),
+        (["replay"], "nothing to replay"),
+        (["replay", "{csv}", "--from-offset", "3"], "only with --kafka"),
+        (["simulate", "--events", "10"], "--out is required"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, needle):
