@@ -134,18 +134,25 @@ def open_outputs(
     try:
         alerts_topic = str(k.get("alerts_topic") or "") if kafka and alerts else ""
         dl_topic = str(k.get("dead_letter_topic") or "") if kafka and refused else ""
-        producer = None
-        if alerts_topic or dl_topic:
-            from sinks.kafka import KafkaAlertSink, KafkaDeadLetterSink
+        timeout = float(k.get("flush_timeout_s", 30.0))
+        if alerts_topic:
+            from sinks.kafka import KafkaAlertSink
             from stream.kafka.client import make_producer
 
             producer = make_producer(settings, bootstrap=bootstrap)
             out.resources.append(producer)
-            timeout = float(k.get("flush_timeout_s", 30.0))
-            if alerts_topic:
-                out.alerts.append(KafkaAlertSink(producer, alerts_topic, flush_timeout_s=timeout))
-            if dl_topic:
-                out.dead_letters.append(KafkaDeadLetterSink(producer, dl_topic, flush_timeout_s=timeout))
+            out.alerts.append(KafkaAlertSink(producer, alerts_topic, flush_timeout_s=timeout))
+        if dl_topic:
+            from sinks.kafka import KafkaDeadLetterSink
+            from stream.kafka.client import make_producer
+
+            # Dead letters get a producer of their own, not idempotent: kafka-python 3 takes a broker's "message
+            # too large" as fatal for an idempotent producer, so one oversized poison record would kill the
+            # producer (the alerts' too, if shared) before the sink could send its 64 KiB cut. A retried dead
+            # letter may land twice on its topic; alerts stay idempotent.
+            dl_producer = make_producer(settings, bootstrap=bootstrap, enable_idempotence=False)
+            out.resources.append(dl_producer)
+            out.dead_letters.append(KafkaDeadLetterSink(dl_producer, dl_topic, flush_timeout_s=timeout))
         if out.database:
             from sinks.sql import SqlSink
 

@@ -20,6 +20,7 @@ from stream.errors import ConfigError
 from stream.events import Login, Order, encode
 from stream.kafka import RuntimeStats, replay_kafka, run_consumer
 from stream.kafka.client import make_producer
+from stream.outputs import open_outputs
 from stream.state import Checkpoint, LocalStateStore
 
 pytestmark = pytest.mark.kafka
@@ -208,20 +209,31 @@ def test_dead_letter_sink_keeps_what_it_could_not_deliver_and_cuts_what_the_brok
         admin.close()
 
 
-@pytest.mark.xfail(strict=True, raises=SinkError, reason=(
-    "kafka-python 3.0.12 classifies MessageSizeTooLargeError as fatal for an idempotent producer "
-    "(TransactionManager.classify_batch_error), so the 64 KiB re-send is aborted and the shared producer is dead"))
-def test_the_too_large_fallback_with_the_runtime_producer(kafka_bootstrap, topics):
-    producer = make_producer(_settings(kafka_bootstrap, topics))
+def test_an_oversized_poison_record_is_cut_and_the_alerts_still_flow_with_the_runtime_outputs(kafka_bootstrap, topics):
+    # kafka-python 3.0.12 takes MessageSizeTooLargeError as fatal for an idempotent producer
+    # (TransactionManager.classify_batch_error): with one idempotent producer shared by the alert and dead-letter
+    # sinks, one giant poison record aborted the 64 KiB re-send and killed the alerts' producer too.
     small, admin = _small_records_topic(kafka_bootstrap)
+    settings = _settings(kafka_bootstrap, topics, dead_letter_topic=small)
+    outputs = open_outputs(settings, kafka=True)
     try:
-        sink = KafkaDeadLetterSink(producer, small, flush_timeout_s=10)
-        sink.add(DeadLetter("too large", b"x" * 300_000, f"kafka:{topics.orders}/1", 9))
-        sink.flush()
+        (dl,) = outputs.dead_letters
+        (alerts,) = outputs.alerts
+        dl.add(DeadLetter("too large", b"x" * 300_000, f"kafka:{topics.orders}/1", 9))
+        dl.flush()
+        alert = Alert(alert_id="a1", event_id="e1", event_type="order", entities={"user": "u1"}, event_ts=1.0,
+                      detected_at=1.0, score=0.9, severity="high", action="review", reasons=(),
+                      detector_scores={}, config_hash="h")
+        alerts.add(alert)
+        alerts.flush()
     finally:
-        producer.close(timeout=5)
-        admin.delete_topics([small], raise_errors=False)
-        admin.close()
+        outputs.close()
+    (cut,) = _read_all(kafka_bootstrap, small, 1)
+    assert cut.value == b"x" * 64 * 1024 and dict(cut.headers)["truncated_from"] == b"300000"
+    got = _read_all(kafka_bootstrap, topics.alerts, 1)
+    assert [r.key for r in got] == [b"user:u1"]
+    admin.delete_topics([small], raise_errors=False)
+    admin.close()
 
 
 def _checkpointed_events(store, group):
