@@ -69,7 +69,8 @@ def _mutate(r: random.Random, kind: str, event: Event) -> bytes:
         token = r.choice((b"NaN", b"Infinity", b"-Infinity", b"nan", b"inf"))
         return raw[:-1] + b',"amount":' + token + b"}"
     if kind == "number_overflow":
-        return raw[:-1] + b',"' + r.choice(_NUMBER_FIELDS).encode() + b'":1e' + str(r.randrange(309, 400)).encode() + b"}"
+        field = r.choice(_NUMBER_FIELDS).encode()
+        return raw[:-1] + b',"' + field + b'":1e' + str(r.randrange(309, 400)).encode() + b"}"
     if kind == "extreme_number":
         obj[r.choice(_NUMBER_FIELDS)] = r.choice((1e308, -1e308, 5e-324, -0.0, 2**63, -(2**63), 2**64 + 1))
         return _dumps_big(obj)
