@@ -114,6 +114,9 @@ class Settings:
         out["features"].pop("upstream", None)  # only checked against the rules, changes no score
         if out.get("ensemble", {}).get("risk") == "rank":  # the default, added later: keep the hashes made before
             del out["ensemble"]["risk"]
+        for section in ("features", "links"):  # likewise the entity caps, while they are the defaults
+            if out.get(section, {}).get("max_entities") == DEFAULTS[section]["max_entities"]:
+                del out[section]["max_entities"]
         return out
 
     @property

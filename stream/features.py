@@ -326,6 +326,11 @@ class FeatureExtractor:
         Values remembered per user and attribute for novelty; the user's own distinct counts saturate there too.
     expire_every
         Idle entities are dropped every this many events.
+    max_entities
+        Most entities of each kind (users, devices, IPs, cards, addresses, merchants, promo codes) kept: past it,
+        the least recently seen go first, at the next expiry (so a kind holds at most ``max_entities`` plus the
+        entities of ``expire_every`` events). A bot flood of fresh ids cannot grow memory past it; an entity
+        dropped this way is new again when it comes back.
     passthrough
         Copy each event's own ``features`` into its feature dict (an upstream name equal to one of ours becomes
         ``in_<name>``).
@@ -348,6 +353,7 @@ class FeatureExtractor:
         max_known: int = 32,
         expire_every: int = 4096,
         passthrough: bool = True,
+        max_entities: int = 1_000_000,
     ) -> None:
         try:
             ws = sorted({float(w) for w in windows})
@@ -360,7 +366,8 @@ class FeatureExtractor:
             raise ValueError(f"windows {ws} have clashing names {names}")
         if isinstance(idle_ttl, bool) or not isinstance(idle_ttl, int | float) or not 0 < idle_ttl < math.inf:
             raise ValueError(f"idle_ttl must be positive seconds, not {idle_ttl!r}")
-        for name, value in (("max_distinct", max_distinct), ("max_known", max_known), ("expire_every", expire_every)):
+        for name, value in (("max_distinct", max_distinct), ("max_known", max_known), ("expire_every", expire_every),
+                            ("max_entities", max_entities)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, not {value!r}")
         self.windows = tuple(ws)
@@ -369,6 +376,7 @@ class FeatureExtractor:
         self.max_known = max_known
         self.expire_every = expire_every
         self.passthrough = bool(passthrough)
+        self.max_entities = max_entities
 
         self._widths = tuple(w / BUCKETS for w in ws)
         self._zero_windows = (0.0, 0.0) * len(ws)
@@ -400,7 +408,7 @@ class FeatureExtractor:
         return (
             f"FeatureExtractor(windows={list(self.windows)}, idle_ttl={self.idle_ttl}, max_distinct="
             f"{self.max_distinct}, max_known={self.max_known}, expire_every={self.expire_every}, "
-            f"passthrough={self.passthrough})"
+            f"passthrough={self.passthrough}, max_entities={self.max_entities})"
         )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -413,6 +421,8 @@ class FeatureExtractor:
             for rec in self._users.values():
                 rec.insert(_U_FRESH, None)
             self._layout = 3
+        if "max_entities" not in state:  # a checkpoint from before the cap: the default one
+            self.max_entities = 1_000_000
         if "_zero_windows" not in state:
             self._zero_windows = (0.0, 0.0) * len(self.windows)
         if "_seen" not in state:  # a checkpoint from before optional fields were tracked: it emitted them all
@@ -684,12 +694,15 @@ class FeatureExtractor:
         }  # fmt: skip
 
     def _expire(self) -> None:
-        """Drop the entities idle for longer than the horizon: a prefix of each table (last-seen order)."""
+        """Drop the entities idle for longer than the horizon, then the least recently seen past
+        ``max_entities``: a prefix of each table (last-seen order)."""
         cut = self._now - self._horizon
+        cap = self.max_entities
         for table in self._tables().values():
+            excess = len(table) - cap
             stale = []
             for key, rec in table.items():
-                if rec[_LAST] >= cut:
+                if rec[_LAST] >= cut and len(stale) >= excess:
                     break
                 stale.append(key)
             for key in stale:

@@ -186,13 +186,15 @@ class LinkGraph:
     """
 
     flagged = True  # class default: graphs pickled before the option had the feature
+    max_entries = 1_000_000  # likewise: graphs pickled before the cap
 
     def __init__(self, window: float = 7 * DAY, kinds: Sequence[str] = LINK_KINDS, max_users: int = 32,
                  max_values: int = 16, max_group: int = 256, expire_every: int = 100_000,
-                 flagged: bool = True) -> None:
+                 flagged: bool = True, max_entries: int = 1_000_000) -> None:
         if not window > 0:
             raise ValueError(f"window must be > 0 seconds, got {window!r}")
-        for name, v in (("max_users", max_users), ("max_values", max_values), ("max_group", max_group)):
+        for name, v in (("max_users", max_users), ("max_values", max_values), ("max_group", max_group),
+                        ("max_entries", max_entries)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         self.window = float(window)
@@ -202,6 +204,7 @@ class LinkGraph:
         self.max_group = max_group
         self.expire_every = int(expire_every)
         self.flagged = bool(flagged)
+        self.max_entries = max_entries
         self._by_value: dict[tuple[str, str], dict[str, float]] = {}  # (kind, value) -> user -> last seen
         self._by_user: dict[str, dict[tuple[str, str], float]] = {}  # user -> (kind, value) -> last seen
         self._confirmed: dict[str, float] = {}  # user -> arrival time of its latest fraud label
@@ -265,9 +268,22 @@ class LinkGraph:
             self._expire()
         if not own:
             return
-        mine = self._by_user.setdefault(user, {})
+        # Both tables stay in last-use order (popped and put back), so that past max_entries the least recently
+        # used goes: a flood of fresh ids cannot grow the graph past its cap.
+        by_user, by_value, cap = self._by_user, self._by_value, self.max_entries
+        mine = by_user.pop(user, None)
+        if mine is None:
+            mine = {}
+            if len(by_user) >= cap:
+                del by_user[next(iter(by_user))]
+        by_user[user] = mine
         for key in own:
-            users = self._by_value.setdefault(key, {})
+            users = by_value.pop(key, None)
+            if users is None:
+                users = {}
+                if len(by_value) >= cap:
+                    del by_value[next(iter(by_value))]
+            by_value[key] = users
             users.pop(user, None)
             users[user] = ts
             if len(users) > self.max_users:

@@ -142,7 +142,8 @@ class Engine:
             # that never does (a card export such as ULB) pays nothing for it and gets no link features.
             self._graph_params = dict(window=links["graph_window"], max_users=int(links["max_users"]),
                                       max_values=int(links["max_values"]), max_group=int(links["max_group"]),
-                                      flagged=bool(links.get("flagged", False))) \
+                                      flagged=bool(links.get("flagged", False)),
+                                      max_entries=int(links["max_entities"])) \
                 if links.get("graph") else None
             if self._graph_params is not None:
                 LinkGraph(**self._graph_params)  # refuse bad parameters now, not at the first linking event

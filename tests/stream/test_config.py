@@ -135,3 +135,19 @@ def test_a_disabled_rules_pack_is_not_checked(tmp_path):
 def test_shipped_configurations_name_only_known_features(path):
     s = load_settings(ROOT / path, env={})
     _check_feature_names(s.data, force=True)  # the defaults are skipped when loading: checked here
+
+
+def test_the_entity_caps_are_detection_settings_that_keep_the_default_hash():
+    default = default_settings()
+    # the caps came later: at their defaults they leave the hash (and so every alert id and checkpoint) as it was
+    assert "max_entities" not in default.detection_dict()["features"]
+    assert "max_entities" not in default.detection_dict()["links"]
+    capped = default.replace({"features.max_entities": 5000})
+    assert capped.config_hash != default.config_hash
+    assert default.replace({"links.max_entities": 5000}).config_hash != default.config_hash
+    from stream.pipeline import Engine
+
+    engine = Engine(capped)
+    assert engine.features.max_entities == 5000
+    with pytest.raises(ConfigError, match="max_entities"):
+        Engine(default.replace({"features.max_entities": 0}))

@@ -378,6 +378,31 @@ def test_one_shot_users_do_not_accumulate() -> None:
     assert fx.stats()["entities_user"] < 60_000 / 2
 
 
+def test_a_flood_of_fresh_ids_is_capped_at_max_entities_least_recently_seen_first() -> None:
+    # a bot flood inside the idle TTL: every event a new user, device and IP (one second apart, nothing expires)
+    fx = FeatureExtractor(max_entities=500, expire_every=100)
+    peak = 0
+    for i in range(20_000):
+        fx.transform_one(login(T0 + 1 + i, f"bot{i}", device_id=f"d{i}", ip=f"i{i}"))
+        if i % 10 == 9:  # between two expiries: at most the cap plus the entities of expire_every events
+            peak = max(peak, max(int(fx.stats(sample=1)[f"entities_{k}"]) for k in ("user", "device", "ip")))
+    assert 500 <= peak <= 500 + 100
+    # the least recently seen went first: the earliest bots are new again, the latest still known
+    assert fx.transform_one(login(T0 + 30_000, "bot0", device_id="d0", ip="i0"))["user_first_seen"] == 1.0
+    assert fx.transform_one(login(T0 + 30_001, "bot19999", device_id="d19999", ip="i19999"))["user_first_seen"] == 0.0
+
+
+def test_below_the_cap_nothing_changes_and_old_checkpoints_get_the_default_cap() -> None:
+    events = random_stream(3, 3000, step=5.0)
+    a, b = FeatureExtractor(), FeatureExtractor(max_entities=10_000)
+    assert [a.transform_one(e) for e in events] == [b.transform_one(e) for e in events]
+    state = pickle.loads(pickle.dumps(a)).__dict__
+    del state["max_entities"]  # what a checkpoint made before the cap holds
+    old = FeatureExtractor.__new__(FeatureExtractor)
+    old.__setstate__(state)
+    assert old.max_entities == 1_000_000
+
+
 def test_memory_stays_flat_for_one_busy_user() -> None:
     fx = FeatureExtractor()
     sizes = []
@@ -499,7 +524,7 @@ def test_custom_windows_name_their_features() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"windows": []}, {"windows": [-1]}, {"windows": [float("inf")]},
                                     {"windows": ["x"]}, {"idle_ttl": 0}, {"max_distinct": 0},
-                                    {"max_known": 1.5}, {"expire_every": True}])  # fmt: skip
+                                    {"max_known": 1.5}, {"expire_every": True}, {"max_entities": 0}])  # fmt: skip
 def test_bad_configuration_is_a_value_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         FeatureExtractor(**kwargs)  # type: ignore[arg-type]

@@ -190,3 +190,18 @@ def test_a_failed_login_is_scored_against_the_graph_but_links_nobody() -> None:
                                             device_id="bot", ip="203.0.113.9"))
     x.update(g.features("victim99", {"device": "bot", "ip": "203.0.113.9"}, 41.0))
     assert x["link_neighbours"] == 3.0
+
+
+def test_the_graph_is_capped_at_max_entries_least_recently_used_first() -> None:
+    g = LinkGraph(max_entries=300)
+    g.observe("old", {"device": "shared"}, ts=0.0)
+    for i in range(10_000):  # a flood of fresh accounts on fresh devices and IPs, well inside the window
+        g.observe(f"bot{i}", {"device": f"d{i}", "ip": f"i{i}"}, ts=1.0 + i)
+        if i % 50 == 0:
+            g.observe("old", {"device": "shared"}, ts=1.0 + i)  # used again and again: never the oldest
+        assert len(g._by_user) <= 300 and len(g._by_value) <= 300
+    assert "old" in g._by_user and ("device", "shared") in g._by_value
+    assert "bot0" not in g._by_user and "bot9999" in g._by_user
+    g.observe("new", {"device": "shared"}, ts=20_000.0)
+    assert g.features("new", {"device": "shared"}, ts=20_001.0)["link_neighbours"] == 1.0  # "old", still linked
+
