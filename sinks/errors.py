@@ -3,12 +3,13 @@
 ::
 
     SinkError            a batch could not be written; the checkpoint that asked for the flush is aborted
-     └── Backpressure    the destination is saturated; retry after ``retry_after`` seconds (retriable)
+     ├── Backpressure    the destination is saturated; retry after ``retry_after`` seconds (retriable)
+     └── DatabaseURLError  a database URL that cannot be used (a configuration error; never retriable)
 """
 
 from __future__ import annotations
 
-__all__ = ["SinkError", "Backpressure"]
+__all__ = ["SinkError", "Backpressure", "DatabaseURLError"]
 
 
 class SinkError(Exception):
@@ -29,3 +30,8 @@ class Backpressure(SinkError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, retriable=True)
         self.retry_after = retry_after
+
+
+class DatabaseURLError(SinkError, ValueError):
+    """A database URL riskstream cannot use (garbage, a bad port, another database, a driver that is not
+    installed): a configuration error, never retriable. The message names the URL with its password hidden."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -75,11 +76,12 @@ from sqlalchemy.types import TypeDecorator
 
 from sinks.alert import SEVERITIES, Alert
 from sinks.base import BatchSink
-from sinks.errors import SinkError
+from sinks.errors import DatabaseURLError, SinkError
 
 __all__ = [
     "SqlSink", "metadata", "alerts_table", "alert_table", "UtcDateTime", "JSON_TYPE",
-    "create_sql_engine", "describe_error", "hidden_url", "EngineHolder", "copy_row",
+    "create_sql_engine", "describe_error", "hidden_url", "EngineHolder", "copy_row", "check_database_url",
+    "mask_url_password", "DatabaseURLError",
 ]
 
 T = TypeVar("T")
@@ -189,12 +191,69 @@ _PERMANENT_TEXT = ("password authentication failed", "authentication failed", "n
                    "does not exist", "no pg_hba.conf entry")
 
 
+#: ``scheme://user:password@`` in any text: the password runs to the last ``@`` of the URL (more masked, never less).
+_URL_PASSWORD = re.compile(r"""(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^\s'"]*)@""")
+
+
+def mask_url_password(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` in it replaced by ``***``.
+
+    Works on text that is not a valid URL too (a bad port, an unknown dialect), where
+    :func:`hidden_url` cannot parse it.
+
+    >>> mask_url_password("postgresql+psycopg://u:s3cret@h:notaport/db")
+    'postgresql+psycopg://u:***@h:notaport/db'
+    """
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@" if m["pw"] else m[0], text)
+
+
 def hidden_url(url: str | URL) -> str:
     """``url`` as text with its password replaced by ``***`` (for messages and logs)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
+    except (sa_exc.ArgumentError, ValueError):
+        return mask_url_password(str(url)) if isinstance(url, str) else "<unparsable database URL>"
+
+
+_DRIVERS = {"postgresql": "postgresql+psycopg://user:password@host:5432/db", "sqlite": "sqlite:///path/alerts.db"}
+
+
+def check_database_url(url: str | URL) -> URL:
+    """``url`` parsed, or :class:`DatabaseURLError` saying in one line what is wrong with it.
+
+    Checked: it parses; the port is a number from 1 to 65535; the database is PostgreSQL or SQLite; the
+    driver is one SQLAlchemy knows and is installed. Nothing is connected to.
+    """
+    if isinstance(url, URL):
+        shown = url.render_as_string(hide_password=True)
+    else:
+        shown = mask_url_password(str(url))
+    example = " or ".join(_DRIVERS.values())
+    try:
+        parsed = make_url(url)
     except sa_exc.ArgumentError:
-        return "<unparsable database URL>"
+        raise DatabaseURLError(f"database URL {shown!r} is not a SQLAlchemy URL (expected e.g. {example})") from None
+    except ValueError:  # make_url's int(port)
+        port = re.search(r"@[^/@]*:([^/@]*)(?:/|$)", str(url))
+        raise DatabaseURLError(f"database URL {shown!r}: port {port[1] if port else '?'!r} is not a number"
+                               ) from None
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise DatabaseURLError(f"database URL {shown!r}: port {parsed.port} is out of range (1-65535)")
+    backend = parsed.get_backend_name()
+    if backend not in _DIALECTS:
+        raise DatabaseURLError(f"database URL {shown!r}: riskstream supports PostgreSQL and SQLite, not "
+                               f"{backend!r} (e.g. {example})")
+    try:
+        dialect = parsed.get_dialect()
+    except sa_exc.NoSuchModuleError:
+        raise DatabaseURLError(f"database URL {shown!r}: unknown {backend} driver {parsed.get_driver_name()!r} "
+                               f"(e.g. {_DRIVERS[backend]})") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise DatabaseURLError(f"database URL {shown!r}: the {backend} driver {dialect.driver!r} is not installed "
+                               f"({e.name or e}; e.g. {_DRIVERS[backend]})") from None
+    return parsed
 
 
 def describe_error(e: BaseException, password: str | None) -> tuple[str, bool]:
@@ -221,9 +280,10 @@ def create_sql_engine(url: str | URL) -> Engine:
     """The engine riskstream uses for ``url``: pre-pinged pool, orjson for JSON columns, SQLite in WAL mode.
 
     For SQLite, the file's directory is created and ``journal_mode=WAL``, ``synchronous=NORMAL`` are set on
-    every new connection.
+    every new connection. A URL riskstream cannot use raises :class:`~sinks.errors.DatabaseURLError`
+    (see :func:`check_database_url`).
     """
-    url = make_url(url)
+    url = check_database_url(url)
     _make_sqlite_dir(url)
     # orjson writes the JSON columns ~5x faster than the stdlib (a third of a flush's time otherwise).
     engine = create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)

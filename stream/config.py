@@ -126,7 +126,10 @@ class Settings:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_toml(self) -> str:
-        return _dump_toml(self.data)
+        """The settings as TOML, every password in a URL-valued key (``sinks.database``, ``state.database``,
+        any other ``scheme://user:password@...`` string) shown as ``***``; :attr:`config_hash` is still of the
+        real settings."""
+        return _dump_toml(_masked(self.data))
 
     def replace(self, overrides: Mapping[str, Any]) -> Settings:
         """A copy with dotted-key overrides applied (``{"engine.budget": 0.01}``), validated."""
@@ -134,6 +137,7 @@ class Settings:
         for dotted, value in overrides.items():
             _set_dotted(data, dotted, value)
         _validate(data, DEFAULTS, ())
+        _check_database_urls(data)
         _check_detection(data)
         return Settings(data, self.source, self.state_key)
 
@@ -179,6 +183,7 @@ def load_settings(
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
     _validate(data, DEFAULTS, ())
+    _check_database_urls(data)
     _check_detection(data)
     key_env = str(data["state"].get("key_env") or "")
     return Settings(data, source, environ.get(key_env) if key_env else None)
@@ -248,6 +253,39 @@ def _validate(data: Mapping[str, Any], ref: Mapping[str, Any], path: tuple[str, 
             raise ConfigError(f"config key 'engine.budget' must be between 0 and 1 (exclusive), not {b!r}")
         if int(data.get("batch_size", 1)) < 1:
             raise ConfigError("config key 'engine.batch_size' must be at least 1")
+
+
+#: Keys holding a SQLAlchemy URL ("" = none), checked when settings are loaded.
+DATABASE_URL_KEYS = (("sinks", "database"), ("state", "database"))
+
+
+def _check_database_urls(data: Mapping[str, Any]) -> None:
+    """Each database URL parses, names PostgreSQL or SQLite, a known installed driver and a numeric port; the
+    message names the key and the URL with its password hidden (see :func:`sinks.sql.check_database_url`)."""
+    for section, key in DATABASE_URL_KEYS:
+        url = data[section][key]
+        if url:
+            from sinks.sql import DatabaseURLError, check_database_url  # here: SQLAlchemy only when a URL is set
+
+            try:
+                check_database_url(url)
+            except DatabaseURLError as e:
+                raise ConfigError(f"config key '{section}.{key}': {e}") from None
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with the password of every URL in its strings replaced by ``***``."""
+    if isinstance(value, str):
+        if "://" in value and "@" in value:
+            from sinks.sql import mask_url_password
+
+            return mask_url_password(value)
+        return value
+    if isinstance(value, Mapping):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:

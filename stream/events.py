@@ -48,6 +48,8 @@ __all__ = [
     "encode",
     "parse_ts",
     "format_ts",
+    "TS_MIN",
+    "TS_MAX",
     "MAX_STRING",
     "MAX_RECORD_BYTES",
     "EVENT_FIELDS",
@@ -147,8 +149,19 @@ _TYPES: dict[str, type[Order] | type[Login] | type[Label]] = {"order": Order, "l
 # --- field checkers: each takes (name, value) and returns the clean value or raises InvalidEvent ----------------
 
 
+#: The one range of event timestamps riskstream accepts, in epoch seconds: from 1970-01-01T00:00:00Z (inclusive)
+#: to 2200-01-01T00:00:00Z (exclusive). Whatever the source (JSON files, CSV/Parquet columns, Kafka), every
+#: timestamp goes through :func:`parse_ts`, and one outside it is an :class:`InvalidEvent` (a dead letter). A
+#: value before 1970 or after 2200 is a unit or origin mistake (seconds read as milliseconds the other way
+#: round, micro- or nanoseconds, a negative offset), not an event; see ``docs/events.md``.
+TS_MIN = 0.0
+TS_MAX = 7258118400.0
+TS_RANGE = "1970-01-01T00:00:00Z to 2200-01-01T00:00:00Z (exclusive)"
+
+
 def parse_ts(value: Any, name: str = "ts") -> float:
-    """Seconds since the epoch from ISO-8601 text (UTC if no offset is given) or a number of epoch milliseconds."""
+    """Seconds since the epoch from ISO-8601 text (UTC if no offset is given) or a number of epoch milliseconds,
+    within [:data:`TS_MIN`, :data:`TS_MAX`)."""
     if isinstance(value, bool):
         raise InvalidEvent(name, "must be ISO-8601 text or epoch milliseconds, not a boolean")
     if isinstance(value, int | float):
@@ -172,8 +185,9 @@ def parse_ts(value: Any, name: str = "ts") -> float:
         ts = dt.timestamp()
     else:
         raise InvalidEvent(name, f"must be ISO-8601 text or epoch milliseconds, not {type(value).__name__}")
-    if not -62135596800.0 <= ts <= 253402300799.0:  # years 1..9999
-        raise InvalidEvent(name, "is out of range")
+    if not TS_MIN <= ts < TS_MAX:
+        shown = f"{value!r} ms" if isinstance(value, int | float) else repr(value[:40])
+        raise InvalidEvent(name, f"is out of range: {shown} is not in {TS_RANGE}")
     return ts
 
 

@@ -32,6 +32,8 @@ with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself o
     import kafka.errors as kerrors
     from kafka import KafkaAdminClient, TopicPartition
 
+from stream.kafka.client import DEFAULT_BOOTSTRAP_TIMEOUT_MS, unreachable
+
 __all__ = ["TokenBucket", "ensure_topics", "produce_events", "bench_kafka", "print_bench_kafka"]
 
 
@@ -76,7 +78,8 @@ class TokenBucket:
 
 
 def ensure_topics(bootstrap: str, topics: Sequence[str], *, partitions: int = 4, replication_factor: int = 1,
-                  copartitioned: Sequence[str] | None = None) -> dict[str, int]:
+                  copartitioned: Sequence[str] | None = None,
+                  bootstrap_timeout_ms: int = DEFAULT_BOOTSTRAP_TIMEOUT_MS) -> dict[str, int]:
     """Create the missing ``topics`` with ``partitions`` partitions; return every topic's partition count.
 
     The ``copartitioned`` topics (default: all of them) must end up with equal partition counts, or a
@@ -87,9 +90,9 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], *, partitions: int = 4,
     names = list(dict.fromkeys(t for t in topics if t))
     try:
         admin = KafkaAdminClient(bootstrap_servers=[s.strip() for s in bootstrap.split(",") if s.strip()],
-                                 client_id="riskstream-admin")
+                                 client_id="riskstream-admin", bootstrap_timeout_ms=bootstrap_timeout_ms)
     except kerrors.KafkaError as e:
-        raise SourceError(f"Kafka at {bootstrap}: {type(e).__name__}: {e}", retriable=True) from e
+        raise unreachable(bootstrap, e, bootstrap_timeout_ms) from e
     try:
         existing = set(admin.list_topics())
         missing = [t for t in names if t not in existing]

@@ -30,7 +30,8 @@ __all__ = ["main", "cli", "COMMANDS"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True,
+              help="More log output: -v adds info lines and the Kafka client library's own log, -vv debug.")
 @click.version_option(package_name="riskstream")
 def cli(verbose: int) -> None:
     """riskstream: a streaming risk-control engine for e-commerce.
@@ -43,6 +44,10 @@ def cli(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         stream=sys.stderr)
+    # kafka-python logs every failed connection attempt (some 30 lines for a broker that is down) before it
+    # gives up; riskstream then says what happened in one line. At the default verbosity its log stays out of
+    # stderr; -v shows it again.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL + 1 if verbose == 0 else logging.NOTSET)
 
 
 #: Every command, in the order ``riskstream --help`` lists them.

@@ -118,7 +118,8 @@ def alerts_tail(config: str | None, bootstrap: str | None, topic: str | None, gr
         raise ConfigError("no alerts topic: pass --topic or set kafka.alerts_topic")
     try:
         sub = AlertSubscriber(servers, name, group_id=group_id, from_beginning=from_beginning,
-                              severity=severity, entity=entity, idle_timeout_s=timeout)
+                              severity=severity, entity=entity, idle_timeout_s=timeout,
+                              consumer_config={"bootstrap_timeout_ms": int(k["bootstrap_timeout_ms"])})
     except ValueError as e:
         raise ConfigError(f"--entity: {e}") from None
     console = Console(highlight=False, soft_wrap=True)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from sinks.errors import DatabaseURLError
 from stream.config import Settings, load_settings
 from stream.errors import ERRORS, ConfigError
 
@@ -35,7 +36,7 @@ def fail_cleanly(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ConfigError as e:
+        except (ConfigError, DatabaseURLError) as e:  # a database URL that cannot work is a configuration error
             click.echo(f"riskstream: error: {e}", err=True)
             sys.exit(2)
         except click.UsageError as e:

@@ -43,6 +43,10 @@ def bench(events, seed, input_path, fmt, etype, map_spec, set_spec, feature_cols
     --kafka: events/s end to end through a real broker beside the raw kafka-python consume rate.
     --db URL: alert rows/s written to a database by the SQL sink beside plain inserts.
     """
+    if db_url:
+        from stream.cli.db import check_db_option
+
+        check_db_option(db_url)
     settings = settings_from(config, {})
     if kafka or db_url:
         if input_path is not None:

@@ -13,17 +13,30 @@ from stream.cli.base import fail_cleanly
 from stream.config import load_settings
 from stream.errors import ConfigError, SourceError
 
-__all__ = ["db", "resolve_database", "db_option", "config_option"]
+__all__ = ["db", "resolve_database", "check_db_option", "db_option", "config_option"]
 
 def resolve_database(db: str | None, config: str | None) -> str:
     """``--db``, else ``sinks.database`` of the settings (config file, then ``RISKSTREAM_DATABASE_URL``)."""
     if db:
-        return db
+        return check_db_option(db)
     url = str(load_settings(config).sinks.get("database") or "")
     if not url:
         raise ConfigError(
             "no database: pass --db URL, set sinks.database in the config, or RISKSTREAM_DATABASE_URL")
     return url
+
+
+def check_db_option(db: str, option: str = "--db") -> str:
+    """``db`` if it is a database URL riskstream can use, else a :class:`ConfigError` (exit 2) saying why, with
+    the password hidden."""
+    from sinks.errors import DatabaseURLError
+    from sinks.sql import check_database_url
+
+    try:
+        check_database_url(db)
+    except DatabaseURLError as e:
+        raise ConfigError(f"{option}: {e}") from None
+    return db
 
 db_option = click.option("--db", default=None, metavar="URL",
                          help="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host:5432/db or "

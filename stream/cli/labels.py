@@ -28,7 +28,7 @@ def write_label_events(events: Sequence[dict[str, Any]], out: IO[bytes]) -> int:
 
 
 def send_label_events(keyed: Sequence[tuple[str, dict[str, Any]]], bootstrap: str, topic: str, *,
-                      timeout_s: float = 30.0) -> int:
+                      timeout_s: float = 30.0, bootstrap_timeout_ms: int | None = None) -> int:
     """Produce ``(key, label event)`` pairs to a Kafka topic (``acks=all``); returns how many were acked."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
@@ -37,11 +37,14 @@ def send_label_events(keyed: Sequence[tuple[str, dict[str, Any]]], bootstrap: st
 
     for _, e in keyed:
         from_dict(e)
+    from stream.kafka.client import DEFAULT_BOOTSTRAP_TIMEOUT_MS, unreachable
+
+    boot_ms = bootstrap_timeout_ms or DEFAULT_BOOTSTRAP_TIMEOUT_MS
     try:
         producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="riskstream-label",
-                                 max_block_ms=int(timeout_s * 1000))
+                                 max_block_ms=int(timeout_s * 1000), bootstrap_timeout_ms=boot_ms)
     except KafkaError as e:
-        raise SinkError(f"cannot connect to Kafka at {bootstrap}: {e}", retriable=True) from e
+        raise unreachable(bootstrap, e, boot_ms) from e
     try:
         futures = [producer.send(topic, key=k.encode(), value=orjson.dumps(e)) for k, e in keyed]
         producer.flush(timeout=timeout_s)
@@ -115,8 +118,9 @@ def label_export(db: str | None, config: str | None, since: str | None, out: str
     finally:
         store.close()
     if bootstrap:
-        name = topic or str(load_settings(config).kafka["labels_topic"])
-        n = send_label_events(keyed, bootstrap, name)
+        kafka = load_settings(config).kafka
+        name = topic or str(kafka["labels_topic"])
+        n = send_label_events(keyed, bootstrap, name, bootstrap_timeout_ms=int(kafka["bootstrap_timeout_ms"]))
         click.echo(f"sent {n} label events to {name} at {bootstrap}", err=True)
         return
     events = [e for _, e in keyed]

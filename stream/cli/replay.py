@@ -105,6 +105,10 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
     if not from_kafka and any(v is not None for v in kafka_opts.values()):
         used = ", ".join(k for k, v in kafka_opts.items() if v is not None)
         raise click.UsageError(f"{used}: only with --kafka or --kafka-topic")
+    if db:
+        from stream.cli.db import check_db_option
+
+        check_db_option(db)
     settings = settings_from(config, {"engine.budget": budget, "engine.batch_size": batch_size})
     from stream.eval.metrics import WindowCollector
 

@@ -100,7 +100,8 @@ def simulate(events: int, seed: int, users: int | None, attacks: tuple[str, ...]
     settings = settings_from(config, {"kafka.bootstrap_servers": bootstrap})
     servers = str(settings.kafka["bootstrap_servers"])
     topics = input_topics(settings)
-    counts = ensure_topics(servers, topics, partitions=partitions, replication_factor=replication_factor)
+    counts = ensure_topics(servers, topics, partitions=partitions, replication_factor=replication_factor,
+                           bootstrap_timeout_ms=int(settings.kafka["bootstrap_timeout_ms"]))
     pace = f"{rate:g} events/s" if rate else "as fast as possible"
     click.echo(f"producing {events:,} events to {servers}: "
                + ", ".join(f"{t} ({counts[t]} partitions)" for t in topics) + f"; {pace}", err=True)

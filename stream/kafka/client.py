@@ -39,12 +39,33 @@ __all__ = [
     "TopicPartition",
     "KAFKA_ERRORS",
     "header_dict",
+    "unreachable",
+    "DEFAULT_BOOTSTRAP_TIMEOUT_MS",
 ]
 
 log = logging.getLogger("riskstream.kafka")
 
 #: Errors of the Kafka client library (connection, timeout, broker responses).
 KAFKA_ERRORS: tuple[type[BaseException], ...] = (kerrors.KafkaError,)
+#: How long a client waits for a first broker to answer before giving up (``kafka.bootstrap_timeout_ms``; the
+#: client library's own default is 30 s). Where no settings are at hand (``label export --kafka``), this.
+DEFAULT_BOOTSTRAP_TIMEOUT_MS = 10_000
+
+
+def unreachable(servers: str | Sequence[str], error: BaseException, timeout_ms: int | None = None) -> SourceError:
+    """The one-line error for a client that could not reach ``servers``: ``Kafka at HOST:PORT is unreachable:
+    ...`` when no broker answered, else ``Kafka at HOST:PORT: <error>``. Retriable: a broker that is down now
+    may be up later (a wrong address looks the same from here, so it is not called a configuration error)."""
+    where = servers if isinstance(servers, str) else ",".join(servers)
+    text = str(error).strip() or type(error).__name__
+    unreachable_types = tuple(getattr(kerrors, n) for n in ("NoBrokersAvailable", "KafkaConnectionError")
+                              if hasattr(kerrors, n))  # the first is gone from kafka-python 3
+    if isinstance(error, unreachable_types) or (
+            isinstance(error, kerrors.KafkaTimeoutError) and "bootstrap" in text.lower()):
+        within = f" within {timeout_ms / 1000:g} s" if timeout_ms else ""
+        return SourceError(f"Kafka at {where} is unreachable: no broker answered{within} ({type(error).__name__}; "
+                           "check kafka.bootstrap_servers / --bootstrap, and that the broker runs)", retriable=True)
+    return SourceError(f"Kafka at {where}: {type(error).__name__}: {text}", retriable=True)
 
 
 def input_topics(settings: Settings) -> tuple[str, ...]:
@@ -71,6 +92,7 @@ def _common(settings: Settings, bootstrap: str | None) -> dict[str, Any]:
     return {
         "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()],
         "client_id": str(k.get("client_id") or "riskstream"),
+        "bootstrap_timeout_ms": int(k.get("bootstrap_timeout_ms") or DEFAULT_BOOTSTRAP_TIMEOUT_MS),
     }
 
 
@@ -118,7 +140,7 @@ def make_consumer(
     except kerrors.KafkaConfigurationError as e:
         raise ConfigError(f"kafka: {e}") from None
     except kerrors.KafkaError as e:  # kafka-python 3 raises KafkaTimeoutError("Unable to bootstrap ...")
-        raise SourceError(f"Kafka at {','.join(cfg['bootstrap_servers'])}: {e}", retriable=True) from e
+        raise unreachable(cfg["bootstrap_servers"], e, cfg.get("bootstrap_timeout_ms")) from e
 
 
 def make_producer(settings: Settings, *, bootstrap: str | None = None, **overrides: Any) -> KafkaProducer:
@@ -129,7 +151,7 @@ def make_producer(settings: Settings, *, bootstrap: str | None = None, **overrid
     except kerrors.KafkaConfigurationError as e:
         raise ConfigError(f"kafka: {e}") from None
     except kerrors.KafkaError as e:  # kafka-python 3 raises KafkaTimeoutError("Unable to bootstrap ...")
-        raise SourceError(f"Kafka at {','.join(cfg['bootstrap_servers'])}: {e}", retriable=True) from e
+        raise unreachable(cfg["bootstrap_servers"], e, cfg.get("bootstrap_timeout_ms")) from e
 
 
 def release_parked_fetches(consumer: KafkaConsumer) -> None:

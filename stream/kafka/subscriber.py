@@ -34,6 +34,8 @@ with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself o
     import kafka.errors as kerrors
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
+from stream.kafka.client import DEFAULT_BOOTSTRAP_TIMEOUT_MS, unreachable
+
 __all__ = ["AlertSubscriber", "AlertFilter", "RecentIds"]
 
 log = logging.getLogger("riskstream.subscriber")
@@ -187,12 +189,13 @@ class AlertSubscriber:
             "group_id": group_id,
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest" if from_beginning else "latest",
+            "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
         }
         cfg.update(consumer_config or {})
         try:
             self._consumer = KafkaConsumer(**cfg)
         except kerrors.KafkaError as e:
-            raise SourceError(f"Kafka at {bootstrap}: {type(e).__name__}: {e}", retriable=True) from e
+            raise unreachable(bootstrap, e, cfg["bootstrap_timeout_ms"]) from e
         try:
             if group_id is not None:
                 self._consumer.subscribe([topic])

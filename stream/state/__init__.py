@@ -43,7 +43,7 @@ def open_state_store(state: Mapping[str, Any], *, key: str | None = None, databa
         from stream.state.postgres import PgStateStore
 
         try:
-            return PgStateStore(url, key=key)
+            return PgStateStore(url, key=key, accept_v1_mac=bool(state.get("accept_v1_mac", False)))
         except ValueError as e:
             raise ConfigError(f"state store: {e}") from None
     raise ConfigError(f'state.store must be "local" or "postgres", not {kind!r}')

@@ -2,18 +2,36 @@
 
 One row per ``(consumer group, unit)`` in ``riskstream_checkpoints`` (created by the migrations in
 ``sinks/migrations``) holds :meth:`Checkpoint.to_bytes <stream.state.local.Checkpoint.to_bytes>` (engine state +
-the input offsets it reflects), its SHA-256, and an HMAC-SHA256 over that checksum, the group and the unit,
-keyed by a secret the caller passes in (the config loader reads it from ``RISKSTREAM_STATE_KEY``). A save
-is one ``INSERT ... ON CONFLICT DO UPDATE``: a reader sees the old checkpoint or the new one, whole.
+the input offsets it reflects), its SHA-256, its ``generation`` (1 at the first save, +1 at each next one), and
+an HMAC-SHA256 over the group, the unit, the generation and that checksum, keyed by a secret the caller passes
+in (the config loader reads it from ``RISKSTREAM_STATE_KEY``). A save is one transaction: the upsert raises the
+generation, and the MAC of that generation is written before commit, so a reader sees the old checkpoint or
+the new one, whole.
 
 On load the checksum and then the HMAC are verified *before* anything is parsed or unpickled:
 
 - a truncated or bit-flipped blob fails the checksum,
-- a blob rewritten together with its checksum, a row copied from another unit or group, or a checkpoint
-  written under another key fails the HMAC,
+- a blob rewritten together with its checksum, a row copied from another unit or group, a row whose
+  generation was changed, or a checkpoint written under another key fails the HMAC,
+- a row whose generation is lower than the highest this store object has seen for that unit (loaded or
+  saved) is a rollback and is refused too,
 
 and each is refused with a :class:`~stream.errors.CheckpointError` that says which check failed. The state is
 pickled engine state, so this check is what keeps a writer of the table from running code in the consumer.
+
+Rollback, what is and is not detected. The generation only grows in the row, and it is under the MAC, so an
+older copy put back carries its old generation and its old MAC; it cannot be relabelled newer without the key.
+A process that has seen a newer generation of that unit (it saved it or loaded it) refuses the copy. A process
+that starts *after* the copy was put back, and never saw the newer generation, cannot tell it from the real
+latest checkpoint: nothing in the row can, without a record outside the table (such as the committed Kafka
+offsets, which the consumer already compares with the checkpoint's offsets, or a generation kept elsewhere).
+Only a holder of the key can forge a newer generation.
+
+Upgrade from MAC format 1 (before the generation was covered; domain ``riskstream-checkpoint/1``): such a row
+is refused, naming the fix, unless the store is opened with ``accept_v1_mac=True`` (``state.accept_v1_mac =
+true``): then it is loaded (with a warning) and the next save of that unit writes format 2. Run once with it
+on, let every unit checkpoint, and switch it off: while it is on, an old format-1 row put back, with its
+generation rewritten, is accepted.
 
 Works on SQLite too (the same code; handy for tests and single-host runs).
 
@@ -72,7 +90,10 @@ log = logging.getLogger("riskstream.state")
 
 #: Shortest HMAC key accepted (bytes). ``openssl rand -hex 32`` gives 64.
 MIN_KEY_BYTES = 16
-_MAC_DOMAIN = b"riskstream-checkpoint/1"
+#: MAC format 1 (group, unit, checksum) and format 2 (group, unit, generation, checksum): distinct domains, so a
+#: MAC of one format never verifies as the other.
+_MAC_DOMAIN_V1 = b"riskstream-checkpoint/1"
+_MAC_DOMAIN = b"riskstream-checkpoint/2"
 
 
 class PgStateStore(EngineHolder):
@@ -88,14 +109,21 @@ class PgStateStore(EngineHolder):
         group needs the same key; a checkpoint written under another key is refused.
     create
         Run the schema migrations first (creates the table if missing).
+    accept_v1_mac
+        Load a checkpoint signed in MAC format 1 (before the generation was covered), once, to upgrade: the
+        next save re-signs it in format 2. Off by default: such a row is refused, naming this setting.
     """
 
-    def __init__(self, url_or_engine: str | URL | Engine, *, key: bytes | str, create: bool = True) -> None:
+    def __init__(self, url_or_engine: str | URL | Engine, *, key: bytes | str, create: bool = True,
+                 accept_v1_mac: bool = False) -> None:
         key_bytes = key.encode() if isinstance(key, str) else bytes(key)
         if len(key_bytes) < MIN_KEY_BYTES:
             raise ValueError(f"the state HMAC key must be at least {MIN_KEY_BYTES} bytes, not "
                              f"{len(key_bytes)} (generate one with `openssl rand -hex 32`)")
         self._key = key_bytes
+        self._accept_v1 = accept_v1_mac
+        #: The highest generation seen (loaded or saved) per (group, unit): a lower one loaded is a rollback.
+        self._seen: dict[tuple[str, int], int] = {}
         self._open_engine(url_or_engine, "PgStateStore")
         if create:
             from sinks.migrations import upgrade
@@ -124,18 +152,37 @@ class PgStateStore(EngineHolder):
             raise CheckpointError(
                 f"{what}: checksum mismatch: the stored state ({len(blob)} bytes) is truncated or was "
                 "modified; refusing to load it")
-        if not hmac.compare_digest(self._mac(group, unit, digest), str(row.hmac)):
+        generation = int(row.generation)
+        if not hmac.compare_digest(self._mac(group, unit, generation, digest), str(row.hmac)):
+            if not hmac.compare_digest(self._mac_v1(group, unit, digest), str(row.hmac)):
+                raise CheckpointError(
+                    f"{what}: HMAC mismatch: the checkpoint was written with another key (check "
+                    "RISKSTREAM_STATE_KEY), belongs to another group or unit, its generation was changed, or "
+                    "it was tampered with; refusing to load it")
+            if not self._accept_v1:
+                raise CheckpointError(
+                    f"{what}: signed in MAC format 1, which does not cover the generation (written before "
+                    "riskstream signed it); to upgrade, run once with state.accept_v1_mac = true, so that the "
+                    "next checkpoint re-signs it, then set it back to false; refusing to load it")
+            log.warning("%s: accepted a MAC format 1 checkpoint (state.accept_v1_mac); the next save re-signs it",
+                        what)
+        seen = self._seen.get((group, int(unit)), 0)
+        if generation < seen:
             raise CheckpointError(
-                f"{what}: HMAC mismatch: the checkpoint was written with another key (check "
-                "RISKSTREAM_STATE_KEY), belongs to another group or unit, or was tampered with; "
-                "refusing to load it")
+                f"{what}: rollback: generation {generation} is older than generation {seen}, which this process "
+                "already saw; an older checkpoint was put back; refusing to load it")
         checkpoint = Checkpoint.from_bytes(blob, where=what)
-        log.debug("loaded %s: generation %s, %d bytes, offsets %s", what, row.generation, len(blob),
+        self._seen[(group, int(unit))] = generation
+        log.debug("loaded %s: generation %s, %d bytes, offsets %s", what, generation, len(blob),
                   dict(checkpoint.offsets))
         return checkpoint
 
     def save(self, group: str, unit: int, checkpoint: Checkpoint) -> None:
-        """Replace the checkpoint of ``unit`` in one statement (atomic), or raise :class:`CheckpointError`."""
+        """Replace the checkpoint of ``unit`` in one transaction (atomic), or raise :class:`CheckpointError`.
+
+        The upsert raises the row's generation (1 for a new row); the MAC of that generation is then written in
+        the same transaction, which holds the row's lock, so no reader ever sees a row without its MAC.
+        """
         blob = checkpoint.to_bytes()
         digest = hashlib.sha256(blob).hexdigest()
         t = checkpoints_table
@@ -144,7 +191,7 @@ class PgStateStore(EngineHolder):
             "unit": _unit(unit),
             "blob": blob,
             "sha256": digest,
-            "hmac": self._mac(group, unit, digest),
+            "hmac": "",  # replaced below, before commit, by the MAC of the generation the upsert gave the row
             "offsets": {str(k): int(v) for k, v in checkpoint.offsets.items()},
             "config_hash": checkpoint.config_hash,
             "events": int(checkpoint.events),
@@ -160,12 +207,17 @@ class PgStateStore(EngineHolder):
                 "generation": t.c.generation + 1,
             },
         )
+        where = (t.c.group_id == group, t.c.unit == _unit(unit))
 
-        def run() -> None:
+        def run() -> int:
             with self._engine.begin() as conn:
                 conn.execute(stmt)
+                generation = int(conn.execute(select(t.c.generation).where(*where)).scalar_one())
+                conn.execute(t.update().where(*where).values(hmac=self._mac(group, unit, generation, digest)))
+                return generation
 
-        self._run(f"save the checkpoint of group {group!r} unit {unit}", run)
+        generation = self._run(f"save the checkpoint of group {group!r} unit {unit}", run)
+        self._seen[(group, int(unit))] = generation
 
     # -- extras ---------------------------------------------------------------------------------------------
 
@@ -203,7 +255,10 @@ class PgStateStore(EngineHolder):
             with self._engine.begin() as conn:
                 return int(conn.execute(stmt).rowcount)
 
-        return self._run(f"delete checkpoints of group {group!r}", run)
+        deleted = self._run(f"delete checkpoints of group {group!r}", run)
+        for seen in [k for k in self._seen if k[0] == group and (unit is None or k[1] == int(unit))]:
+            del self._seen[seen]  # deleted on purpose: the next save starts again at generation 1
+        return deleted
 
     def close(self) -> None:
         """Dispose the engine if this store created it."""
@@ -214,8 +269,15 @@ class PgStateStore(EngineHolder):
 
     # -- helpers --------------------------------------------------------------------------------------------
 
-    def _mac(self, group: str, unit: int, digest: str) -> str:
-        msg = b"\n".join((_MAC_DOMAIN, group.encode(), str(int(unit)).encode(), digest.encode()))
+    def _mac(self, group: str, unit: int, generation: int, digest: str) -> str:
+        """MAC format 2: over the group, the unit, the generation and the checksum of the blob."""
+        msg = b"\n".join((_MAC_DOMAIN, group.encode(), str(int(unit)).encode(), str(int(generation)).encode(),
+                          digest.encode()))
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
+
+    def _mac_v1(self, group: str, unit: int, digest: str) -> str:
+        """MAC format 1 (no generation), only recognised to say so or, with ``accept_v1_mac``, to upgrade."""
+        msg = b"\n".join((_MAC_DOMAIN_V1, group.encode(), str(int(unit)).encode(), digest.encode()))
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()
 
     def _run(self, what: str, fn: Any) -> Any:

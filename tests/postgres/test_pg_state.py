@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import pickle
 import threading
 from pathlib import Path
@@ -169,3 +170,95 @@ def test_saves_are_atomic_under_concurrent_writers_and_readers(store: PgStateSto
     assert errors == []
     assert seen and set(seen) <= written
     assert store.generation("g", 0) == 41
+
+
+def _row(url: str, unit: int = 0) -> Any:
+    (row,) = _sql(url, "SELECT blob, sha256, hmac, generation FROM riskstream_checkpoints WHERE group_id = 'g' "
+                       "AND unit = :u", u=unit)
+    return row
+
+
+def _put_back(url: str, row: Any, unit: int = 0, **changes: Any) -> None:
+    values = {"blob": bytes(row.blob), "sha256": row.sha256, "hmac": row.hmac, "generation": row.generation,
+              **changes}
+    _sql(url, "UPDATE riskstream_checkpoints SET blob = :blob, sha256 = :sha256, hmac = :hmac, "
+              "generation = :generation WHERE group_id = 'g' AND unit = :u", u=unit, **values)
+
+
+def test_an_older_checkpoint_put_back_is_refused_by_a_process_that_saw_a_newer_one(store: PgStateStore,
+                                                                                     pg_url: str) -> None:
+    store.save("g", 0, Checkpoint(offsets={"orders": 10}, state=b"old", config_hash="c"))
+    old = _row(pg_url)
+    store.save("g", 0, Checkpoint(offsets={"orders": 20}, state=b"new", config_hash="c"))
+    assert old.generation == 1 and store.generation("g", 0) == 2
+    _put_back(pg_url, old)  # a rollback: a valid, older row, with its own generation and MAC
+    with pytest.raises(CheckpointError, match="rollback: generation 1 is older than generation 2"):
+        store.load("g", 0)
+    # A process that never saw generation 2 cannot tell (documented): nothing in the row says it is stale.
+    fresh = PgStateStore(pg_url, key=KEY, create=False)
+    assert fresh.load("g", 0).state == b"old"
+    fresh.close()
+
+
+def test_the_generation_is_under_the_mac(store: PgStateStore, pg_url: str) -> None:
+    store.save("g", 0, Checkpoint(offsets={"orders": 10}, state=b"old", config_hash="c"))
+    old = _row(pg_url)
+    for _ in range(3):
+        store.save("g", 0, Checkpoint(offsets={"orders": 20}, state=b"new", config_hash="c"))
+    _put_back(pg_url, old, generation=9)  # the stale row relabelled newer than the real one
+    fresh = PgStateStore(pg_url, key=KEY, create=False)
+    with pytest.raises(CheckpointError, match="HMAC mismatch: .*its generation was changed"):
+        fresh.load("g", 0)
+    with pytest.raises(CheckpointError, match="HMAC mismatch"):
+        store.load("g", 0)
+    fresh.close()
+
+
+def test_load_and_save_track_the_generation_and_delete_starts_it_again(store: PgStateStore, pg_url: str) -> None:
+    other = PgStateStore(pg_url, key=KEY, create=False)  # another process of the group, taking the unit over
+    store.save("g", 0, Checkpoint(offsets={"orders": 1}, state=b"a", config_hash="c"))
+    other.save("g", 0, Checkpoint(offsets={"orders": 2}, state=b"b", config_hash="c"))
+    assert store.load("g", 0).state == b"b"  # newer than what this process saved: fine
+    store.delete("g", 0)
+    other.save("g", 0, Checkpoint(offsets={"orders": 3}, state=b"c", config_hash="c"))
+    assert store.generation("g", 0) == 1 and store.load("g", 0).state == b"c"
+    other.close()
+
+
+def _sign_v1(url: str, unit: int = 0) -> None:
+    """Rewrite the row's MAC in format 1 (no generation), as riskstream signed checkpoints before."""
+    row = _row(url, unit)
+    msg = b"\n".join((b"riskstream-checkpoint/1", b"g", str(unit).encode(), row.sha256.encode()))
+    _put_back(url, row, unit, hmac=hmac.new(KEY, msg, hashlib.sha256).hexdigest())
+
+
+def test_a_format_1_checkpoint_is_refused_naming_the_fix_or_upgraded_once_when_allowed(
+        store: PgStateStore, pg_url: str) -> None:
+    store.save("g", 0, Checkpoint(offsets={"orders": 7}, state=b"v1 state", config_hash="c"))
+    _sign_v1(pg_url)
+    with pytest.raises(CheckpointError, match="signed in MAC format 1.*state.accept_v1_mac = true"):
+        PgStateStore(pg_url, key=KEY, create=False).load("g", 0)
+    upgrading = PgStateStore(pg_url, key=KEY, create=False, accept_v1_mac=True)
+    cp = upgrading.load("g", 0)
+    assert cp.state == b"v1 state" and cp.offsets == {"orders": 7}
+    upgrading.save("g", 0, cp)  # the next checkpoint re-signs it in format 2
+    upgrading.close()
+    assert PgStateStore(pg_url, key=KEY, create=False).load("g", 0).state == b"v1 state"
+
+
+def test_state_accept_v1_mac_reaches_the_store(store: PgStateStore, pg_url: str) -> None:
+    from stream.config import load_settings
+    from stream.state import open_state_store
+
+    store.save("g", 0, Checkpoint(offsets={"orders": 7}, state=b"v1 state", config_hash="c"))
+    _sign_v1(pg_url)
+    for env, ok in (({}, False), ({"RISKSTREAM__STATE__ACCEPT_V1_MAC": "true"}, True)):
+        settings = load_settings(env={"RISKSTREAM__STATE__STORE": '"postgres"', "K": KEY.decode(),
+                                      "RISKSTREAM__STATE__KEY_ENV": '"K"', **env})
+        opened = open_state_store(settings.state, key=settings.state_key, database=pg_url)
+        if ok:
+            assert opened.load("g", 0).state == b"v1 state"
+        else:
+            with pytest.raises(CheckpointError, match="MAC format 1"):
+                opened.load("g", 0)
+        opened.close()

@@ -1,0 +1,59 @@
+"""An unreachable broker is one line on stderr, soon, for every command that talks to Kafka.
+
+No broker is needed: 127.0.0.1:1 refuses every connection. The commands run as real processes, so stderr is
+what a user sees, logging set up by the CLI included.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEAD = "127.0.0.1:1"
+LINE = f"riskstream: error: Kafka at {DEAD} is unreachable: no broker answered within "
+
+
+def _start(args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RISKSTREAM")}
+    environ.update(PYTHONPATH=str(ROOT), RISKSTREAM_KAFKA_BOOTSTRAP=DEAD, **env)
+    return subprocess.Popen([sys.executable, "-m", "stream.cli", *args], cwd=tmp_path, env=environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_dead_bootstrap_is_one_line_within_15_seconds_by_default(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = _start(["replay", "--kafka-topic", "orders", "--bootstrap", DEAD], tmp_path)
+    _, err = proc.communicate(timeout=120)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1
+    assert err.splitlines() == [err.strip()] and err.startswith(LINE + "10 s"), err
+    assert elapsed < 18, f"took {elapsed:.1f} s"  # kafka.bootstrap_timeout_ms = 10 s, plus start-up
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_every_kafka_command_says_unreachable_in_one_line_and_v_shows_the_client_log(tmp_path: Path,
+                                                                                    verbose: bool) -> None:
+    commands = {
+        "replay": ["replay", "--kafka-topic", "orders", "--bootstrap", DEAD],
+        "run": ["run", "--state-dir", str(tmp_path / "state")],
+        "alerts tail": ["alerts", "tail", "--bootstrap", DEAD],
+        "simulate": ["simulate", "--to-kafka", "--events", "10", "--bootstrap", DEAD],
+        "label export": ["label", "export", "--db", f"sqlite:///{tmp_path / 'fb.db'}", "--kafka", DEAD],
+    }
+    fast = {"RISKSTREAM__KAFKA__BOOTSTRAP_TIMEOUT_MS": "1500"}
+    procs = {name: _start(["-v", *args] if verbose else args, tmp_path, **fast) for name, args in commands.items()}
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, (name, err)
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith(LINE + "1.5 s"), (name, err)
+        if verbose:
+            assert any(" kafka." in line for line in lines[:-1]), (name, err)  # the client's own log is there
+        else:
+            assert len(lines) == 1, (name, err)
