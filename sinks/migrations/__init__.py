@@ -23,6 +23,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 
+from sinks.errors import SinkError
+
 __all__ = ["upgrade", "current", "head", "history", "VERSION_TABLE", "ADVISORY_LOCK_KEY"]
 
 #: The table that records the schema revision.
@@ -47,7 +49,9 @@ def upgrade(bind: Engine | Connection, revision: str = "head") -> str | None:
 
     Given an :class:`~sqlalchemy.Engine`, runs in a transaction of its own; given a
     :class:`~sqlalchemy.Connection`, runs in (and leaves uncommitted) the connection's transaction.
-    Errors are SQLAlchemy's (and Alembic's ``CommandError`` for an unknown revision).
+    Errors are SQLAlchemy's (and Alembic's ``CommandError`` for an unknown target ``revision``); a database
+    already at a revision this version does not know (a newer riskstream migrated it) is a
+    :class:`~sinks.errors.SinkError` naming it.
     """
     if isinstance(bind, Engine):
         with bind.begin() as conn:
@@ -56,6 +60,12 @@ def upgrade(bind: Engine | Connection, revision: str = "head") -> str | None:
 
     if bind.dialect.name == "postgresql":
         bind.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    at = current(bind)
+    known = {r for r, _ in history()}
+    if at is not None and at not in known:
+        raise SinkError(f"the database schema is at revision {at}, which this riskstream does not know (its "
+                        f"newest is {head()}): a newer riskstream migrated it; upgrade riskstream, or use another "
+                        "database")
     command.upgrade(_config(bind), revision)
     return current(bind)
 

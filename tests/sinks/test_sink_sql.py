@@ -306,3 +306,26 @@ def test_a_closed_sink_refuses_to_write(tmp_path: Path) -> None:
         sink.flush()
     assert sink.pending == 1
     assert SqlSink(f"sqlite:///{tmp_path}/alerts.db").query() == ALERTS[:1]
+
+
+def test_a_schema_migrated_by_a_newer_riskstream_is_one_clear_error(tmp_path) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy import create_engine, text
+
+    from sinks.migrations import VERSION_TABLE, upgrade
+    from stream.cli import cli
+
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    with engine.begin() as conn:  # as if a later riskstream had added revision 0099
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
+    engine.dispose()
+    with pytest.raises(SinkError, match="revision 0099, which this riskstream does not know"):
+        SqlSink(url)
+    events = tmp_path / "e.jsonl"
+    events.write_text("")
+    res = CliRunner().invoke(cli, ["replay", str(events), "-q", "--db", url])
+    assert res.exit_code == 1
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("riskstream: error: ") and "0099" in lines[0], res.output
