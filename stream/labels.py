@@ -23,6 +23,7 @@ Insertion order is event-time order in a replay, and near enough in a live strea
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 __all__ = ["LabelStore", "Joined"]
@@ -58,11 +59,18 @@ class LabelStore:
             raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
         self.max_size = max_size
         self.ttl = float(ttl)
-        self._items: dict[str, tuple[float, str, dict[str, float], dict[str, str]]] = {}
+        # Oldest first. An OrderedDict, not a dict: a full store evicts its first item at every put, and a plain
+        # dict's first key is found by scanning the holes its earlier deletions left (166 us a put at 100k items).
+        self._items: OrderedDict[str, tuple[float, str, dict[str, float], dict[str, str]]] = OrderedDict()
         self.watermark = float("-inf")
         self.joined = 0
         self.missed = 0
         self.expired = 0
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if not isinstance(self._items, OrderedDict):  # a checkpoint from before: same order, same items
+            self._items = OrderedDict(self._items)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -72,17 +80,18 @@ class LabelStore:
         """Keep ``x`` (the vector event ``event_id`` was scored with) for its label."""
         if ts > self.watermark:
             self.watermark = ts
-        self._items.pop(event_id, None)  # a replayed id moves to the back
-        self._items[event_id] = (ts, kind, x, entities or {})
+        items = self._items
+        items[event_id] = (ts, kind, x, entities or {})
+        items.move_to_end(event_id)  # a replayed id moves to the back
         self._expire()
 
     def _expire(self) -> None:
         items = self._items
         cut = self.watermark - self.ttl
         while items:
-            key = next(iter(items))
-            if len(items) > self.max_size or items[key][0] < cut:
-                del items[key]
+            key, item = next(iter(items.items()))
+            if len(items) > self.max_size or item[0] < cut:
+                items.popitem(last=False)
                 self.expired += 1
             else:
                 break

@@ -33,6 +33,7 @@ Both are plain dicts and lists: they pickle with the engine's checkpoint.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -269,20 +270,17 @@ class LinkGraph:
         if not own:
             return
         # Both tables stay in last-use order (popped and put back), so that past max_entries the least recently
-        # used goes: a flood of fresh ids cannot grow the graph past its cap.
-        by_user, by_value, cap = self._by_user, self._by_value, self.max_entries
+        # used go: a flood of fresh ids cannot grow the graph past its cap (plus a slack of cap/16, evicted in
+        # one pass: deleting a dict's first key one at a time costs a scan over the holes the last ones left).
+        by_user, by_value = self._by_user, self._by_value
         mine = by_user.pop(user, None)
         if mine is None:
             mine = {}
-            if len(by_user) >= cap:
-                del by_user[next(iter(by_user))]
         by_user[user] = mine
         for key in own:
             users = by_value.pop(key, None)
             if users is None:
                 users = {}
-                if len(by_value) >= cap:
-                    del by_value[next(iter(by_value))]
             by_value[key] = users
             users.pop(user, None)
             users[user] = ts
@@ -292,6 +290,12 @@ class LinkGraph:
             mine[key] = ts
             if len(mine) > self.max_values:
                 del mine[next(iter(mine))]
+        cap = self.max_entries
+        slack = max(64, cap // 16)
+        for table in (by_user, by_value):
+            if len(table) > cap + slack:
+                for k in list(itertools.islice(table, len(table) - cap)):
+                    del table[k]
 
     def confirm(self, user: str, ts: float) -> None:
         """A fraud label for one of ``user``'s events arrived at ``ts``."""

@@ -183,3 +183,17 @@ def test_handbook_protocol_knows_cards_only_through_frauds_since_known_from_and_
     hb = rep["handbook_protocol"]
     assert hb["events"] == 5 and hb["positives"] == 3  # b's event left, a's stayed
     assert hb["card_precision_per_day"] == [1.0, 1.0, 0.0]
+
+
+def test_a_store_pickled_before_it_kept_an_ordered_dict_loads_in_order_and_evicts_the_oldest() -> None:
+    store = LabelStore(max_size=3, ttl=1e9)
+    for i in range(3):
+        store.put(f"e{i}", float(i), {"x": float(i)})
+    state = pickle.loads(pickle.dumps(store)).__dict__
+    state["_items"] = dict(state["_items"])  # what a checkpoint of the earlier code holds
+    old = LabelStore.__new__(LabelStore)
+    old.__setstate__(state)
+    old.put("e1", 3.0, {"x": 9.0})  # a replayed id moves to the back
+    old.put("e3", 4.0, {"x": 3.0})  # full: the oldest, e0, goes
+    assert old.join("e0", 1) is None and old.stats()["expired"] == 1
+    assert old.join("e1", 1).x == {"x": 9.0} and old.join("e2", 0) is not None
