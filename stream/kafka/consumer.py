@@ -29,7 +29,6 @@ See ``docs/runtime.md`` for failure cases, rebalances, backpressure and configur
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
 import threading
@@ -84,6 +83,8 @@ class _Unit:
     gap_checked: dict[str, float] = field(default_factory=dict)
     #: Topics whose start position is still to be looked up (committed offset, else ``auto_offset_reset``).
     pending: set[str] = field(default_factory=set)
+    #: Since when (monotonic) the merge has waited for an empty topic without releasing anything.
+    waiting_since: float | None = None
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -151,6 +152,8 @@ class _Runtime:
         self.interval = float(k["checkpoint_interval_s"])
         self.max_buffered = max(1, int(k["max_buffered_events"]))
         self.commit_timeout_ms = int(k.get("commit_timeout_ms", 10_000))
+        self.idle_timeout = float(k.get("idle_timeout_s", 2.0))
+        self.decisions = store if callable(getattr(store, "append_decision", None)) else None
         self.batch_size = int(settings.engine["batch_size"])
         self.config_hash = settings.config_hash
         self.units: dict[int, _Unit] = {}
@@ -217,6 +220,15 @@ class _Runtime:
             _log(logging.INFO, "restored", unit=p, offsets=_fmt_offsets(ck.offsets), events=ck.events)
         else:
             _log(logging.INFO, "fresh_unit", unit=p)
+        # Decisions a predecessor recorded past this checkpoint are applied again, in order, so the records
+        # it processed under them are processed the same way here (older ones are dropped as passed).
+        cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
+        start = dict(ck.offsets) if ck is not None else {}
+        ahead = [c for c in cuts if not start or any(o > start.get(t, o) for t, o in c.items())]
+        for c in ahead:
+            merge.add_cut(c)
+        if ahead:
+            _log(logging.INFO, "decisions_to_replay", unit=p, cuts=len(ahead))
         # Positions not in a checkpoint are looked up by the main loop (a blocking call is not allowed here).
         self.units[p] = _Unit(
             merge, None, tps, snapshot=ck.state if ck is not None else None, pending=pending
@@ -402,7 +414,11 @@ class _Runtime:
         buffered = 0
         for unit in list(self.units.values()):
             self._materialize(unit)
-            items, dead = unit.merge.release(functools.partial(self._at_end, unit))
+            items, dead = unit.merge.release()
+            if items or dead:
+                unit.waiting_since = None
+            else:
+                items, dead = self._idle_decision(unit)
             if dead:
                 for d in dead:
                     for dl in self.dl_sinks:
@@ -434,6 +450,43 @@ class _Runtime:
             buffered += unit.merge.buffered
         self.stats.buffered = buffered
         self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
+
+    def _idle_decision(self, unit: _Unit) -> tuple[list[Any], list[Any]]:
+        """When the merge has waited ``idle_timeout_s`` for empty topics that are all caught up (at their high
+        watermark), decide that they ended where they stand: record the resulting cut durably (before any
+        record it releases is processed, so before any alert it causes exists), then release up to it."""
+        merge = unit.merge
+        waiting = merge.waiting()
+        now = time.monotonic()
+        if not waiting:
+            unit.waiting_since = None
+            return [], []
+        if unit.waiting_since is None:
+            unit.waiting_since = now
+            return [], []
+        if now - unit.waiting_since < self.idle_timeout:
+            return [], []
+        if not all(self._at_end(unit, t) for t in waiting):
+            return [], []  # an empty topic still has records to fetch: wait for them, not a decision
+        cut = merge.plan_cut(waiting)
+        if cut is None:
+            return [], []
+        if self.decisions is None:
+            _log(logging.WARNING, "decision_not_recorded", unit=merge.partition,
+                 note="the state store cannot record merge decisions; a replay may order records differently")
+        else:
+            try:
+                self.decisions.append_decision(self.group, merge.partition, cut)
+            except CheckpointError as e:
+                self.stats.observe_checkpoint_failure(e)
+                _log(logging.WARNING, "decision_failed", unit=merge.partition, error=f"{type(e).__name__}: {e}",
+                     retry_in_s=self.idle_timeout)
+                unit.waiting_since = now
+                return [], []
+        unit.waiting_since = None
+        merge.add_cut(cut)
+        _log(logging.DEBUG, "decision", unit=merge.partition, ended=",".join(waiting), cut=_fmt_offsets(cut))
+        return merge.release()
 
     # -- checkpoints -----------------------------------------------------------------------------------------
 
