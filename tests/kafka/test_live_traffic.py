@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import (
     RunProcess,
     Topics,
@@ -29,6 +30,7 @@ from kafka import KafkaProducer
 
 from sinks.alert import Alert
 from sinks.memory import MemorySink
+from stream.cli import cli as cli_main
 from stream.events import encode
 from stream.kafka import replay_kafka
 from stream.sim import SimConfig, simulate
@@ -101,7 +103,8 @@ def _diff(stored: list[Alert], reference: list[Alert]) -> dict[str, Any]:
 
 
 def _run_live(tmp_path: Path, bootstrap: str, database: str, processes: list[RunProcess], *, events: int,
-              seed: int, rate: float, login_delay_s: float = 0.4, kill_at: float | None = None) -> None:
+              seed: int, rate: float, login_delay_s: float = 0.4, kill_at: float | None = None,
+              cli: bool = False) -> None:
     topics: Topics = make_topics(bootstrap)
     config = write_config(tmp_path / "riskstream.toml", bootstrap, topics, state_dir=tmp_path / "state",
                           database=database)
@@ -147,6 +150,14 @@ def _run_live(tmp_path: Path, bootstrap: str, database: str, processes: list[Run
     assert reference, "no alert at all; the scenario would prove nothing"
     assert not diff["missing"] and not diff["extra"] and not diff["differing"] and not diff["duplicates"], summary
     assert not topic_diff["missing"] and not topic_diff["extra"] and not topic_diff["differing"]
+    if cli:  # the command line does the same: riskstream replay --kafka --group
+        out = tmp_path / "replayed.jsonl"
+        res = CliRunner().invoke(cli_main, ["replay", "--kafka", "-c", str(config), "--group", topics.group,
+                                            "--alerts-out", str(out), "--quiet"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        replayed = [Alert.from_json(line) for line in out.read_bytes().splitlines() if line.strip()]
+        cli_diff = _diff(replayed, reference)
+        assert not cli_diff["missing"] and not cli_diff["extra"] and not cli_diff["differing"]
 
 
 def _partitions(bootstrap: str, topic: str) -> list[Any]:
@@ -178,7 +189,7 @@ def test_live_traffic_equals_the_replay_of_the_same_offsets(
     """0.4 s: the merge waits for the late logins (data decides); 3 s, longer than ``idle_timeout_s``: the
     runtime decides not to wait, records it, and the replay applies the same decisions."""
     _run_live(tmp_path, kafka_bootstrap, alert_db, processes, events=10_000, seed=16, rate=1000.0,
-              login_delay_s=login_delay_s)
+              login_delay_s=login_delay_s, cli=login_delay_s > 2)
 
 
 def test_live_traffic_with_a_kill_equals_the_replay(tmp_path, kafka_bootstrap, alert_db, processes):
