@@ -9,11 +9,16 @@ Partition units
 Merge rule (determinism)
     Within a unit, records are processed in the order ``(event ts, topic index in config order, offset)``,
     taking the smallest head of the per-topic queues; a head is released only when every other topic of the
-    unit has a buffered record to compare it with or has been consumed up to its end offset (high watermark).
+    unit has a buffered record to compare it with. Being at the high watermark is *not* the end of a topic
+    live (a record with an earlier event time may be written a moment later): when the merge has waited
+    ``kafka.idle_timeout_s`` for topics that are all caught up, the runtime decides they end where they
+    stand, appends the resulting cut to the state store, and only then processes what it releases. A
+    successor re-applies the cuts past its checkpoint; :func:`replay_kafka` with ``group`` applies them all.
     Each topic's records therefore go through in offset order, and the processed records of a unit are a
     prefix of each of its topic-partitions, so "the offset of the first unprocessed record" is well defined.
     The
-    processing order is a function of the data, not of fetch timing: a restart, another consumer, or
+    processing order is a function of the data and the recorded cuts, not of fetch timing: a restart, another
+    consumer, or
     :func:`replay_kafka` over the same offsets produces the same alerts. Records that do not decode go to the
     dead-letter sinks as soon as they reach the head of their queue; they advance the offset like any record.
 
@@ -85,6 +90,9 @@ class _Unit:
     pending: set[str] = field(default_factory=set)
     #: Since when (monotonic) the merge has waited for an empty topic without releasing anything.
     waiting_since: float | None = None
+    #: Topics decided idle (ended where they stand) -> their position then; the decision holds, without
+    #: another ``idle_timeout_s``, while the topic stays silent and caught up.
+    idle: dict[str, int] = field(default_factory=dict)
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -454,18 +462,35 @@ class _Runtime:
     def _idle_decision(self, unit: _Unit) -> tuple[list[Any], list[Any]]:
         """When the merge has waited ``idle_timeout_s`` for empty topics that are all caught up (at their high
         watermark), decide that they ended where they stand: record the resulting cut durably (before any
-        record it releases is processed, so before any alert it causes exists), then release up to it."""
+        record it releases is processed, so before any alert it causes exists), then release up to it.
+
+        The decision about a topic holds while it stays silent and caught up: the next releases that need it
+        are decided (and recorded) at once, not after another timeout, so a silent labels topic costs one
+        recorded cut per step instead of ``idle_timeout_s`` of latency per step."""
         merge = unit.merge
+        if merge.cuts:
+            # Re-applying a predecessor's cut: an empty topic may be past its last record only by a gap
+            # (transaction markers, compaction) that its fetch position shows; the cut needs that position.
+            for t in merge.topics:
+                if not merge.queues[t]:
+                    self._at_end(unit, t)
+            return merge.release()
         waiting = merge.waiting()
         now = time.monotonic()
+        unit.idle = {t: p for t, p in unit.idle.items() if not merge.queues[t] and merge.positions[t] == p}
         if not waiting:
             unit.waiting_since = None
             return [], []
-        if unit.waiting_since is None:
-            unit.waiting_since = now
-            return [], []
-        if now - unit.waiting_since < self.idle_timeout:
-            return [], []
+        still_idle = all(t in unit.idle for t in waiting)
+        # Over max_buffered_events the unit cannot afford to wait out the timeout (its busy partitions are
+        # paused, memory must stay bounded): a caught-up topic is decided idle at once. Still recorded.
+        pressed = merge.buffered > self.max_buffered
+        if not still_idle and not pressed:
+            if unit.waiting_since is None:
+                unit.waiting_since = now
+                return [], []
+            if now - unit.waiting_since < self.idle_timeout:
+                return [], []
         if not all(self._at_end(unit, t) for t in waiting):
             return [], []  # an empty topic still has records to fetch: wait for them, not a decision
         cut = merge.plan_cut(waiting)
@@ -484,6 +509,7 @@ class _Runtime:
                 unit.waiting_since = now
                 return [], []
         unit.waiting_since = None
+        unit.idle.update({t: merge.positions[t] for t in waiting})  # type: ignore[misc]
         merge.add_cut(cut)
         _log(logging.DEBUG, "decision", unit=merge.partition, ended=",".join(waiting), cut=_fmt_offsets(cut))
         return merge.release()
