@@ -93,6 +93,8 @@ class _Unit:
     #: Topics decided idle (ended where they stand) -> their position then; the decision holds, without
     #: another ``idle_timeout_s``, while the topic stays silent and caught up.
     idle: dict[str, int] = field(default_factory=dict)
+    #: When (monotonic) the last decision was recorded.
+    decided_at: float = 0.0
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -161,6 +163,7 @@ class _Runtime:
         self.max_buffered = max(1, int(k["max_buffered_events"]))
         self.commit_timeout_ms = int(k.get("commit_timeout_ms", 10_000))
         self.idle_timeout = float(k.get("idle_timeout_s", 2.0))
+        self.idle_interval = float(k.get("idle_decision_interval_s", 0.25))
         self.decisions = store if callable(getattr(store, "append_decision", None)) else None
         self.batch_size = int(settings.engine["batch_size"])
         self.config_hash = settings.config_hash
@@ -485,11 +488,13 @@ class _Runtime:
         # Over max_buffered_events the unit cannot afford to wait out the timeout (its busy partitions are
         # paused, memory must stay bounded): a caught-up topic is decided idle at once. Still recorded.
         pressed = merge.buffered > self.max_buffered
-        if not still_idle and not pressed:
+        if not pressed:
             if unit.waiting_since is None:
                 unit.waiting_since = now
-                return [], []
-            if now - unit.waiting_since < self.idle_timeout:
+            # The first decision on a topic waits idle_timeout_s; while it stays silent, one decision per
+            # idle_decision_interval_s gathers what arrived meanwhile (fewer, larger cuts).
+            wait = self.idle_interval if still_idle else self.idle_timeout
+            if now - max(unit.waiting_since, unit.decided_at if still_idle else 0.0) < wait:
                 return [], []
         if not all(self._at_end(unit, t) for t in waiting):
             return [], []  # an empty topic still has records to fetch: wait for them, not a decision
@@ -509,6 +514,7 @@ class _Runtime:
                 unit.waiting_since = now
                 return [], []
         unit.waiting_since = None
+        unit.decided_at = now
         unit.idle.update({t: merge.positions[t] for t in waiting})  # type: ignore[misc]
         merge.add_cut(cut)
         _log(logging.DEBUG, "decision", unit=merge.partition, ended=",".join(waiting), cut=_fmt_offsets(cut))
