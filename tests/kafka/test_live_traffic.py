@@ -26,7 +26,7 @@ from conftest import (
     wait_until,
     write_config,
 )
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 
 from sinks.alert import Alert
 from sinks.memory import MemorySink
@@ -106,6 +106,25 @@ def _run_live(tmp_path: Path, bootstrap: str, database: str, processes: list[Run
               seed: int, rate: float, login_delay_s: float = 0.4, kill_at: float | None = None,
               cli: bool = False) -> None:
     topics: Topics = make_topics(bootstrap)
+    try:
+        _run_live_on(topics, tmp_path, bootstrap, database, processes, events=events, seed=seed, rate=rate,
+                     login_delay_s=login_delay_s, kill_at=kill_at, cli=cli)
+    finally:
+        for p in processes:
+            if p.alive:
+                p.kill()
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            admin.delete_topics([*topics.inputs, topics.alerts, topics.dead_letters], raise_errors=False)
+        except Exception:  # noqa: BLE001 - best effort; names are unique anyway
+            pass
+        finally:
+            admin.close()
+
+
+def _run_live_on(topics: Topics, tmp_path: Path, bootstrap: str, database: str, processes: list[RunProcess], *,
+                 events: int, seed: int, rate: float, login_delay_s: float, kill_at: float | None,
+                 cli: bool) -> None:
     config = write_config(tmp_path / "riskstream.toml", bootstrap, topics, state_dir=tmp_path / "state",
                           database=database)
     # A larger review budget: more alerts, so a record processed in another order shows in the comparison.
