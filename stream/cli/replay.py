@@ -47,6 +47,9 @@ from stream.errors import ConfigError, SourceError
               help="Kafka: start at offset N of every partition (inclusive).")
 @click.option("--to-offset", type=click.IntRange(min=0), default=None, metavar="N",
               help="Kafka: stop at offset N of every partition (exclusive).")
+@click.option("--group", default=None, metavar="GROUP",
+              help="Kafka: reproduce this consumer group's run exactly: apply the merge decisions it recorded "
+                   "in the configured state store ([state]) when an input was idle (docs/runtime.md).")
 @click.option("--alerts-out", type=click.Path(dir_okay=False), default=None, help="Write alerts to this JSONL file.")
 @click.option("--db", default=None, help="Write alerts to this SQLAlchemy URL (sqlite:///alerts.db, postgresql+psycopg://...).")
 @click.option("--dead-letters", type=click.Path(dir_okay=False), default=None,
@@ -79,8 +82,8 @@ from stream.errors import ConfigError, SourceError
 @fail_cleanly
 def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin,
            ts_unit, from_kafka, kafka_topics, bootstrap, from_timestamp, to_timestamp, from_offset, to_offset,
-           alerts_out, db, dead_letters, report, scores_out, batch_size, top, quiet, label_delay, label_every, top_k,
-           eval_from, eval_to, known_from, plot_dir) -> None:
+           group, alerts_out, db, dead_letters, report, scores_out, batch_size, top, quiet, label_delay, label_every,
+           top_k, eval_from, eval_to, known_from, plot_dir) -> None:
     """Backtest recorded events (JSONL or CSV, optionally .gz) through the engine and report detection quality.
 
     \b
@@ -95,7 +98,8 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
     mapping as CSV.
     """
     kafka_opts = {"--bootstrap": bootstrap, "--from-timestamp": from_timestamp,
-                  "--to-timestamp": to_timestamp, "--from-offset": from_offset, "--to-offset": to_offset}
+                  "--to-timestamp": to_timestamp, "--from-offset": from_offset, "--to-offset": to_offset,
+                  "--group": group}
     from_kafka = from_kafka or bool(kafka_topics)
     if inputs and from_kafka:
         raise click.UsageError("give INPUT files or --kafka/--kafka-topic, not both")
@@ -132,7 +136,7 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
             from_timestamp=parse_when("--from-timestamp", from_timestamp),
             to_timestamp=parse_when("--to-timestamp", to_timestamp), from_offset=from_offset,
             to_offset=to_offset, alerts_out=alerts_out, db=db, dead_letters=dead_letters, quiet=quiet,
-            top=top, observe=observe)
+            top=top, observe=observe, group=group)
         result["eval"] = window.report()
     else:
         from stream.eval.delayed_labels import DelayedLabels, parse_duration
@@ -221,7 +225,7 @@ def _observers(ctx, window, scores_out, settings: Settings):
 
 def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, bootstrap, from_timestamp,
                                to_timestamp, from_offset, to_offset, alerts_out, db, dead_letters, quiet,
-                               top, observe=None):
+                               top, observe=None, group=None):
     """The Kafka counterpart of :func:`run_replay_with_outputs`: same outputs, progress, summary and report."""
     from stream.errors import SourceError
     from stream.eval import report as rpt
@@ -242,7 +246,7 @@ def _replay_kafka_with_outputs(settings: Settings, topics: list[str] | None, *, 
             result = replay_kafka(
                 settings, topics, bootstrap=bootstrap, from_offsets=from_offset, to_offsets=to_offset,
                 from_timestamp=from_timestamp, to_timestamp=to_timestamp, sinks=outputs.alerts,
-                dead_letters=outputs.dead_letter, on_batch=on_batch)
+                dead_letters=outputs.dead_letter, on_batch=on_batch, group=group)
         except KAFKA_ERRORS as e:
             raise SourceError(f"Kafka: {type(e).__name__}: {e}") from e
     if not quiet:

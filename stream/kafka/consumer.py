@@ -9,11 +9,16 @@ Partition units
 Merge rule (determinism)
     Within a unit, records are processed in the order ``(event ts, topic index in config order, offset)``,
     taking the smallest head of the per-topic queues; a head is released only when every other topic of the
-    unit has a buffered record to compare it with or has been consumed up to its end offset (high watermark).
+    unit has a buffered record to compare it with. Being at the high watermark is *not* the end of a topic
+    live (a record with an earlier event time may be written a moment later): when the merge has waited
+    ``kafka.idle_timeout_s`` for topics that are all caught up, the runtime decides they end where they
+    stand, appends the resulting cut to the state store, and only then processes what it releases. A
+    successor re-applies the cuts past its checkpoint; :func:`replay_kafka` with ``group`` applies them all.
     Each topic's records therefore go through in offset order, and the processed records of a unit are a
     prefix of each of its topic-partitions, so "the offset of the first unprocessed record" is well defined.
     The
-    processing order is a function of the data, not of fetch timing: a restart, another consumer, or
+    processing order is a function of the data and the recorded cuts, not of fetch timing: a restart, another
+    consumer, or
     :func:`replay_kafka` over the same offsets produces the same alerts. Records that do not decode go to the
     dead-letter sinks as soon as they reach the head of their queue; they advance the offset like any record.
 
@@ -29,7 +34,6 @@ See ``docs/runtime.md`` for failure cases, rebalances, backpressure and configur
 
 from __future__ import annotations
 
-import functools
 import logging
 import signal
 import threading
@@ -84,6 +88,13 @@ class _Unit:
     gap_checked: dict[str, float] = field(default_factory=dict)
     #: Topics whose start position is still to be looked up (committed offset, else ``auto_offset_reset``).
     pending: set[str] = field(default_factory=set)
+    #: Since when (monotonic) the merge has waited for an empty topic without releasing anything.
+    waiting_since: float | None = None
+    #: Topics decided idle (ended where they stand) -> their position then; the decision holds, without
+    #: another ``idle_timeout_s``, while the topic stays silent and caught up.
+    idle: dict[str, int] = field(default_factory=dict)
+    #: When (monotonic) the last decision was recorded.
+    decided_at: float = 0.0
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -151,6 +162,9 @@ class _Runtime:
         self.interval = float(k["checkpoint_interval_s"])
         self.max_buffered = max(1, int(k["max_buffered_events"]))
         self.commit_timeout_ms = int(k.get("commit_timeout_ms", 10_000))
+        self.idle_timeout = float(k.get("idle_timeout_s", 2.0))
+        self.idle_interval = float(k.get("idle_decision_interval_s", 0.25))
+        self.decisions = store if callable(getattr(store, "append_decision", None)) else None
         self.batch_size = int(settings.engine["batch_size"])
         self.config_hash = settings.config_hash
         self.units: dict[int, _Unit] = {}
@@ -217,6 +231,15 @@ class _Runtime:
             _log(logging.INFO, "restored", unit=p, offsets=_fmt_offsets(ck.offsets), events=ck.events)
         else:
             _log(logging.INFO, "fresh_unit", unit=p)
+        # Decisions a predecessor recorded past this checkpoint are applied again, in order, so the records
+        # it processed under them are processed the same way here (older ones are dropped as passed).
+        cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
+        start = dict(ck.offsets) if ck is not None else {}
+        ahead = [c for c in cuts if not start or any(o > start.get(t, o) for t, o in c.items())]
+        for c in ahead:
+            merge.add_cut(c)
+        if ahead:
+            _log(logging.INFO, "decisions_to_replay", unit=p, cuts=len(ahead))
         # Positions not in a checkpoint are looked up by the main loop (a blocking call is not allowed here).
         self.units[p] = _Unit(
             merge, None, tps, snapshot=ck.state if ck is not None else None, pending=pending
@@ -402,7 +425,11 @@ class _Runtime:
         buffered = 0
         for unit in list(self.units.values()):
             self._materialize(unit)
-            items, dead = unit.merge.release(functools.partial(self._at_end, unit))
+            items, dead = unit.merge.release()
+            if items or dead:
+                unit.waiting_since = None
+            else:
+                items, dead = self._idle_decision(unit)
             if dead:
                 for d in dead:
                     for dl in self.dl_sinks:
@@ -434,6 +461,64 @@ class _Runtime:
             buffered += unit.merge.buffered
         self.stats.buffered = buffered
         self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
+
+    def _idle_decision(self, unit: _Unit) -> tuple[list[Any], list[Any]]:
+        """When the merge has waited ``idle_timeout_s`` for empty topics that are all caught up (at their high
+        watermark), decide that they ended where they stand: record the resulting cut durably (before any
+        record it releases is processed, so before any alert it causes exists), then release up to it.
+
+        The decision about a topic holds while it stays silent and caught up: the next releases that need it
+        are decided (and recorded) at once, not after another timeout, so a silent labels topic costs one
+        recorded cut per step instead of ``idle_timeout_s`` of latency per step."""
+        merge = unit.merge
+        if merge.cuts:
+            # Re-applying a predecessor's cut: an empty topic may be past its last record only by a gap
+            # (transaction markers, compaction) that its fetch position shows; the cut needs that position.
+            for t in merge.topics:
+                if not merge.queues[t]:
+                    self._at_end(unit, t)
+            return merge.release()
+        waiting = merge.waiting()
+        now = time.monotonic()
+        unit.idle = {t: p for t, p in unit.idle.items() if not merge.queues[t] and merge.positions[t] == p}
+        if not waiting:
+            unit.waiting_since = None
+            return [], []
+        still_idle = all(t in unit.idle for t in waiting)
+        # Over max_buffered_events the unit cannot afford to wait out the timeout (its busy partitions are
+        # paused, memory must stay bounded): a caught-up topic is decided idle at once. Still recorded.
+        pressed = merge.buffered > self.max_buffered
+        if not pressed:
+            if unit.waiting_since is None:
+                unit.waiting_since = now
+            # The first decision on a topic waits idle_timeout_s; while it stays silent, one decision per
+            # idle_decision_interval_s gathers what arrived meanwhile (fewer, larger cuts).
+            wait = self.idle_interval if still_idle else self.idle_timeout
+            if now - max(unit.waiting_since, unit.decided_at if still_idle else 0.0) < wait:
+                return [], []
+        if not all(self._at_end(unit, t) for t in waiting):
+            return [], []  # an empty topic still has records to fetch: wait for them, not a decision
+        cut = merge.plan_cut(waiting)
+        if cut is None:
+            return [], []
+        if self.decisions is None:
+            _log(logging.WARNING, "decision_not_recorded", unit=merge.partition,
+                 note="the state store cannot record merge decisions; a replay may order records differently")
+        else:
+            try:
+                self.decisions.append_decision(self.group, merge.partition, cut)
+            except CheckpointError as e:
+                self.stats.observe_checkpoint_failure(e)
+                _log(logging.WARNING, "decision_failed", unit=merge.partition, error=f"{type(e).__name__}: {e}",
+                     retry_in_s=self.idle_timeout)
+                unit.waiting_since = now
+                return [], []
+        unit.waiting_since = None
+        unit.decided_at = now
+        unit.idle.update({t: merge.positions[t] for t in waiting})  # type: ignore[misc]
+        merge.add_cut(cut)
+        _log(logging.DEBUG, "decision", unit=merge.partition, ended=",".join(waiting), cut=_fmt_offsets(cut))
+        return merge.release()
 
     # -- checkpoints -----------------------------------------------------------------------------------------
 

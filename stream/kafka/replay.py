@@ -61,6 +61,8 @@ def replay_kafka(
     on_batch: Callable[[Batch, Outcome], None] | None = None,
     event_time_clock: bool = True,
     flush_every: int = 50,
+    group: str | None = None,
+    decisions: Mapping[int, Sequence[Mapping[str, int]]] | None = None,
 ) -> KafkaReplayResult:
     """Run a bounded offset range of Kafka topics through the runtime's unit/merge logic, without a group.
 
@@ -86,6 +88,14 @@ def replay_kafka(
         Called as ``on_batch(batch, outcome)`` with a :class:`stream.sources.Batch` and the engine's outcome.
     event_time_clock
         ``detected_at`` = event time (default, reproducible) or the wall clock.
+    group
+        The consumer group whose run to reproduce: its recorded merge decisions (what ``riskstream run``
+        decided when an input was idle, see ``docs/runtime.md``) are read from the configured state store
+        and applied, so the replay merges records exactly as that run did. Without it (and without
+        ``decisions``) records are merged by the data alone, which equals a live run only if no input was
+        idle while records of another waited.
+    decisions
+        Unit -> its cuts, oldest first, instead of (or in addition to, after) those of ``group``.
     """
     from stream.eval.metrics import Collector
     from stream.pipeline import Engine
@@ -127,9 +137,14 @@ def replay_kafka(
             stop = {tp: min(stop[tp], found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
         units: dict[int, PartitionUnit] = {}
         engines: dict[int, Any] = {}
+        cuts = _recorded_cuts(settings, group, sorted({tp.partition for tp in tps})) if group else {}
+        for p, extra in (decisions or {}).items():
+            cuts.setdefault(int(p), []).extend(dict(c) for c in extra)
         for p in sorted({tp.partition for tp in tps}):
             unit_topics = [t for t in names if TopicPartition(t, p) in start]
             units[p] = PartitionUnit(p, unit_topics)
+            for c in cuts.get(p, ()):
+                units[p].add_cut(c)
             engines[p] = Engine(settings, clock=clock)
         consumer.assign(tps)
         for tp in tps:
@@ -222,6 +237,23 @@ def replay_kafka(
     result = KafkaReplayResult(report)
     result.engines = engines
     return result
+
+
+def _recorded_cuts(settings: Settings, group: str, units: Sequence[int]) -> dict[int, list[dict[str, int]]]:
+    """The merge decisions ``riskstream run`` recorded for ``group`` in the configured state store."""
+    from stream.state import open_state_store
+
+    store = open_state_store(settings.state, key=settings.state_key,
+                             database=settings.sinks.get("database") or None)
+    try:
+        load = getattr(store, "load_decisions", None)
+        if load is None:
+            raise SourceError(f"the state store {store!r} keeps no merge decisions")
+        return {p: load(group, p) for p in units}
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
 
 
 def _flush_replay(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sinks.deadletter import DeadLetter
 from stream.events import Event
@@ -51,6 +51,8 @@ class PartitionUnit:
         self.queues: dict[str, deque[Item]] = {t: deque() for t in self.topics}
         self.positions: dict[str, int | None] = {t: None for t in self.topics}
         self.buffered = 0
+        #: Recorded decisions still to apply, oldest first (see :meth:`add_cut`).
+        self.cuts: deque[dict[str, int]] = deque()
 
     def set_position(self, topic: str, offset: int) -> None:
         """The next record of ``topic`` to arrive will be at ``offset`` (a seek); keeps the later of the two
@@ -78,37 +80,101 @@ class PartitionUnit:
                 out[t] = pos
         return out
 
-    def release(self, at_end: Callable[[str], bool]) -> tuple[list[Released], list[DeadLetter]]:
+    # -- recorded merge decisions ---------------------------------------------------------------------------
+
+    def add_cut(self, cut: Mapping[str, int]) -> None:
+        """Queue a recorded decision: every record below ``cut[topic]`` (of every topic) is processed, in merge
+        order with each topic ending at its cut offset, before any record at or beyond it.
+
+        Cuts are applied in the order given (a unit's decisions are recorded in increasing order); a cut the
+        unit has already passed is dropped when :meth:`release` reaches it. Topics the cut does not name are
+        not bounded by it.
+        """
+        self.cuts.append({t: int(o) for t, o in cut.items() if t in self.queues})
+
+    def _cut_done(self, cut: Mapping[str, int]) -> bool:
+        for t, bound in cut.items():
+            pos = self.positions[t]
+            q = self.queues[t]
+            if pos is None or pos < bound or (q and q[0][0] < bound):
+                return False
+        return True
+
+    def release(
+        self, at_end: Callable[[str], bool] | None = None
+    ) -> tuple[list[Released], list[DeadLetter]]:
         """Pop every record that may be processed now, in merge order, and every dead letter at a queue head.
 
-        ``at_end(topic)`` says whether an empty ``topic`` queue has been consumed up to its end offset (so no
-        earlier-timestamped record can still arrive on it). It is asked at most once per topic per call.
+        The head ``(ts, i, offset)`` of topic ``i`` goes when it is the smallest head and every other topic
+        either has a buffered record (so nothing earlier can still arrive on it) or has *ended*. A topic
+        has ended when its queue is empty and ``at_end(topic)`` says so (a bounded replay: its stop offset is
+        reached; a live runtime: a recorded idle decision), or when the pending cut (see :meth:`add_cut`) bounds
+        it: records at or beyond a cut are invisible until the cut is done. ``at_end`` is asked at most once
+        per topic per call; None means "no topic ends" (live, without a decision).
         """
         queues = [self.queues[t] for t in self.topics]
         out: list[Released] = []
         dead: list[DeadLetter] = []
         ended: dict[int, bool] = {}
         while True:
+            while self.cuts and self._cut_done(self.cuts[0]):
+                self.cuts.popleft()
+            cut = self.cuts[0] if self.cuts else None
             best_i = -1
             best_key: tuple[float, int, int] | None = None
             blocked = False
             for i, q in enumerate(queues):
-                while q and isinstance(q[0][1], DeadLetter):
+                bound = cut.get(self.topics[i]) if cut is not None else None
+                while q and isinstance(q[0][1], DeadLetter) and (bound is None or q[0][0] < bound):
                     dead.append(q.popleft()[1])  # type: ignore[arg-type]
-                if q:
+                if q and (bound is None or q[0][0] < bound):
                     offset, ev, _ = q[0]
                     key = (ev.ts, i, offset)  # type: ignore[union-attr]
                     if best_key is None or key < best_key:
                         best_key, best_i = key, i
-                else:
-                    done = ended.get(i)
-                    if done is None:
-                        done = ended[i] = at_end(self.topics[i])
-                    if not done:
-                        blocked = True
-                        break
+                    continue
+                pos = self.positions[self.topics[i]]
+                if bound is not None and pos is not None and pos >= bound:
+                    continue  # everything of this topic below the cut has been released
+                done = ended.get(i)
+                if done is None:
+                    done = ended[i] = bool(q) is False and at_end is not None and at_end(self.topics[i])
+                if not done:
+                    blocked = True
+                    break
+            if best_i < 0 and not blocked and cut is not None and self._cut_done(cut):
+                continue  # the cut is complete: on to the next one (or to the data-driven merge)
             if blocked or best_i < 0:
                 break
             out.append(queues[best_i].popleft())  # type: ignore[arg-type]  # a valid event (dead letters left)
         self.buffered -= len(out) + len(dead)
         return out, dead
+
+    def waiting(self) -> list[str]:
+        """Topics the merge is waiting for: empty queues while another topic holds a releasable record (and no
+        recorded cut is pending). Empty when nothing is buffered or a cut is being applied."""
+        if self.cuts or not any(self.queues[t] for t in self.topics):
+            return []
+        return [t for t in self.topics if not self.queues[t]]
+
+    def plan_cut(self, ended: Sequence[str]) -> dict[str, int] | None:
+        """The cut an idle decision "topics ``ended`` have ended where they stand" would make, without changing
+        the unit: the next offsets after releasing with those topics ended, or None if it releases nothing.
+
+        The runtime records the cut durably, then :meth:`add_cut` s it and releases: the records below it go
+        out exactly as a replay that reads the recorded cut releases them.
+        """
+        if self.cuts:
+            return None
+        before = self.next_offsets()
+        if before is None:
+            return None
+        dry = PartitionUnit(self.partition, self.topics)
+        dry.queues = {t: deque(q) for t, q in self.queues.items()}
+        dry.positions = dict(self.positions)
+        dry.buffered = self.buffered
+        gone = frozenset(ended)
+        items, dead = dry.release(lambda t: t in gone)
+        if not items and not dead:
+            return None
+        return dry.next_offsets()

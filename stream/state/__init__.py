@@ -10,13 +10,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from stream.errors import ConfigError
-from stream.state.base import FORMAT_VERSION, Checkpoint, StateStore
+from stream.state.base import FORMAT_VERSION, Checkpoint, DecisionLog, StateStore
 from stream.state.local import LocalStateStore
 
 if TYPE_CHECKING:
     from stream.state.postgres import PgStateStore
 
-__all__ = ["Checkpoint", "StateStore", "LocalStateStore", "PgStateStore", "open_state_store", "FORMAT_VERSION"]
+__all__ = ["Checkpoint", "StateStore", "DecisionLog", "LocalStateStore", "PgStateStore", "open_state_store",
+           "FORMAT_VERSION"]
 
 
 def open_state_store(state: Mapping[str, Any], *, key: str | None = None, database: str | None = None) -> StateStore:

@@ -25,7 +25,7 @@ import orjson
 
 from stream.errors import CheckpointError
 
-__all__ = ["Checkpoint", "StateStore", "FORMAT_VERSION"]
+__all__ = ["Checkpoint", "StateStore", "DecisionLog", "FORMAT_VERSION"]
 
 #: Version of the checkpoint byte format written by :meth:`Checkpoint.to_bytes`.
 FORMAT_VERSION = 1
@@ -117,3 +117,22 @@ class StateStore(Protocol):
 
     def save(self, group: str, unit: int, checkpoint: Checkpoint) -> None:
         """Durably replace the checkpoint of ``unit``, or raise :class:`~stream.errors.CheckpointError`."""
+
+
+@runtime_checkable
+class DecisionLog(Protocol):
+    """An append-only record of a unit's merge decisions (both stores implement it next to the checkpoints).
+
+    A decision is a *cut*: input topic -> offset. The runtime records one when an idle input made it release
+    records without waiting for that input (``kafka.idle_timeout_s``); every record of the unit below the cut
+    was processed, in merge order, before any record at or beyond it. ``append_decision`` must be durable when
+    it returns (the runtime calls it before processing the records, so before any alert they raise exists);
+    :func:`stream.kafka.replay_kafka` and a member taking the unit over read them back with
+    ``load_decisions``, in the order they were appended. See ``docs/runtime.md``.
+    """
+
+    def append_decision(self, group: str, unit: int, cut: Mapping[str, int]) -> None:
+        """Durably append a cut to the decisions of ``unit``, or raise :class:`~stream.errors.CheckpointError`."""
+
+    def load_decisions(self, group: str, unit: int) -> list[dict[str, int]]:
+        """Every cut recorded for ``unit`` of ``group``, oldest first (empty if none)."""

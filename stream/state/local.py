@@ -15,16 +15,23 @@ True
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import time
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
+
+import orjson
 
 from sinks.files import fsync_dir
 from stream.errors import CheckpointError
 from stream.state.base import Checkpoint
 
 __all__ = ["LocalStateStore"]
+
+log = logging.getLogger("riskstream.state")
 
 
 class LocalStateStore:
@@ -83,6 +90,53 @@ class LocalStateStore:
                     os.unlink(tmp_name)
                 except OSError:
                     pass
+
+    # -- merge decisions (DecisionLog) ----------------------------------------------------------------------
+
+    def decisions_path(self, group: str, unit: int) -> Path:
+        """The append-only decisions file of ``unit``: one JSON object per line."""
+        return self.path(group, unit).with_suffix(".decisions")
+
+    def append_decision(self, group: str, unit: int, cut: Mapping[str, int]) -> None:
+        """Append one cut (a line; ``fsync``ed before returning when ``fsync`` is on)."""
+        path = self.decisions_path(group, unit)
+        # A leading newline ends a line torn by a crash in a previous append, so it cannot swallow this one.
+        line = b"\n" + orjson.dumps(
+            {"cut": {str(t): int(o) for t, o in cut.items()}, "at": time.time()}, option=orjson.OPT_SORT_KEYS
+        ) + b"\n"
+        try:
+            new = not path.exists()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as fh:
+                fh.write(line)
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
+            if new and self.fsync:
+                fsync_dir(path.parent)
+        except OSError as e:
+            raise CheckpointError(f"cannot append a decision to {path}: {e}") from e
+
+    def load_decisions(self, group: str, unit: int) -> list[dict[str, int]]:
+        """The cuts of ``unit``, oldest first. A line that does not parse (torn by a crash during its append,
+        so never acted on) is skipped with a warning."""
+        path = self.decisions_path(group, unit)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise CheckpointError(f"cannot read {path}: {e}") from e
+        out: list[dict[str, int]] = []
+        for n, line in enumerate(raw.split(b"\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = orjson.loads(line)
+                out.append({str(t): int(o) for t, o in rec["cut"].items()})
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                log.warning("%s line %d: not a decision record (torn write?), skipped", path, n)
+        return out
 
     def units(self, group: str) -> list[int]:
         """Units of ``group`` that have a checkpoint, ascending."""

@@ -55,7 +55,19 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Engine, Integer, LargeBinary, String, Table, func, select
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    func,
+    select,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
@@ -83,6 +95,19 @@ checkpoints_table = Table(
     Column("generation", BigInteger, nullable=False),
     Column("saved_at", UtcDateTime, nullable=False),
     CheckConstraint("unit >= 0", name="unit_nonnegative"),
+)
+
+#: Append-only merge decisions of the Kafka runtime (see :class:`stream.state.base.DecisionLog`), in the
+#: order appended (``id``).
+decisions_table = Table(
+    "riskstream_merge_decisions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("group_id", String, nullable=False),
+    Column("unit", Integer, nullable=False),
+    Column("cut", JSON_TYPE, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Index("ix_riskstream_merge_decisions_group_id_unit", "group_id", "unit", "id"),
 )
 
 T = TypeVar("T")
@@ -219,6 +244,30 @@ class PgStateStore(EngineHolder):
         generation = self._run(f"save the checkpoint of group {group!r} unit {unit}", run)
         self._seen[(group, int(unit))] = generation
 
+    # -- merge decisions (DecisionLog) ----------------------------------------------------------------------
+
+    def append_decision(self, group: str, unit: int, cut: Any) -> None:
+        """Insert one cut (committed, so durable, when this returns)."""
+        row = {"group_id": group, "unit": _unit(unit), "cut": {str(t): int(o) for t, o in cut.items()},
+               "decided_at": datetime.now(UTC)}
+
+        def run() -> None:
+            with self._engine.begin() as conn:
+                conn.execute(decisions_table.insert().values(row))
+
+        self._run(f"record a merge decision of group {group!r} unit {unit}", run)
+
+    def load_decisions(self, group: str, unit: int) -> list[dict[str, int]]:
+        """The cuts of ``unit``, oldest first."""
+        t = decisions_table
+        stmt = select(t.c.cut).where(t.c.group_id == group, t.c.unit == _unit(unit)).order_by(t.c.id)
+
+        def run() -> list[dict[str, int]]:
+            with self._engine.connect() as conn:
+                return [{str(k): int(v) for k, v in c.items()} for c in conn.execute(stmt).scalars()]
+
+        return self._run(f"load the merge decisions of group {group!r} unit {unit}", run)
+
     # -- extras ---------------------------------------------------------------------------------------------
 
     def units(self, group: str) -> list[int]:
@@ -251,8 +300,14 @@ class PgStateStore(EngineHolder):
         if unit is not None:
             stmt = stmt.where(t.c.unit == _unit(unit))
 
+        d = decisions_table
+        forget = d.delete().where(d.c.group_id == group)
+        if unit is not None:
+            forget = forget.where(d.c.unit == _unit(unit))
+
         def run() -> int:
             with self._engine.begin() as conn:
+                conn.execute(forget)  # the merge decisions go with the state they belong to
                 return int(conn.execute(stmt).rowcount)
 
         deleted = self._run(f"delete checkpoints of group {group!r}", run)

@@ -231,3 +231,17 @@ def test_dead_letter_headers_name_the_source():
     }
     h = dict(KafkaDeadLetterSink.headers(DeadLetter("bad", b"", "events.jsonl", None)))
     assert h == {"reason": b"bad", "source": b"events.jsonl"}
+
+
+def test_local_store_appends_merge_decisions_and_skips_a_torn_line(tmp_path):
+    from stream.state import DecisionLog
+
+    store = LocalStateStore(tmp_path)
+    assert isinstance(store, DecisionLog)
+    assert store.load_decisions("g", 0) == []
+    store.append_decision("g", 0, {"orders": 3, "logins": 0})
+    with open(store.decisions_path("g", 0), "ab") as fh:
+        fh.write(b'\n{"cut": {"orders": 9, "log')  # a crash in the middle of an append
+    store.append_decision("g", 0, {"orders": 5, "logins": 2})
+    assert store.load_decisions("g", 0) == [{"orders": 3, "logins": 0}, {"orders": 5, "logins": 2}]
+    assert store.load_decisions("g", 1) == []

@@ -262,3 +262,23 @@ def test_state_accept_v1_mac_reaches_the_store(store: PgStateStore, pg_url: str)
             with pytest.raises(CheckpointError, match="MAC format 1"):
                 opened.load("g", 0)
         opened.close()
+
+
+def test_merge_decisions_append_in_order_per_group_and_unit_and_go_with_delete(store: PgStateStore) -> None:
+    from stream.state import DecisionLog
+
+    assert isinstance(store, DecisionLog)
+    assert store.load_decisions("fraud", 1) == []
+    cuts = [{"orders": 3, "logins": 0, "labels": 0}, {"orders": 3, "logins": 9, "labels": 1},
+            {"orders": 12, "logins": 9, "labels": 1}]
+    for c in cuts:
+        store.append_decision("fraud", 1, c)
+    store.append_decision("fraud", 2, {"orders": 1})
+    store.append_decision("other-group", 1, {"orders": 99})
+    assert store.load_decisions("fraud", 1) == cuts
+    assert store.load_decisions("other-group", 1) == [{"orders": 99}]
+    store.save("fraud", 1, Checkpoint(offsets={"orders": 1}, state=b"x", config_hash="z"))
+    store.delete("fraud", 1)
+    assert store.load_decisions("fraud", 1) == [] and store.load_decisions("fraud", 2) == [{"orders": 1}]
+    store.delete("fraud")
+    assert store.load_decisions("fraud", 2) == [] and store.load_decisions("other-group", 1) == [{"orders": 99}]
