@@ -102,8 +102,10 @@ def replay_kafka(
     from stream.sources import Batch
 
     configured = input_topics(settings)
-    names = list(dict.fromkeys(topics or configured))
-    names.sort(key=lambda t: configured.index(t) if t in configured else len(configured) + names.index(t))
+    given = list(dict.fromkeys(topics or configured))
+    # configured topics in config order, then the others as given (list.sort empties the list while it sorts,
+    # so the key must not look into the list being sorted)
+    names = sorted(given, key=lambda t: configured.index(t) if t in configured else len(configured) + given.index(t))
     consumer = make_consumer(
         settings, group_id=None, bootstrap=bootstrap, max_poll_records=int(settings.kafka["max_poll_records"])
     )

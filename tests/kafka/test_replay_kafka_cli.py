@@ -169,3 +169,15 @@ def test_kafka_replay_of_only_invalid_records_exits_2_with_the_reason_and_an_emp
     assert "nothing valid was read" in error and "event_id: is missing" in error
     reasons = orjson.loads((tmp_path / "bad.json").read_bytes())["dead_letter_reasons"]
     assert [r["count"] for r in reasons] == [4, 1] and reasons[0]["reason"] == "event_id: is missing"
+
+
+def test_a_topic_the_config_does_not_name_can_be_replayed(kafka_bootstrap, topics, tmp_path):
+    # the configured input topics are the defaults (orders, logins, labels); the one replayed is none of them
+    produce_raw(kafka_bootstrap, topics.orders, [encode(e) for e in simulate(SimConfig(events=300, seed=2))
+                                                 if e.type == "order"])
+    rep = tmp_path / "r.json"
+    res = CliRunner().invoke(cli, ["replay", "--kafka-topic", topics.orders, "--kafka-topic", topics.logins,
+                                   "--bootstrap", kafka_bootstrap, "-q", "--report", str(rep)])
+    assert res.exit_code == 0, res.output
+    report = orjson.loads(rep.read_bytes())
+    assert report["events"] > 0 and report["kafka"]["topics"] == [topics.orders, topics.logins]
