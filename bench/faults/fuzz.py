@@ -32,7 +32,7 @@ from stream.config import load_settings
 from stream.events import decode, encode
 from stream.replay import replay
 from stream.sim import SimConfig, simulate
-from stream.sim.junk import KINDS, _mutate, split_refused
+from stream.sim.junk import junk_with_kinds, split_refused
 from stream.sources import FileSource, ListSource
 
 
@@ -41,15 +41,8 @@ def _decided(alerts: list[Any]) -> list[tuple[Any, ...]]:
 
 
 def _junk(events: list[Any], n: int, seed: int) -> tuple[list[bytes], Counter[str]]:
-    r = random.Random(seed)
-    pool = [e for e in events if e.type != "label"]
-    out, kinds = [], Counter()
-    for i in range(n):
-        kind = KINDS[r.randrange(len(KINDS))]
-        raw = _mutate(r, kind, pool[i % len(pool)]).replace(b"\n", b" ").replace(b"\r", b" ")
-        out.append(raw)
-        kinds[kind] += 1
-    return out, kinds
+    pairs = list(junk_with_kinds(events, n=n, seed=seed))
+    return [raw for _, raw in pairs], Counter(kind for kind, _ in pairs)
 
 
 def through_replay(events: list[Any], refused: list[bytes], settings: Any, work: Path) -> dict[str, Any]:

@@ -129,7 +129,7 @@ def input_size(path: str) -> int:
         return 0
 
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+#: A duration with its unit (``30m``, ``1h``): a bare number is no duration here, it would be epoch seconds.
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
@@ -144,9 +144,10 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     >>> parse_since("1h", now=7200.0), parse_since("1970-01-01T00:01:00Z")
     (3600.0, 60.0)
     """
-    m = _DURATION.match(text)
-    if m:
-        return (time.time() if now is None else now) - float(m.group(1)) * _UNITS[m.group(2)]
+    if is_duration(text):
+        from stream.eval.delayed_labels import parse_duration
+
+        return (time.time() if now is None else now) - parse_duration(text.strip())
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"

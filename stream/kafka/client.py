@@ -134,20 +134,19 @@ def make_consumer(
     settings: Settings, *, group_id: str | None, bootstrap: str | None = None, **overrides: Any
 ) -> KafkaConsumer:
     """A connected :class:`KafkaConsumer`; an unreachable broker is a retriable :class:`SourceError`."""
-    cfg = consumer_config(settings, group_id=group_id, bootstrap=bootstrap, **overrides)
-    try:
-        return KafkaConsumer(**cfg)
-    except kerrors.KafkaConfigurationError as e:
-        raise ConfigError(f"kafka: {e}") from None
-    except kerrors.KafkaError as e:  # kafka-python 3 raises KafkaTimeoutError("Unable to bootstrap ...")
-        raise unreachable(cfg["bootstrap_servers"], e, cfg.get("bootstrap_timeout_ms")) from e
+    return _connect(KafkaConsumer, consumer_config(settings, group_id=group_id, bootstrap=bootstrap, **overrides))
 
 
 def make_producer(settings: Settings, *, bootstrap: str | None = None, **overrides: Any) -> KafkaProducer:
     """A connected idempotent :class:`KafkaProducer`."""
-    cfg = producer_config(settings, bootstrap=bootstrap, **overrides)
+    return _connect(KafkaProducer, producer_config(settings, bootstrap=bootstrap, **overrides))
+
+
+def _connect(client: Any, cfg: dict[str, Any]) -> Any:
+    """``client(**cfg)``: a bad setting is a :class:`ConfigError`, an unreachable broker one line of
+    :func:`unreachable`."""
     try:
-        return KafkaProducer(**cfg)
+        return client(**cfg)
     except kerrors.KafkaConfigurationError as e:
         raise ConfigError(f"kafka: {e}") from None
     except kerrors.KafkaError as e:  # kafka-python 3 raises KafkaTimeoutError("Unable to bootstrap ...")

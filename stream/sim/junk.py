@@ -24,7 +24,7 @@ import orjson
 from stream.errors import InvalidEvent
 from stream.events import MAX_RECORD_BYTES, MAX_STRING, Event, decode, encode
 
-__all__ = ["KINDS", "junk_records", "split_refused"]
+__all__ = ["KINDS", "mutate", "junk_with_kinds", "junk_records", "split_refused"]
 
 #: The ways a record is broken, each drawn with the same probability.
 KINDS = (
@@ -41,7 +41,8 @@ def _no_newlines(raw: bytes) -> bytes:
     return raw.replace(b"\n", b" ").replace(b"\r", b" ")
 
 
-def _mutate(r: random.Random, kind: str, event: Event) -> bytes:
+def mutate(r: random.Random, kind: str, event: Event) -> bytes:
+    """``event`` broken in way ``kind`` (one of :data:`KINDS`), drawing from ``r``."""
     raw = encode(event)
     obj = orjson.loads(raw)
     fields = [k for k in obj if k != "type"]
@@ -105,16 +106,24 @@ def _dumps_big(obj: dict[str, object]) -> bytes:
     return rest[:-1] + extra + b"}"
 
 
-def junk_records(events: Iterable[Event], *, n: int, seed: int = 0,
-                 kinds: tuple[str, ...] = KINDS) -> Iterator[bytes]:
-    """``n`` broken records made from ``events`` (cycled), each broken in one of ``kinds``; no record holds a
-    newline, so each is one line of a JSONL file."""
+def junk_with_kinds(events: Iterable[Event], *, n: int, seed: int = 0,
+                    kinds: tuple[str, ...] = KINDS) -> Iterator[tuple[str, bytes]]:
+    """``n`` ``(kind, record)`` pairs: records made from ``events`` (cycled), each broken in one of ``kinds``;
+    no record holds a newline, so each is one line of a JSONL file."""
     pool = [e for e in events if e.type != "label"]
     if not pool:
-        raise ValueError("junk_records needs at least one order or login to break")
+        raise ValueError("junk needs at least one order or login to break")
     r = random.Random(seed)
     for i in range(n):
-        yield _no_newlines(_mutate(r, kinds[r.randrange(len(kinds))], pool[i % len(pool)]))
+        kind = kinds[r.randrange(len(kinds))]
+        yield kind, _no_newlines(mutate(r, kind, pool[i % len(pool)]))
+
+
+def junk_records(events: Iterable[Event], *, n: int, seed: int = 0,
+                 kinds: tuple[str, ...] = KINDS) -> Iterator[bytes]:
+    """The records of :func:`junk_with_kinds`."""
+    for _, raw in junk_with_kinds(events, n=n, seed=seed, kinds=kinds):
+        yield raw
 
 
 def split_refused(records: Iterable[bytes]) -> tuple[list[bytes], list[bytes]]:

@@ -21,7 +21,7 @@ from sinks.jsonl import read_alerts
 from stream.cli import cli
 from stream.events import decode, encode
 from stream.sim import SimConfig, simulate
-from stream.sim.junk import KINDS, _mutate, junk_records, split_refused
+from stream.sim.junk import KINDS, junk_records, mutate, split_refused
 
 EVENTS = 4_000
 JUNK = 4_000
@@ -51,7 +51,7 @@ def test_every_kind_of_junk_is_generated_deterministically_and_most_of_it_is_ref
     assert len(refused) > 0.85 * JUNK
     r = random.Random(0)
     for kind in KINDS:  # each kind yields records the decoder refuses (some kinds only sometimes)
-        made = [_mutate(r, kind, good_events[i]) for i in range(40)]
+        made = [mutate(r, kind, good_events[i]) for i in range(40)]
         assert split_refused(made)[0], kind
     for raw in accepted:  # what passes is a well-formed event: finite numbers, text fields
         e = decode(raw)
