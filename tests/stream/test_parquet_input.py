@@ -16,11 +16,13 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_sources import COLUMNS as SOURCE_COLUMNS
+from test_sources import MAPPINGS as SOURCE_MAPPINGS
+from test_sources import _outcome
 
 from sinks.deadletter import read_dead_letters
 from sinks.jsonl import read_alerts
 from stream.cli import cli
-from stream.errors import InvalidEvent
 from stream.sources import ColumnMapping, FileSource, detect_format
 
 MAP = ["--type", "order", "--map", "event_id=id,ts=Time,amount=Amount,label=Class,user_id=card",
@@ -161,26 +163,6 @@ def test_bench_reads_parquet_input(tmp_path):
                                    "--out", str(out)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "d.parquet (1500 events)" in json.loads(out.read_text())["input"]
-
-
-SOURCE_COLUMNS = ["Time", "Amount", "V1", "V2", "Class", "user_id", "note", "ip"]
-SOURCE_MAPPINGS = [  # those of test_sources.py
-    ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class",
-                        set_spec="user_id=card,merchant_id=m"),
-    ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount", set_spec="merchant_id=m", features="V1,V2",
-                        drop="note"),
-    ColumnMapping.parse(type="login", map_spec="ts=Time", set_spec="success=true", features="none", ts_unit="ms"),
-    ColumnMapping.parse(type="order", map_spec="amount=Amount", set_spec="ts=5,merchant_id=m", features="V1,Nope",
-                        ts_origin="2024-01-01T00:00:00Z"),
-    ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount", set_spec="merchant_id=m,user_id=u", drop="V2"),
-]
-
-
-def _outcome(fn, *args):
-    try:
-        return ("ok", fn(*args))
-    except InvalidEvent as e:
-        return ("invalid", str(e))
 
 
 _TYPED = st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1), st.floats(), st.floats(allow_nan=False, width=32),
