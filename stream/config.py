@@ -313,8 +313,10 @@ _NAME_KEYS = (("features", "windows"), ("features", "passthrough"), ("features",
 
 
 def _check_feature_names(data: Mapping[str, Any], *, force: bool = False) -> None:
-    """Each enabled detector that can tell which features it reads (``unknown_features(known)``, e.g. rules) is
-    built and given the names the engine computes; a name it reads beyond them is a :class:`ConfigError`.
+    """Each detector section's class is resolved (one that does not load is a :class:`ConfigError`); each
+    enabled detector that can tell which features it reads (``unknown_features(known)``, e.g. rules, under any
+    section name) is built and given the names the engine computes; a name it reads beyond them is a
+    :class:`ConfigError`.
 
     The embedded defaults pass (a test says so), so unless ``force``, a configuration that changes none of
     the settings involved is not checked again: loading it does not import the detectors.
@@ -322,18 +324,19 @@ def _check_feature_names(data: Mapping[str, Any], *, force: bool = False) -> Non
     if not force and data["detectors"] == DEFAULTS["detectors"] and all(
             data[s][k] == DEFAULTS[s][k] for s, k in _NAME_KEYS):
         return
-    from detectors.registry import REGISTRY, available, build, resolve  # here: loading river costs a second
+    from detectors.registry import available, build, resolve  # here: loading river costs a second
 
     available()  # registers the built-in detectors
-    for name, params in data["detectors"].items():  # a plug-in class that does not load fails here, not mid-run
-        if isinstance(params, Mapping) and ("class" in params or name not in REGISTRY):
-            try:
-                resolve(str(params.get("class", name)))
-            except ValueError as e:
-                raise ConfigError(f"detectors.{name}: {e}") from None
-    checked = [(name, params) for name, params in data["detectors"].items()
-               if isinstance(params, Mapping) and params.get("enabled", True) is not False
-               and hasattr(REGISTRY.get(name), "unknown_features")]
+    checked = []
+    for name, params in data["detectors"].items():
+        if not isinstance(params, Mapping):
+            continue
+        try:  # a plug-in class that does not load fails here, not mid-run
+            cls = resolve(str(params.get("class", name)))
+        except ValueError as e:
+            raise ConfigError(f"detectors.{name}: {e}") from None
+        if params.get("enabled", True) is not False and hasattr(cls, "unknown_features"):
+            checked.append((name, params))
     if not checked:
         return
     known = engine_feature_names(data)

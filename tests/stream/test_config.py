@@ -151,3 +151,11 @@ def test_the_entity_caps_are_detection_settings_that_keep_the_default_hash():
     assert engine.features.max_entities == 5000
     with pytest.raises(ConfigError, match="max_entities"):
         Engine(default.replace({"features.max_entities": 0}))
+
+
+def test_a_rules_pack_under_another_section_name_is_checked_too(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[detectors.rules2]\nclass = "rules"\n'
+                   'rules = [{ name = "x", when = "device_paymnts_24h >= 5", score = 0.9, action = "review" }]\n')
+    with pytest.raises(ConfigError, match="detectors.rules2: rule 'x' names unknown feature 'device_paymnts_24h'"):
+        load_settings(cfg, env={})
