@@ -22,7 +22,13 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip
 fi
 stamp="$venv/.riskstream-installed${extra:+-$extra}"
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+# Reinstall when the dependencies changed or the compiled core's sources did (the editable install builds
+# stream/_core with cargo; Python files are picked up without a reinstall).
+stale=""
+if [ -f "$stamp" ] && [ -n "$(find "$root/core" \( -name '*.rs' -o -name 'Cargo.*' \) -newer "$stamp" -print -quit 2>/dev/null)" ]; then
+  stale=1
+fi
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] || [ -n "$stale" ] || ! ls "$root"/stream/_core*.so >/dev/null 2>&1; then
   echo "bootstrap: installing riskstream${extra:+[$extra]} into $venv" >&2
   log="$venv/pip-install.log"
   if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$root${extra:+[$extra]}" >"$log" 2>&1; then

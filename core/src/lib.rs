@@ -1,0 +1,20 @@
+//! riskstream's compiled scoring core, imported from Python as `stream._core`.
+//!
+//! The pure-Rust parts (feature state, detectors, calibrators) hold no Python types, so `cargo test` exercises
+//! them without an interpreter; the `#[pyclass]` wrappers around them live beside each one and are registered here.
+//! The Python engine (`stream/pipeline.py` and `detectors/`) is the reference implementation: every kernel here
+//! must give the same numbers, which `tests/core/` checks on the same inputs.
+
+use pyo3::prelude::*;
+
+pub mod event;
+
+/// The core's version and the version of its state format (checkpoints name both).
+pub const STATE_VERSION: u32 = 1;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("STATE_VERSION", STATE_VERSION)?;
+    Ok(())
+}
