@@ -682,7 +682,7 @@ impl LinkGraph {
         let users = &self.users;
         let values = &self.values;
         // first hop: users of the event's values and of the user's values still in the window
-        let mut visit = |v: u32, sc: &mut Scratch| {
+        let visit = |v: u32, sc: &mut Scratch| {
             for &(n, t) in &values[v as usize].users {
                 if t >= cut && n != me && sc.first_mark[n as usize] != epoch {
                     sc.first_mark[n as usize] = epoch;
