@@ -25,6 +25,8 @@ pub const DAY: f64 = 86400.0;
 pub const ENTITY_KINDS: [&str; 6] = ["user", "device", "ip", "payment", "address", "merchant"];
 /// What links accounts, by default (`stream.links.LINK_KINDS`).
 pub const LINK_KINDS: [&str; 4] = ["device", "ip", "payment", "address"];
+/// The default kinds of [`EntityRisk`] (`stream.links.EntityRisk`'s default, in its order).
+pub const RISK_KINDS: [&str; 6] = ["merchant", "user", "device", "ip", "payment", "address"];
 /// Every feature [`LinkGraph`] can emit, in its dicts' order (`link_flagged` only with `flagged`).
 pub const LINK_FEATURES: [&str; 4] = ["link_neighbours", "link_group", "link_confirmed", "link_flagged"];
 
@@ -541,6 +543,11 @@ impl LinkGraph {
     /// Slots allocated (users, values), alive or free: what the memory is proportional to.
     pub fn slots(&self) -> (usize, usize) {
         (self.users.len(), self.values.len())
+    }
+
+    /// Slots alive (users, values): every user and value the Python graph still refers to somewhere.
+    pub fn live(&self) -> (usize, usize) {
+        (self.user_index.len(), self.value_index.iter().map(|m| m.len()).sum())
     }
 
     pub fn snapshot(&self) -> Vec<u8> {

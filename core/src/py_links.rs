@@ -14,7 +14,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 
 use crate::event::{Kind, Schema};
 use crate::labels::LabelStore;
-use crate::links::{EntityIds, EntityRisk, LinkGraph, DAY, ENTITY_KINDS, LINK_KINDS};
+use crate::links::{EntityIds, EntityRisk, LinkGraph, DAY, ENTITY_KINDS, LINK_KINDS, RISK_KINDS};
 
 fn value_error(e: String) -> PyErr {
     PyValueError::new_err(e)
@@ -216,6 +216,11 @@ impl LinkGraphCore {
         self.inner.slots()
     }
 
+    /// Slots alive `(users, values)`: every user and value referred to anywhere in the graph.
+    fn live(&self) -> (usize, usize) {
+        self.inner.live()
+    }
+
     /// Run the expiry pass now.
     fn expire(&mut self) {
         self.inner.expire();
@@ -306,7 +311,7 @@ impl EntityRiskCore {
     ) -> PyResult<Self> {
         let kinds = match kinds {
             Some(k) => strings(k)?,
-            None => ENTITY_KINDS.iter().map(|k| k.to_string()).collect(),
+            None => RISK_KINDS.iter().map(|k| k.to_string()).collect(),
         };
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
         let windows = windows.unwrap_or_else(|| vec![DAY, 7.0 * DAY, 30.0 * DAY]);
