@@ -10,6 +10,9 @@
 //! order is a doubly linked list over a slab of nodes; the index maps an id to its node (the id's one heap copy
 //! is shared by both through an `Arc<str>`).
 
+// `!(x > 0.0)` is Python's test, NaN included: kept as written.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -41,6 +44,10 @@ impl OwnedIds {
             ends[i] = buf.len() as u32;
         }
         OwnedIds { buf: buf.into_boxed_str(), ends, present }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.len()
     }
 
     /// The id of entity kind `kind` (a position of [`crate::links::ENTITY_KINDS`]).
@@ -230,6 +237,23 @@ impl LabelStore {
     /// `(held, joined, missed, expired)`, Python's `stats()`.
     pub fn stats(&self) -> (usize, u64, u64, u64) {
         (self.len, self.joined, self.missed, self.expired)
+    }
+
+    /// Heap bytes held (capacities and string contents; the allocator's own overhead not counted).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.nodes.capacity() * size_of::<Node>()
+            + self
+                .nodes
+                .iter()
+                .map(|n| {
+                    (if n.key.is_empty() { 0 } else { n.key.len() + 16 })
+                        + n.ids.heap_bytes()
+                        + n.row.as_ref().map_or(0, |r| r.len() * 8)
+                })
+                .sum::<usize>()
+            + self.free.capacity() * 4
+            + self.index.capacity() * (size_of::<(Arc<str>, u32)>() + 1)
     }
 
     /// The event ids held, oldest first.

@@ -13,6 +13,9 @@
 //! something refers to it (its table entry, a membership in another entry's list, a confirmed or flagged time),
 //! so memory stays bounded by the caps, as in Python, under any flood of fresh ids.
 
+// `!(x > 0.0)` and `!(t < cut)` are Python's tests, NaN included: kept as written.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -76,15 +79,11 @@ impl<'a> EntityIds<'a> {
 
 /// Python's `a // b` for floats (CPython `float_floor_div`), bit for bit.
 pub fn py_floordiv(vx: f64, wx: f64) -> f64 {
-    let mut m = vx % wx; // C fmod
+    let m = vx % wx; // C fmod
     let mut div = (vx - m) / wx;
-    if m != 0.0 {
-        if (wx < 0.0) != (m < 0.0) {
-            m += wx;
-            div -= 1.0;
-        }
+    if m != 0.0 && (wx < 0.0) != (m < 0.0) {
+        div -= 1.0;
     }
-    let _ = m;
     if div != 0.0 {
         let mut fl = div.floor();
         if div - fl > 0.5 {
@@ -295,7 +294,7 @@ impl EntityRisk {
     fn expire(&mut self) {
         let horizon = self.latest - self.nb.last().unwrap();
         for table in &mut self.tables {
-            table.retain(|_, rec| !rec.last().is_none_or(|r| r.b <= horizon));
+            table.retain(|_, rec| rec.last().is_some_and(|r| r.b > horizon));
         }
     }
 
@@ -543,6 +542,21 @@ impl LinkGraph {
     /// Slots allocated (users, values), alive or free: what the memory is proportional to.
     pub fn slots(&self) -> (usize, usize) {
         (self.users.len(), self.values.len())
+    }
+
+    /// Heap bytes held (capacities and string contents; the allocator's own overhead not counted).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let map = |cap: usize| cap * (size_of::<(Arc<str>, u32)>() + 1);
+        let arc = |s: &str| if s.is_empty() { 0 } else { s.len() + 16 };
+        self.users.capacity() * size_of::<UserSlot>()
+            + self.users.iter().map(|u| u.values.capacity() * 16 + arc(&u.name)).sum::<usize>()
+            + self.values.capacity() * size_of::<ValueSlot>()
+            + self.values.iter().map(|v| v.users.capacity() * 16 + arc(&v.name)).sum::<usize>()
+            + (self.free_users.capacity() + self.free_values.capacity()) * 4
+            + map(self.user_index.capacity())
+            + self.value_index.iter().map(|m| map(m.capacity())).sum::<usize>()
+            + (self.scratch.first_mark.capacity() + self.scratch.group_mark.capacity()) * 4
     }
 
     /// Slots alive (users, values): every user and value the Python graph still refers to somewhere.

@@ -5,6 +5,9 @@
 //! Entities are dicts `{kind: id}` over the engine's six kinds (`stream.pipeline.entity_ids`); a batch takes
 //! them as six columns (lists in `ENTITY_KINDS` order, `None` where absent).
 
+// `!(x > 0.0)` is Python's test, NaN included: kept as written.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use std::time::Instant;
 
 use numpy::{PyArray1, PyArrayMethods};
@@ -219,6 +222,11 @@ impl LinkGraphCore {
     /// Slots alive `(users, values)`: every user and value referred to anywhere in the graph.
     fn live(&self) -> (usize, usize) {
         self.inner.live()
+    }
+
+    /// Heap bytes held (capacities and strings; without the allocator's overhead).
+    fn heap_bytes(&self) -> usize {
+        self.inner.heap_bytes()
     }
 
     /// Run the expiry pass now.
@@ -506,6 +514,11 @@ impl LabelStoreCore {
         }
         self.core_ns += ns;
         Ok(())
+    }
+
+    /// Heap bytes held (capacities and strings; without the allocator's overhead).
+    fn heap_bytes(&self) -> usize {
+        self.inner.heap_bytes()
     }
 
     /// The event ids held, oldest first.
