@@ -86,6 +86,8 @@ class EntityRisk:
             raise ValueError(f"windows must be positive seconds, got {windows!r}")
         if not bucket > 0:
             raise ValueError(f"bucket must be > 0 seconds, got {bucket!r}")
+        if isinstance(expire_every, bool) or not isinstance(expire_every, int) or expire_every < 1:
+            raise ValueError(f"expire_every must be an integer >= 1, got {expire_every!r}")
         self.kinds = tuple(kinds)
         self.windows = tuple(sorted(float(w) for w in windows))
         self.bucket = float(bucket)
@@ -195,7 +197,7 @@ class LinkGraph:
         if not window > 0:
             raise ValueError(f"window must be > 0 seconds, got {window!r}")
         for name, v in (("max_users", max_users), ("max_values", max_values), ("max_group", max_group),
-                        ("max_entries", max_entries)):
+                        ("max_entries", max_entries), ("expire_every", expire_every)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         self.window = float(window)

@@ -74,6 +74,11 @@ def test_bad_parameters_are_refused() -> None:
         EntityRisk(windows=())
     with pytest.raises(ValueError):
         LinkGraph(max_users=0)
+    # expire_every 0 used to pass here and divide by zero at the first label or linking event
+    with pytest.raises(ValueError, match="expire_every"):
+        EntityRisk(expire_every=0)
+    with pytest.raises(ValueError, match="expire_every"):
+        LinkGraph(expire_every=0)
 
 
 @pytest.mark.parametrize("graph", [True, False])
