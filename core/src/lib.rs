@@ -8,6 +8,7 @@
 use pyo3::prelude::*;
 
 pub mod event;
+pub mod features;
 
 /// The core's version and the version of its state format (checkpoints name both).
 pub const STATE_VERSION: u32 = 1;
