@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 pub mod event;
 pub mod features;
+pub mod py_features;
 
 /// The core's version and the version of its state format (checkpoints name both).
 pub const STATE_VERSION: u32 = 1;
@@ -17,5 +18,6 @@ pub const STATE_VERSION: u32 = 1;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATE_VERSION", STATE_VERSION)?;
+    m.add_class::<py_features::FeatureCore>()?;
     Ok(())
 }
