@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from stream._core import FeatureCore
+
 from stream.eval.data import shared_data_dir
 from stream.events import Event, Label, Login, Order
 from stream.features import FeatureExtractor
