@@ -18,6 +18,7 @@
 
 pub mod ring;
 pub mod sets;
+pub mod small;
 pub mod table;
 
 use std::collections::HashSet;
@@ -243,6 +244,9 @@ fn optional_field(name: &str) -> Option<u8> {
 // ---------------------------------------------------------------------------------------------------------------
 // records
 
+/// Per known attribute, the value that was last new to the user and when it became known.
+pub type FreshValues = [(Option<Key>, f64); 5];
+
 /// A user: order windows, known-value memories (device, IP, country, payment, address) and history scalars.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct User {
@@ -258,7 +262,7 @@ pub struct User {
     pub geo: Option<(f64, f64, f64)>,
     pub logins: Option<Box<Windows>>,
     /// Per known attribute, the value that was last new to the user and when (`_U_FRESH`).
-    pub fresh: Option<Box<[(Option<Key>, f64); 5]>>,
+    pub fresh: Option<Box<FreshValues>>,
 }
 
 impl User {
@@ -680,7 +684,7 @@ impl FeatureState {
         if dev.is_none() && ipr.is_none() && pay.is_none() && adr.is_none() {
             out.extend([0.0; 9]);
         } else {
-            match dev.as_deref_mut() {
+            match dev.as_mut() {
                 None => out.extend([0.0; 4]),
                 Some(r) => {
                     for (i, v) in [Some(uid), payment, new_account, promo_user].into_iter().enumerate() {
@@ -688,23 +692,24 @@ impl FeatureState {
                     }
                 }
             }
-            match ipr.as_deref_mut() {
+            match ipr.as_mut() {
                 None => out.extend([0.0; 2]),
                 Some(r) => {
                     out.push(r.users.distinct(Some(uid), t, day_cut, cap));
                     out.push(r.payments.distinct(payment, t, day_cut, cap));
                 }
             }
-            out.push(pay.as_deref_mut().map_or(0.0, |r| r.users.distinct(Some(uid), t, day_cut, cap)));
-            out.push(adr.as_deref_mut().map_or(0.0, |r| r.users.distinct(Some(uid), t, day_cut, cap)));
+            out.push(pay.as_mut().map_or(0.0, |r| r.users.distinct(Some(uid), t, day_cut, cap)));
+            out.push(adr.as_mut().map_or(0.0, |r| r.users.distinct(Some(uid), t, day_cut, cap)));
             // read only: logins record it
-            out.push(dev.as_deref_mut().map_or(0.0, |r| r.sets[D_LOGIN_USERS].distinct(None, t, day_cut, cap)));
+            out.push(dev.as_mut().map_or(0.0, |r| r.sets[D_LOGIN_USERS].distinct(None, t, day_cut, cap)));
         }
 
         // the user's own history: account age, last login, amount against the user's earlier orders
         let horizon = d.horizon;
         let mean = u.mean;
         let var = u.var;
+        #[allow(clippy::manual_clamp)] // Python's chained conditional, as written there
         let z = if n_prev >= Z_MIN_ORDERS {
             let z = (log_amount - mean) / py_max(var.sqrt(), Z_MIN_STD);
             if z > Z_CLIP {
@@ -865,17 +870,25 @@ impl FeatureState {
                         + u.known.iter().map(recent).sum::<usize>()
                         + boxed(&u.logins)
                         + u.fresh.as_ref().map_or(0, |f| {
-                            std::mem::size_of::<[(Option<Key>, f64); 5]>()
-                                + f.iter().map(|(k, _)| k.as_ref().map_or(0, |k| sets::heap_str(k.len()))).sum::<usize>()
+                            std::mem::size_of::<FreshValues>()
+                                + f.iter().map(|(k, _)| k.as_ref().map_or(0, |k| k.heap_bytes())).sum::<usize>()
                         })
                 }),
             ),
-            ("device", self.devices.len(), sum(&self.devices, |r| r.w.heap_bytes() + r.sets.iter().map(recent).sum::<usize>())),
+            (
+                "device",
+                self.devices.len(),
+                sum(&self.devices, |r| r.w.heap_bytes() + r.sets.iter().map(recent).sum::<usize>()),
+            ),
             (
                 "ip",
                 self.ips.len(),
                 sum(&self.ips, |r| {
-                    r.w.heap_bytes() + recent(&r.users) + recent(&r.payments) + recent(&r.login_users) + boxed(&r.logins)
+                    r.w.heap_bytes()
+                        + recent(&r.users)
+                        + recent(&r.payments)
+                        + recent(&r.login_users)
+                        + boxed(&r.logins)
                 }),
             ),
             ("payment", self.payments.len(), sum(&self.payments, |r| r.w.heap_bytes() + recent(&r.users))),
@@ -972,7 +985,8 @@ fn known(
                         out.extend([n, 1.0, 1.0]);
                     } else {
                         // fresh: the attribute's last new value, known since fresh_cut
-                        let recent = u.fresh.as_ref().is_some_and(|f| f[i].0.as_deref() == Some(*v) && f[i].1 >= fresh_cut);
+                        let recent =
+                            u.fresh.as_ref().is_some_and(|f| f[i].0.as_deref() == Some(*v) && f[i].1 >= fresh_cut);
                         out.extend([n, 0.0, flag(recent)]);
                     }
                     if learn {
@@ -982,7 +996,7 @@ fn known(
             }
         }
         if new && learn {
-            let f = u.fresh.get_or_insert_with(|| Box::new(Default::default()));
+            let f = u.fresh.get_or_insert_with(Box::default);
             f[i] = (v.map(Key::from), t);
         }
     }

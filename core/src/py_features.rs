@@ -184,11 +184,7 @@ impl FeatureCore {
     /// per name (``NaN``: no such key in that event's dict); ``*_index`` are the rows' positions in ``events``.
     /// The kernel's own time (events already read) is left in ``last_kernel_seconds``.
     #[allow(clippy::type_complexity)]
-    fn transform_columns<'py>(
-        &mut self,
-        py: Python<'py>,
-        events: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+    fn transform_columns<'py>(&mut self, py: Python<'py>, events: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyTuple>> {
         let mut evs: Vec<(usize, EventRef<'static>)> = Vec::new();
         let mut labels = 0usize;
         for (i, e) in events.try_iter()?.enumerate() {

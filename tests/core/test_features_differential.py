@@ -143,12 +143,12 @@ def test_ulb_card_file_with_its_28_pass_through_features() -> None:
 
 
 def test_fraud_handbook_stream() -> None:
-    path = data_file("fraud_handbook", "transactions.csv.gz")
+    path = data_file("fraud_handbook", "transactions.csv.gz")  # mapped as in bench/handbook/README.md
     mapping = ColumnMapping.parse(
         type="order", features="none", drop="TX_FRAUD_SCENARIO,TX_TIME_SECONDS,TX_TIME_DAYS",
         map_spec="ts=TX_DATETIME,user_id=CUSTOMER_ID,merchant_id=TERMINAL_ID,amount=TX_AMOUNT,label=TX_FRAUD,"
                  "event_id=TRANSACTION_ID",
-    )  # fmt: skip  (bench/handbook/README.md)
+    )  # fmt: skip
     events = read_file(path, mapping, FILE_ROWS)
     assert len(events) == FILE_ROWS
     xs = compare(events, "handbook")

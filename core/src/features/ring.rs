@@ -82,6 +82,21 @@ fn roll_ring(q: &mut Ring, n: f64, s: f64, b: f64, out: &mut Vec<f64>) {
         out.push(0.0);
         out.push(0.0);
     }
+    if q.len() == q.capacity() {
+        // grow 2, 5, 9, 13 (a ring never holds more): not Vec's 4, 8, 16, which leaves a full ring 3 slots empty
+        let cap = q.capacity();
+        q.reserve_exact(
+            if cap < 2 {
+                2
+            } else if cap < 5 {
+                5
+            } else if cap < 9 {
+                9
+            } else {
+                13.max(cap + 1)
+            } - cap,
+        );
+    }
     q.push(Bucket { b, n, s });
 }
 

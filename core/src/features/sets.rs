@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub type Key = Box<str>;
+pub type Key = super::small::SmallStr;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recent {
@@ -99,7 +99,7 @@ impl Recent {
 
     pub fn heap_bytes(&self) -> usize {
         self.items.capacity() * std::mem::size_of::<(Key, f64)>()
-            + self.items.iter().map(|(k, _)| heap_str(k.len())).sum::<usize>()
+            + self.items.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>()
     }
 }
 

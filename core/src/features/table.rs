@@ -3,7 +3,8 @@
 //! plus a hash index: touch, insert and removal from the front are O(1) and move no record.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+
+use super::small::SmallStr;
 
 use serde::de::Deserializer;
 use serde::ser::{SerializeSeq, Serializer};
@@ -13,7 +14,7 @@ const NIL: u32 = u32::MAX;
 
 #[derive(Clone, Debug)]
 struct Node<R> {
-    key: Arc<str>,
+    key: SmallStr,
     last: f64,
     prev: u32,
     next: u32,
@@ -22,7 +23,7 @@ struct Node<R> {
 
 #[derive(Clone, Debug)]
 pub struct Table<R> {
-    index: HashMap<Arc<str>, u32>,
+    index: HashMap<SmallStr, u32>,
     nodes: Vec<Option<Node<R>>>,
     free: Vec<u32>,
     head: u32,
@@ -55,7 +56,7 @@ impl<R> Table<R> {
             node.last = t;
             return (&mut node.rec, false);
         }
-        let key: Arc<str> = Arc::from(key);
+        let key = SmallStr::from(key);
         let i = self.push_node(key.clone(), t, make());
         self.index.insert(key, i);
         (&mut self.nodes[i as usize].as_mut().expect("new node").rec, true)
@@ -63,13 +64,13 @@ impl<R> Table<R> {
 
     /// Append `key` (absent) at the end; for deserialising.
     fn push_back(&mut self, key: &str, last: f64, rec: R) {
-        let key: Arc<str> = Arc::from(key);
+        let key = SmallStr::from(key);
         let i = self.push_node(key.clone(), last, rec);
         let clash = self.index.insert(key, i);
         debug_assert!(clash.is_none());
     }
 
-    fn push_node(&mut self, key: Arc<str>, last: f64, rec: R) -> u32 {
+    fn push_node(&mut self, key: SmallStr, last: f64, rec: R) -> u32 {
         let node = Node { key, last, prev: NIL, next: NIL, rec };
         let i = match self.free.pop() {
             Some(i) => {
@@ -131,7 +132,7 @@ impl<R> Table<R> {
     }
 
     /// Remove the least recently seen record.
-    pub fn pop_front(&mut self) -> Option<(Arc<str>, R)> {
+    pub fn pop_front(&mut self) -> Option<(SmallStr, R)> {
         if self.head == NIL {
             return None;
         }
@@ -174,9 +175,9 @@ impl<R> Table<R> {
 
     /// Bytes of the index, the slab and the keys (an estimate of the allocator's, without the records' own heap).
     pub fn overhead_bytes(&self) -> usize {
-        let index = self.index.capacity() * (std::mem::size_of::<(Arc<str>, u32)>() + 1);
+        let index = self.index.capacity() * (std::mem::size_of::<(SmallStr, u32)>() + 1);
         let slab = self.nodes.capacity() * std::mem::size_of::<Option<Node<R>>>() + self.free.capacity() * 4;
-        let keys: usize = self.index.keys().map(|k| super::sets::heap_str(k.len() + 16)).sum();
+        let keys: usize = self.index.keys().map(|k| 2 * k.heap_bytes()).sum();
         index + slab + keys
     }
 }
