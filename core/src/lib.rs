@@ -11,6 +11,8 @@ pub mod event;
 pub mod labels;
 pub mod links;
 mod py_links;
+pub mod features;
+pub mod py_features;
 
 /// The core's version and the version of its state format (checkpoints name both).
 pub const STATE_VERSION: u32 = 1;
@@ -20,5 +22,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATE_VERSION", STATE_VERSION)?;
     py_links::register(m)?;
+    m.add_class::<py_features::FeatureCore>()?;
     Ok(())
 }
