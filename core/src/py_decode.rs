@@ -110,8 +110,24 @@ pub fn decode_one<'py>(
     outcome(py, raw.as_bytes())
 }
 
+/// How many of `records` decode to an event, are invalid, fall back: the decoder alone, without building Python
+/// objects (what a Rust caller pays; `bench/core_decode_bench.py` times it).
+#[pyfunction]
+pub fn decode_tally(records: &Bound<'_, PyList>) -> PyResult<(usize, usize, usize)> {
+    let mut tally = (0, 0, 0);
+    for item in records.iter() {
+        match decode(item.cast::<PyBytes>()?.as_bytes()) {
+            Ok(_) => tally.0 += 1,
+            Err(Refused::Invalid(_)) => tally.1 += 1,
+            Err(Refused::Fallback) => tally.2 += 1,
+        }
+    }
+    Ok(tally)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_many, m)?)?;
     m.add_function(wrap_pyfunction!(decode_one, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_tally, m)?)?;
     Ok(())
 }
