@@ -7,12 +7,14 @@
 
 use pyo3::prelude::*;
 
+pub mod decode;
 pub mod event;
 pub mod labels;
 pub mod links;
 mod py_links;
 pub mod features;
 pub mod py_features;
+pub mod py_decode;
 
 /// The core's version and the version of its state format (checkpoints name both).
 pub const STATE_VERSION: u32 = 1;
@@ -23,5 +25,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STATE_VERSION", STATE_VERSION)?;
     py_links::register(m)?;
     m.add_class::<py_features::FeatureCore>()?;
+    py_decode::register(m)?;
     Ok(())
 }
