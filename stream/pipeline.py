@@ -179,15 +179,19 @@ class Engine:
         out = Outcome()
         parts: list[tuple[list[Order | Login], Outcome]] = []
         pending: list[Order | Login] = []
-        uses = self.uses_labels
         for e in events:
             if isinstance(e, Label):
                 out.labels.append(e)
-                if uses:
+                # Whether labels matter can change inside a batch: the link graph starts at the first event that
+                # links anything, and from then on labels feed it. So the events before a label are scored first
+                # whenever that may happen, then the label is learned if it matters now (a batch split once
+                # decided this at the start of the batch, and dropped the labels of the batch the graph began in).
+                if self.uses_labels or (self._graph_params is not None and self.graph is None):
                     if pending:
                         parts.append((pending, self._score(pending)))
                         pending = []
-                    self._learn_label(e)
+                    if self.uses_labels:
+                        self._learn_label(e)
             else:
                 pending.append(e)
         if pending:

@@ -48,6 +48,22 @@ def test_same_results_at_any_batch_size(events):
     assert [a.to_json() for a in a2] == [a.to_json() for a in again], "same batching: byte-identical alerts"
 
 
+def test_labels_in_the_batch_the_link_graph_starts_in_are_learned():
+    """The graph starts at the first linking event, and labels feed it from then on, whatever the batch split.
+
+    Whether labels matter used to be decided once per batch, before the graph existed: the whole first batch's
+    labels were dropped, so a big batch and small ones gave different ``link_confirmed`` features and scores
+    (found by the compiled engine's differential test)."""
+    stream = list(simulate(SimConfig(events=6000, seed=11, label_delay_s=2 * 3600.0)))
+    assert any(isinstance(e, Label) and e.label == 1 for e in stream)
+    whole, small = Engine(settings()), Engine(settings())
+    r1, _ = run(whole, stream, 6000)
+    r2, _ = run(small, stream, 50)
+    assert whole.graph is not None and whole.graph._confirmed, "fraud labels reached the graph"
+    assert whole.graph._confirmed == small.graph._confirmed
+    np.testing.assert_array_equal(r1, r2)
+
+
 def test_snapshot_restore_continues_identically(events):
     half = len(events) // 2
     full_risk, full_alerts = run(Engine(settings()), events, 500)
