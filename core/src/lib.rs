@@ -8,6 +8,8 @@
 use pyo3::prelude::*;
 
 pub mod decode;
+pub mod engine;
+mod py_engine;
 pub mod event;
 pub mod labels;
 pub mod links;
@@ -26,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py_links::register(m)?;
     m.add_class::<py_features::FeatureCore>()?;
     py_decode::register(m)?;
+    m.add_class::<py_engine::CoreEngine>()?;
     Ok(())
 }

@@ -1,0 +1,342 @@
+//! One partition unit's engine: event -> features -> entity-risk and link features -> detection, event by event,
+//! with the label join. The compiled twin of `stream.pipeline.Engine` (the reference; see its docstring for the
+//! semantics this follows, and `tests/core/test_engine_differential.py` for the check that both agree).
+//!
+//! The Python engine works on micro-batches (all features of a stretch of events, then each type's ensemble over
+//! them); every stage is exact under any batch split, so doing the same work one event at a time gives the same
+//! numbers. Two things are batch-level in Python and are kept batch-level here: the alerts of a stretch flag
+//! their users in the link graph only after the stretch (the optional `link_flagged` feature), and a label event
+//! ends a stretch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventRef, Kind, Row, Schema};
+use crate::features::{FeatureState, Params as FeatureParams};
+use crate::labels::LabelStore;
+use crate::links::{EntityIds, EntityRisk, LinkGraph, LINK_KINDS};
+
+/// Parameters of the link graph (`[links]` of the configuration; `None`: no graph).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphParams {
+    pub window: f64,
+    pub max_users: i64,
+    pub max_values: i64,
+    pub max_group: i64,
+    pub flagged: bool,
+    pub max_entries: i64,
+}
+
+/// Everything an [`Engine`] is built from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineParams {
+    pub features: FeatureParams,
+    pub graph: Option<GraphParams>,
+    /// `(kinds, windows)` of the entity-risk features, or `None`.
+    pub entity_risk: Option<(Vec<String>, Vec<f64>)>,
+    pub store_size: i64,
+    pub store_ttl: f64,
+    /// Whether a detector reads every event's entity ids (a blocklist): the label store then fills even
+    /// without label-reading stages, as in Python.
+    pub reads_ids: bool,
+}
+
+/// The feature vector of one scored event as the detectors see it: the values by column of its type's
+/// [`VectorSchema`] (NaN: absent), and the columns present in the order of the Python engine's dict.
+#[derive(Clone, Debug, Default)]
+pub struct Vector {
+    pub kind: Option<Kind>,
+    pub row: Row,
+    pub order: Vec<usize>,
+}
+
+/// The names of an event type's detector columns, in order of first appearance in the Python engine's
+/// vectors (features, then pass-through, entity-risk and link features), with where each stage's values go.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct VectorSchema {
+    pub schema: Schema,
+    /// feature-schema column -> vector column (`usize::MAX`: not seen yet)
+    from_features: Vec<usize>,
+    /// entity-risk name -> vector column
+    from_risk: Vec<usize>,
+    /// link feature -> vector column
+    from_links: Vec<usize>,
+}
+
+impl VectorSchema {
+    fn col(map: &mut Vec<usize>, i: usize, schema: &mut Schema, name: &str) -> usize {
+        if map.len() <= i {
+            map.resize(i + 1, usize::MAX);
+        }
+        if map[i] == usize::MAX {
+            map[i] = schema.column(name);
+        }
+        map[i]
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    params: EngineParams,
+    features: Vec<u8>,
+    graph: Option<Vec<u8>>,
+    entity_risk: Option<Vec<u8>>,
+    label_store: Vec<u8>,
+    vectors: [VectorSchema; 2],
+    events_seen: u64,
+    pending_flags: Vec<(String, f64)>,
+}
+
+/// Features, entity risk, link graph and label join of one stream (the detection stage is the caller's).
+pub struct Engine {
+    params: EngineParams,
+    features: FeatureState,
+    graph: Option<LinkGraph>,
+    entity_risk: Option<EntityRisk>,
+    label_store: LabelStore,
+    vectors: [VectorSchema; 2],
+    events_seen: u64,
+    /// users of this stretch's alerted events, flagged in the graph when the stretch ends (Python's order)
+    pending_flags: Vec<(String, f64)>,
+    frow: Row,
+    risk_buf: Vec<f64>,
+}
+
+/// Whether an event carries a value the link graph links accounts through (Python's `_links`).
+fn links(e: &EventRef<'_>) -> bool {
+    e.device_id.is_some() || e.ip.is_some() || e.payment_id.is_some() || e.address_id.is_some()
+}
+
+/// Whether the event shows who controls the account: an order, or a successful login (Python's `_shows_control`).
+fn shows_control(e: &EventRef<'_>) -> bool {
+    e.kind() == Kind::Order || e.success
+}
+
+impl Engine {
+    pub fn new(params: EngineParams) -> Result<Self, String> {
+        let features = FeatureState::new(params.features.clone()).map_err(|e| format!("features: {e}"))?;
+        if let Some(g) = &params.graph {
+            // refuse bad parameters now, not at the first linking event
+            Self::build_graph(g).map_err(|e| format!("links: {e}"))?;
+        }
+        let entity_risk = match &params.entity_risk {
+            Some((kinds, windows)) => {
+                let k: Vec<&str> = kinds.iter().map(String::as_str).collect();
+                Some(EntityRisk::new(&k, windows, 86400.0, 100_000).map_err(|e| format!("links: {e}"))?)
+            }
+            None => None,
+        };
+        let label_store = LabelStore::new(params.store_size, params.store_ttl).map_err(|e| format!("labels: {e}"))?;
+        Ok(Engine {
+            params,
+            features,
+            graph: None,
+            entity_risk,
+            label_store,
+            vectors: Default::default(),
+            events_seen: 0,
+            pending_flags: Vec::new(),
+            frow: Row::new(),
+            risk_buf: Vec::new(),
+        })
+    }
+
+    fn build_graph(g: &GraphParams) -> Result<LinkGraph, String> {
+        LinkGraph::new(g.window, &LINK_KINDS, g.max_users, g.max_values, g.max_group, 100_000, g.flagged, g.max_entries)
+    }
+
+    pub fn params(&self) -> &EngineParams {
+        &self.params
+    }
+
+    pub fn events_seen(&self) -> u64 {
+        self.events_seen
+    }
+
+    pub fn features(&self) -> &FeatureState {
+        &self.features
+    }
+
+    pub fn graph(&self) -> Option<&LinkGraph> {
+        self.graph.as_ref()
+    }
+
+    pub fn label_store(&self) -> &LabelStore {
+        &self.label_store
+    }
+
+    /// The detector columns of an event type.
+    pub fn vector_schema(&self, kind: Kind) -> &Schema {
+        &self.vectors[kind as usize].schema
+    }
+
+    /// Whether label events change anything (Python's `uses_labels`; label-learning detectors are not compiled).
+    pub fn uses_labels(&self) -> bool {
+        self.entity_risk.is_some() || self.graph.is_some()
+    }
+
+    fn ids_needed(&self) -> bool {
+        self.uses_labels() || self.params.reads_ids
+    }
+
+    /// The vector of an order or login, state advanced past it; `false` for a label (nothing written).
+    pub fn vectorize(&mut self, e: &EventRef<'_>, out: &mut Vector) -> bool {
+        if e.kind() == Kind::Label {
+            return false;
+        }
+        if self.graph.is_none() && links(e) {
+            if let Some(g) = &self.params.graph {
+                self.graph = Some(Self::build_graph(g).expect("validated in new"));
+            }
+        }
+        let kind = self.features.transform(e, &mut self.frow).expect("an order or a login");
+        let side_features = self.ids_needed() && (self.entity_risk.is_some() || self.graph.is_some());
+        let vs = &mut self.vectors[kind as usize];
+        out.kind = Some(kind);
+        out.order.clear();
+        // grow the row to the vector schema as it stands; new columns are appended below
+        out.row.clear();
+        out.row.resize(vs.schema.len(), f64::NAN);
+        let fschema = self.features.schema(kind);
+        let engine_len = self.features.engine_len(kind);
+        let put = |col: usize, v: f64, row: &mut Row, order: &mut Vec<usize>| {
+            if row.len() <= col {
+                row.resize(col + 1, f64::NAN);
+            }
+            if row[col].is_nan() {
+                order.push(col);
+            }
+            row[col] = v;
+        };
+        for i in 0..engine_len {
+            let v = self.frow[i];
+            if !v.is_nan() {
+                let c = VectorSchema::col(&mut vs.from_features, i, &mut vs.schema, &fschema.names[i]);
+                put(c, v, &mut out.row, &mut out.order);
+            }
+        }
+        for &i in self.features.pass_columns() {
+            let c = VectorSchema::col(&mut vs.from_features, i, &mut vs.schema, &fschema.names[i]);
+            put(c, self.frow[i], &mut out.row, &mut out.order);
+        }
+        if side_features {
+            let ids = EntityIds::from_event(e);
+            if let Some(risk) = &self.entity_risk {
+                let names = risk.feature_names();
+                self.risk_buf.resize(names.len(), 0.0);
+                risk.features_into(&ids, e.ts, &mut self.risk_buf);
+                for (i, name) in names.iter().enumerate() {
+                    let c = VectorSchema::col(&mut vs.from_risk, i, &mut vs.schema, name);
+                    put(c, self.risk_buf[i], &mut out.row, &mut out.order);
+                }
+            }
+            if let Some(graph) = &mut self.graph {
+                let f = if shows_control(e) {
+                    graph.features_then_observe(&e.user_id, &ids, e.ts)
+                } else {
+                    graph.features(&e.user_id, &ids, e.ts)
+                };
+                let names = graph.feature_names();
+                let vals = [f.neighbours, f.group, f.confirmed, f.flagged.unwrap_or(0.0)];
+                for (i, name) in names.iter().enumerate() {
+                    let c = VectorSchema::col(&mut vs.from_links, i, &mut vs.schema, name);
+                    put(c, vals[i], &mut out.row, &mut out.order);
+                }
+            }
+        }
+        out.row.resize(vs.schema.len(), f64::NAN);
+        true
+    }
+
+    /// After the event's detection: keep what its label will need, and note an alert for the graph.
+    pub fn scored(&mut self, e: &EventRef<'_>, v: &Vector, alerted: bool) {
+        let kind = e.kind();
+        if self.uses_labels() {
+            let ids = EntityIds::from_event(e);
+            if self.entity_risk.is_some() {
+                // the label-learning detectors are Python-only, so the joined vector is never read: only the
+                // entities are kept (the vector stays in Python's store for the same reason it is kept there)
+                let _ = v;
+                self.label_store.put(&e.event_id, e.ts, kind, &ids, None);
+            } else if let Some(graph) = &self.graph {
+                if shows_control(e) && graph.links(&ids) {
+                    let only_user = EntityIds { ids: [Some(&e.user_id), None, None, None, None, None] };
+                    self.label_store.put(&e.event_id, e.ts, kind, &only_user, None);
+                }
+            }
+        }
+        if alerted && self.graph.is_some() {
+            self.pending_flags.push((e.user_id.to_string(), e.ts));
+        }
+        self.events_seen += 1;
+    }
+
+    /// The end of a stretch of scored events (before a label, and at the end of a batch): alerts flag their
+    /// users in the graph.
+    pub fn end_stretch(&mut self) {
+        if let Some(graph) = &mut self.graph {
+            for (user, ts) in self.pending_flags.drain(..) {
+                graph.flag(&user, ts);
+            }
+        } else {
+            self.pending_flags.clear();
+        }
+    }
+
+    /// A label event: joined to its event, it feeds entity risk and the graph (Python's `_learn_label`).
+    pub fn label(&mut self, e: &EventRef<'_>) {
+        if !self.uses_labels() {
+            return;
+        }
+        self.end_stretch();
+        self.label_store.advance(e.ts);
+        let y = e.label.unwrap_or(0) as i64;
+        let Some(joined) = self.label_store.join(&e.ref_event_id, y) else {
+            return;
+        };
+        let ids = joined.ids.as_ids();
+        if let Some(risk) = &mut self.entity_risk {
+            risk.learn(&ids, joined.y as i64, e.ts);
+        }
+        if let Some(graph) = &mut self.graph {
+            if joined.y != 0 {
+                if let Some(user) = ids.get(0) {
+                    graph.confirm(user, e.ts);
+                }
+            }
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let state = State {
+            params: self.params.clone(),
+            features: self.features.to_bytes(),
+            graph: self.graph.as_ref().map(LinkGraph::snapshot),
+            entity_risk: self.entity_risk.as_ref().map(EntityRisk::snapshot),
+            label_store: self.label_store.snapshot(),
+            vectors: self.vectors.clone(),
+            events_seen: self.events_seen,
+            pending_flags: self.pending_flags.clone(),
+        };
+        bincode::serialize(&state).expect("serialisable")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let s: State = bincode::deserialize(bytes).map_err(|e| format!("engine state does not load: {e}"))?;
+        let mut vectors = s.vectors;
+        for v in &mut vectors {
+            v.schema.reindex();
+        }
+        Ok(Engine {
+            features: FeatureState::from_bytes(&s.features)?,
+            graph: s.graph.as_deref().map(LinkGraph::restore).transpose()?,
+            entity_risk: s.entity_risk.as_deref().map(EntityRisk::restore).transpose()?,
+            label_store: LabelStore::restore(&s.label_store)?,
+            params: s.params,
+            vectors,
+            events_seen: s.events_seen,
+            pending_flags: s.pending_flags,
+            frow: Row::new(),
+            risk_buf: Vec::new(),
+        })
+    }
+}

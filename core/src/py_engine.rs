@@ -1,0 +1,227 @@
+//! `stream._core.CoreEngine`: the Python face of [`crate::engine::Engine`].
+//!
+//! Built from a `stream.pipeline.Engine`'s settings (Python validates them: the errors stay the reference's),
+//! it takes `stream.events` objects (the path of CSV, Parquet and already-decoded inputs) or raw JSON records
+//! (the Kafka and JSONL path: no Python object per event on the way in).
+
+use std::borrow::Cow;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
+use pyo3::intern;
+
+use crate::engine::{Engine, EngineParams, GraphParams, Vector};
+use crate::event::{EventRef, Kind};
+use crate::features::Params as FeatureParams;
+
+/// One unit's compiled features, entity risk, link graph and label join (detection is added on top).
+#[pyclass(module = "stream._core", name = "CoreEngine")]
+pub struct CoreEngine {
+    engine: Engine,
+    classes: [Py<PyType>; 3],
+    vector: Vector,
+    names: [Vec<Py<PyString>>; 2],
+}
+
+fn get<T>(d: &Bound<'_, PyDict>, key: &str) -> PyResult<T>
+where
+    T: for<'a, 'py> FromPyObject<'a, 'py, Error = PyErr>,
+{
+    match d.get_item(key)? {
+        Some(v) => v.extract::<T>().map_err(|e| PyValueError::new_err(format!("{key}: {e}"))),
+        None => Err(PyValueError::new_err(format!("missing engine parameter {key}"))),
+    }
+}
+
+fn opt_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Option<Cow<'static, str>>> {
+    let v = e.getattr(name)?;
+    if v.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Cow::Owned(v.cast::<PyString>()?.to_str()?.to_owned())))
+}
+
+fn req_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Cow<'static, str>> {
+    Ok(Cow::Owned(e.getattr(name)?.cast::<PyString>()?.to_str()?.to_owned()))
+}
+
+impl CoreEngine {
+    /// A `stream.events` object as the core sees it.
+    fn read(&self, py: Python<'_>, e: &Bound<'_, PyAny>) -> PyResult<EventRef<'static>> {
+        let t = e.get_type();
+        let kind = if t.is(self.classes[0].bind(py)) {
+            Kind::Order
+        } else if t.is(self.classes[1].bind(py)) {
+            Kind::Login
+        } else if t.is(self.classes[2].bind(py)) {
+            Kind::Label
+        } else {
+            return Err(PyValueError::new_err(format!("not an event: {}", t.name()?)));
+        };
+        let mut ev = EventRef {
+            kind: Some(kind),
+            event_id: req_str(e, intern!(py, "event_id"))?,
+            ts: e.getattr(intern!(py, "ts"))?.extract()?,
+            label: e.getattr(intern!(py, "label"))?.extract()?,
+            ..Default::default()
+        };
+        if kind == Kind::Label {
+            ev.ref_event_id = req_str(e, intern!(py, "ref_event_id"))?;
+            return Ok(ev);
+        }
+        ev.user_id = req_str(e, intern!(py, "user_id"))?;
+        ev.device_id = opt_str(e, intern!(py, "device_id"))?;
+        ev.ip = opt_str(e, intern!(py, "ip"))?;
+        ev.country = opt_str(e, intern!(py, "country"))?;
+        let feats = e.getattr(intern!(py, "features"))?;
+        if feats.is_truthy()? {
+            for item in feats.call_method0(intern!(py, "items"))?.try_iter()? {
+                let (k, v): (String, f64) = item?.extract()?;
+                ev.features.push((Cow::Owned(k), v));
+            }
+        }
+        if kind == Kind::Order {
+            ev.order_id = req_str(e, intern!(py, "order_id"))?;
+            ev.amount = e.getattr(intern!(py, "amount"))?.extract()?;
+            ev.currency = req_str(e, intern!(py, "currency"))?;
+            ev.merchant_id = req_str(e, intern!(py, "merchant_id"))?;
+            ev.payment_id = opt_str(e, intern!(py, "payment_id"))?;
+            ev.address_id = opt_str(e, intern!(py, "address_id"))?;
+            ev.promo_code = opt_str(e, intern!(py, "promo_code"))?;
+            ev.items = e.getattr(intern!(py, "items"))?.extract()?;
+            ev.account_created_ts = e.getattr(intern!(py, "account_created_ts"))?.extract()?;
+        } else {
+            ev.success = e.getattr(intern!(py, "success"))?.is_truthy()?;
+            ev.lat = e.getattr(intern!(py, "lat"))?.extract()?;
+            ev.lon = e.getattr(intern!(py, "lon"))?.extract()?;
+        }
+        Ok(ev)
+    }
+
+    fn vector_dict<'py>(&mut self, py: Python<'py>, kind: Kind) -> PyResult<Bound<'py, PyDict>> {
+        let k = kind as usize;
+        let schema = self.engine.vector_schema(kind);
+        for n in &schema.names[self.names[k].len()..] {
+            self.names[k].push(PyString::new(py, n).unbind());
+        }
+        let d = PyDict::new(py);
+        for &c in &self.vector.order {
+            d.set_item(self.names[k][c].bind(py), self.vector.row[c])?;
+        }
+        Ok(d)
+    }
+}
+
+#[pymethods]
+impl CoreEngine {
+    /// ``CoreEngine(params)``: ``params`` as :func:`stream.compiled.engine_params` builds them from settings.
+    #[new]
+    fn new(py: Python<'_>, params: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let f = params
+            .get_item("features")?
+            .ok_or_else(|| PyValueError::new_err("missing engine parameter features"))?
+            .cast_into::<PyDict>()?;
+        let features = FeatureParams {
+            windows: get(&f, "windows")?,
+            idle_ttl: get(&f, "idle_ttl")?,
+            max_distinct: get(&f, "max_distinct")?,
+            max_known: get(&f, "max_known")?,
+            expire_every: get(&f, "expire_every")?,
+            passthrough: get(&f, "passthrough")?,
+            max_entities: get(&f, "max_entities")?,
+        };
+        let graph = match params.get_item("graph")? {
+            Some(g) if !g.is_none() => {
+                let g = g.cast_into::<PyDict>()?;
+                Some(GraphParams {
+                    window: get(&g, "window")?,
+                    max_users: get(&g, "max_users")?,
+                    max_values: get(&g, "max_values")?,
+                    max_group: get(&g, "max_group")?,
+                    flagged: get(&g, "flagged")?,
+                    max_entries: get(&g, "max_entries")?,
+                })
+            }
+            _ => None,
+        };
+        let entity_risk = match params.get_item("entity_risk")? {
+            Some(r) if !r.is_none() => Some(r.extract::<(Vec<String>, Vec<f64>)>()?),
+            _ => None,
+        };
+        let p = EngineParams {
+            features,
+            graph,
+            entity_risk,
+            store_size: get(params, "store_size")?,
+            store_ttl: get(params, "store_ttl")?,
+            reads_ids: get(params, "reads_ids")?,
+        };
+        let engine = Engine::new(p).map_err(PyValueError::new_err)?;
+        let m = py.import("stream.events")?;
+        let cls = |n: &str| -> PyResult<Py<PyType>> { Ok(m.getattr(n)?.cast_into::<PyType>()?.unbind()) };
+        Ok(CoreEngine {
+            engine,
+            classes: [cls("Order")?, cls("Login")?, cls("Label")?],
+            vector: Vector::default(),
+            names: Default::default(),
+        })
+    }
+
+    /// The detectors' input for each order and login of ``events`` (``None`` for a label), in order, as the
+    /// Python engine builds it: features, then entity-risk and link features, as a dict in the same key order.
+    /// Labels are learned where they stand; ``alerted`` (optional, per event) says which events alerted (it
+    /// feeds the graph's ``link_flagged``). The state advances past ``events``.
+    #[pyo3(signature = (events, alerted=None))]
+    fn vectors<'py>(&mut self, py: Python<'py>, events: &Bound<'py, PyAny>, alerted: Option<Vec<bool>>)
+                    -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for (i, e) in events.try_iter()?.enumerate() {
+            let ev = self.read(py, &e?)?;
+            if ev.kind() == Kind::Label {
+                self.engine.label(&ev);
+                out.append(py.None())?;
+                continue;
+            }
+            let mut v = std::mem::take(&mut self.vector);
+            self.engine.vectorize(&ev, &mut v);
+            self.vector = v;
+            let kind = ev.kind();
+            out.append(self.vector_dict(py, kind)?)?;
+            let a = alerted.as_ref().is_some_and(|a| a.get(i).copied().unwrap_or(false));
+            self.engine.scored(&ev, &self.vector, a);
+        }
+        self.engine.end_stretch();
+        Ok(out)
+    }
+
+    /// The detector columns of ``kind`` ("order" or "login"), in order of first appearance.
+    fn vector_names(&self, kind: &str) -> PyResult<Vec<String>> {
+        let k = match kind {
+            "order" => Kind::Order,
+            "login" => Kind::Login,
+            _ => return Err(PyValueError::new_err(format!("kind must be order or login, not {kind:?}"))),
+        };
+        Ok(self.engine.vector_schema(k).names.clone())
+    }
+
+    #[getter]
+    fn events_seen(&self) -> u64 {
+        self.engine.events_seen()
+    }
+
+    #[getter]
+    fn has_graph(&self) -> bool {
+        self.engine.graph().is_some()
+    }
+
+    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.engine.to_bytes())
+    }
+
+    fn restore(&mut self, data: &[u8]) -> PyResult<()> {
+        self.engine = Engine::from_bytes(data).map_err(PyValueError::new_err)?;
+        self.names = Default::default();
+        Ok(())
+    }
+}
