@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream.errors import InvalidEvent
+from stream.events import decode
 from stream.pipeline import Engine
 
-__all__ = ["engine_params", "core_engine"]
+__all__ = ["engine_params", "core_engine", "run_raw"]
 
 
 def engine_params(engine: Engine) -> dict[str, Any]:
@@ -43,3 +45,32 @@ def core_engine(engine: Engine) -> Any:
     from stream._core import CoreEngine
 
     return CoreEngine(engine_params(engine))
+
+
+def run_raw(core: Any, records: list[bytes]) -> tuple[list[tuple[int, str]], float]:
+    """Run raw JSON ``records`` through ``core`` in order; return the refused ones as ``(index, "field: reason")``
+    and the seconds spent in the compiled code.
+
+    The compiled decoder leaves the records whose Python semantics it does not reproduce (broken JSON whose
+    message is orjson's, unusual timestamp forms, non-ASCII text in a refusal) to :func:`stream.events.decode`:
+    such a record is decoded here, where it stands, so the stream's order and every refusal's message are the
+    reference's.
+    """
+    refused: list[tuple[int, str]] = []
+    seconds = 0.0
+    start = 0
+    n = len(records)
+    while start < n:
+        stop, _, invalid, secs = core.run_raw(records, start)
+        seconds += secs
+        refused.extend((i, f"{field}: {reason}") for i, field, reason in invalid)
+        if stop >= n:
+            break
+        try:
+            event = decode(records[stop])
+        except InvalidEvent as e:
+            refused.append((stop, str(e)))
+        else:
+            core.vectors([event])
+        start = stop + 1
+    return refused, seconds

@@ -8,9 +8,10 @@ use std::borrow::Cow;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::intern;
 
+use crate::decode::{decode, Refused};
 use crate::engine::{Engine, EngineParams, GraphParams, Vector};
 use crate::event::{EventRef, Kind};
 use crate::features::Params as FeatureParams;
@@ -193,6 +194,54 @@ impl CoreEngine {
         }
         self.engine.end_stretch();
         Ok(out)
+    }
+
+    /// Run raw JSON records (bytes) through decoding, features, entity risk, the graph and the label join, without
+    /// a Python object per record, from ``records[start]`` on. Returns ``(stop, statuses, invalid, seconds)``:
+    /// ``statuses`` has a code per record handled (0 order, 1 login, 2 label, 3 invalid), ``invalid`` the
+    /// ``(index, field, reason)`` of each refused record (the message ``stream.events.decode`` gives), and
+    /// ``stop`` the index of the first record the compiled decoder leaves to Python (``len(records)`` if none):
+    /// the caller decodes that one with ``stream.events.decode``, hands an event to :meth:`vectors`, and calls
+    /// again from ``stop + 1``, so the order of the stream is kept. ``seconds``: time spent in Rust.
+    #[pyo3(signature = (records, start=0))]
+    fn run_raw<'py>(&mut self, py: Python<'py>, records: &Bound<'py, PyList>, start: usize)
+                    -> PyResult<Bound<'py, PyTuple>> {
+        let t0 = std::time::Instant::now();
+        let n = records.len();
+        let mut statuses: Vec<u8> = Vec::with_capacity(n.saturating_sub(start));
+        let invalid = PyList::empty(py);
+        let mut stop = n;
+        let mut v = std::mem::take(&mut self.vector);
+        for i in start..n {
+            let item = records.get_item(i)?;
+            let raw = item.cast::<PyBytes>()?.as_bytes();
+            match decode(raw) {
+                Ok(ev) => match ev.kind() {
+                    Kind::Label => {
+                        self.engine.label(&ev);
+                        statuses.push(2);
+                    }
+                    kind => {
+                        self.engine.vectorize(&ev, &mut v);
+                        self.engine.scored(&ev, &v, false);
+                        statuses.push(kind as u8);
+                    }
+                },
+                Err(Refused::Invalid(bad)) => {
+                    invalid.append((i, bad.field, bad.reason))?;
+                    statuses.push(3);
+                }
+                Err(Refused::Fallback) => {
+                    stop = i;
+                    break;
+                }
+            }
+        }
+        self.vector = v;
+        self.engine.end_stretch();
+        let secs = t0.elapsed().as_secs_f64();
+        let arr = numpy::PyArray1::from_vec(py, statuses);
+        (stop, arr, invalid, secs).into_pyobject(py)
     }
 
     /// The detector columns of ``kind`` ("order" or "login"), in order of first appearance.

@@ -128,3 +128,44 @@ def test_handbook_stream_with_entity_risk() -> None:
     events = _file_events(path, mapping, 20_000)
     settings = load_settings(overrides={"links.entity_risk": True, "links.risk_kinds": ["merchant", "user"]})
     _assert_same(events, settings)
+
+
+def test_raw_records_with_junk_reach_the_same_state_and_refusals_as_decoded_events() -> None:
+    """The Kafka/JSONL path: raw bytes decoded by the compiled decoder (Python's for what it leaves to it),
+    junk among them; the state after them equals that of the object path on the events alone, and every
+    refused record has the reason ``stream.events.decode`` gives."""
+    import random
+
+    from stream.compiled import run_raw
+    from stream.errors import InvalidEvent
+    from stream.events import decode, encode
+    from stream.sim.junk import junk_records
+
+    events = _sim(13)
+    settings = load_settings(overrides={"links.entity_risk": True})
+    raw = [encode(e) for e in events]
+    junk = list(junk_records(events[:3000], n=3000, seed=5))
+    rng = random.Random(1)
+    mixed = list(raw)
+    for j in junk:
+        mixed.insert(rng.randrange(len(mixed) + 1), j)
+    expected_refused = []
+    good = []
+    for i, r in enumerate(mixed):
+        try:
+            good.append(decode(r))
+        except InvalidEvent as e:
+            expected_refused.append((i, str(e)))
+    assert len(expected_refused) > 1000
+
+    by_objects = core_engine(Engine(settings))
+    by_objects.vectors(good)
+    by_bytes = core_engine(Engine(settings))
+    refused = []
+    for k in range(0, len(mixed), 1500):
+        chunk, got = mixed[k : k + 1500], run_raw(by_bytes, mixed[k : k + 1500])[0]
+        refused.extend((k + i, why) for i, why in got)
+        assert len(chunk) >= len(got)
+    assert refused == expected_refused
+    assert by_bytes.events_seen == by_objects.events_seen == sum(1 for e in good if not isinstance(e, Label))
+    assert by_bytes.snapshot() == by_objects.snapshot()
