@@ -111,6 +111,7 @@ class Settings:
         out = {k: self.data[k] for k in _DETECTION_SECTIONS}
         out = copy.deepcopy(out)
         out["engine"].pop("batch_size", None)  # results do not depend on it
+        out["engine"].pop("core", None)  # nor on which engine computes them (tests/core/)
         out["features"].pop("upstream", None)  # only checked against the rules, changes no score
         if out.get("ensemble", {}).get("risk") == "rank":  # the default, added later: keep the hashes made before
             del out["ensemble"]["risk"]
@@ -253,6 +254,8 @@ def _validate(data: Mapping[str, Any], ref: Mapping[str, Any], path: tuple[str, 
             raise ConfigError(f"config key 'engine.budget' must be between 0 and 1 (exclusive), not {b!r}")
         if int(data.get("batch_size", 1)) < 1:
             raise ConfigError("config key 'engine.batch_size' must be at least 1")
+        if data.get("core", "compiled") not in ("compiled", "python"):
+            raise ConfigError(f"config key 'engine.core' must be \"compiled\" or \"python\", not {data.get('core')!r}")
 
 
 #: Keys holding a SQLAlchemy URL ("" = none), checked when settings are loaded.

@@ -196,6 +196,11 @@ class Engine:
                 pending.append(e)
         if pending:
             parts.append((pending, self._score(pending)))
+        return self._merge(out, parts)
+
+    @staticmethod
+    def _merge(out: Outcome, parts: list[tuple[list[Order | Login], Outcome]]) -> Outcome:
+        """One outcome of a batch's parts (the stretches between its labels), with the batch's labels."""
         if len(parts) == 1:
             scored, part = parts[0]
             part.labels = out.labels
@@ -232,9 +237,13 @@ class Engine:
             self.graph.confirm(joined.entities["user"], label.ts)
 
     def _score(self, scored: list[Order | Login]) -> Outcome:
-        out = Outcome()
         t0 = time.perf_counter()
-        out.scored = scored
+        xs, ids = self._vectors(scored)
+        return self._decide(scored, xs, ids, t0)
+
+    def _vectors(self, scored: list[Order | Login]) -> tuple[list[dict[str, float]], list[dict[str, str]] | None]:
+        """The detectors' input for each event (features, entity risk, links), and the events' entity ids where
+        something reads them for every event (labels, links, blocklists); state advances past the events."""
         graph_from = 0  # events before the first one that links anything get no link features (as at batch 1)
         if self.graph is None and self._graph_params is not None:
             graph_from = next((i for i, e in enumerate(scored) if _links(e)), len(scored))
@@ -256,6 +265,13 @@ class Engine:
                         x.update(graph.features_then_observe(e.user_id, ent, e.ts))
                     else:
                         x.update(graph.features(e.user_id, ent, e.ts))
+        return xs, ids
+
+    def _decide(self, scored: list[Order | Login], xs: list[dict[str, float]], ids: list[dict[str, str]] | None,
+                t0: float) -> Outcome:
+        """Each event type's ensemble over the vectors, what labels will need, and the alerts."""
+        out = Outcome()
+        out.scored = scored
         t1 = time.perf_counter()
         n = len(scored)
         risk = np.zeros(n, dtype=np.float64)
@@ -281,6 +297,20 @@ class Engine:
         out.alerted = alerted
         out.raw = raw
         out.calibrated = calibrated
+        self._keep_for_labels(scored, xs, ids, alerted)
+        # Reasons read the models as they stand after the batch: scores, alert ids, severities and actions are
+        # the same at any batch split; the reasons' numbers may move slightly with the split.
+        for i, verdicts, j in sorted(found, key=lambda f: f[0]):
+            ent = ids[i] if ids is not None else entity_ids(scored[i])
+            out.alerts.append(self._alert(scored[i], ent, verdicts, j, xs[i]))
+        t3 = time.perf_counter()
+        self.events_seen += len(scored)
+        out.timings = {"features": t1 - t0, "detectors": t2 - t1, "decision": t3 - t2}
+        return out
+
+    def _keep_for_labels(self, scored: list[Order | Login], xs: list[dict[str, float]],
+                         ids: list[dict[str, str]] | None, alerted: np.ndarray) -> None:
+        """Put the scored events in the label store (what their labels will need), and flag the alerted users."""
         if self.uses_labels and ids is not None:
             put = self.label_store.put
             if self.learns_labels or self.entity_risk is not None:
@@ -305,15 +335,6 @@ class Engine:
             if self.graph is not None:
                 for i in np.flatnonzero(alerted).tolist():
                     self.graph.flag(scored[i].user_id, scored[i].ts)
-        # Reasons read the models as they stand after the batch: scores, alert ids, severities and actions are
-        # the same at any batch split; the reasons' numbers may move slightly with the split.
-        for i, verdicts, j in sorted(found, key=lambda f: f[0]):
-            ent = ids[i] if ids is not None else entity_ids(scored[i])
-            out.alerts.append(self._alert(scored[i], ent, verdicts, j, xs[i]))
-        t3 = time.perf_counter()
-        self.events_seen += len(scored)
-        out.timings = {"features": t1 - t0, "detectors": t2 - t1, "decision": t3 - t2}
-        return out
 
     def _alert(self, e: Order | Login, ids: dict[str, str], verdicts, i: int, x: dict[str, float]) -> Alert:
         prov = e.provenance
@@ -346,17 +367,35 @@ class Engine:
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
-    def restore(self, blob: bytes) -> None:
-        """Load a :meth:`snapshot`. Refuses state made under another detection configuration."""
+    def memory_stats(self) -> dict[str, float]:
+        """Memory of the feature state (see :meth:`stream.features.FeatureExtractor.stats`)."""
+        return self.features.stats()
+
+    def label_store_stats(self) -> dict[str, int]:
+        """The label store's ``held``, ``joined``, ``missed`` and ``expired`` counts."""
+        return self.label_store.stats()
+
+    def _load_state(self, blob: bytes) -> dict[str, Any]:
         try:
             state = pickle.loads(blob)
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad checkpoint
             raise CheckpointError(f"checkpoint does not load: {type(e).__name__}: {e}") from None
+        if not isinstance(state, dict):
+            raise CheckpointError("checkpoint does not load: not an engine state")
         if state.get("config_hash") != self.config_hash:
             raise CheckpointError(
                 f"checkpoint was made with configuration {state.get('config_hash')}, not {self.config_hash}; "
                 "start from empty state (new state dir or group) to change the detection configuration"
             )
+        return state
+
+    def restore(self, blob: bytes) -> None:
+        """Load a :meth:`snapshot`. Refuses state made under another detection configuration or by the compiled
+        engine."""
+        state = self._load_state(blob)
+        if state.get("engine", "python") != "python":
+            raise CheckpointError("checkpoint was made by the compiled engine and this one is the python engine; "
+                                  "set [engine] core = \"compiled\" to continue from it, or start from empty state")
         self.features = state["features"]
         self.ensembles = state["ensembles"]
         self.events_seen = state["events_seen"]

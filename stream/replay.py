@@ -16,6 +16,7 @@ from typing import Any
 
 from sinks.base import Sink
 from sinks.deadletter import DeadLetterSink
+from stream.compiled import new_engine
 from stream.config import Settings
 from stream.errors import SourceError
 from stream.eval.metrics import Collector
@@ -52,7 +53,7 @@ def replay(
 
     Sinks are flushed every ``flush_every`` batches and at the end; dead letters likewise.
     """
-    engine = Engine(settings)
+    engine = new_engine(settings)
     collector = Collector()
     stage = {"source": 0.0, "features": 0.0, "detectors": 0.0, "decision": 0.0, "sinks": 0.0}
     start = time.perf_counter()
@@ -99,7 +100,7 @@ def replay(
         if elapsed > 0 else None
     total = sum(stage.values()) or 1.0
     report["stage_share"] = {k: round(v / total, 4) for k, v in stage.items()}
-    report["feature_memory"] = engine.features.stats()
+    report["feature_memory"] = engine.memory_stats()
     if failure is not None:
         report["error"] = str(failure)
     result = ReplayResult(report)

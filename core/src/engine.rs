@@ -38,6 +38,9 @@ pub struct EngineParams {
     /// Whether a detector reads every event's entity ids (a blocklist): the label store then fills even
     /// without label-reading stages, as in Python.
     pub reads_ids: bool,
+    /// Whether a detector learns from labels (Python-side): the label store then keeps every scored event, as
+    /// Python's does, so that both stores evict and join alike.
+    pub learns_labels: bool,
 }
 
 /// The feature vector of one scored event as the detectors see it: the values by column of its type's
@@ -171,7 +174,7 @@ impl Engine {
 
     /// Whether label events change anything (Python's `uses_labels`; label-learning detectors are not compiled).
     pub fn uses_labels(&self) -> bool {
-        self.entity_risk.is_some() || self.graph.is_some()
+        self.params.learns_labels || self.entity_risk.is_some() || self.graph.is_some()
     }
 
     fn ids_needed(&self) -> bool {
@@ -252,7 +255,7 @@ impl Engine {
         let kind = e.kind();
         if self.uses_labels() {
             let ids = EntityIds::from_event(e);
-            if self.entity_risk.is_some() {
+            if self.params.learns_labels || self.entity_risk.is_some() {
                 // the label-learning detectors are Python-only, so the joined vector is never read: only the
                 // entities are kept (the vector stays in Python's store for the same reason it is kept there)
                 let _ = v;
@@ -268,6 +271,13 @@ impl Engine {
             self.pending_flags.push((e.user_id.to_string(), e.ts));
         }
         self.events_seen += 1;
+    }
+
+    /// The engine alerted on one of `user`'s events at `ts` (the caller's detection, applied after its stretch).
+    pub fn flag(&mut self, user: &str, ts: f64) {
+        if let Some(graph) = &mut self.graph {
+            graph.flag(user, ts);
+        }
     }
 
     /// The end of a stretch of scored events (before a label, and at the end of a batch): alerts flag their

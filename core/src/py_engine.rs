@@ -157,6 +157,7 @@ impl CoreEngine {
             store_size: get(params, "store_size")?,
             store_ttl: get(params, "store_ttl")?,
             reads_ids: get(params, "reads_ids")?,
+            learns_labels: get(params, "learns_labels")?,
         };
         let engine = Engine::new(p).map_err(PyValueError::new_err)?;
         let m = py.import("stream.events")?;
@@ -252,6 +253,36 @@ impl CoreEngine {
             _ => return Err(PyValueError::new_err(format!("kind must be order or login, not {kind:?}"))),
         };
         Ok(self.engine.vector_schema(k).names.clone())
+    }
+
+    /// Flag ``user`` in the link graph for an alert at ``ts`` (detection done by the caller, after a stretch).
+    fn flag(&mut self, user: &str, ts: f64) {
+        self.engine.flag(user, ts);
+    }
+
+    /// Memory and sizes: the feature tables' ``entities_<kind>`` and ``bytes_<kind>`` (heap bytes, counted),
+    /// ``entities`` and ``approx_bytes`` in all; ``graph_entries``; the label store's ``held``, ``joined``,
+    /// ``missed`` and ``expired``.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let (mut n, mut b) = (0usize, 0usize);
+        for (kind, count, bytes) in self.engine.features().memory() {
+            d.set_item(format!("entities_{kind}"), count as f64)?;
+            d.set_item(format!("bytes_per_{kind}"), if count > 0 { (bytes as f64 / count as f64 * 10.0).round() / 10.0 } else { 0.0 })?;
+            n += count;
+            b += bytes;
+        }
+        d.set_item("entities", n as f64)?;
+        d.set_item("approx_bytes", b as f64)?;
+        d.set_item("graph_entries", self.engine.graph().map_or(0, |g| g.size()))?;
+        let (held, joined, missed, expired) = self.engine.label_store().stats();
+        let ls = PyDict::new(py);
+        ls.set_item("held", held)?;
+        ls.set_item("joined", joined)?;
+        ls.set_item("missed", missed)?;
+        ls.set_item("expired", expired)?;
+        d.set_item("label_store", ls)?;
+        Ok(d)
     }
 
     #[getter]

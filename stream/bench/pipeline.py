@@ -1,5 +1,8 @@
 """``riskstream bench``: throughput of the replay pipeline beside river's reference pipeline, in the same run.
 
+Both engines run on the same events in the same run: the one ``[engine] core`` names (compiled by default)
+and the other, with their ratio and whether their scores are identical (they must be: ``tests/core/``).
+
 Both pipelines get the same decoded events (decoding is timed once and added to both), so the ratio compares what
 each does per event: riskstream's features + ensemble + decision against river's
 ``preprocessing.MinMaxScaler() | anomaly.HalfSpaceTrees(seed=42)`` scoring then learning every event's raw
@@ -15,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from stream.compiled import new_engine
 from stream.config import Settings
 from stream.eval.metrics import average_precision, roc_auc
 from stream.events import Event, Label, Login, Order
-from stream.pipeline import Engine
 from stream.sources import ColumnMapping, FileSource
 
 __all__ = ["run_bench", "print_bench", "reference_x"]
@@ -64,7 +67,7 @@ def _load(settings: Settings, events: int, seed: int, input_path: str | None, fm
 
 
 def _run_engine(settings: Settings, events: list[Event]) -> dict[str, Any]:
-    engine = Engine(settings)
+    engine = new_engine(settings)
     batch_size = int(settings.engine["batch_size"])
     stages = {"features": 0.0, "detectors": 0.0, "decision": 0.0}
     risks: list[np.ndarray] = []
@@ -79,7 +82,7 @@ def _run_engine(settings: Settings, events: list[Event]) -> dict[str, Any]:
             stages[k] += v
     elapsed = time.perf_counter() - t0
     return {"seconds": elapsed, "stages": stages, "risk": np.concatenate(risks) if risks else np.empty(0),
-            "alerts": alerts, "memory": engine.features.stats()}
+            "alerts": alerts, "memory": engine.memory_stats()}
 
 
 def _run_reference(events: list[Event]) -> dict[str, Any]:
@@ -103,8 +106,12 @@ def run_bench(settings: Settings, *, events: int = 50_000, seed: int = 7, input_
     n = len(evs)
     scored = [e for e in evs if not isinstance(e, Label)]
     labels = np.array([-1 if e.label is None else e.label for e in scored], dtype=np.int8)
+    core = settings.engine.get("core", "compiled")
+    other_core = "python" if core == "compiled" else "compiled"
     ours = _run_engine(settings, evs)
+    other = _run_engine(settings.replace({"engine.core": other_core}), evs)
     ref = _run_reference(evs)
+    other_total = decode_s + other["seconds"]
     ours_total = decode_s + ours["seconds"]
     ref_total = decode_s + ref["seconds"]
     known = labels >= 0
@@ -136,6 +143,16 @@ def run_bench(settings: Settings, *, events: int = 50_000, seed: int = 7, input_
             **quality(ref["risk"]),
         },
         "speedup": round(ref_total / ours_total, 3),
+        "engines": {
+            "configured": core,
+            core: {"events_per_second": round(n / ours_total, 1), "seconds": round(ours_total, 3)},
+            other_core: {"events_per_second": round(n / other_total, 1), "seconds": round(other_total, 3)},
+            # per-event engine time only (decoding is the same Python decoding for both here)
+            "compiled_vs_python": round((other["seconds"] if core == "compiled" else ours["seconds"])
+                                        / (ours["seconds"] if core == "compiled" else other["seconds"]), 3),
+            "identical_scores": bool(np.array_equal(ours["risk"], other["risk"])),
+            "identical_alerts": ours["alerts"] == other["alerts"],
+        },
         "config_hash": settings.config_hash,
     }
 
@@ -156,6 +173,14 @@ def print_bench(result: dict[str, Any]) -> None:
         t.add_row(name, f"{r['events_per_second']:,.0f}", f"{r['seconds']:.2f}",
                   "n/a" if r.get("roc_auc") is None else f"{r['roc_auc']:.4f}",
                   "n/a" if r.get("pr_auc") is None else f"{r['pr_auc']:.4f}")
+    eng = result["engines"]
+    other = "python" if eng["configured"] == "compiled" else "compiled"
+    t.add_row(f"riskstream, {other} engine", f"{eng[other]['events_per_second']:,.0f}", f"{eng[other]['seconds']:.2f}",
+              "same scores" if eng["identical_scores"] else "[red]scores differ[/]", "")
     console.print(t)
     shares = ", ".join(f"{k} {v:.0%}" for k, v in result["riskstream"]["stage_share"].items())
-    console.print(f"riskstream / river speed ratio: [bold]{result['speedup']:.2f}x[/]   stage share: {shares}")
+    console.print(f"riskstream ({eng['configured']} engine) / river speed ratio: [bold]{result['speedup']:.2f}x[/]   "
+                  f"stage share: {shares}")
+    same = "yes" if eng["identical_scores"] else "[red]no[/]"
+    console.print(f"compiled / python engine (engine time, decoding excluded): "
+                  f"[bold]{eng['compiled_vs_python']:.2f}x[/]   identical scores: {same}")

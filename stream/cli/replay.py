@@ -155,7 +155,7 @@ def replay(ctx, inputs, config, budget, fmt, etype, map_spec, set_spec, feature_
         if label_delay is not None:
             result["label_delay_s"] = source.delay
             result["label_every_s"] = source.every
-            result["label_store"] = result.engine.label_store.stats()
+            result["label_store"] = result.engine.label_store_stats()
         if plot_dir:
             import numpy as np
 

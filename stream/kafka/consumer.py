@@ -142,9 +142,9 @@ class _Runtime:
         stop: threading.Event,
         log_every_s: float,
     ) -> None:
-        from stream.pipeline import Engine
+        from stream.compiled import new_engine
 
-        self._engine_cls = Engine
+        self._engine_cls = new_engine
         self.settings = settings
         self.consumer = consumer
         self.group = group

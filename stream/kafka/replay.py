@@ -97,8 +97,8 @@ def replay_kafka(
     decisions
         Unit -> its cuts, oldest first, instead of (or in addition to, after) those of ``group``.
     """
+    from stream.compiled import new_engine
     from stream.eval.metrics import Collector
-    from stream.pipeline import Engine
     from stream.sources import Batch
 
     configured = input_topics(settings)
@@ -147,7 +147,7 @@ def replay_kafka(
             units[p] = PartitionUnit(p, unit_topics)
             for c in cuts.get(p, ()):
                 units[p].add_cut(c)
-            engines[p] = Engine(settings, clock=clock)
+            engines[p] = new_engine(settings, clock=clock)
         consumer.assign(tps)
         for tp in tps:
             units[tp.partition].set_position(tp.topic, start[tp])
@@ -266,8 +266,8 @@ def _flush_replay(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None) ->
 
 
 def merged_feature_memory(engines: Iterable[Any]) -> dict[str, float]:
-    """Per-unit ``features.stats()`` summed over the units (sizes per entity averaged by entity count)."""
-    stats = [e.features.stats() for e in engines]
+    """Per-unit ``memory_stats()`` summed over the units (sizes per entity averaged by entity count)."""
+    stats = [e.memory_stats() for e in engines]
     out: dict[str, float] = {}
     for key in {k for st in stats for k in st}:
         if key.startswith("bytes_per_"):
