@@ -369,25 +369,28 @@ class KafkaTransaction:
                 self.producer.begin_transaction()
                 self.open = True
             self.producer.flush(timeout=self.timeout_s)
-            for item, fut in self._futures:
-                if fut.succeeded():
-                    continue
-                exc = fut.exception if fut.is_done else kerrors.KafkaTimeoutError("delivery not confirmed")
-                if item is not None and isinstance(exc, kerrors.MessageSizeTooLargeError |
-                                                   kerrors.RecordListTooLargeError):
-                    log.warning("dead letter from %s offset %s is too large for the broker; the transaction is "
-                                "aborted and the record will be sent cut to 64 KiB", item.source, item.position)
-                    self.cut.add((item.source, item.position))
-                raise exc
+            for _, fut in self._futures:
+                if not fut.succeeded():
+                    raise fut.exception if fut.is_done else kerrors.KafkaTimeoutError("delivery not confirmed")
             if offsets:
                 _bounded(lambda: self.producer.send_offsets_to_transaction(dict(offsets), group_metadata),
                          self.timeout_s, "send_offsets_to_transaction")
             _bounded(self.producer.commit_transaction, self.timeout_s, "commit_transaction")
         except (kerrors.KafkaError, SinkError, ValueError, TypeError) as e:
             self._failed = self._failed or e
+            self._note_too_large()
             raise _transaction_error(e, "commit") from e
         self.open = False
         self._futures.clear()
+
+    def _note_too_large(self) -> None:
+        """Remember the dead letters the broker refused as too large (sent cut next time)."""
+        for item, fut in self._futures:
+            if item is not None and fut.is_done and isinstance(
+                    fut.exception, kerrors.MessageSizeTooLargeError | kerrors.RecordListTooLargeError):
+                log.warning("dead letter from %s offset %s is too large for the broker; the transaction is aborted "
+                            "and the record will be sent cut to 64 KiB", item.source, item.position)
+                self.cut.add((item.source, item.position))
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Close the producer without committing; an open transaction is aborted by the broker (after

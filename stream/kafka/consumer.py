@@ -22,7 +22,17 @@ Merge rule (determinism)
     :func:`replay_kafka` over the same offsets produces the same alerts. Records that do not decode go to the
     dead-letter sinks as soon as they reach the head of their queue; they advance the offset like any record.
 
-Checkpoint (every ``kafka.checkpoint_interval_s``, on revoke, on stop)
+Checkpoint (every ``kafka.checkpoint_interval_s``, on revoke, on stop), ``kafka.exactly_once = true``
+    1. flush the idempotent sinks (SQL, JSONL, dead-letter file); a failure aborts the checkpoint and rewinds
+       every unit with an open transaction,
+    2. per unit, commit its Kafka transaction: the alerts and dead letters sent in it since the last checkpoint
+       and the unit's next input offsets (``send_offsets_to_transaction``), all visible together or not at all,
+    3. save the unit's engine snapshot with those offsets to the state store (after the commit: a state can lag
+       behind the committed offsets, which a restore repairs by re-processing without publishing, but never
+       run ahead of the alerts topic).
+    Each unit has its own transactional id, so a member taking a unit over fences the previous owner.
+
+Checkpoint, ``kafka.exactly_once = false`` (at least once)
     1. flush every sink (Kafka alerts topic, SQL, JSONL, dead letters); a failure aborts the checkpoint,
     2. save each unit's engine snapshot with its next offsets to the state store,
     3. commit those offsets to Kafka (a ``CommitFailedError`` during a rebalance is logged and ignored: the
