@@ -201,6 +201,9 @@ class _Runtime:
         self.fenced: dict[int, tuple[int, float]] = {}
         #: Transactions of dropped units, closed by the main loop (closing blocks; the IO thread must not).
         self.retired: list[Any] = []
+        #: Partitions sought since the last poll() returned: that poll's records of them were fetched from the
+        #: position before the seek and are dropped (see step).
+        self.sought: set[TopicPartition] = set()
         self.failing = False
         self.fatal: BaseException | None = None
         #: Set when the main loop raised: engine state may be half-way through a batch, so it is never saved.
@@ -258,7 +261,7 @@ class _Runtime:
         if ck is not None:
             for t, off in ck.offsets.items():
                 if t in tps:
-                    self.consumer.seek(tps[t], off)
+                    self._seek(tps[t], off)
                     merge.set_position(t, off)
                     pending.discard(t)
             _log(logging.INFO, "restored", unit=p, offsets=_fmt_offsets(ck.offsets), events=ck.events)
@@ -341,6 +344,9 @@ class _Runtime:
     def step(self) -> None:
         release_parked_fetches(self.consumer)
         records = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        # Seeks made inside poll() (the assign listener) came before its fetch was handed out: only those made
+        # from here on make this poll's records stale.
+        self.sought.clear()
         self.stats.last_poll_at = time.time()
         if self.fatal is not None:
             raise self.fatal
@@ -348,12 +354,15 @@ class _Runtime:
         if self.transactional is not None:
             self._check_fenced()
             self._start_transactions()
-        # Records of a partition still waiting for its start position were fetched from wherever kafka-python
-        # left it (it keeps positions across rebalances): drop them; after the seek they are fetched again.
-        stale = {unit.tps[t] for unit in self.units.values() for t in unit.pending}
         self._resolve_pending()
+        # Records of a partition sought after this poll returned (a start position found by the main loop: after
+        # init_transactions with exactly once, or the committed offset) were fetched from wherever kafka-python
+        # had the position (it keeps positions across rebalances, and starts a new partition at its committed
+        # offset): drop them; after the seek they are fetched again. Ingested, records ahead of the seek would
+        # move the unit's position past the records in between, which would then be skipped as already seen.
+        # Partitions still pending are dropped by _ingest.
         for tp, recs in records.items():
-            if tp not in stale:
+            if tp not in self.sought:
                 self._ingest(tp, recs)
         if not self.failing:
             self._process()
@@ -399,6 +408,11 @@ class _Runtime:
             n += 1
         self.stats.records_in += n
 
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        """Set the fetch position of ``tp``; the records the current poll returned for it are stale (see step)."""
+        self.consumer.seek(tp, offset)
+        self.sought.add(tp)
+
     def _resolve_pending(self) -> None:
         """Seek partitions without a checkpoint to their committed offset (else per ``auto_offset_reset``)."""
         todo = [(unit, t) for unit in self.units.values() for t in sorted(unit.pending)
@@ -425,7 +439,7 @@ class _Runtime:
                     error=f"{type(e).__name__}: {e}",
                 )
                 continue
-            self.consumer.seek(tp, off)
+            self._seek(tp, off)
             unit.merge.set_position(t, off)
             unit.pending.discard(t)
             _log(logging.DEBUG, "start_position", partition=f"{t}/{tp.partition}", offset=off)
@@ -686,12 +700,12 @@ class _Runtime:
                     # Committed by a riskstream transaction, but no checkpoint: the state save after it was lost.
                     # Rebuild the state from the start; what was committed is not published again.
                     first = begin.get(tp, 0)
-                    self.consumer.seek(tp, first)
+                    self._seek(tp, first)
                     unit.merge.set_position(t, first)
                     if off > first:
                         unit.published[t] = off
                 else:
-                    self.consumer.seek(tp, off)
+                    self._seek(tp, off)
                     unit.merge.set_position(t, off)
                 unit.pending.discard(t)
             unit.committed = {t: getattr(committed[t], "offset", -1) for t in unit.tps}
