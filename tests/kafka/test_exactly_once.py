@@ -22,9 +22,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
 
+from conftest import end_offsets, produce_simulated
+
 from sinks.alert import Alert
 from sinks.deadletter import DeadLetter
-from conftest import end_offsets, produce_simulated
 from sinks.errors import Fenced, SinkError
 from sinks.memory import MemorySink
 from stream.cli import cli as cli_main
