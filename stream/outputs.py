@@ -25,7 +25,7 @@ from sinks.base import Sink
 from sinks.deadletter import DeadLetter, DeadLetterSink
 from stream.config import Settings
 
-__all__ = ["Outputs", "open_outputs", "TeeDeadLetterSink"]
+__all__ = ["Outputs", "open_outputs", "TeeDeadLetterSink", "TransactionalOutputs", "transactional_id"]
 
 log = logging.getLogger("riskstream.outputs")
 
@@ -52,15 +52,60 @@ class TeeDeadLetterSink:
         return f"TeeDeadLetterSink({self.sinks!r})"
 
 
+def transactional_id(group: str, unit: int) -> str:
+    """The transactional id of partition unit ``unit`` of consumer group ``group``: the same in every member, so
+    a new owner of the unit fences the old one (see docs/runtime.md, "Exactly once").
+
+    >>> transactional_id("riskstream", 3)
+    'riskstream-riskstream-unit-3'
+    """
+    return f"riskstream-{group}-unit-{unit}"
+
+
+@dataclass
+class TransactionalOutputs:
+    """The alerts and dead-letter topics written exactly once (``kafka.exactly_once``): :meth:`open` makes the
+    :class:`~sinks.kafka.KafkaTransaction` of one partition unit, a transactional producer of its own."""
+
+    settings: Settings
+    bootstrap: str | None
+    alerts_topic: str
+    dead_letter_topic: str
+    timeout_s: float = 30.0
+    #: Dead letters the broker refused as too large, shared by every unit's transaction.
+    cut_dead_letters: set[tuple[str, int | None]] = field(default_factory=set)
+
+    def open(self, transactional_id: str) -> Any:
+        """A new, initialised transaction for ``transactional_id`` (which fences any older holder of the id)."""
+        from sinks.kafka import KafkaTransaction
+        from stream.kafka.client import make_producer
+
+        k = self.settings.kafka
+        producer = make_producer(self.settings, bootstrap=self.bootstrap, transactional_id=transactional_id,
+                                 transaction_timeout_ms=int(k.get("transaction_timeout_ms", 60_000)),
+                                 max_block_ms=int(self.timeout_s * 1000))
+        txn = KafkaTransaction(producer, alerts_topic=self.alerts_topic, dead_letter_topic=self.dead_letter_topic,
+                               timeout_s=self.timeout_s, cut_dead_letters=self.cut_dead_letters)
+        try:
+            txn.init()
+        except BaseException:
+            txn.close(0.0)
+            raise
+        return txn
+
+
 @dataclass
 class Outputs:
     """The sinks of one run, and what to close when it ends.
 
     ``alerts`` and ``dead_letters`` are the sinks; ``resources`` what they share (the Kafka producer);
-    ``jsonl``, ``database`` and ``dead_letter_file`` the places written to, for the summary.
+    ``jsonl``, ``database`` and ``dead_letter_file`` the places written to, for the summary. With
+    ``kafka.exactly_once``, the alerts and dead-letter topics are not among the sinks: ``transactional`` opens
+    a transaction per partition unit instead.
     """
 
     alerts: list[Sink] = field(default_factory=list)
+    transactional: TransactionalOutputs | None = None
     dead_letters: list[DeadLetterSink] = field(default_factory=list)
     resources: list[Any] = field(default_factory=list)
     jsonl: str | None = None
@@ -115,7 +160,8 @@ def open_outputs(
     ----------
     kafka
         Also publish to ``kafka.alerts_topic`` and ``kafka.dead_letter_topic`` when set (the production
-        runtime); a replay writes only to files and the database.
+        runtime); a replay writes only to files and the database. With ``kafka.exactly_once`` these two go to
+        ``Outputs.transactional`` (one transaction per partition unit and checkpoint), not to sinks.
     bootstrap
         Kafka bootstrap servers, overriding ``kafka.bootstrap_servers``.
     alerts, refused
@@ -135,6 +181,9 @@ def open_outputs(
         alerts_topic = str(k.get("alerts_topic") or "") if kafka and alerts else ""
         dl_topic = str(k.get("dead_letter_topic") or "") if kafka and refused else ""
         timeout = float(k.get("flush_timeout_s", 30.0))
+        if k.get("exactly_once") and (alerts_topic or dl_topic):
+            out.transactional = TransactionalOutputs(settings, bootstrap, alerts_topic, dl_topic, timeout)
+            alerts_topic = dl_topic = ""
         if alerts_topic:
             from sinks.kafka import KafkaAlertSink
             from stream.kafka.client import make_producer

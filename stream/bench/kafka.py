@@ -8,6 +8,9 @@
   (b) the same records end to end through :func:`stream.kafka.consumer.run_consumer` (one group member, alerts
   published to a fresh alerts topic, checkpoints as configured) and through
   :func:`stream.kafka.replay.replay_kafka`; the ratio (b)/(a) is what the engine costs on top of the client.
+  (b) runs twice, with ``kafka.exactly_once`` on (one Kafka transaction per unit and checkpoint) and off (at
+  least once, idempotent producer), each as a fresh group with fresh state: their ratio is what exactly once
+  costs.
 """
 
 from __future__ import annotations
@@ -303,8 +306,10 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
     cleanup
         Delete the fresh topics afterwards.
 
-    Returns a dict with ``produce``, ``raw_consume``, ``run_consumer``, ``replay_kafka`` (seconds and
-    events/s each), ``ratio`` (run_consumer / raw consume events/s), ``replay_ratio`` and where it ran.
+    Returns a dict with ``produce``, ``raw_consume``, ``run_consumer`` (exactly once),
+    ``run_consumer_at_least_once``, ``replay_kafka`` (seconds and events/s each), ``ratio`` (run_consumer /
+    raw consume events/s), ``exactly_once_ratio`` (exactly once / at least once events/s), ``replay_ratio``
+    and where it ran.
     """
     from stream.sim import SimConfig, simulate
 
@@ -313,13 +318,14 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
     names = {"orders_topic": f"bench-{x}-orders", "logins_topic": f"bench-{x}-logins",
              "labels_topic": f"bench-{x}-labels", "alerts_topic": f"bench-{x}-alerts",
              "dead_letter_topic": f"bench-{x}-dead-letters"}
+    alo_alerts = f"bench-{x}-alerts-alo"
     state_dir = tempfile.mkdtemp(prefix="riskstream-bench-state-")
     overrides: dict[str, Any] = {f"kafka.{k}": v for k, v in names.items()}
     overrides.update({"kafka.bootstrap_servers": boot, "kafka.group_id": f"bench-{x}", "state.dir": state_dir,
                       "sinks.database": "", "sinks.jsonl": "", "sinks.dead_letter": ""})
     s = settings.replace(overrides)
     inputs = [names["orders_topic"], names["logins_topic"], names["labels_topic"]]
-    created = list(names.values())
+    created = [*names.values(), alo_alerts]
     try:
         ensure_topics(boot, created, partitions=partitions, copartitioned=inputs)
         stream = list(simulate(SimConfig(events=events, seed=seed)))
@@ -328,7 +334,13 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         total = produced["events"]
         tps = [TopicPartition(t, p) for t in inputs for p in range(partitions)]
         raw = _raw_consume(s, boot, tps, total)
-        group = _run_group_member(s, boot, total, timeout_s)
+        # Same records, two fresh groups with their own state: exactly once (one transaction per unit and
+        # checkpoint), then at least once (its own alerts topic, so each topic holds one run's alerts).
+        group = _run_group_member(s.replace({"kafka.exactly_once": True, "kafka.group_id": f"bench-{x}-eos",
+                                             "state.dir": f"{state_dir}/eos"}), boot, total, timeout_s)
+        alo = _run_group_member(s.replace({"kafka.exactly_once": False, "kafka.group_id": f"bench-{x}-alo",
+                                           "kafka.alerts_topic": alo_alerts, "state.dir": f"{state_dir}/alo"}),
+                                boot, total, timeout_s)
         replay = _run_replay(s, boot, total)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -341,8 +353,10 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         "produce": produced,
         "raw_consume": raw,
         "run_consumer": group,
+        "run_consumer_at_least_once": alo,
         "replay_kafka": replay,
         "ratio": round(group["events_per_second"] / raw["records_per_second"], 4),
+        "exactly_once_ratio": round(group["events_per_second"] / alo["events_per_second"], 4),
         "replay_ratio": round(replay["events_per_second"] / raw["records_per_second"], 4),
         "config_hash": settings.config_hash,
     }
@@ -375,14 +389,21 @@ def print_bench_kafka(result: Mapping[str, Any]) -> None:
     t.add_column("alerts", justify="right")
     p, raw = result["produce"], result["raw_consume"]
     grp, rep = result["run_consumer"], result["replay_kafka"]
+    alo = result.get("run_consumer_at_least_once")
     rows = [("produce (idempotent producer, acks=all)", p["events_per_second"], p["seconds"], ""),
             ("raw kafka-python consume (iterate only)", raw["records_per_second"], raw["seconds"], ""),
-            ("riskstream run (1 member, alerts topic)", grp["events_per_second"], grp["seconds"],
-             grp["alerts"]),
-            ("riskstream replay --kafka-topic", rep["events_per_second"], rep["seconds"], rep["alerts"])]
+            ("riskstream run (1 member, alerts topic, exactly once)", grp["events_per_second"], grp["seconds"],
+             grp["alerts"])]
+    if alo:
+        rows.append(("riskstream run (1 member, alerts topic, at least once)", alo["events_per_second"],
+                     alo["seconds"], alo["alerts"]))
+    rows.append(("riskstream replay --kafka-topic", rep["events_per_second"], rep["seconds"], rep["alerts"]))
     for name, rate, seconds, alerts in rows:
         t.add_row(name, f"{rate:,.0f}", f"{seconds:.2f}", f"{alerts:,}" if alerts != "" else "")
     console.print(t)
+    if alo:
+        console.print(f"exactly once / at least once: [bold]{result['exactly_once_ratio']:.3f}[/] "
+                      f"({grp['checkpoints']} and {alo['checkpoints']} checkpoints)")
     console.print(f"end to end / raw consume: [bold]{result['ratio']:.3f}[/]   replay / raw consume: "
                   f"{result['replay_ratio']:.3f}   (group join before the first record: "
                   f"{grp['startup_seconds']:.1f} s, not counted)")

@@ -95,11 +95,16 @@ def _stop_on_sigterm() -> Any:
               help="Stop after printing N alerts.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="S",
               help="Stop after S seconds without a new alert (default: follow until interrupted).")
+@click.option("--read-uncommitted", is_flag=True,
+              help="Also show alerts of open and aborted transactions (debugging). By default only committed "
+                   "ones are read (isolation_level=read_committed), each exactly once with kafka.exactly_once.")
 @fail_cleanly
 def alerts_tail(config: str | None, bootstrap: str | None, topic: str | None, group_id: str | None,
                 from_beginning: bool, severity: str | None, entity: str | None, fmt: str,
-                max_alerts: int | None, timeout: float | None) -> None:
+                max_alerts: int | None, timeout: float | None, read_uncommitted: bool) -> None:
     """Follow the alerts topic and print each alert once (repeats of an alert id are dropped).
+
+    Reads committed transactions only (see --read-uncommitted).
 
     \b
     riskstream alerts tail --severity high
@@ -119,6 +124,7 @@ def alerts_tail(config: str | None, bootstrap: str | None, topic: str | None, gr
     try:
         sub = AlertSubscriber(servers, name, group_id=group_id, from_beginning=from_beginning,
                               severity=severity, entity=entity, idle_timeout_s=timeout,
+                              read_committed=not read_uncommitted,
                               consumer_config={"bootstrap_timeout_ms": int(k["bootstrap_timeout_ms"])})
     except ValueError as e:
         raise ConfigError(f"--entity: {e}") from None

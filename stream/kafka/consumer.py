@@ -22,7 +22,17 @@ Merge rule (determinism)
     :func:`replay_kafka` over the same offsets produces the same alerts. Records that do not decode go to the
     dead-letter sinks as soon as they reach the head of their queue; they advance the offset like any record.
 
-Checkpoint (every ``kafka.checkpoint_interval_s``, on revoke, on stop)
+Checkpoint (every ``kafka.checkpoint_interval_s``, on revoke, on stop), ``kafka.exactly_once = true``
+    1. flush the idempotent sinks (SQL, JSONL, dead-letter file); a failure aborts the checkpoint and rewinds
+       every unit with an open transaction,
+    2. per unit, commit its Kafka transaction: the alerts and dead letters sent in it since the last checkpoint
+       and the unit's next input offsets (``send_offsets_to_transaction``), all visible together or not at all,
+    3. save the unit's engine snapshot with those offsets to the state store (after the commit: a state can lag
+       behind the committed offsets, which a restore repairs by re-processing without publishing, but never
+       run ahead of the alerts topic).
+    Each unit has its own transactional id, so a member taking a unit over fences the previous owner.
+
+Checkpoint, ``kafka.exactly_once = false`` (at least once)
     1. flush every sink (Kafka alerts topic, SQL, JSONL, dead letters); a failure aborts the checkpoint,
     2. save each unit's engine snapshot with its next offsets to the state store,
     3. commit those offsets to Kafka (a ``CommitFailedError`` during a rebalance is logged and ignored: the
@@ -45,7 +55,8 @@ from typing import Any
 
 from sinks.base import Sink
 from sinks.deadletter import DeadLetterSink
-from sinks.errors import SinkError
+from sinks.errors import Fenced, SinkError
+from sinks.kafka import split_source
 from stream.config import Settings
 from stream.errors import CheckpointError, ConfigError, SourceError
 from stream.events import Event
@@ -60,7 +71,7 @@ from stream.kafka.client import (
 from stream.kafka.stats import RuntimeStats
 from stream.kafka.stats import log_event as _log
 from stream.kafka.units import PartitionUnit
-from stream.outputs import Outputs, open_outputs
+from stream.outputs import Outputs, TransactionalOutputs, open_outputs, transactional_id
 from stream.state import Checkpoint, StateStore, open_state_store
 
 with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself on import
@@ -74,6 +85,9 @@ log = logging.getLogger("riskstream.runtime")
 
 _MAX_BACKOFF_S = 30.0
 _FIRST_BACKOFF_S = 0.5
+#: Metadata of the offsets a riskstream transaction commits (``kafka.exactly_once``): a unit that has them but no
+#: checkpoint lost its first state save, and is rebuilt from the start of its partitions.
+EOS_OFFSETS_MARK = "riskstream:eos"
 
 
 @dataclass
@@ -95,6 +109,16 @@ class _Unit:
     idle: dict[str, int] = field(default_factory=dict)
     #: When (monotonic) the last decision was recorded.
     decided_at: float = 0.0
+    #: The checkpoint's offsets the unit started from (empty without a checkpoint).
+    start: dict[str, int] = field(default_factory=dict)
+    #: exactly_once: the unit's Kafka transaction; None until the main loop has opened it (nothing is processed
+    #: before: opening fences the previous owner and settles its transaction).
+    txn: Any = None
+    #: exactly_once: per topic, records below this offset are already published by a committed transaction
+    #: (the checkpoint is behind Kafka's committed offsets): processed again for the state, not published again.
+    published: dict[str, int] = field(default_factory=dict)
+    #: exactly_once: the offsets the unit's last transaction committed.
+    committed: dict[str, int] | None = None
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -141,6 +165,7 @@ class _Runtime:
         stats: RuntimeStats,
         stop: threading.Event,
         log_every_s: float,
+        transactional: TransactionalOutputs | None = None,
     ) -> None:
         from stream.compiled import new_engine
 
@@ -169,6 +194,16 @@ class _Runtime:
         self.config_hash = settings.config_hash
         self.units: dict[int, _Unit] = {}
         self.paused: set[TopicPartition] = set()
+        #: exactly_once: the per-unit transactions (None: alerts and dead letters go through the sinks).
+        self.transactional = transactional
+        self.session_timeout_s = int(k["session_timeout_ms"]) / 1000.0
+        #: Units dropped after their producer was fenced -> (group generation then, when); see _check_fenced.
+        self.fenced: dict[int, tuple[int, float]] = {}
+        #: Transactions of dropped units, closed by the main loop (closing blocks; the IO thread must not).
+        self.retired: list[Any] = []
+        #: Partitions sought since the last poll() returned: that poll's records of them were fetched from the
+        #: position before the seek and are dropped (see step).
+        self.sought: set[TopicPartition] = set()
         self.failing = False
         self.fatal: BaseException | None = None
         #: Set when the main loop raised: engine state may be half-way through a batch, so it is never saved.
@@ -193,6 +228,7 @@ class _Runtime:
             if assigned:
                 self.consumer.resume(*assigned)
             for p, topics in sorted(by_unit.items()):
+                self.fenced.pop(p, None)
                 missing = [t for t in self.topics if t not in topics]
                 if missing:
                     raise ConfigError(
@@ -225,7 +261,7 @@ class _Runtime:
         if ck is not None:
             for t, off in ck.offsets.items():
                 if t in tps:
-                    self.consumer.seek(tps[t], off)
+                    self._seek(tps[t], off)
                     merge.set_position(t, off)
                     pending.discard(t)
             _log(logging.INFO, "restored", unit=p, offsets=_fmt_offsets(ck.offsets), events=ck.events)
@@ -242,7 +278,8 @@ class _Runtime:
             _log(logging.INFO, "decisions_to_replay", unit=p, cuts=len(ahead))
         # Positions not in a checkpoint are looked up by the main loop (a blocking call is not allowed here).
         self.units[p] = _Unit(
-            merge, None, tps, snapshot=ck.state if ck is not None else None, pending=pending
+            merge, None, tps, snapshot=ck.state if ck is not None else None, pending=pending,
+            start=dict(ck.offsets) if ck is not None else {},
         )
 
     def on_revoke(
@@ -260,7 +297,10 @@ class _Runtime:
                 )
             elif gone and not lost:
                 try:
-                    offsets = self._checkpoint(gone, reason="revoke")
+                    offsets, failed = self._checkpoint(gone, reason="revoke")
+                    for p, e in failed:  # the unit goes anyway: the next owner redoes its uncommitted part
+                        _log(logging.WARNING, "transaction_failed", unit=p, reason="revoke",
+                             error=f"{type(e).__name__}: {e}", note="the next owner resumes from the last commit")
                 except (SinkError, CheckpointError) as e:
                     self.stats.observe_checkpoint_failure(e)
                     _log(
@@ -281,7 +321,9 @@ class _Runtime:
             self.fatal = e
         finally:
             for p in gone:
-                del self.units[p]
+                self._retire(self.units.pop(p))
+            for tp in revoked:
+                self.fenced.pop(tp.partition, None)
             self.paused = {tp for tp in self.paused if tp.partition not in gone}
             self.stats.units = tuple(sorted(self.units))
             if gone:
@@ -302,15 +344,25 @@ class _Runtime:
     def step(self) -> None:
         release_parked_fetches(self.consumer)
         records = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        # Seeks made inside poll() (the assign listener) came before its fetch was handed out: only those made
+        # from here on make this poll's records stale.
+        self.sought.clear()
         self.stats.last_poll_at = time.time()
         if self.fatal is not None:
             raise self.fatal
-        # Records of a partition still waiting for its start position were fetched from wherever kafka-python
-        # left it (it keeps positions across rebalances): drop them; after the seek they are fetched again.
-        stale = {unit.tps[t] for unit in self.units.values() for t in unit.pending}
+        self._close_retired()
+        if self.transactional is not None:
+            self._check_fenced()
+            self._start_transactions()
         self._resolve_pending()
+        # Records of a partition sought after this poll returned (a start position found by the main loop: after
+        # init_transactions with exactly once, or the committed offset) were fetched from wherever kafka-python
+        # had the position (it keeps positions across rebalances, and starts a new partition at its committed
+        # offset): drop them; after the seek they are fetched again. Ingested, records ahead of the seek would
+        # move the unit's position past the records in between, which would then be skipped as already seen.
+        # Partitions still pending are dropped by _ingest.
         for tp, recs in records.items():
-            if tp not in stale:
+            if tp not in self.sought:
                 self._ingest(tp, recs)
         if not self.failing:
             self._process()
@@ -356,9 +408,15 @@ class _Runtime:
             n += 1
         self.stats.records_in += n
 
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        """Set the fetch position of ``tp``; the records the current poll returned for it are stale (see step)."""
+        self.consumer.seek(tp, offset)
+        self.sought.add(tp)
+
     def _resolve_pending(self) -> None:
         """Seek partitions without a checkpoint to their committed offset (else per ``auto_offset_reset``)."""
-        todo = [(unit, t) for unit in self.units.values() for t in sorted(unit.pending)]
+        todo = [(unit, t) for unit in self.units.values() for t in sorted(unit.pending)
+                if self.transactional is None or unit.txn is not None]  # exactly once: after the fence
         if not todo:
             return
         reset = str(self.settings.kafka.get("auto_offset_reset", "earliest"))
@@ -381,7 +439,7 @@ class _Runtime:
                     error=f"{type(e).__name__}: {e}",
                 )
                 continue
-            self.consumer.seek(tp, off)
+            self._seek(tp, off)
             unit.merge.set_position(t, off)
             unit.pending.discard(t)
             _log(logging.DEBUG, "start_position", partition=f"{t}/{tp.partition}", offset=off)
@@ -424,6 +482,9 @@ class _Runtime:
     def _process(self) -> None:
         buffered = 0
         for unit in list(self.units.values()):
+            if self.transactional is not None and unit.txn is None:
+                buffered += unit.merge.buffered
+                continue  # its transaction is not open yet: nothing may be processed
             self._materialize(unit)
             items, dead = unit.merge.release()
             if items or dead:
@@ -434,6 +495,8 @@ class _Runtime:
                 for d in dead:
                     for dl in self.dl_sinks:
                         dl.add(d)
+                    if unit.txn is not None and not _published(unit, split_source(d.source)[0], d.position):
+                        unit.txn.add_dead_letter(d)
                 self.stats.invalid += len(dead)
                 unit.dirty = True
                 for d in dead:
@@ -452,6 +515,8 @@ class _Runtime:
                     for a in outcome.alerts:
                         for s in self.alert_sinks:
                             s.add(a)
+                        if unit.txn is not None and not _published(unit, a.topic, a.offset):
+                            unit.txn.add(a)
                     n_alerts += len(outcome.alerts)
                 now_ms = time.time() * 1000.0
                 self.stats.observe_latency((now_ms - ts) / 1000.0 for _, _, ts in items if ts >= 0)
@@ -522,14 +587,21 @@ class _Runtime:
 
     # -- checkpoints -----------------------------------------------------------------------------------------
 
-    def _checkpoint(self, units: Iterable[int], *, reason: str) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Steps 1 and 2 (flush every sink, save each unit); returns the offsets to commit in step 3."""
+    def _checkpoint(
+        self, units: Iterable[int], *, reason: str
+    ) -> tuple[dict[TopicPartition, OffsetAndMetadata], list[tuple[int, SinkError]]]:
+        """Flush every sink, then per unit: commit its transaction (``exactly_once``) and save its state.
+
+        Returns the offsets still to commit (at least once: step 3; exactly once: none, they went with the
+        transactions) and the units whose transaction failed, with why (the caller rewinds or drops them). A
+        sink or state store failure raises."""
         t0 = time.perf_counter()
         for s in self.alert_sinks:
             s.flush()
         for d in self.dl_sinks:
             d.flush()
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        failed: list[tuple[int, SinkError]] = []
         saved = 0
         for p in units:
             unit = self.units.get(p)
@@ -538,6 +610,18 @@ class _Runtime:
             nxt = unit.merge.next_offsets()
             if nxt is None:
                 continue  # positions not known yet, so nothing was processed past a known point
+            if self.transactional is not None:
+                if unit.txn is None:
+                    continue  # not started: nothing processed, nothing to commit or save
+                if unit.txn.open or nxt != unit.committed:
+                    try:
+                        unit.txn.commit({unit.tps[t]: OffsetAndMetadata(off, EOS_OFFSETS_MARK, -1)
+                                         for t, off in nxt.items()}, self._group_metadata())
+                    except SinkError as e:
+                        failed.append((p, e))
+                        continue  # neither committed nor saved: the unit is rewound or dropped
+                    unit.committed = dict(nxt)
+                    self.stats.transactions += 1
             if unit.dirty and unit.engine is not None:
                 self.store.save(
                     self.group,
@@ -551,12 +635,147 @@ class _Runtime:
                 )
                 unit.dirty = False
                 saved += 1
-            for t, off in nxt.items():
-                offsets[unit.tps[t]] = OffsetAndMetadata(off, "", -1)
+            if self.transactional is None:
+                for t, off in nxt.items():
+                    offsets[unit.tps[t]] = OffsetAndMetadata(off, "", -1)
         dt = time.perf_counter() - t0
-        self.stats.observe_checkpoint(dt)
-        _log(logging.DEBUG, "checkpoint", reason=reason, saved=saved, seconds=dt)
-        return offsets
+        if not failed:
+            self.stats.observe_checkpoint(dt)
+        _log(logging.DEBUG, "checkpoint", reason=reason, saved=saved, failed=len(failed), seconds=dt)
+        return offsets, failed
+
+    # -- exactly once: transactions, rewinds, fencing --------------------------------------------------------
+
+    def _group_metadata(self) -> Any:
+        """The consumer's group metadata for ``send_offsets_to_transaction`` (KIP-447: the broker refuses the
+        offsets of a member whose generation is over); the bare group id before the first join."""
+        try:
+            md = self.consumer.group_metadata()
+        except Exception:  # noqa: BLE001 - an older client: the group id still works
+            return self.group
+        if getattr(md, "generation_id", -1) > 0 and getattr(md, "member_id", ""):
+            return md
+        return self.group
+
+    def _generation(self) -> int:
+        md = self._group_metadata()
+        return int(getattr(md, "generation_id", -1))
+
+    def _start_transactions(self) -> None:
+        """Open the transaction of every unit that has none: its ``init_transactions`` fences the previous owner
+        of the unit's transactional id and settles the transaction it left (aborted, or committed if it had
+        begun committing). Only then are Kafka's committed offsets final: the unit starts from its checkpoint,
+        and records below the committed offsets are re-processed without being published again."""
+        assert self.transactional is not None
+        reset = str(self.settings.kafka.get("auto_offset_reset", "earliest"))
+        for p, unit in list(self.units.items()):
+            if unit.txn is not None:
+                continue
+            try:
+                txn = self.transactional.open(transactional_id(self.group, p))
+            except SinkError as e:
+                if not e.retriable:
+                    raise
+                _log(logging.WARNING, "transaction_init_failed", unit=p, error=f"{type(e).__name__}: {e}")
+                continue
+            try:
+                committed = {t: self.consumer.committed(tp, metadata=True, timeout_ms=self.commit_timeout_ms)
+                             for t, tp in unit.tps.items()}
+                begin = self.consumer.beginning_offsets(list(unit.tps.values())) if unit.pending else {}
+            except kerrors.KafkaError as e:
+                _log(logging.INFO, "position_lookup_failed", unit=p, error=f"{type(e).__name__}: {e}")
+                txn.close(0.0)
+                continue
+            unit.txn = txn
+            for t, om in committed.items():
+                off = getattr(om, "offset", om)
+                if off is None or off < 0:
+                    continue
+                if t not in unit.pending:
+                    if off > unit.start.get(t, off):
+                        unit.published[t] = off  # a transaction committed past the checkpoint: its save was lost
+                    continue
+                tp = unit.tps[t]
+                if getattr(om, "metadata", "") == EOS_OFFSETS_MARK and reset == "earliest":
+                    # Committed by a riskstream transaction, but no checkpoint: the state save after it was lost.
+                    # Rebuild the state from the start; what was committed is not published again.
+                    first = begin.get(tp, 0)
+                    self._seek(tp, first)
+                    unit.merge.set_position(t, first)
+                    if off > first:
+                        unit.published[t] = off
+                else:
+                    self._seek(tp, off)
+                    unit.merge.set_position(t, off)
+                unit.pending.discard(t)
+            unit.committed = {t: getattr(committed[t], "offset", -1) for t in unit.tps}
+            _log(logging.INFO, "transaction_ready", unit=p, transactional_id=txn.transactional_id,
+                 published=_fmt_offsets(unit.published) or "-")
+
+    def _retire(self, unit: _Unit | None) -> None:
+        """Hand a dropped unit's transaction to the main loop to close (its open transaction is aborted by the
+        unit's next producer, or by the broker after ``transaction_timeout_ms``)."""
+        if unit is not None and unit.txn is not None:
+            self.retired.append(unit.txn)
+            unit.txn = None
+
+    def _close_retired(self) -> None:
+        while self.retired:
+            self.retired.pop().close(1.0)
+
+    def close_transactions(self) -> None:
+        """Close every transaction (at the end of a run, after the last checkpoint)."""
+        for unit in self.units.values():
+            self._retire(unit)
+        self._close_retired()
+
+    def _rewind(self, p: int, error: BaseException) -> None:
+        """Roll unit ``p`` back to its last checkpoint after its transaction failed: everything it processed
+        since was in that transaction, which is never committed now; it is processed again in a new one."""
+        self._retire(self.units.pop(p, None))
+        self.stats.rewinds += 1
+        _log(logging.WARNING, "rewind", unit=p, error=f"{type(error).__name__}: {error}",
+             note="the transaction is aborted; the unit resumes from its last checkpoint")
+        self._open_unit(p)
+        self.stats.units = tuple(sorted(self.units))
+
+    def _fence(self, p: int, error: BaseException) -> None:
+        """Drop unit ``p``, without saving: another producer holds its transactional id (a member that took the
+        unit over while this one stalled), or the broker aborted its transaction. Its partitions stay paused
+        until a rebalance says who owns them (see :meth:`_check_fenced`)."""
+        self._retire(self.units.pop(p, None))
+        self.fenced[p] = (self._generation(), time.monotonic())
+        self.stats.fenced += 1
+        self.stats.units = tuple(sorted(self.units))
+        _log(logging.WARNING, "fenced", unit=p, error=f"{type(error).__name__}: {error}",
+             note="another member owns the unit now; dropped without saving or publishing")
+
+    def _check_fenced(self) -> None:
+        """A fenced unit whose partitions this member still holds a session timeout later, in the same
+        generation, is really still its own (the broker had aborted a transaction open past its timeout; a
+        zombie would have heard of its eviction by then): open it again."""
+        if not self.fenced:
+            return
+        now = time.monotonic()
+        assignment = self.consumer.assignment()
+        gen = self._generation()
+        for p, (fenced_gen, since) in list(self.fenced.items()):
+            if now - since < self.session_timeout_s:
+                continue
+            del self.fenced[p]
+            if gen == fenced_gen and all(TopicPartition(t, p) in assignment for t in self.topics):
+                _log(logging.INFO, "fence_cleared", unit=p, note="still assigned; resuming from its checkpoint")
+                self._open_unit(p)
+                self.stats.units = tuple(sorted(self.units))
+
+    def _recover(self, failed: Sequence[tuple[int, SinkError]]) -> None:
+        for p, e in failed:
+            if isinstance(e, Fenced):
+                self._fence(p, e)
+            elif e.retriable:
+                self._rewind(p, e)
+            else:
+                raise e
 
     def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata], reason: str) -> None:
         if not offsets:
@@ -574,14 +793,25 @@ class _Runtime:
             )
 
     def try_checkpoint(self, reason: str) -> bool:
-        """A full checkpoint of every owned unit; on a retriable failure, pause and retry with backoff."""
+        """A full checkpoint of every owned unit; on a retriable failure, pause and retry with backoff.
+
+        With ``exactly_once``, a unit whose transaction failed is rewound to its last checkpoint (or dropped if
+        it was fenced); when a sink or the state store fails, every unit with an open transaction is rewound,
+        so that no transaction stays open (and holds back ``read_committed`` readers) while the retries last."""
         now = time.monotonic()
         try:
-            offsets = self._checkpoint(sorted(self.units), reason=reason)
+            offsets, failed = self._checkpoint(sorted(self.units), reason=reason)
+            if failed:
+                self._recover(failed)
+                raise failed[0][1]
         except (SinkError, CheckpointError) as e:
             self.stats.observe_checkpoint_failure(e)
-            if isinstance(e, SinkError) and not e.retriable:
+            if isinstance(e, SinkError) and not e.retriable and not isinstance(e, Fenced):
                 raise
+            if self.transactional is not None:
+                for p, unit in list(self.units.items()):
+                    if unit.txn is not None and unit.txn.open:
+                        self._rewind(p, e)
             self.failing = True
             self._next_checkpoint = now + self._backoff
             _log(
@@ -617,7 +847,7 @@ class _Runtime:
     # -- backpressure and lag --------------------------------------------------------------------------------
 
     def _apply_pauses(self) -> None:
-        want: set[TopicPartition] = set()
+        want: set[TopicPartition] = {TopicPartition(t, p) for p in self.fenced for t in self.topics}
         for unit in self.units.values():
             if self.failing:
                 want.update(unit.tps.values())
@@ -648,6 +878,12 @@ class _Runtime:
                 if hw is not None and t in nxt:
                     lag[f"{t}/{tp.partition}"] = max(0, hw - nxt[t])
         self.stats.set_lag(lag)
+
+
+def _published(unit: _Unit, topic: str | None, offset: int | None) -> bool:
+    """Whether a record's alerts and dead letter are already on the committed topics (see ``_Unit.published``)."""
+    bound = unit.published.get(topic) if topic is not None else None
+    return bound is not None and offset is not None and offset < bound
 
 
 def _fmt_offsets(offsets: Mapping[str, int]) -> str:
@@ -726,8 +962,13 @@ def run_consumer(
                                                               database=settings.sinks.get("database") or None)
     clock: Callable[[Event], float] | None = None if event_time_clock else (lambda e: time.time())
     restore_signals = _install_signals(stop) if install_signal_handlers else None
-    consumer = make_consumer(settings, group_id=group, bootstrap=bootstrap)
+    # Exactly once: read committed offsets only once they are stable (no transaction pending on them), and input
+    # records only once committed, should a producer write them in transactions.
+    exactly_once = bool(settings.kafka.get("exactly_once"))
+    consumer = make_consumer(settings, group_id=group, bootstrap=bootstrap,
+                             **({"isolation_level": "read_committed"} if exactly_once else {}))
     outputs = Outputs()
+    runtime: _Runtime | None = None
     try:
         n = check_copartitioned(consumer, topics)
         if sinks is None or dead_letters is None:
@@ -746,6 +987,7 @@ def run_consumer(
             stats=stats,
             stop=stop,
             log_every_s=log_every_s,
+            transactional=outputs.transactional,
         )
         _log(
             logging.INFO,
@@ -756,6 +998,7 @@ def run_consumer(
             config_hash=settings.config_hash,
             store=repr(store),
             sinks=",".join(type(s).__name__ for s in sinks),
+            exactly_once=outputs.transactional is not None,
         )
         consumer.subscribe(list(topics), listener=_Listener(runtime))
         runtime.run()
@@ -777,6 +1020,8 @@ def run_consumer(
             consumer.close()
         except Exception:  # noqa: BLE001 - already closed or the broker is gone; leaving the group is best effort
             pass
+        if runtime is not None:
+            runtime.close_transactions()
         outputs.close()
         if restore_signals is not None:
             restore_signals()

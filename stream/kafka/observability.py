@@ -138,6 +138,11 @@ _COUNTERS = (
     ("commit_failures", "riskstream_commit_failures",
      "Offset commits that failed (normal during rebalances)."),
     ("rebalances", "riskstream_rebalances", "Partition assignments received."),
+    ("transactions", "riskstream_transactions", "Kafka transactions committed (kafka.exactly_once)."),
+    ("rewinds", "riskstream_rewinds",
+     "Units rolled back to their last checkpoint after a failed transaction (kafka.exactly_once)."),
+    ("fenced", "riskstream_fenced_units",
+     "Units dropped because another member's producer fenced theirs (kafka.exactly_once)."),
 )
 _GAUGES = (
     ("paused_partitions", "riskstream_paused_partitions",

@@ -80,6 +80,10 @@ class RuntimeStats:
     checkpoints, checkpoint_failures, commit_failures
         Checkpoints completed, checkpoints aborted (a sink or the state store failed), offset commits that
         failed (expected during rebalances).
+    transactions, rewinds, fenced
+        With ``kafka.exactly_once``: Kafka transactions committed; units rolled back to their last checkpoint
+        after a transaction failed (its records aborted, processed again); units dropped because their
+        transactional id was fenced (another member owns them now).
     last_checkpoint_seconds, checkpoint_seconds_total
         Duration of the last checkpoint and the sum of all.
     last_checkpoint_at, last_checkpoint_failed_at, last_checkpoint_error
@@ -114,6 +118,9 @@ class RuntimeStats:
         self.checkpoints = 0
         self.checkpoint_failures = 0
         self.commit_failures = 0
+        self.transactions = 0
+        self.rewinds = 0
+        self.fenced = 0
         self.last_checkpoint_seconds = 0.0
         self.checkpoint_seconds_total = 0.0
         self.last_checkpoint_at: float | None = None
@@ -169,6 +176,9 @@ class RuntimeStats:
                 "checkpoints": self.checkpoints,
                 "checkpoint_failures": self.checkpoint_failures,
                 "commit_failures": self.commit_failures,
+                "transactions": self.transactions,
+                "rewinds": self.rewinds,
+                "fenced": self.fenced,
                 "last_checkpoint_seconds": self.last_checkpoint_seconds,
                 "checkpoint_seconds_total": self.checkpoint_seconds_total,
                 "last_checkpoint_at": self.last_checkpoint_at,

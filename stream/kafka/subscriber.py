@@ -1,8 +1,12 @@
 """Read the alerts topic: :class:`AlertSubscriber`, an iterator of :class:`~sinks.alert.Alert` for tools.
 
-The alerts topic is at-least-once: a checkpoint retried after a failed flush, or a restart after a crash,
-publishes some alerts again (same ``alert_id``). The subscriber drops repeats it has seen within a bounded
-window of recent ids, so a reader sees each alert once in practice without unbounded memory.
+The subscriber reads with ``isolation_level="read_committed"`` by default: with ``kafka.exactly_once`` (the
+default) ``riskstream run`` publishes each checkpoint's alerts in one Kafka transaction, so a committed reader
+sees every alert exactly once and never those of a transaction aborted by a crash or a fenced zombie.
+``read_committed=False`` also shows records of open and aborted transactions (for debugging). With
+``exactly_once = false`` the topic is at least once: a checkpoint retried after a failed flush, or a restart
+after a crash, publishes some alerts again (same ``alert_id``). Either way the subscriber drops repeats it has
+seen within a bounded window of recent ids, without unbounded memory.
 
 Without ``group_id`` the subscriber reads every partition on its own (no offsets are stored): from the end of
 the topic, or from its beginning with ``from_beginning=True``. With ``group_id`` it joins that consumer group
@@ -141,6 +145,9 @@ class AlertSubscriber:
         Stop iterating after this many seconds without a new alert (None: iterate until :meth:`close`).
     dedup_window
         How many recent alert ids are remembered to drop repeats.
+    read_committed
+        Read only records of committed transactions (``isolation_level="read_committed"``, the default); False
+        also returns those of open and aborted transactions.
     consumer_config
         Extra :class:`kafka.KafkaConsumer` arguments (timeouts, security settings).
 
@@ -163,6 +170,7 @@ class AlertSubscriber:
         poll_timeout_ms: int = 500,
         idle_timeout_s: float | None = None,
         dedup_window: int = 100_000,
+        read_committed: bool = True,
         consumer_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not topic:
@@ -190,6 +198,7 @@ class AlertSubscriber:
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest" if from_beginning else "latest",
             "bootstrap_timeout_ms": DEFAULT_BOOTSTRAP_TIMEOUT_MS,
+            "isolation_level": "read_committed" if read_committed else "read_uncommitted",
         }
         cfg.update(consumer_config or {})
         try:
@@ -337,5 +346,6 @@ class AlertSubscriber:
 
     def __repr__(self) -> str:
         return (f"AlertSubscriber(topic={self.topic!r}, group_id={self.group_id!r}, "
+                f"isolation_level={self._consumer.config.get('isolation_level')!r}, "
                 f"received={self.received}, duplicates={self.duplicates})")
 

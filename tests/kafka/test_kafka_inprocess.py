@@ -8,7 +8,7 @@ import time
 import uuid
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
 from sinks.alert import Alert
 from sinks.deadletter import DeadLetter
@@ -152,11 +152,11 @@ def test_alert_sink_publishes_entity_key_json_and_headers_and_keeps_what_it_coul
     producer.close()
 
 
-def _read_all(bootstrap, topic, n):
-    c = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+def _read_all(bootstrap, topic, n, **config):
+    c = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", **config)
     c.subscribe([topic])
     got = []
-    for _ in range(150):
+    for _ in range(150 if len(config) == 0 else 30):
         for recs in c.poll(timeout_ms=200).values():
             got.extend(recs)
         if len(got) >= n:
@@ -214,7 +214,7 @@ def test_an_oversized_poison_record_is_cut_and_the_alerts_still_flow_with_the_ru
     # (TransactionManager.classify_batch_error): with one idempotent producer shared by the alert and dead-letter
     # sinks, one giant poison record aborted the 64 KiB re-send and killed the alerts' producer too.
     small, admin = _small_records_topic(kafka_bootstrap)
-    settings = _settings(kafka_bootstrap, topics, dead_letter_topic=small)
+    settings = _settings(kafka_bootstrap, topics, dead_letter_topic=small, exactly_once=False)
     outputs = open_outputs(settings, kafka=True)
     try:
         (dl,) = outputs.dead_letters
@@ -232,6 +232,42 @@ def test_an_oversized_poison_record_is_cut_and_the_alerts_still_flow_with_the_ru
     assert cut.value == b"x" * 64 * 1024 and dict(cut.headers)["truncated_from"] == b"300000"
     got = _read_all(kafka_bootstrap, topics.alerts, 1)
     assert [r.key for r in got] == [b"user:u1"]
+    admin.delete_topics([small], raise_errors=False)
+    admin.close()
+
+
+def test_an_oversized_dead_letter_fails_its_transaction_and_is_cut_when_its_unit_is_processed_again(
+    kafka_bootstrap, topics
+):
+    # Exactly once: a record the broker refuses aborts the whole transaction (a transactional producer cannot
+    # drop one record); the transaction remembers the dead letter, and the next one sends it cut to 64 KiB.
+    small, admin = _small_records_topic(kafka_bootstrap)
+    settings = _settings(kafka_bootstrap, topics, dead_letter_topic=small)
+    outputs = open_outputs(settings, kafka=True)
+    assert outputs.transactional is not None and not outputs.alerts and not outputs.dead_letters
+    big = DeadLetter("too large", b"x" * 300_000, f"kafka:{topics.orders}/1", 9)
+    alert = Alert(alert_id="a1", event_id="e1", event_type="order", entities={"user": "u1"}, event_ts=1.0,
+                  detected_at=1.0, score=0.9, severity="high", action="review", reasons=(),
+                  detector_scores={}, config_hash="h")
+    offsets = {TopicPartition(topics.orders, 1): OffsetAndMetadata(10, "", -1)}
+    try:
+        first = outputs.transactional.open(f"riskstream-{topics.group}-unit-1")
+        first.add_dead_letter(big)
+        first.add(alert)
+        with pytest.raises(SinkError, match="MessageSizeTooLarge"):
+            first.commit(offsets, topics.group)
+        first.close()
+        again = outputs.transactional.open(f"riskstream-{topics.group}-unit-1")
+        again.add_dead_letter(big)
+        again.add(alert)
+        again.commit(offsets, topics.group)
+        again.close()
+    finally:
+        outputs.close()
+    (cut,) = _read_all(kafka_bootstrap, small, 1, isolation_level="read_committed")
+    assert cut.value == b"x" * 64 * 1024 and dict(cut.headers)["truncated_from"] == b"300000"
+    got = _read_all(kafka_bootstrap, topics.alerts, 2, isolation_level="read_committed")
+    assert [r.key for r in got] == [b"user:u1"]  # once: the first transaction's copy was aborted
     admin.delete_topics([small], raise_errors=False)
     admin.close()
 
