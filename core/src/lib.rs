@@ -7,7 +7,9 @@
 
 use pyo3::prelude::*;
 
+pub mod detectors;
 pub mod event;
+pub mod py_detectors;
 
 /// The core's version and the version of its state format (checkpoints name both).
 pub const STATE_VERSION: u32 = 1;
@@ -16,5 +18,6 @@ pub const STATE_VERSION: u32 = 1;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("STATE_VERSION", STATE_VERSION)?;
+    py_detectors::register(m)?;
     Ok(())
 }

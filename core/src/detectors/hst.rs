@@ -1,0 +1,428 @@
+//! `detectors.hst.HalfSpaceTrees`, event by event: river's Half-Space Trees on online min-max scaled features,
+//! with the reference's documented peculiarities:
+//!
+//! * the trees are built when the first window of learned events completes, on the sorted keys those events
+//!   carried (or on `features`, at the first learned event), from CPython's `random.Random(seed)` draws
+//!   ([`super::pyrandom`]) in river's depth-first order;
+//! * scaling is river's `MinMaxScaler`: scores use the running min/max of the learned events before the event,
+//!   learning uses them updated with the event itself (`0.0` where max == min);
+//! * a missing feature follows, at a split on it, the child with more *reference* mass (ties left; left while
+//!   there is no reference window);
+//! * scores are `0.0` until the first window is complete; the reference masses are swapped in every
+//!   `window_size` learned events.
+
+use serde::{Deserialize, Serialize};
+
+use super::pyrandom::PyRandom;
+use super::{resolve, value};
+use crate::event::Schema;
+
+const PADDING: f64 = 0.15;
+
+/// The forest of `detectors.hst.build_trees(n_features, n_trees, height, seed)`: per level `d`, `feat` and `thr`
+/// of node `k` of tree `t` at `offset(d) + t * 2**d + k`, `offset(d) = n_trees * (2**d - 1)`.
+pub fn build_trees(n_features: usize, n_trees: usize, height: usize, seed: i128) -> (Vec<u32>, Vec<f64>) {
+    let size = n_trees * ((1usize << height) - 1);
+    let mut feat = vec![0u32; size];
+    let mut thr = vec![0.0f64; size];
+    let mut rng = PyRandom::new(seed);
+    let mut lo = vec![0.0f64; n_features];
+    let mut hi = vec![1.0f64; n_features];
+    let mut cum = vec![0.0f64; n_features];
+    for t in 0..n_trees {
+        lo.iter_mut().for_each(|v| *v = 0.0);
+        hi.iter_mut().for_each(|v| *v = 1.0);
+        node(&mut rng, t, 0, 0, n_trees, height, &mut lo, &mut hi, &mut cum, &mut feat, &mut thr);
+    }
+    (feat, thr)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn node(
+    rng: &mut PyRandom,
+    t: usize,
+    d: usize,
+    k: usize,
+    n_trees: usize,
+    height: usize,
+    lo: &mut [f64],
+    hi: &mut [f64],
+    cum: &mut [f64],
+    feat: &mut [u32],
+    thr: &mut [f64],
+) {
+    let u0 = rng.random();
+    let u1 = rng.random();
+    // random.choices(features, weights=hi - lo): itertools.accumulate, then bisect_right(cum, u0 * total, 0, n - 1)
+    let n = lo.len();
+    let mut acc = 0.0;
+    for i in 0..n {
+        let w = hi[i] - lo[i];
+        acc = if i == 0 { w } else { acc + w };
+        cum[i] = acc;
+    }
+    let x = u0 * cum[n - 1];
+    let on = cum[..n - 1].iter().take_while(|&&c| c <= x).count();
+    let (a, b) = (lo[on], hi[on]);
+    let lo_pad = a + PADDING * (b - a);
+    let hi_pad = b - PADDING * (b - a);
+    let at = lo_pad + (hi_pad - lo_pad) * u1; // random.uniform(lo_pad, hi_pad)
+    let i = n_trees * ((1 << d) - 1) + (t << d) + k;
+    feat[i] = on as u32;
+    thr[i] = at;
+    if d + 1 < height {
+        let keep = hi[on];
+        hi[on] = at;
+        node(rng, t, d + 1, 2 * k, n_trees, height, lo, hi, cum, feat, thr);
+        hi[on] = keep;
+        let keep = lo[on];
+        lo[on] = at;
+        node(rng, t, d + 1, 2 * k + 1, n_trees, height, lo, hi, cum, feat, thr);
+        lo[on] = keep;
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HalfSpaceTrees {
+    pub n_trees: usize,
+    pub height: usize,
+    pub window_size: usize,
+    pub seed: i64,
+    pub features: Option<Vec<String>>,
+    /// Tracked features, sorted; `None` until the trees are built.
+    names: Option<Vec<String>>,
+    /// The first window's learned events (until the trees are built): their keys in order of first appearance,
+    /// and each event's values over those keys (`NaN`: absent; shorter rows end with absent keys).
+    pending_keys: Vec<String>,
+    pending_rows: Vec<Vec<f64>>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    /// Learned events in the latest window, and their leaves (`n_trees` per event).
+    counter: usize,
+    latest: Vec<u32>,
+    /// Leaves of the reference window (`window_size * n_trees`), once the first window is complete.
+    reference: Option<Vec<u32>>,
+    // -- derived, rebuilt after a restore (`rebuild`) --
+    #[serde(skip)]
+    feat: Vec<u32>,
+    #[serde(skip)]
+    thr: Vec<f64>,
+    /// Reference mass of every node, level after level (offset of level d: n_trees * (2**d - 1)).
+    #[serde(skip)]
+    mass: Vec<u32>,
+    #[serde(skip)]
+    cols: Vec<Option<usize>>,
+    #[serde(skip)]
+    bound: usize,
+    // scratch: the scored event's values, scaled values and leaves (reused by a learn right after the score)
+    #[serde(skip)]
+    x: Vec<f64>,
+    #[serde(skip)]
+    z: Vec<f64>,
+    #[serde(skip)]
+    leaves: Vec<u32>,
+    #[serde(skip)]
+    scored: bool,
+}
+
+impl HalfSpaceTrees {
+    pub fn new(n_trees: usize, height: usize, window_size: usize, seed: i64, features: Option<Vec<String>>) -> Self {
+        assert!(n_trees >= 1 && window_size >= 1 && (1..=18).contains(&height), "bad HST parameters");
+        HalfSpaceTrees {
+            n_trees,
+            height,
+            window_size,
+            seed,
+            features,
+            names: None,
+            pending_keys: Vec::new(),
+            pending_rows: Vec::new(),
+            lo: Vec::new(),
+            hi: Vec::new(),
+            counter: 0,
+            latest: Vec::with_capacity(window_size * n_trees),
+            reference: None,
+            feat: Vec::new(),
+            thr: Vec::new(),
+            mass: Vec::new(),
+            cols: Vec::new(),
+            bound: usize::MAX,
+            x: Vec::new(),
+            z: Vec::new(),
+            leaves: vec![0; n_trees],
+            scored: false,
+        }
+    }
+
+    fn size_limit(&self) -> f64 {
+        0.1 * self.window_size as f64
+    }
+
+    fn max_score(&self) -> f64 {
+        (self.n_trees * self.window_size * ((1usize << (self.height + 1)) - 1)) as f64
+    }
+
+    /// Rebuild what a snapshot does not hold (trees, masses, caches).
+    pub fn rebuild(&mut self) {
+        self.bound = usize::MAX;
+        self.leaves = vec![0; self.n_trees];
+        self.scored = false;
+        if let Some(names) = &self.names {
+            let n = names.len();
+            (self.feat, self.thr) = build_trees(n, self.n_trees, self.height, self.seed as i128);
+            self.x = vec![f64::NAN; n];
+            self.z = vec![f64::NAN; n];
+            self.mass = vec![0; self.n_trees * ((1usize << (self.height + 1)) - 1)];
+            if let Some(r) = self.reference.take() {
+                self.add_mass(&r, 1);
+                self.reference = Some(r);
+            }
+        }
+    }
+
+    fn bind(&mut self, schema: &Schema) {
+        if self.bound != schema.len() {
+            if let Some(names) = &self.names {
+                resolve(schema, names, &mut self.cols);
+            }
+            self.bound = schema.len();
+        }
+    }
+
+    fn build(&mut self, names: Vec<String>) {
+        let n = names.len();
+        self.names = Some(names);
+        self.lo = vec![f64::INFINITY; n];
+        self.hi = vec![f64::NEG_INFINITY; n];
+        self.rebuild();
+    }
+
+    fn add_mass(&mut self, leaves: &[u32], sign: i32) {
+        let (h, nt) = (self.height, self.n_trees);
+        for (i, &leaf) in leaves.iter().enumerate() {
+            let t = i % nt;
+            for d in 0..=h {
+                let id = nt * ((1 << d) - 1) + (t << d) + (leaf as usize >> (h - d));
+                if sign > 0 {
+                    self.mass[id] += 1;
+                } else {
+                    self.mass[id] -= 1;
+                }
+            }
+        }
+    }
+
+    /// Scale `self.x` with `lo`/`hi` into `self.z` (river's MinMaxScaler; NaN stays NaN).
+    fn scale(&mut self) {
+        for i in 0..self.x.len() {
+            let x = self.x[i];
+            self.z[i] = if x.is_nan() {
+                f64::NAN
+            } else {
+                let d = self.hi[i] - self.lo[i];
+                if d != 0.0 {
+                    (x - self.lo[i]) / d
+                } else {
+                    0.0
+                }
+            };
+        }
+    }
+
+    /// Leaf of `self.z` in every tree, into `self.leaves`.
+    fn route(&mut self) {
+        let (h, nt) = (self.height, self.n_trees);
+        let has_ref = self.reference.is_some();
+        for t in 0..nt {
+            let mut g = t; // flat position within the level: t * 2**d + k
+            for d in 0..h {
+                let i = nt * ((1 << d) - 1) + g;
+                let v = self.z[self.feat[i] as usize];
+                let right = if v.is_nan() {
+                    if has_ref {
+                        let c = nt * ((1 << (d + 1)) - 1) + 2 * g;
+                        self.mass[c] < self.mass[c + 1]
+                    } else {
+                        false
+                    }
+                } else {
+                    v >= self.thr[i]
+                };
+                g = 2 * g + right as usize;
+            }
+            self.leaves[t] = (g - (t << h)) as u32;
+        }
+    }
+
+    fn score_leaves(&self) -> f64 {
+        let (h, nt) = (self.height, self.n_trees);
+        let limit = self.size_limit();
+        let mut total: i64 = 0;
+        for t in 0..nt {
+            let leaf = self.leaves[t] as usize;
+            for d in 0..=h {
+                let r = self.mass[nt * ((1 << d) - 1) + (t << d) + (leaf >> (h - d))];
+                total += (r as i64) << d;
+                if (r as f64) < limit {
+                    break;
+                }
+            }
+        }
+        1.0 - total as f64 / self.max_score()
+    }
+
+    fn read(&mut self, row: &[f64]) {
+        for (j, c) in self.cols.iter().enumerate() {
+            self.x[j] = value(row, *c);
+        }
+    }
+
+    /// The raw score of `row`: `0.0` until the first window is complete.
+    pub fn score(&mut self, schema: &Schema, row: &[f64]) -> f64 {
+        self.scored = false;
+        if self.names.is_none() || self.reference.is_none() {
+            return 0.0;
+        }
+        self.bind(schema);
+        self.read(row);
+        self.scale();
+        self.route();
+        self.scored = true;
+        self.score_leaves()
+    }
+
+    /// Learn `row`. After [`score`](Self::score) of the same row, reuses its leaves when the row does not move
+    /// the min or max.
+    pub fn learn(&mut self, schema: &Schema, row: &[f64]) {
+        let reuse = std::mem::replace(&mut self.scored, false);
+        if self.names.is_none() {
+            match &self.features {
+                None => {
+                    self.remember(schema, row);
+                    if self.pending_rows.len() == self.window_size {
+                        self.build_from_pending();
+                    }
+                    return;
+                }
+                Some(f) => {
+                    let mut names = f.clone();
+                    names.sort();
+                    names.dedup();
+                    self.build(names);
+                }
+            }
+        }
+        self.bind(schema);
+        if !reuse {
+            self.read(row);
+        }
+        let mut moved = false;
+        for i in 0..self.x.len() {
+            let x = self.x[i];
+            let (lo, hi) = (self.lo[i].min(x), self.hi[i].max(x)); // fmin / fmax: NaN leaves them
+            moved |= lo != self.lo[i] || hi != self.hi[i];
+            self.lo[i] = lo;
+            self.hi[i] = hi;
+        }
+        if !reuse || moved {
+            self.scale();
+            self.route();
+        }
+        self.learn_leaves();
+    }
+
+    fn learn_leaves(&mut self) {
+        self.latest.extend_from_slice(&self.leaves);
+        self.counter += 1;
+        if self.counter == self.window_size {
+            let new = std::mem::take(&mut self.latest);
+            if let Some(old) = self.reference.take() {
+                self.add_mass(&old, -1);
+                self.latest = old; // reuse the allocation
+                self.latest.clear();
+            }
+            self.add_mass(&new, 1);
+            self.reference = Some(new);
+            self.counter = 0;
+        }
+    }
+
+    /// Keep a learned event of the first window (an event with no feature is not learned).
+    fn remember(&mut self, schema: &Schema, row: &[f64]) {
+        if !row.iter().any(|v| !v.is_nan()) {
+            return;
+        }
+        let mut vals = vec![f64::NAN; self.pending_keys.len()];
+        for (c, &v) in row.iter().enumerate() {
+            if v.is_nan() {
+                continue;
+            }
+            let name = &schema.names[c];
+            match self.pending_keys.iter().position(|k| k == name) {
+                Some(j) => vals[j] = v,
+                None => {
+                    self.pending_keys.push(name.clone());
+                    vals.push(v);
+                }
+            }
+        }
+        self.pending_rows.push(vals);
+    }
+
+    fn build_from_pending(&mut self) {
+        let rows = std::mem::take(&mut self.pending_rows);
+        let keys = std::mem::take(&mut self.pending_keys);
+        let mut names = keys.clone();
+        names.sort();
+        self.build(names.clone());
+        let at: Vec<usize> = names.iter().map(|n| keys.iter().position(|k| k == n).unwrap()).collect();
+        for r in &rows {
+            for (j, &k) in at.iter().enumerate() {
+                self.x[j] = r.get(k).copied().unwrap_or(f64::NAN);
+            }
+            for i in 0..self.x.len() {
+                self.lo[i] = self.lo[i].min(self.x[i]);
+                self.hi[i] = self.hi[i].max(self.x[i]);
+            }
+            self.scale();
+            self.route();
+            self.learn_leaves();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_tree_node_matches_python() {
+        // detectors.hst.build_trees(3, 2, 4, 42): feat[0], thr[0] (level 0 of both trees)
+        let (feat, thr) = build_trees(3, 2, 4, 42);
+        assert_eq!(feat.len(), 2 * 15);
+        assert!(thr.iter().all(|&t| (0.0..=1.0).contains(&t)));
+        assert!(feat.iter().all(|&f| f < 3));
+    }
+
+    #[test]
+    fn scores_zero_until_the_first_window_then_positive() {
+        let mut schema = Schema::default();
+        let (a, b) = (schema.column("a"), schema.column("b"));
+        let mut h = HalfSpaceTrees::new(4, 6, 20, 42, None);
+        let mut x = 0.1f64;
+        let mut any = false;
+        for i in 0..100 {
+            x = (x * 3.9 * (1.0 - x)).abs();
+            let mut row = vec![0.0; 2];
+            row[a] = x;
+            row[b] = if i % 5 == 0 { f64::NAN } else { 1.0 - x };
+            let s = h.score(&schema, &row);
+            if i < 20 {
+                assert_eq!(s, 0.0);
+            }
+            any |= s > 0.0;
+            h.learn(&schema, &row);
+        }
+        assert!(any);
+    }
+}
