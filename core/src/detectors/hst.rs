@@ -82,6 +82,30 @@ fn node(
     }
 }
 
+/// A branch node: its split, and its mass in the two windows (slot `ref_slot`: reference; the other: latest),
+/// each tagged with the epoch it was counted in (a stale tag reads as 0, so swapping windows clears nothing).
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(32))]
+struct Node {
+    thr: f64,
+    feat: u32,
+    m: [u64; 2],
+}
+
+#[inline]
+fn count(v: u64, epoch: u32) -> u64 {
+    if (v >> 32) as u32 == epoch {
+        v & 0xffff_ffff
+    } else {
+        0
+    }
+}
+
+#[inline]
+fn bump(v: &mut u64, epoch: u32) {
+    *v = if (*v >> 32) as u32 == epoch { *v + 1 } else { ((epoch as u64) << 32) | 1 };
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HalfSpaceTrees {
     pub n_trees: usize,
@@ -103,13 +127,18 @@ pub struct HalfSpaceTrees {
     /// Leaves of the reference window (`window_size * n_trees`), once the first window is complete.
     reference: Option<Vec<u32>>,
     // -- derived, rebuilt after a restore (`rebuild`) --
+    /// Branch nodes, level after level: node `k` of tree `t` at level `d` is `n_trees * (2**d - 1) + t * 2**d + k`.
     #[serde(skip)]
-    feat: Vec<u32>,
+    nodes: Vec<Node>,
+    /// Masses of the leaves (level `height`), `t * 2**height + leaf`, as in `Node::m`.
     #[serde(skip)]
-    thr: Vec<f64>,
-    /// Reference mass of every node, level after level (offset of level d: n_trees * (2**d - 1)).
+    leaf_mass: Vec<[u64; 2]>,
     #[serde(skip)]
-    mass: Vec<u32>,
+    ref_slot: usize,
+    #[serde(skip)]
+    epochs: [u32; 2],
+    #[serde(skip)]
+    next_epoch: u32,
     #[serde(skip)]
     cols: Vec<Option<usize>>,
     #[serde(skip)]
@@ -121,6 +150,8 @@ pub struct HalfSpaceTrees {
     z: Vec<f64>,
     #[serde(skip)]
     leaves: Vec<u32>,
+    #[serde(skip)]
+    alive: Vec<bool>,
     #[serde(skip)]
     scored: bool,
 }
@@ -142,14 +173,17 @@ impl HalfSpaceTrees {
             counter: 0,
             latest: Vec::with_capacity(window_size * n_trees),
             reference: None,
-            feat: Vec::new(),
-            thr: Vec::new(),
-            mass: Vec::new(),
+            nodes: Vec::new(),
+            leaf_mass: Vec::new(),
+            ref_slot: 0,
+            epochs: [1, 2],
+            next_epoch: 3,
             cols: Vec::new(),
             bound: usize::MAX,
             x: Vec::new(),
             z: Vec::new(),
             leaves: vec![0; n_trees],
+            alive: vec![false; n_trees],
             scored: false,
         }
     }
@@ -166,17 +200,29 @@ impl HalfSpaceTrees {
     pub fn rebuild(&mut self) {
         self.bound = usize::MAX;
         self.leaves = vec![0; self.n_trees];
+        self.alive = vec![false; self.n_trees];
         self.scored = false;
         if let Some(names) = &self.names {
             let n = names.len();
-            (self.feat, self.thr) = build_trees(n, self.n_trees, self.height, self.seed as i128);
+            let (feat, thr) = build_trees(n, self.n_trees, self.height, self.seed as i128);
+            self.nodes = feat.iter().zip(&thr).map(|(&feat, &thr)| Node { thr, feat, m: [0; 2] }).collect();
+            self.leaf_mass = vec![[0; 2]; self.n_trees << self.height];
             self.x = vec![f64::NAN; n];
             self.z = vec![f64::NAN; n];
-            self.mass = vec![0; self.n_trees * ((1usize << (self.height + 1)) - 1)];
+            self.ref_slot = 0;
+            self.epochs = [1, 2];
+            self.next_epoch = 3;
             if let Some(r) = self.reference.take() {
-                self.add_mass(&r, 1);
+                for chunk in r.chunks(self.n_trees) {
+                    self.count_leaves(chunk, 0);
+                }
                 self.reference = Some(r);
             }
+            let latest = std::mem::take(&mut self.latest);
+            for chunk in latest.chunks(self.n_trees) {
+                self.count_leaves(chunk, 1);
+            }
+            self.latest = latest;
         }
     }
 
@@ -197,18 +243,16 @@ impl HalfSpaceTrees {
         self.rebuild();
     }
 
-    fn add_mass(&mut self, leaves: &[u32], sign: i32) {
+    /// Count one event's leaves (one per tree) into mass slot `slot`, along each path.
+    fn count_leaves(&mut self, leaves: &[u32], slot: usize) {
         let (h, nt) = (self.height, self.n_trees);
-        for (i, &leaf) in leaves.iter().enumerate() {
-            let t = i % nt;
-            for d in 0..=h {
-                let id = nt * ((1 << d) - 1) + (t << d) + (leaf as usize >> (h - d));
-                if sign > 0 {
-                    self.mass[id] += 1;
-                } else {
-                    self.mass[id] -= 1;
-                }
+        let epoch = self.epochs[slot];
+        for (t, &leaf) in leaves.iter().enumerate() {
+            for d in 0..h {
+                let i = nt * ((1 << d) - 1) + (t << d) + (leaf as usize >> (h - d));
+                bump(&mut self.nodes[i].m[slot], epoch);
             }
+            bump(&mut self.leaf_mass[(t << h) + leaf as usize][slot], epoch);
         }
     }
 
@@ -229,46 +273,62 @@ impl HalfSpaceTrees {
         }
     }
 
-    /// Leaf of `self.z` in every tree, into `self.leaves`.
-    fn route(&mut self) {
+    /// Leaf of `self.z` in every tree, into `self.leaves`; with `score`, also the score (the reference masses
+    /// along each path, walked while they hold `size_limit`). Trees are walked level by level, all trees at a
+    /// level at once, so their memory reads overlap.
+    fn route(&mut self, score: bool) -> f64 {
         let (h, nt) = (self.height, self.n_trees);
         let has_ref = self.reference.is_some();
+        let rs = self.ref_slot;
+        let epoch = self.epochs[rs];
+        let limit = self.size_limit();
+        let mut total: u64 = 0;
+        // self.leaves holds the flat position within the level (t * 2**d + k) on the way down
         for t in 0..nt {
-            let mut g = t; // flat position within the level: t * 2**d + k
-            for d in 0..h {
-                let i = nt * ((1 << d) - 1) + g;
-                let v = self.z[self.feat[i] as usize];
+            self.leaves[t] = t as u32;
+            self.alive[t] = score;
+        }
+        for d in 0..h {
+            let base = nt * ((1 << d) - 1);
+            let child_base = nt * ((1 << (d + 1)) - 1);
+            for t in 0..nt {
+                let g = self.leaves[t] as usize;
+                let node = &self.nodes[base + g];
+                if self.alive[t] {
+                    let r = count(node.m[rs], epoch);
+                    total += r << d;
+                    self.alive[t] = r as f64 >= limit;
+                }
+                let v = self.z[node.feat as usize];
                 let right = if v.is_nan() {
                     if has_ref {
-                        let c = nt * ((1 << (d + 1)) - 1) + 2 * g;
-                        self.mass[c] < self.mass[c + 1]
+                        let (a, b) = if d + 1 < h {
+                            (self.nodes[child_base + 2 * g].m[rs], self.nodes[child_base + 2 * g + 1].m[rs])
+                        } else {
+                            (self.leaf_mass[2 * g][rs], self.leaf_mass[2 * g + 1][rs])
+                        };
+                        count(a, epoch) < count(b, epoch)
                     } else {
                         false
                     }
                 } else {
-                    v >= self.thr[i]
+                    v >= node.thr
                 };
-                g = 2 * g + right as usize;
+                self.leaves[t] = (2 * g + right as usize) as u32;
+            }
+        }
+        for t in 0..nt {
+            let g = self.leaves[t] as usize;
+            if self.alive[t] {
+                total += count(self.leaf_mass[g][rs], epoch) << h;
             }
             self.leaves[t] = (g - (t << h)) as u32;
         }
-    }
-
-    fn score_leaves(&self) -> f64 {
-        let (h, nt) = (self.height, self.n_trees);
-        let limit = self.size_limit();
-        let mut total: i64 = 0;
-        for t in 0..nt {
-            let leaf = self.leaves[t] as usize;
-            for d in 0..=h {
-                let r = self.mass[nt * ((1 << d) - 1) + (t << d) + (leaf >> (h - d))];
-                total += (r as i64) << d;
-                if (r as f64) < limit {
-                    break;
-                }
-            }
+        if score {
+            1.0 - total as f64 / self.max_score()
+        } else {
+            0.0
         }
-        1.0 - total as f64 / self.max_score()
     }
 
     fn read(&mut self, row: &[f64]) {
@@ -286,9 +346,8 @@ impl HalfSpaceTrees {
         self.bind(schema);
         self.read(row);
         self.scale();
-        self.route();
         self.scored = true;
-        self.score_leaves()
+        self.route(true)
     }
 
     /// Learn `row`. After [`score`](Self::score) of the same row, reuses its leaves when the row does not move
@@ -326,23 +385,29 @@ impl HalfSpaceTrees {
         }
         if !reuse || moved {
             self.scale();
-            self.route();
+            self.route(false);
         }
         self.learn_leaves();
     }
 
     fn learn_leaves(&mut self) {
-        self.latest.extend_from_slice(&self.leaves);
+        let leaves = std::mem::take(&mut self.leaves);
+        self.count_leaves(&leaves, 1 - self.ref_slot);
+        self.latest.extend_from_slice(&leaves);
+        self.leaves = leaves;
         self.counter += 1;
         if self.counter == self.window_size {
+            // the latest window becomes the reference; the old reference's slot starts the next window empty
             let new = std::mem::take(&mut self.latest);
-            if let Some(old) = self.reference.take() {
-                self.add_mass(&old, -1);
-                self.latest = old; // reuse the allocation
-                self.latest.clear();
+            if let Some(mut old) = self.reference.take() {
+                old.clear();
+                self.latest = old;
             }
-            self.add_mass(&new, 1);
             self.reference = Some(new);
+            let old_slot = self.ref_slot;
+            self.ref_slot = 1 - old_slot;
+            self.epochs[old_slot] = self.next_epoch;
+            self.next_epoch = self.next_epoch.wrapping_add(1).max(1);
             self.counter = 0;
         }
     }
@@ -385,7 +450,7 @@ impl HalfSpaceTrees {
                 self.hi[i] = self.hi[i].max(self.x[i]);
             }
             self.scale();
-            self.route();
+            self.route(false);
             self.learn_leaves();
         }
     }

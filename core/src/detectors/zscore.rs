@@ -30,6 +30,9 @@ pub struct RobustZScore {
     ring: Vec<Vec<f64>>,
     fill: Vec<u64>,
     learned: u64,
+    /// `fill % window` per feature (the next slot), kept to avoid a division per value.
+    #[serde(skip)]
+    slot: Vec<usize>,
     // the snapshot of the last refresh, over the first `med.len()` features
     med: Vec<f64>,
     scale: Vec<f64>,
@@ -75,6 +78,21 @@ fn robust_scale(mad: f64, meanad: f64, med: f64) -> f64 {
     }
 }
 
+/// `log1p(v)`, from a table for the small non-negative integers counts mostly are (the table holds `ln_1p`'s
+/// own values, so the result is the same float).
+#[inline]
+fn log1p(v: f64) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    const N: usize = 4096;
+    let i = v as usize; // saturating: negative and NaN give 0, which then differs from v (or is -0.0)
+    if i < N && i as f64 == v && v.is_sign_positive() {
+        let t = TABLE.get_or_init(|| (0..N).map(|i| (i as f64).ln_1p()).collect());
+        t[i]
+    } else {
+        v.ln_1p()
+    }
+}
+
 fn symlog(v: f64) -> f64 {
     // np.sign(v) * np.log1p(np.abs(v))
     let sign = if v > 0.0 {
@@ -86,7 +104,7 @@ fn symlog(v: f64) -> f64 {
     } else {
         f64::NAN
     };
-    sign * v.abs().ln_1p()
+    sign * log1p(v.abs())
 }
 
 impl RobustZScore {
@@ -112,6 +130,7 @@ impl RobustZScore {
             ring: Vec::new(),
             fill: Vec::new(),
             learned: 0,
+            slot: Vec::new(),
             med: Vec::new(),
             scale: Vec::new(),
             used: Vec::new(),
@@ -137,12 +156,14 @@ impl RobustZScore {
     /// Rebuild the caches after a restore.
     pub fn rebuild(&mut self) {
         self.bound = usize::MAX;
+        self.slot = self.fill.iter().map(|&f| (f % self.window as u64) as usize).collect();
     }
 
     fn register(&mut self, name: String) {
         self.names.push(name);
         self.ring.push(vec![0.0; self.window]);
         self.fill.push(0);
+        self.slot.push(0);
         self.bound = usize::MAX;
     }
 
@@ -210,11 +231,13 @@ impl RobustZScore {
                 self.bind(schema);
             }
         }
-        let w = self.window as u64;
+        let w = self.window;
         for f in 0..self.names.len() {
             let v = value(row, self.cols[f]);
             if v.is_finite() {
-                self.ring[f][(self.fill[f] % w) as usize] = v;
+                let s = self.slot[f];
+                self.ring[f][s] = v;
+                self.slot[f] = if s + 1 == w { 0 } else { s + 1 };
                 self.fill[f] += 1;
             }
         }
@@ -245,7 +268,7 @@ impl RobustZScore {
             if self.log_nonneg && lo >= 0.0 {
                 self.log[f] = true;
                 for v in vals.iter_mut() {
-                    *v = v.ln_1p();
+                    *v = log1p(*v);
                 }
             }
             let m = vals.iter().copied().fold(f64::INFINITY, f64::min);
