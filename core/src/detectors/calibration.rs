@@ -93,41 +93,43 @@ impl TailCalibrator {
         p
     }
 
-    /// snap + added - evicted, sorted (a three-way merge; every evicted value is in snap or added).
+    /// snap + added - evicted, sorted: runs of the snapshot copied whole between the (few) values added and
+    /// evicted, which are visited in order, an eviction before an addition of the same value. An evicted value
+    /// comes out of the snapshot if it holds one, else out of the values added since (equal values are
+    /// indistinguishable, so the multiset is all that matters).
     fn refresh(&mut self) {
         let (snap, add, ev) = (&self.snap, &self.added, &self.evicted);
         let out = &mut self.buf;
         out.clear();
-        let (mut i, mut j, mut k) = (0, 0, 0);
-        loop {
-            // next smallest of snap[i], add[j]
-            let v = match (snap.get(i), add.get(j)) {
-                (Some(&a), Some(&b)) => {
-                    if a <= b {
-                        i += 1;
-                        a
-                    } else {
-                        j += 1;
-                        b
-                    }
-                }
-                (Some(&a), None) => {
+        let (mut i, mut j, mut k) = (0usize, 0usize, 0usize);
+        let mut skip = 0usize; // evictions of value `skip_v` still to take out of the added values
+        let mut skip_v = 0.0f64;
+        while j < add.len() || k < ev.len() {
+            let evict = k < ev.len() && (j == add.len() || ev[k] <= add[j]);
+            let v = if evict { ev[k] } else { add[j] };
+            let p = i + snap[i..].partition_point(|&x| x < v);
+            out.extend_from_slice(&snap[i..p]);
+            i = p;
+            if evict {
+                k += 1;
+                if i < snap.len() && snap[i] == v {
                     i += 1;
-                    a
+                } else {
+                    debug_assert!(skip == 0 || skip_v == v);
+                    skip += 1;
+                    skip_v = v;
                 }
-                (None, Some(&b)) => {
-                    j += 1;
-                    b
-                }
-                (None, None) => break,
-            };
-            if k < ev.len() && ev[k] == v {
-                k += 1; // evicted: drop one copy
             } else {
-                out.push(v);
+                j += 1;
+                if skip > 0 && v == skip_v {
+                    skip -= 1;
+                } else {
+                    out.push(v);
+                }
             }
         }
-        debug_assert_eq!(k, ev.len());
+        debug_assert_eq!(skip, 0);
+        out.extend_from_slice(&snap[i..]);
         std::mem::swap(&mut self.snap, &mut self.buf);
         self.added.clear();
         self.evicted.clear();
@@ -147,6 +149,24 @@ mod tests {
             assert!((g - w).abs() < 1e-12, "{got:?}");
         }
         assert!((cal.tail(2.5) - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_merged_snapshot_is_the_sorted_window() {
+        let mut x = 0.7f64;
+        for (w, every) in [(1, 1), (5, 3), (40, 16), (300, 64)] {
+            let mut cal = TailCalibrator::new(w, every);
+            for i in 0..5000 {
+                x = (x * 3.7 * (1.0 - x)).abs() % 1.0;
+                cal.update(if i % 7 == 0 { -0.0 } else { (x * 6.0).floor() });
+                if cal.t % every as u64 == 0 {
+                    let mut want = cal.ring.clone();
+                    want.sort_by(f64::total_cmp);
+                    let got: Vec<f64> = cal.snap.iter().map(|v| v + 0.0).collect();
+                    assert_eq!(got, want, "window {w}, refresh every {every}, update {i}");
+                }
+            }
+        }
     }
 
     #[test]

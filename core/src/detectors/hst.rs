@@ -28,57 +28,67 @@ pub fn build_trees(n_features: usize, n_trees: usize, height: usize, seed: i128)
     let mut rng = PyRandom::new(seed);
     let mut lo = vec![0.0f64; n_features];
     let mut hi = vec![1.0f64; n_features];
-    let mut cum = vec![0.0f64; n_features];
+    // the running sums of the limits' widths at each depth of the current path (`cum[d * n_features..]`)
+    let mut cum = vec![0.0f64; height * n_features];
     for t in 0..n_trees {
         lo.iter_mut().for_each(|v| *v = 0.0);
         hi.iter_mut().for_each(|v| *v = 1.0);
-        node(&mut rng, t, 0, 0, n_trees, height, &mut lo, &mut hi, &mut cum, &mut feat, &mut thr);
+        let mut b = Builder { rng: &mut rng, n_trees, height, lo: &mut lo, hi: &mut hi, cum: &mut cum, feat: &mut feat,
+                              thr: &mut thr };
+        b.node(t, 0, 0, 0);
     }
     (feat, thr)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn node(
-    rng: &mut PyRandom,
-    t: usize,
-    d: usize,
-    k: usize,
+struct Builder<'a> {
+    rng: &'a mut PyRandom,
     n_trees: usize,
     height: usize,
-    lo: &mut [f64],
-    hi: &mut [f64],
-    cum: &mut [f64],
-    feat: &mut [u32],
-    thr: &mut [f64],
-) {
-    let u0 = rng.random();
-    let u1 = rng.random();
-    // random.choices(features, weights=hi - lo): itertools.accumulate, then bisect_right(cum, u0 * total, 0, n - 1)
-    let n = lo.len();
-    let mut acc = 0.0;
-    for i in 0..n {
-        let w = hi[i] - lo[i];
-        acc = if i == 0 { w } else { acc + w };
-        cum[i] = acc;
-    }
-    let x = u0 * cum[n - 1];
-    let on = cum[..n - 1].iter().take_while(|&&c| c <= x).count();
-    let (a, b) = (lo[on], hi[on]);
-    let lo_pad = a + PADDING * (b - a);
-    let hi_pad = b - PADDING * (b - a);
-    let at = lo_pad + (hi_pad - lo_pad) * u1; // random.uniform(lo_pad, hi_pad)
-    let i = n_trees * ((1 << d) - 1) + (t << d) + k;
-    feat[i] = on as u32;
-    thr[i] = at;
-    if d + 1 < height {
-        let keep = hi[on];
-        hi[on] = at;
-        node(rng, t, d + 1, 2 * k, n_trees, height, lo, hi, cum, feat, thr);
-        hi[on] = keep;
-        let keep = lo[on];
-        lo[on] = at;
-        node(rng, t, d + 1, 2 * k + 1, n_trees, height, lo, hi, cum, feat, thr);
-        lo[on] = keep;
+    lo: &'a mut [f64],
+    hi: &'a mut [f64],
+    cum: &'a mut [f64],
+    feat: &'a mut [u32],
+    thr: &'a mut [f64],
+}
+
+impl Builder<'_> {
+    /// river's `make_padded_tree` below node `k` of tree `t` at depth `d`, whose limits differ from its parent's
+    /// from feature `from` on (the running sums before it are the parent's, the same floats).
+    fn node(&mut self, t: usize, d: usize, k: usize, from: usize) {
+        let u0 = self.rng.random();
+        let u1 = self.rng.random();
+        let n = self.lo.len();
+        // random.choices(features, weights=hi - lo): itertools.accumulate, then bisect_right(cum, u0 * total, 0, n - 1)
+        let (before, here) = self.cum.split_at_mut(d * n);
+        let cum = &mut here[..n];
+        if d > 0 {
+            cum[..from].copy_from_slice(&before[(d - 1) * n..(d - 1) * n + from]);
+        }
+        let mut acc = if from == 0 { 0.0 } else { cum[from - 1] };
+        for i in from..n {
+            let w = self.hi[i] - self.lo[i];
+            acc = if i == 0 { w } else { acc + w };
+            cum[i] = acc;
+        }
+        let x = u0 * cum[n - 1];
+        let on = cum[..n - 1].partition_point(|&c| c <= x); // widths are >= 0: the sums never decrease
+        let (a, b) = (self.lo[on], self.hi[on]);
+        let lo_pad = a + PADDING * (b - a);
+        let hi_pad = b - PADDING * (b - a);
+        let at = lo_pad + (hi_pad - lo_pad) * u1; // random.uniform(lo_pad, hi_pad)
+        let i = self.n_trees * ((1 << d) - 1) + (t << d) + k;
+        self.feat[i] = on as u32;
+        self.thr[i] = at;
+        if d + 1 < self.height {
+            let keep = self.hi[on];
+            self.hi[on] = at;
+            self.node(t, d + 1, 2 * k, on);
+            self.hi[on] = keep;
+            let keep = self.lo[on];
+            self.lo[on] = at;
+            self.node(t, d + 1, 2 * k + 1, on);
+            self.lo[on] = keep;
+        }
     }
 }
 

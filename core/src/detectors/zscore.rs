@@ -51,19 +51,43 @@ pub struct RobustZScore {
     #[serde(skip)]
     buf: Vec<f64>,
     #[serde(skip)]
-    buf2: Vec<f64>,
+    keys: Vec<i64>,
+    /// `log1p` of each ring value that is >= 0 (with `log_nonneg`), computed once when the value is learned
+    /// rather than at every refresh; rebuilt from the rings after a restore.
+    #[serde(skip)]
+    lring: Vec<Vec<f64>>,
+    /// The last scored event's `log1p` values (for features on the log scale), which its learning reuses.
+    #[serde(skip)]
+    lx: Vec<f64>,
+    #[serde(skip)]
+    scored: bool,
 }
 
-/// `np.median` of `v` (reordered in place): the middle value, or the mean of the two middle values computed as
-/// numpy's `mean` does (`(0.0 + a + b) / 2`).
-fn median(v: &mut [f64]) -> f64 {
-    let n = v.len();
+/// An integer with the order of the floats (`-0.0` before `0.0`, which no result here depends on).
+#[inline]
+fn key(x: f64) -> i64 {
+    let b = x.to_bits() as i64;
+    b ^ (((b >> 63) as u64) >> 1) as i64
+}
+
+#[inline]
+fn unkey(k: i64) -> f64 {
+    f64::from_bits((k ^ (((k >> 63) as u64) >> 1) as i64) as u64)
+}
+
+/// `np.median` of `v` (with `work` as scratch): the middle value, or the mean of the two middle values computed
+/// as numpy's `mean` does (`(0.0 + a + b) / 2`). Selects on integer keys: one instruction per comparison.
+fn median(v: &[f64], work: &mut Vec<i64>) -> f64 {
+    work.clear();
+    work.extend(v.iter().map(|&x| key(x)));
+    let n = work.len();
     let h = n / 2;
-    let (lower, &mut mid, _) = v.select_nth_unstable_by(h, |a, b| a.total_cmp(b));
+    let (lower, &mut mid, _) = work.select_nth_unstable(h);
+    let mid = unkey(mid);
     if n % 2 == 1 {
         (0.0 + mid) / 1.0
     } else {
-        let lo = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lo = unkey(*lower.iter().max().expect("an even length >= 2"));
         ((0.0 + lo) + mid) / 2.0
     }
 }
@@ -141,7 +165,10 @@ impl RobustZScore {
             bound: usize::MAX,
             z: Vec::new(),
             buf: Vec::new(),
-            buf2: Vec::new(),
+            keys: Vec::new(),
+            lring: Vec::new(),
+            lx: Vec::new(),
+            scored: false,
         };
         if let Some(f) = features {
             for name in f {
@@ -157,11 +184,33 @@ impl RobustZScore {
     pub fn rebuild(&mut self) {
         self.bound = usize::MAX;
         self.slot = self.fill.iter().map(|&f| (f % self.window as u64) as usize).collect();
+        self.scored = false;
+        self.lring = if self.log_nonneg {
+            self.ring
+                .iter()
+                .zip(&self.fill)
+                .map(|(r, &fill)| {
+                    let n = (fill as usize).min(self.window);
+                    let mut l = vec![f64::NAN; self.window];
+                    for (o, &v) in l[..n].iter_mut().zip(&r[..n]) {
+                        if v >= 0.0 {
+                            *o = log1p(v);
+                        }
+                    }
+                    l
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
     }
 
     fn register(&mut self, name: String) {
         self.names.push(name);
         self.ring.push(vec![0.0; self.window]);
+        if self.log_nonneg {
+            self.lring.push(vec![f64::NAN; self.window]);
+        }
         self.fill.push(0);
         self.slot.push(0);
         self.bound = usize::MAX;
@@ -181,11 +230,13 @@ impl RobustZScore {
 
     pub fn score(&mut self, schema: &Schema, row: &[f64]) -> f64 {
         let ns = self.med.len();
+        self.scored = false;
         if ns == 0 {
             return 0.0;
         }
         self.bind(schema);
         self.z.clear();
+        self.lx.resize(ns, f64::NAN);
         let mut missing = 0usize;
         for f in 0..ns {
             let mut z = 0.0;
@@ -193,6 +244,7 @@ impl RobustZScore {
                 let mut v = value(row, self.cols[f]);
                 if self.log[f] {
                     v = symlog(v);
+                    self.lx[f] = v;
                 }
                 let d = (v - self.med[f]).abs() / self.scale[f];
                 if d.is_nan() {
@@ -203,6 +255,7 @@ impl RobustZScore {
             }
             self.z.push(z);
         }
+        self.scored = true;
         let mut scored = self.n_use - missing;
         if let Some(k) = self.top_k {
             if ns > k {
@@ -218,6 +271,7 @@ impl RobustZScore {
     }
 
     pub fn learn(&mut self, schema: &Schema, row: &[f64]) {
+        let reuse = std::mem::replace(&mut self.scored, false);
         self.bind(schema);
         if self.features.is_none() {
             let mut new = false;
@@ -237,6 +291,17 @@ impl RobustZScore {
             if v.is_finite() {
                 let s = self.slot[f];
                 self.ring[f][s] = v;
+                if self.log_nonneg {
+                    // symlog(v) == log1p(v) for v > 0: the score's value when it put f on the log scale
+                    let scored_log = reuse && f < self.log.len() && self.log[f] && self.used[f] && v > 0.0;
+                    self.lring[f][s] = if scored_log {
+                        self.lx[f]
+                    } else if v >= 0.0 {
+                        log1p(v)
+                    } else {
+                        f64::NAN
+                    };
+                }
                 self.slot[f] = if s + 1 == w { 0 } else { s + 1 };
                 self.fill[f] += 1;
             }
@@ -267,9 +332,8 @@ impl RobustZScore {
             let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
             if self.log_nonneg && lo >= 0.0 {
                 self.log[f] = true;
-                for v in vals.iter_mut() {
-                    *v = log1p(*v);
-                }
+                vals.clear();
+                vals.extend_from_slice(&self.lring[f][..n]);
             }
             let m = vals.iter().copied().fold(f64::INFINITY, f64::min);
             let varies = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max) != m;
@@ -277,17 +341,12 @@ impl RobustZScore {
             if full && !varies {
                 (med, mad, meanad) = (m, 0.0, 0.0);
             } else {
-                let work = &mut self.buf2;
-                work.clear();
-                work.extend_from_slice(vals);
-                let mv = median(work);
+                let mv = median(vals, &mut self.keys);
                 for v in vals.iter_mut() {
                     *v = (*v - mv).abs(); // in ring order: the mean is a pairwise sum over it
                 }
                 meanad = pairwise_sum(vals) / n as f64;
-                work.clear();
-                work.extend_from_slice(vals);
-                mad = median(work);
+                mad = median(vals, &mut self.keys);
                 med = mv;
             }
             self.med[f] = med;
@@ -303,9 +362,15 @@ mod tests {
 
     #[test]
     fn median_like_numpy() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(median(&mut [5.0]), 5.0);
+        let mut w = Vec::new();
+        assert_eq!(median(&[3.0, 1.0, 2.0], &mut w), 2.0);
+        assert_eq!(median(&[4.0, -1.0, 2.0, 3.0], &mut w), 2.5);
+        assert_eq!(median(&[-4.0, -1.0, -2.0, -3.0], &mut w), -2.5);
+        assert_eq!(median(&[5.0], &mut w), 5.0);
+        for x in [-3.5, -0.0, 0.0, 1e-300, 7.0, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(unkey(key(x)).to_bits(), x.to_bits());
+        }
+        assert!(key(-3.5) < key(-1.0) && key(-1.0) < key(0.0) && key(0.0) < key(2.0));
     }
 
     #[test]
