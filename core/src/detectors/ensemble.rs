@@ -230,6 +230,9 @@ impl Ensemble {
         for d in &mut e.detectors {
             d.rebuild();
         }
+        for c in e.calibrators.iter_mut().chain(std::iter::once(&mut e.last)) {
+            c.reindex();
+        }
         Ok(e)
     }
 }
