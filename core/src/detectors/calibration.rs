@@ -112,7 +112,7 @@ impl TailCalibrator {
         }
         insort(&mut self.added, s);
         self.t = t + 1;
-        if self.t % self.refresh_every == 0 {
+        if self.t.is_multiple_of(self.refresh_every) {
             self.refresh();
         }
         p
@@ -185,7 +185,7 @@ mod tests {
             for i in 0..5000 {
                 x = (x * 3.7 * (1.0 - x)).abs() % 1.0;
                 cal.update(if i % 7 == 0 { -0.0 } else { (x * 6.0).floor() });
-                if cal.t % every as u64 == 0 {
+                if cal.t.is_multiple_of(every as u64) {
                     let mut want = cal.ring.clone();
                     want.sort_by(f64::total_cmp);
                     let got: Vec<f64> = cal.snap.iter().map(|v| v + 0.0).collect();

@@ -280,7 +280,7 @@ mod tests {
     fn row(i: usize) -> Vec<f64> {
         let x = ((i * 7919) % 1000) as f64 / 250.0;
         let y = ((i * 104729) % 777) as f64 / 100.0;
-        vec![x, if i % 13 == 0 { f64::NAN } else { y }]
+        vec![x, if i.is_multiple_of(13) { f64::NAN } else { y }]
     }
 
     #[test]

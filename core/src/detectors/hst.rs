@@ -65,10 +65,10 @@ impl Builder<'_> {
             cum[..from].copy_from_slice(&before[(d - 1) * n..(d - 1) * n + from]);
         }
         let mut acc = if from == 0 { 0.0 } else { cum[from - 1] };
-        for i in from..n {
+        for (i, c) in cum.iter_mut().enumerate().skip(from) {
             let w = self.hi[i] - self.lo[i];
             acc = if i == 0 { w } else { acc + w };
-            cum[i] = acc;
+            *c = acc;
         }
         let x = u0 * cum[n - 1];
         let on = cum[..n - 1].partition_point(|&c| c <= x); // widths are >= 0: the sums never decrease

@@ -307,7 +307,7 @@ impl RobustZScore {
             }
         }
         self.learned += 1;
-        if self.learned % self.refresh_every == 0 {
+        if self.learned.is_multiple_of(self.refresh_every) {
             self.refresh();
         }
     }
