@@ -314,10 +314,15 @@ impl RobustZScore {
 
     fn refresh(&mut self) {
         let nf = self.names.len();
-        self.med = vec![0.0; nf];
-        self.scale = vec![1.0; nf];
-        self.log = vec![false; nf];
-        self.used = self.fill.iter().map(|&c| c >= self.min_count).collect();
+        // refilled in place: no allocation once the feature set is stable
+        self.med.clear();
+        self.med.resize(nf, 0.0);
+        self.scale.clear();
+        self.scale.resize(nf, 1.0);
+        self.log.clear();
+        self.log.resize(nf, false);
+        self.used.clear();
+        self.used.extend(self.fill.iter().map(|&c| c >= self.min_count));
         let w = self.window;
         for f in 0..nf {
             let fill = self.fill[f];
