@@ -17,6 +17,9 @@ mod py_links;
 pub mod features;
 pub mod py_features;
 pub mod py_decode;
+pub mod detectors;
+pub mod event;
+pub mod py_detectors;
 
 /// The core's version and the version of its state format (checkpoints name both).
 pub const STATE_VERSION: u32 = 1;
@@ -29,5 +32,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py_features::FeatureCore>()?;
     py_decode::register(m)?;
     m.add_class::<py_engine::CoreEngine>()?;
+    py_detectors::register(m)?;
     Ok(())
 }

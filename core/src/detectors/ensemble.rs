@@ -1,0 +1,321 @@
+//! `detectors.ensemble.Ensemble` for the built-in detectors, event by event:
+//!
+//! ```text
+//! for each detector d, in configuration order:
+//!     raw_d = d.score(x);  p_d = calibrator_d.update(raw_d);  if d learns and p_d > protect: d.learn(x)
+//! S = sum_d w_d * -ln(p_d)            (detectors with w_d = 0 left out)
+//! q = final.update(S);  risk = 1 - q  ("rank")  or  -expm1(-S / sum(w))  ("evidence")
+//! alert = (q <= budget and seen >= min_history) or forced;  severity from q / budget;  action from severity
+//! ```
+//!
+//! A forced block (a fired `block` rule, or the caller's blocklist match) alerts with severity critical and
+//! action block.
+
+use serde::{Deserialize, Serialize};
+
+use super::calibration::TailCalibrator;
+use super::hst::HalfSpaceTrees;
+use super::rules::Rules;
+use super::zscore::RobustZScore;
+use crate::event::Schema;
+
+/// Severity codes (`Verdict::severity`): index into this.
+pub const SEVERITIES: [&str; 5] = ["none", "low", "medium", "high", "critical"];
+/// Action codes (`Verdict::action`): index into this.
+pub const ACTIONS: [&str; 3] = ["allow", "review", "block"];
+
+pub const SEV_NONE: u8 = 0;
+pub const SEV_LOW: u8 = 1;
+pub const SEV_CRITICAL: u8 = 4;
+pub const ACT_ALLOW: u8 = 0;
+pub const ACT_BLOCK: u8 = 2;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Detector {
+    Hst(HalfSpaceTrees),
+    ZScore(RobustZScore),
+    Rules(Rules),
+}
+
+impl Detector {
+    #[inline]
+    pub fn score(&mut self, schema: &Schema, row: &[f64]) -> f64 {
+        match self {
+            Detector::Hst(d) => d.score(schema, row),
+            Detector::ZScore(d) => d.score(schema, row),
+            Detector::Rules(d) => d.score(schema, row),
+        }
+    }
+
+    #[inline]
+    pub fn learn(&mut self, schema: &Schema, row: &[f64]) {
+        match self {
+            Detector::Hst(d) => d.learn(schema, row),
+            Detector::ZScore(d) => d.learn(schema, row),
+            Detector::Rules(_) => {}
+        }
+    }
+
+    pub fn learns(&self) -> bool {
+        !matches!(self, Detector::Rules(_))
+    }
+
+    fn rebuild(&mut self) {
+        match self {
+            Detector::Hst(d) => d.rebuild(),
+            Detector::ZScore(d) => d.rebuild(),
+            Detector::Rules(d) => d.rebuild(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Risk {
+    Rank,
+    Evidence,
+}
+
+/// The ensemble's configuration (what `Ensemble.__init__` takes, validated by the Python side).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Config {
+    pub budget: f64,
+    pub calibration_window: usize,
+    pub protect: f64,
+    pub min_history: u64,
+    /// `(fraction of the budget, severity code)` for those of critical (4), high (3), medium (2) configured.
+    pub severity: Vec<(f64, u8)>,
+    /// Action code per severity code (index 1..=4: low, medium, high, critical).
+    pub actions: [u8; 5],
+    pub risk: Risk,
+}
+
+/// One event's verdict; allocate once with [`Ensemble::verdict`] and reuse.
+#[derive(Clone, Debug, Default)]
+pub struct Verdict {
+    pub risk: f64,
+    pub q: f64,
+    pub evidence: f64,
+    pub alert: bool,
+    pub severity: u8,
+    pub action: u8,
+    pub forced: bool,
+    /// Per detector, in configuration order.
+    pub raw: Vec<f64>,
+    pub p: Vec<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Ensemble {
+    pub names: Vec<String>,
+    detectors: Vec<Detector>,
+    weights: Vec<f64>,
+    calibrators: Vec<TailCalibrator>,
+    last: TailCalibrator,
+    config: Config,
+    /// Severity thresholds `budget * fraction`, sorted as the reference sorts `(limit, name)`.
+    thresholds: Vec<(f64, u8)>,
+    total_weight: f64,
+    pub seen: u64,
+}
+
+const REFRESH_EVERY: usize = 256; // TailCalibrator's default, as the reference's ensemble uses
+
+fn severity_name_rank(code: u8) -> &'static str {
+    SEVERITIES[code as usize]
+}
+
+impl Ensemble {
+    pub fn new(detectors: Vec<(String, Detector, f64)>, config: Config) -> Self {
+        assert!(!detectors.is_empty(), "an ensemble needs at least one detector");
+        let mut thresholds: Vec<(f64, u8)> =
+            config.severity.iter().map(|&(frac, code)| (config.budget * frac, code)).collect();
+        // sorted((limit, name)): by limit, then by severity name
+        thresholds.sort_by(|a, b| {
+            a.0.partial_cmp(&b.0).unwrap().then(severity_name_rank(a.1).cmp(severity_name_rank(b.1)))
+        });
+        // sum(w for w in weights if w) or 1.0, in configuration order
+        let mut total = 0.0;
+        let mut any = false;
+        for (_, _, w) in &detectors {
+            if *w != 0.0 {
+                total = if any { total + w } else { *w };
+                any = true;
+            }
+        }
+        let n = detectors.len();
+        let window = config.calibration_window;
+        Ensemble {
+            names: detectors.iter().map(|d| d.0.clone()).collect(),
+            weights: detectors.iter().map(|d| d.2).collect(),
+            detectors: detectors.into_iter().map(|d| d.1).collect(),
+            calibrators: (0..n).map(|_| TailCalibrator::new(window, REFRESH_EVERY)).collect(),
+            last: TailCalibrator::new(window, REFRESH_EVERY),
+            thresholds,
+            total_weight: if any && total != 0.0 { total } else { 1.0 },
+            config,
+            seen: 0,
+        }
+    }
+
+    /// A verdict buffer sized for this ensemble.
+    pub fn verdict(&self) -> Verdict {
+        Verdict { raw: vec![0.0; self.detectors.len()], p: vec![0.0; self.detectors.len()], ..Default::default() }
+    }
+
+    pub fn detector(&self, i: usize) -> &Detector {
+        &self.detectors[i]
+    }
+
+    /// Score, calibrate, decide and learn one event (`row` over `schema`; `force_block`: the caller's blocklist
+    /// match). Allocation-free in the steady state.
+    pub fn process(&mut self, schema: &Schema, row: &[f64], force_block: bool, out: &mut Verdict) {
+        let protect = self.config.protect;
+        let mut evidence = 0.0;
+        let mut forced = force_block;
+        for i in 0..self.detectors.len() {
+            let det = &mut self.detectors[i];
+            let raw = det.score(schema, row);
+            let p = self.calibrators[i].update(raw);
+            if det.learns() {
+                if p > protect {
+                    det.learn(schema, row);
+                }
+            } else if let Detector::Rules(r) = det {
+                forced |= r.blocked();
+            }
+            out.raw[i] = raw;
+            out.p[i] = p;
+            let w = self.weights[i];
+            if w != 0.0 {
+                evidence += w * -p.ln();
+            }
+        }
+        let q = self.last.update(evidence);
+        out.evidence = evidence;
+        out.q = q;
+        out.risk = match self.config.risk {
+            Risk::Rank => 1.0 - q,
+            Risk::Evidence => -(-evidence / self.total_weight).exp_m1(),
+        };
+        let alert = q <= self.config.budget && self.seen >= self.config.min_history;
+        out.alert = alert;
+        out.severity = SEV_NONE;
+        out.action = ACT_ALLOW;
+        if alert {
+            let mut sev = SEV_LOW;
+            for &(limit, code) in &self.thresholds {
+                if q <= limit {
+                    sev = code;
+                    break;
+                }
+            }
+            out.severity = sev;
+            out.action = self.config.actions[sev as usize];
+        }
+        out.forced = forced;
+        if forced {
+            out.alert = true;
+            out.severity = SEV_CRITICAL;
+            out.action = ACT_BLOCK;
+        }
+        self.seen += 1;
+    }
+
+    pub fn snapshot(&self) -> Vec<u8> {
+        bincode::serialize(self).expect("the ensemble serialises")
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Self, String> {
+        let mut e: Ensemble = bincode::deserialize(bytes).map_err(|e| format!("detector state does not load: {e}"))?;
+        for d in &mut e.detectors {
+            d.rebuild();
+        }
+        for c in e.calibrators.iter_mut().chain(std::iter::once(&mut e.last)) {
+            c.reindex();
+        }
+        Ok(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            budget: 0.01,
+            calibration_window: 500,
+            protect: 0.01,
+            min_history: 50,
+            severity: vec![(0.05, 4), (0.2, 3), (0.5, 2)],
+            actions: [0, 1, 1, 1, 2],
+            risk: Risk::Rank,
+        }
+    }
+
+    fn stack() -> Ensemble {
+        let rules = Rules::new(
+            vec![super::super::rules::Rule {
+                name: "big".into(),
+                clauses: vec![super::super::rules::Clause {
+                    feature: "a".into(),
+                    op: super::super::rules::Op::Gt,
+                    value: 3.0,
+                }],
+                score: 0.9,
+                block: false,
+            }],
+            true,
+        );
+        Ensemble::new(
+            vec![
+                ("hst".into(), Detector::Hst(HalfSpaceTrees::new(4, 8, 50, 42, None)), 1.0),
+                ("zscore".into(), Detector::ZScore(RobustZScore::new(None, 128, 64, 5.0, None, 16, true)), 1.0),
+                ("rules".into(), Detector::Rules(rules), 2.0),
+            ],
+            config(),
+        )
+    }
+
+    fn row(i: usize) -> Vec<f64> {
+        let x = ((i * 7919) % 1000) as f64 / 250.0;
+        let y = ((i * 104729) % 777) as f64 / 100.0;
+        vec![x, if i.is_multiple_of(13) { f64::NAN } else { y }]
+    }
+
+    #[test]
+    fn snapshot_restore_continues_exactly() {
+        let mut schema = Schema::default();
+        schema.column("a");
+        schema.column("b");
+        let mut a = stack();
+        let mut out = a.verdict();
+        for i in 0..1234 {
+            a.process(&schema, &row(i), false, &mut out);
+        }
+        let mut b = Ensemble::restore(&a.snapshot()).unwrap();
+        let mut out_b = b.verdict();
+        let mut alerts = 0;
+        for i in 1234..3000 {
+            a.process(&schema, &row(i), false, &mut out);
+            b.process(&schema, &row(i), false, &mut out_b);
+            assert_eq!(out.risk.to_bits(), out_b.risk.to_bits());
+            assert_eq!(out.raw, out_b.raw);
+            assert_eq!(out.p, out_b.p);
+            assert_eq!((out.alert, out.severity, out.action), (out_b.alert, out_b.severity, out_b.action));
+            alerts += out.alert as usize;
+        }
+        assert!(alerts > 0);
+        assert!(out.raw[0] > 0.0);
+    }
+
+    #[test]
+    fn forced_block_alerts_critical() {
+        let schema = Schema::default();
+        let mut a = stack();
+        let mut out = a.verdict();
+        a.process(&schema, &[], true, &mut out);
+        assert!(out.alert && out.forced);
+        assert_eq!((out.severity, out.action), (SEV_CRITICAL, ACT_BLOCK));
+    }
+}
