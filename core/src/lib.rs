@@ -18,7 +18,6 @@ pub mod features;
 pub mod py_features;
 pub mod py_decode;
 pub mod detectors;
-pub mod event;
 pub mod py_detectors;
 
 /// The core's version and the version of its state format (checkpoints name both).
