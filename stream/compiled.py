@@ -12,7 +12,7 @@ oracle (``tests/core/``). See ``docs/core.md``.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import numpy as np
 from stream.config import Settings
 from stream.errors import CheckpointError, InvalidEvent
 from stream.events import Event, Label, Login, Order, decode
-from stream.pipeline import Engine, Outcome, entity_ids
+from stream.pipeline import Engine, entity_ids
 
 __all__ = ["engine_params", "core_engine", "run_raw", "CompiledEngine", "new_engine", "ENGINES"]
 
@@ -109,24 +109,6 @@ class CompiledEngine(Engine):
     @property
     def uses_labels(self) -> bool:
         return self.learns_labels or self._risk_on or self.core.has_graph
-
-    def process(self, events: Sequence[Event]) -> Outcome:
-        """As :meth:`Engine.process`; the batch is cut at every label (the core learns it where it stands)."""
-        out = Outcome()
-        parts: list[tuple[list[Order | Login], Outcome]] = []
-        pending: list[Order | Login] = []
-        for e in events:
-            if isinstance(e, Label):
-                out.labels.append(e)
-                if pending:
-                    parts.append((pending, self._score(pending)))
-                    pending = []
-                self._learn_label(e)
-            else:
-                pending.append(e)
-        if pending:
-            parts.append((pending, self._score(pending)))
-        return self._merge(out, parts)
 
     def _learn_label(self, label: Label) -> None:
         self.core.vectors([label])  # entity risk and the graph, if labels matter to them

@@ -15,6 +15,7 @@ use crate::decode::{decode, Refused};
 use crate::engine::{Engine, EngineParams, GraphParams, Vector};
 use crate::event::{EventRef, Kind};
 use crate::features::Params as FeatureParams;
+use crate::py_features::{opt_str, req_str};
 
 /// One unit's compiled features, entity risk, link graph and label join (detection is added on top).
 #[pyclass(module = "stream._core", name = "CoreEngine")]
@@ -33,18 +34,6 @@ where
         Some(v) => v.extract::<T>().map_err(|e| PyValueError::new_err(format!("{key}: {e}"))),
         None => Err(PyValueError::new_err(format!("missing engine parameter {key}"))),
     }
-}
-
-fn opt_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Option<Cow<'static, str>>> {
-    let v = e.getattr(name)?;
-    if v.is_none() {
-        return Ok(None);
-    }
-    Ok(Some(Cow::Owned(v.cast::<PyString>()?.to_str()?.to_owned())))
-}
-
-fn req_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Cow<'static, str>> {
-    Ok(Cow::Owned(e.getattr(name)?.cast::<PyString>()?.to_str()?.to_owned()))
 }
 
 impl CoreEngine {

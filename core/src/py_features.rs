@@ -40,7 +40,7 @@ fn classes(py: Python<'_>) -> PyResult<(Py<PyType>, Py<PyType>)> {
     Ok((m.getattr("Order")?.cast_into::<PyType>()?.unbind(), m.getattr("Login")?.cast_into::<PyType>()?.unbind()))
 }
 
-fn opt_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Option<Cow<'static, str>>> {
+pub(crate) fn opt_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Option<Cow<'static, str>>> {
     let v = e.getattr(name)?;
     if v.is_none() {
         return Ok(None);
@@ -48,7 +48,7 @@ fn opt_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Option<
     Ok(Some(Cow::Owned(v.cast::<PyString>()?.to_str()?.to_owned())))
 }
 
-fn req_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Cow<'static, str>> {
+pub(crate) fn req_str(e: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<Cow<'static, str>> {
     Ok(Cow::Owned(e.getattr(name)?.cast::<PyString>()?.to_str()?.to_owned()))
 }
 
