@@ -323,7 +323,7 @@ class PgStateStore(EngineHolder):
             raise DecisionFenced(
                 f"merge decision of group {group!r} unit {unit} refused: this member claimed it at epoch {epoch}, "
                 f"the unit is at epoch {current} (another member owns it now)",
-                group=group, unit=int(unit), epoch=int(epoch or 0), current=current)
+                group=group, unit=int(unit), epoch=int(epoch or 0), current=current) from None
 
     def _decision_rows(self, group: str, unit: int) -> list[Any]:
         t = decisions_table
