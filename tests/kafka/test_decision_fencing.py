@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from conftest import (
     PARTITIONS,
@@ -35,7 +35,6 @@ from conftest import (
     committed_offsets,
     comparable,
     end_offsets,
-    produce_simulated,
     wait_until,
     write_config,
 )
@@ -45,8 +44,10 @@ from sinks.memory import MemorySink
 from stream.cli import cli as cli_main
 from stream.config import Settings, load_settings
 from stream.errors import DecisionFenced
+from stream.events import encode
 from stream.kafka import RuntimeStats, replay_kafka, run_consumer
 from stream.kafka.observability import RuntimeCollector
+from stream.sim import SimConfig, simulate
 from stream.state import LocalStateStore
 from stream.state.postgres import PgStateStore
 
@@ -71,19 +72,39 @@ def _settings(bootstrap: str, topics: Topics, **kafka: Any) -> Settings:
     return load_settings(None, env={}, overrides={f"kafka.{k}": v for k, v in over.items()})
 
 
-def _produce_without_labels(bootstrap: str, topics: Topics, events: int, seed: int) -> None:
-    """Simulated orders and logins; the labels topic stays silent, so every unit keeps deciding that it ended
-    where it stands (a recorded cut per ``idle_decision_interval_s`` while records flow)."""
-    silent = Topics(topics.orders, topics.logins, f"{topics.labels}-unused", topics.alerts, topics.dead_letters,
-                    topics.group)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics({silent.labels: {"num_partitions": PARTITIONS, "replication_factor": 1}},
-                            wait_for_metadata=True)
-        produce_simulated(bootstrap, silent, events, seed)
-        admin.delete_topics([silent.labels], raise_errors=False)
-    finally:
-        admin.close()
+class Bursts:
+    """Simulated orders and logins written in ``bursts`` bursts ``gap_s`` apart, from a thread, while the members
+    run; the labels topic stays silent. Each quiet gap makes every unit decide that the topics it waits for ended
+    where they stand, so the decision logs fill as the input arrives."""
+
+    def __init__(self, bootstrap: str, topics: Topics, *, events: int, seed: int, bursts: int, gap_s: float) -> None:
+        stream = [e for e in simulate(SimConfig(events=events, seed=seed)) if e.type != "label"]
+        size = -(-len(stream) // bursts)
+        self.chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+        self.bootstrap, self.topics, self.gap_s = bootstrap, topics, gap_s
+        self.errors: list[BaseException] = []
+        self.first = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20, acks="all")
+        try:
+            for chunk in self.chunks:
+                for e in chunk:
+                    topic = self.topics.orders if e.type == "order" else self.topics.logins
+                    producer.send(topic, key=e.user_id.encode(), value=encode(e))
+                producer.flush()
+                self.first.set()
+                time.sleep(self.gap_s)
+        except BaseException as e:  # noqa: BLE001 - reported by join
+            self.errors.append(e)
+        finally:
+            producer.close()
+
+    def join(self) -> None:
+        self.thread.join(timeout=300)
+        assert not self.thread.is_alive() and not self.errors, self.errors
 
 
 def _committed_alerts(bootstrap: str, topic: str) -> list[Alert]:
@@ -170,6 +191,15 @@ class Member:
                          event_time_clock=True, log_every_s=600, install_signal_handlers=False)
         except BaseException as e:  # noqa: BLE001 - handed to the test
             self.errors.append(e)
+
+    def wait_owning(self, n: int = PARTITIONS, timeout: float = 60) -> None:
+        """Until the member owns ``n`` units and has begun processing (so input written from now on arrives
+        live, burst after burst)."""
+        def ready() -> bool:
+            assert not self.errors, repr(self.errors[0])
+            return len(self.stats.units) >= n and self.stats.transactions + self.stats.checkpoints > 0
+
+        wait_until(ready, timeout, f"the member to own {n} units")
 
     def close(self) -> None:
         self.stop.set()
@@ -290,11 +320,12 @@ def test_two_owners_the_old_one_is_fenced_and_its_decision_never_visible(kind, k
     heartbeat thread leaves the group, member B joins, gets every unit and claims their decision logs. A is
     released: its decision is refused (``DecisionFenced``), it steps down from the unit, rejoins, and the group
     finishes the input. The refused cut is in no log; the committed alerts topic equals the group's replay."""
-    _produce_without_labels(kafka_bootstrap, topics, 12_000, seed=41)
     settings = _settings(kafka_bootstrap, topics, max_poll_interval_ms=7000)
     a_store = StallingStore(_store(kind, tmp_path), stall_at=10)
     a = Member(settings, a_store)
     members = [a]
+    a.wait_owning()
+    bursts = Bursts(kafka_bootstrap, topics, events=16_000, seed=41, bursts=40, gap_s=0.3)
     try:
         assert a_store.stalled.wait(120), "member A never made 10 decisions"
         unit, a_epoch, cut = a_store.stalled_call  # type: ignore[misc]
@@ -310,6 +341,7 @@ def test_two_owners_the_old_one_is_fenced_and_its_decision_never_visible(kind, k
         assert a.stats.decisions_fenced >= 1 and a.stats.fenced >= 1
         after = [d for d in observer.decision_log(topics.group, unit) if d["owner"] == a_epoch]
         assert after == recorded_before, "the zombie recorded a cut after losing the claim"
+        bursts.join()
         _wait_committed(kafka_bootstrap, topics, members)
     finally:
         a_store.release.set()
@@ -374,7 +406,6 @@ def test_a_resumed_zombie_steps_down_cleanly(kafka_bootstrap, topics, tmp_path, 
     p2 takes every unit over and claims them. p1 is resumed (SIGCONT): its decision is refused, it logs
     ``decision_fenced``, drops the unit without recording, publishing or saving, rejoins, and both stop with exit
     code 0. The refused cut is in no log, and the group's replay equals the committed alerts topic."""
-    _produce_without_labels(kafka_bootstrap, topics, 16_000, seed=43)
     config = write_config(tmp_path / "riskstream.toml", kafka_bootstrap, topics, state_dir=tmp_path / "state",
                           database=alert_db, max_poll_records=100, idle_timeout_s=0.3, idle_decision_interval_s=0.05)
     settings = load_settings(config, env={})
@@ -383,6 +414,7 @@ def test_a_resumed_zombie_steps_down_cleanly(kafka_bootstrap, topics, tmp_path, 
                        stall=stall, note=note)
     processes.append(p1)
     assert p1.proc is not None
+    bursts = Bursts(kafka_bootstrap, topics, events=20_000, seed=43, bursts=50, gap_s=0.3)
     store = LocalStateStore(tmp_path / "state")
     wait_until(lambda: sum(len(store.load_decisions(topics.group, u)) for u in range(PARTITIONS)) >= 8, 90,
                "p1 to record some decisions", [p1])
@@ -401,6 +433,7 @@ def test_a_resumed_zombie_steps_down_cleanly(kafka_bootstrap, topics, tmp_path, 
     outcome = Path(str(note) + ".outcome")
     wait_until(outcome.exists, 60, "p1's stalled decision to return", [p1])
     assert outcome.read_text() == "DecisionFenced"
+    bursts.join()
     end = end_offsets(kafka_bootstrap, topics.input_partitions())
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
@@ -426,11 +459,12 @@ def test_decisions_below_the_log_start_are_pruned(kind, kafka_bootstrap, topics,
     """A member records cuts while it consumes; nothing is pruned while the topics start at 0. Then the log start
     of every input partition is moved (``delete_records``) to the offsets of one of its unit's middle cuts: the
     member prunes exactly the cuts at or below it, keeps the rest, and counts them in ``decisions_pruned``."""
-    _produce_without_labels(kafka_bootstrap, topics, 8_000, seed=45)
     settings = _settings(kafka_bootstrap, topics, decision_prune_interval_s=0.5)
     store = _store(kind, tmp_path)
     m = Member(settings, _store(kind, tmp_path))
     try:
+        m.wait_owning()
+        Bursts(kafka_bootstrap, topics, events=6_000, seed=45, bursts=8, gap_s=0.4).join()
         _wait_committed(kafka_bootstrap, topics, [m])
         time.sleep(1.5)  # a few prune rounds with the log start at 0
         assert m.stats.decisions_pruned == 0
