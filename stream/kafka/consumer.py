@@ -342,7 +342,8 @@ class _Runtime:
                 self._retire(self.units.pop(p))
             for tp in revoked:
                 self.fenced.pop(tp.partition, None)
-            self.paused = {tp for tp in self.paused if tp.partition not in gone}
+            # A fenced unit's partitions are paused without the unit being owned: forget them too.
+            self.paused = {tp for tp in self.paused if tp.partition not in gone and tp not in revoked}
             self.stats.units = tuple(sorted(self.units))
             if gone:
                 _log(logging.INFO, "revoked", units=",".join(map(str, gone)), lost=lost)
@@ -922,7 +923,10 @@ class _Runtime:
             self.consumer.pause(*pause)
             self.stats.pauses += len(pause)
         if resume:
-            self.consumer.resume(*resume)
+            assigned = self.consumer.assignment()
+            resume = {tp for tp in resume if tp in assigned}  # kafka-python raises for one no longer assigned
+            if resume:
+                self.consumer.resume(*resume)
         if pause or resume:
             _log(logging.DEBUG, "pause", paused=len(want), newly_paused=len(pause), resumed=len(resume))
         self.paused = want

@@ -187,9 +187,12 @@ class Member:
 
     def _run(self, settings: Settings, store: Any) -> None:
         try:
-            run_consumer(settings, stop=self.stop, store=store, sinks=[MemorySink()], stats=self.stats,
+            run_consumer(settings, stop=self.stop, store=store, stats=self.stats,
                          event_time_clock=True, log_every_s=600, install_signal_handlers=False)
         except BaseException as e:  # noqa: BLE001 - handed to the test
+            import traceback
+
+            traceback.print_exc()
             self.errors.append(e)
 
     def wait_owning(self, n: int = PARTITIONS, timeout: float = 60) -> None:
@@ -218,7 +221,13 @@ def _wait_committed(bootstrap: str, topics: Topics, members: list[Member], timeo
             got = committed_offsets(admin, topics.group)
             return all(got.get(tp) == off for tp, off in end.items())
 
-        wait_until(done, timeout, "every input record committed")
+        try:
+            wait_until(done, timeout, "every input record committed")
+        except AssertionError:
+            got = committed_offsets(admin, topics.group)
+            behind = {f"{tp.topic}/{tp.partition}": (got.get(tp), off) for tp, off in end.items() if got.get(tp) != off}
+            raise AssertionError(f"not committed (committed, end): {behind}; members: "
+                                 f"{[m.stats.snapshot() | {'latency': None} for m in members]}") from None
     finally:
         admin.close()
 
