@@ -472,13 +472,27 @@ class _Runtime:
             return False
         tp = unit.tps[topic]
         hw = self.consumer.highwater(tp)
+        now = time.monotonic()
         if hw is None:
-            return False
+            # No fetch response has carried this partition's high watermark since it was (re)assigned. kafka-python
+            # 3.0.12 can go on without one for good: an empty partition of a unit that was fenced (paused), lost and
+            # assigned again gets a new state (high watermark unknown) while the broker's incremental fetch session
+            # leaves the unchanged partition out of every response. Ask the broker (ListOffsets; with exactly once
+            # the last stable offset), at most once a second per topic-partition.
+            if now - unit.gap_checked.get(topic, 0.0) < 1.0:
+                return False
+            unit.gap_checked[topic] = now
+            try:
+                hw = self.consumer.end_offsets([tp]).get(tp)
+            except kerrors.KafkaError:
+                return False
+            if hw is None:
+                return False
+            return pos >= hw
         if pos >= hw:
             return True
         # The fetch position can be past our last record (transaction markers, compacted gaps): check it,
         # at most once a second per topic-partition.
-        now = time.monotonic()
         if now - unit.gap_checked.get(topic, 0.0) < 1.0:
             return False
         unit.gap_checked[topic] = now

@@ -10,9 +10,8 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-
 from alembic import command
+from sqlalchemy import create_engine, inspect, text
 
 from sinks.migrations import _config, current, upgrade
 from stream.errors import DecisionFenced
