@@ -195,7 +195,8 @@ class _Runtime:
         self.commit_timeout_ms = int(k.get("commit_timeout_ms", 10_000))
         self.idle_timeout = float(k.get("idle_timeout_s", 2.0))
         self.idle_interval = float(k.get("idle_decision_interval_s", 0.25))
-        self.decisions = store if callable(getattr(store, "append_decision", None)) else None
+        #: The store's decision log (a DecisionLog, possibly without claims or pruning), or None.
+        self.decisions: Any = store if callable(getattr(store, "append_decision", None)) else None
         #: The store can claim a unit's decision log (owner epochs): decisions are fenced.
         self.claims = self.decisions is not None and callable(getattr(store, "claim_unit", None))
         self.can_prune = self.decisions is not None and callable(getattr(store, "prune_decisions", None))
@@ -282,7 +283,7 @@ class _Runtime:
             _log(logging.INFO, "fresh_unit", unit=p)
         # Claim the unit's decision log before reading it: the claim waits for a predecessor's append in progress
         # and fences every later one (DecisionFenced), so the cuts read next are all it will ever have recorded.
-        epoch = self.decisions.claim_unit(self.group, p, self.member) if self.claims else None  # type: ignore[union-attr]
+        epoch = self.decisions.claim_unit(self.group, p, self.member) if self.claims else None
         # Decisions a predecessor recorded past this checkpoint are applied again, in order, so the records
         # it processed under them are processed the same way here (older ones are dropped as passed).
         cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
@@ -610,7 +611,7 @@ class _Runtime:
         else:
             try:
                 if unit.epoch is not None:
-                    self.decisions.append_decision(self.group, merge.partition, cut, epoch=unit.epoch)  # type: ignore[call-arg]
+                    self.decisions.append_decision(self.group, merge.partition, cut, epoch=unit.epoch)
                 else:
                     self.decisions.append_decision(self.group, merge.partition, cut)
             except DecisionFenced as e:
@@ -814,7 +815,7 @@ class _Runtime:
         for p, unit in units.items():
             log_start = {t: begin[tp] for t, tp in unit.tps.items() if begin.get(tp) is not None}
             try:
-                n = self.decisions.prune_decisions(self.group, p, log_start)  # type: ignore[union-attr]
+                n = self.decisions.prune_decisions(self.group, p, log_start)
             except CheckpointError as e:
                 _log(logging.INFO, "decision_prune_failed", unit=p, error=f"{type(e).__name__}: {e}")
                 continue
