@@ -248,6 +248,11 @@ def _validate(data: Mapping[str, Any], ref: Mapping[str, Any], path: tuple[str, 
                 raise ConfigError(f"config key {name!r} must be a string, not {value!r}")
         elif isinstance(expected, list) and not isinstance(value, list):
             raise ConfigError(f"config key {name!r} must be a list, not {value!r}")
+    if path == ("kafka",) and "decision_prune_interval_s" in data:
+        v = data["decision_prune_interval_s"]
+        if not math.isfinite(v):
+            raise ConfigError(f"config key 'kafka.decision_prune_interval_s' must be a finite number of seconds "
+                              f"(0 = never prune), not {v!r}")
     if path == ("engine",):
         b = data.get("budget", 0.005)
         if not 0 < b < 1:

@@ -7,6 +7,7 @@
      ├── InvalidEvent           a record that does not decode or validate (goes to the dead-letter path)
      ├── SourceError            a source cannot be read (file missing, broker unreachable)   [retriable?]
      ├── CheckpointError        state could not be saved or restored (tampered, truncated, store down)
+     │    └── DecisionFenced    a merge decision refused: another member claimed the unit since
      └── (sinks.SinkError)      a sink could not write a batch; a failed flush aborts the checkpoint
           └── (sinks.Backpressure)  the sink is saturated; retry after ``retry_after`` seconds
 
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidEvent",
     "SourceError",
     "CheckpointError",
+    "DecisionFenced",
     "SinkError",
     "Backpressure",
     "ERRORS",
@@ -63,6 +65,19 @@ class SourceError(RiskstreamError):
 
 class CheckpointError(RiskstreamError):
     """State could not be saved or restored; nothing is committed past it."""
+
+
+class DecisionFenced(CheckpointError):
+    """A merge decision was not recorded because the unit's decision log was claimed by another member since the
+    caller claimed it (a higher epoch; see ``docs/runtime.md``). Nothing was written: the caller no longer owns
+    the unit and must step down from it without processing, publishing or saving anything more of it."""
+
+    def __init__(self, message: str, *, group: str = "", unit: int = -1, epoch: int = 0, current: int = 0) -> None:
+        super().__init__(message)
+        self.group = group
+        self.unit = unit
+        self.epoch = epoch
+        self.current = current
 
 
 ERRORS: tuple[type[BaseException], ...] = (RiskstreamError, SinkError)

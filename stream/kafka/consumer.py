@@ -45,9 +45,12 @@ See ``docs/runtime.md`` for failure cases, rebalances, backpressure and configur
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +61,7 @@ from sinks.deadletter import DeadLetterSink
 from sinks.errors import Fenced, SinkError
 from sinks.kafka import split_source
 from stream.config import Settings
-from stream.errors import CheckpointError, ConfigError, SourceError
+from stream.errors import CheckpointError, ConfigError, DecisionFenced, SourceError
 from stream.events import Event
 from stream.kafka.client import (
     TopicPartition,
@@ -119,6 +122,9 @@ class _Unit:
     published: dict[str, int] = field(default_factory=dict)
     #: exactly_once: the offsets the unit's last transaction committed.
     committed: dict[str, int] | None = None
+    #: The epoch this member claimed the unit's decision log at (None: the store has no claims); a decision is
+    #: recorded only while it is the unit's latest.
+    epoch: int | None = None
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -189,7 +195,14 @@ class _Runtime:
         self.commit_timeout_ms = int(k.get("commit_timeout_ms", 10_000))
         self.idle_timeout = float(k.get("idle_timeout_s", 2.0))
         self.idle_interval = float(k.get("idle_decision_interval_s", 0.25))
-        self.decisions = store if callable(getattr(store, "append_decision", None)) else None
+        #: The store's decision log (a DecisionLog, possibly without claims or pruning), or None.
+        self.decisions: Any = store if callable(getattr(store, "append_decision", None)) else None
+        #: The store can claim a unit's decision log (owner epochs): decisions are fenced.
+        self.claims = self.decisions is not None and callable(getattr(store, "claim_unit", None))
+        self.can_prune = self.decisions is not None and callable(getattr(store, "prune_decisions", None))
+        #: This member's name in the claims (for operators: host, process, a random tag).
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.prune_interval = float(k.get("decision_prune_interval_s", 60.0))
         self.batch_size = int(settings.engine["batch_size"])
         self.config_hash = settings.config_hash
         self.units: dict[int, _Unit] = {}
@@ -210,6 +223,7 @@ class _Runtime:
         self.poisoned = False
         self._backoff = _FIRST_BACKOFF_S
         self._next_checkpoint = time.monotonic() + self.interval
+        self._next_prune = time.monotonic() + self.prune_interval
         self._next_lag = 0.0
         self._next_log = time.monotonic() + log_every_s
 
@@ -267,6 +281,9 @@ class _Runtime:
             _log(logging.INFO, "restored", unit=p, offsets=_fmt_offsets(ck.offsets), events=ck.events)
         else:
             _log(logging.INFO, "fresh_unit", unit=p)
+        # Claim the unit's decision log before reading it: the claim waits for a predecessor's append in progress
+        # and fences every later one (DecisionFenced), so the cuts read next are all it will ever have recorded.
+        epoch = self.decisions.claim_unit(self.group, p, self.member) if self.claims else None
         # Decisions a predecessor recorded past this checkpoint are applied again, in order, so the records
         # it processed under them are processed the same way here (older ones are dropped as passed).
         cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
@@ -276,10 +293,12 @@ class _Runtime:
             merge.add_cut(c)
         if ahead:
             _log(logging.INFO, "decisions_to_replay", unit=p, cuts=len(ahead))
+        if epoch is not None:
+            _log(logging.INFO, "decisions_claimed", unit=p, epoch=epoch, member=self.member)
         # Positions not in a checkpoint are looked up by the main loop (a blocking call is not allowed here).
         self.units[p] = _Unit(
             merge, None, tps, snapshot=ck.state if ck is not None else None, pending=pending,
-            start=dict(ck.offsets) if ck is not None else {},
+            start=dict(ck.offsets) if ck is not None else {}, epoch=epoch,
         )
 
     def on_revoke(
@@ -324,7 +343,8 @@ class _Runtime:
                 self._retire(self.units.pop(p))
             for tp in revoked:
                 self.fenced.pop(tp.partition, None)
-            self.paused = {tp for tp in self.paused if tp.partition not in gone}
+            # A fenced unit's partitions are paused without the unit being owned: forget them too.
+            self.paused = {tp for tp in self.paused if tp.partition not in gone and tp not in revoked}
             self.stats.units = tuple(sorted(self.units))
             if gone:
                 _log(logging.INFO, "revoked", units=",".join(map(str, gone)), lost=lost)
@@ -351,8 +371,8 @@ class _Runtime:
         if self.fatal is not None:
             raise self.fatal
         self._close_retired()
+        self._check_fenced()
         if self.transactional is not None:
-            self._check_fenced()
             self._start_transactions()
         self._resolve_pending()
         # Records of a partition sought after this poll returned (a start position found by the main loop: after
@@ -369,6 +389,9 @@ class _Runtime:
         now = time.monotonic()
         if now >= self._next_checkpoint:
             self.try_checkpoint("interval")
+        if self.can_prune and self.prune_interval > 0 and now >= self._next_prune:
+            self._next_prune = now + self.prune_interval
+            self.prune_decisions()
         self._apply_pauses()
         if now >= self._next_lag:
             self._next_lag = now + 1.0
@@ -450,13 +473,27 @@ class _Runtime:
             return False
         tp = unit.tps[topic]
         hw = self.consumer.highwater(tp)
+        now = time.monotonic()
         if hw is None:
-            return False
+            # No fetch response has carried this partition's high watermark since it was (re)assigned. kafka-python
+            # 3.0.12 can go on without one for good: an empty partition of a unit that was fenced (paused), lost and
+            # assigned again gets a new state (high watermark unknown) while the broker's incremental fetch session
+            # leaves the unchanged partition out of every response. Ask the broker (ListOffsets; with exactly once
+            # the last stable offset), at most once a second per topic-partition.
+            if now - unit.gap_checked.get(topic, 0.0) < 1.0:
+                return False
+            unit.gap_checked[topic] = now
+            try:
+                hw = self.consumer.end_offsets([tp]).get(tp)
+            except kerrors.KafkaError:
+                return False
+            if hw is None:
+                return False
+            return pos >= hw
         if pos >= hw:
             return True
         # The fetch position can be past our last record (transaction markers, compacted gaps): check it,
         # at most once a second per topic-partition.
-        now = time.monotonic()
         if now - unit.gap_checked.get(topic, 0.0) < 1.0:
             return False
         unit.gap_checked[topic] = now
@@ -491,6 +528,8 @@ class _Runtime:
                 unit.waiting_since = None
             else:
                 items, dead = self._idle_decision(unit)
+                if self.units.get(unit.merge.partition) is not unit:
+                    continue  # fenced: it stepped down from the unit
             if dead:
                 for d in dead:
                     for dl in self.dl_sinks:
@@ -571,7 +610,16 @@ class _Runtime:
                  note="the state store cannot record merge decisions; a replay may order records differently")
         else:
             try:
-                self.decisions.append_decision(self.group, merge.partition, cut)
+                if unit.epoch is not None:
+                    self.decisions.append_decision(self.group, merge.partition, cut, epoch=unit.epoch)
+                else:
+                    self.decisions.append_decision(self.group, merge.partition, cut)
+            except DecisionFenced as e:
+                # Another member claimed the unit's decision log since this one did: it owns the unit now. Nothing
+                # was recorded; step down without processing, publishing or saving anything more of it.
+                self.stats.decisions_fenced += 1
+                self._fence(merge.partition, e, what="decision_fenced")
+                return [], []
             except CheckpointError as e:
                 self.stats.observe_checkpoint_failure(e)
                 _log(logging.WARNING, "decision_failed", unit=merge.partition, error=f"{type(e).__name__}: {e}",
@@ -739,16 +787,43 @@ class _Runtime:
         self._open_unit(p)
         self.stats.units = tuple(sorted(self.units))
 
-    def _fence(self, p: int, error: BaseException) -> None:
+    def _fence(self, p: int, error: BaseException, *, what: str = "fenced") -> None:
         """Drop unit ``p``, without saving: another producer holds its transactional id (a member that took the
-        unit over while this one stalled), or the broker aborted its transaction. Its partitions stay paused
-        until a rebalance says who owns them (see :meth:`_check_fenced`)."""
+        unit over while this one stalled), or the broker aborted its transaction, or another member claimed its
+        decision log (``what = "decision_fenced"``). Its partitions stay paused until a rebalance says who owns
+        them (see :meth:`_check_fenced`)."""
         self._retire(self.units.pop(p, None))
         self.fenced[p] = (self._generation(), time.monotonic())
         self.stats.fenced += 1
         self.stats.units = tuple(sorted(self.units))
-        _log(logging.WARNING, "fenced", unit=p, error=f"{type(error).__name__}: {error}",
+        _log(logging.WARNING, what, unit=p, error=f"{type(error).__name__}: {error}",
              note="another member owns the unit now; dropped without saving or publishing")
+
+    def prune_decisions(self) -> int:
+        """Delete the recorded cuts of every owned unit that lie below its topics' log-start offsets (no reader
+        can need them: a replay or a successor starts at or past the log start, where they are passed); returns
+        how many went. A failure is logged and left to the next round."""
+        units = {p: u for p, u in self.units.items() if not u.pending}
+        if not units:
+            return 0
+        try:
+            begin = self.consumer.beginning_offsets([tp for u in units.values() for tp in u.tps.values()])
+        except kerrors.KafkaError as e:
+            _log(logging.INFO, "decision_prune_failed", error=f"{type(e).__name__}: {e}")
+            return 0
+        total = 0
+        for p, unit in units.items():
+            log_start = {t: begin[tp] for t, tp in unit.tps.items() if begin.get(tp) is not None}
+            try:
+                n = self.decisions.prune_decisions(self.group, p, log_start)
+            except CheckpointError as e:
+                _log(logging.INFO, "decision_prune_failed", unit=p, error=f"{type(e).__name__}: {e}")
+                continue
+            if n:
+                total += n
+                self.stats.decisions_pruned += n
+                _log(logging.INFO, "decisions_pruned", unit=p, pruned=n, log_start=_fmt_offsets(log_start))
+        return total
 
     def _check_fenced(self) -> None:
         """A fenced unit whose partitions this member still holds a session timeout later, in the same
@@ -863,7 +938,10 @@ class _Runtime:
             self.consumer.pause(*pause)
             self.stats.pauses += len(pause)
         if resume:
-            self.consumer.resume(*resume)
+            assigned = self.consumer.assignment()
+            resume = {tp for tp in resume if tp in assigned}  # kafka-python raises for one no longer assigned
+            if resume:
+                self.consumer.resume(*resume)
         if pause or resume:
             _log(logging.DEBUG, "pause", paused=len(want), newly_paused=len(pause), resumed=len(resume))
         self.paused = want

@@ -8,7 +8,9 @@ through a custom prometheus-client collector, so the runtime's hot loop never to
   ``riskstream_events_total`` (events processed: orders, logins, labels), ``riskstream_invalid_records_total``
   (sent to the dead-letter sinks), ``riskstream_alerts_total``, ``riskstream_checkpoints_total``,
   ``riskstream_checkpoint_failures_total``, ``riskstream_commit_failures_total`` (normal during rebalances),
-  ``riskstream_rebalances_total``;
+  ``riskstream_rebalances_total``, ``riskstream_transactions_total``, ``riskstream_rewinds_total``,
+  ``riskstream_fenced_units_total``, ``riskstream_decisions_fenced_total``, ``riskstream_decisions_pruned_total``
+  (merge decisions deleted below the input topics' log start, ``kafka.decision_prune_interval_s``);
 - ``riskstream_consumer_lag{topic,partition}``: records between the next unprocessed offset and the high
   watermark;
 - ``riskstream_end_to_end_latency_seconds``: histogram from the Kafka record timestamp to processed;
@@ -142,7 +144,12 @@ _COUNTERS = (
     ("rewinds", "riskstream_rewinds",
      "Units rolled back to their last checkpoint after a failed transaction (kafka.exactly_once)."),
     ("fenced", "riskstream_fenced_units",
-     "Units dropped because another member's producer fenced theirs (kafka.exactly_once)."),
+     "Units dropped because another member's producer fenced theirs (kafka.exactly_once) or another member "
+     "claimed their decision log."),
+    ("decisions_fenced", "riskstream_decisions_fenced",
+     "Merge decisions refused (nothing recorded) because another member claimed the unit's decision log since."),
+    ("decisions_pruned", "riskstream_decisions_pruned",
+     "Recorded merge decisions deleted as below the input topics' log-start offsets."),
 )
 _GAUGES = (
     ("paused_partitions", "riskstream_paused_partitions",

@@ -84,6 +84,10 @@ class RuntimeStats:
         With ``kafka.exactly_once``: Kafka transactions committed; units rolled back to their last checkpoint
         after a transaction failed (its records aborted, processed again); units dropped because their
         transactional id was fenced (another member owns them now).
+    decisions_fenced, decisions_pruned
+        Merge decisions refused because another member claimed the unit's decision log since (the unit is
+        dropped; also counted in ``fenced``), and recorded decisions deleted as below the input topics' log-start
+        offsets (``kafka.decision_prune_interval_s``).
     last_checkpoint_seconds, checkpoint_seconds_total
         Duration of the last checkpoint and the sum of all.
     last_checkpoint_at, last_checkpoint_failed_at, last_checkpoint_error
@@ -121,6 +125,8 @@ class RuntimeStats:
         self.transactions = 0
         self.rewinds = 0
         self.fenced = 0
+        self.decisions_fenced = 0
+        self.decisions_pruned = 0
         self.last_checkpoint_seconds = 0.0
         self.checkpoint_seconds_total = 0.0
         self.last_checkpoint_at: float | None = None
@@ -179,6 +185,8 @@ class RuntimeStats:
                 "transactions": self.transactions,
                 "rewinds": self.rewinds,
                 "fenced": self.fenced,
+                "decisions_fenced": self.decisions_fenced,
+                "decisions_pruned": self.decisions_pruned,
                 "last_checkpoint_seconds": self.last_checkpoint_seconds,
                 "checkpoint_seconds_total": self.checkpoint_seconds_total,
                 "last_checkpoint_at": self.last_checkpoint_at,

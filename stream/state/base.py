@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,7 +25,7 @@ import orjson
 
 from stream.errors import CheckpointError
 
-__all__ = ["Checkpoint", "StateStore", "DecisionLog", "FORMAT_VERSION"]
+__all__ = ["Checkpoint", "StateStore", "DecisionLog", "FORMAT_VERSION", "visible_cuts", "prunable"]
 
 #: Version of the checkpoint byte format written by :meth:`Checkpoint.to_bytes`.
 FORMAT_VERSION = 1
@@ -131,8 +131,70 @@ class DecisionLog(Protocol):
     ``load_decisions``, in the order they were appended. See ``docs/runtime.md``.
     """
 
-    def append_decision(self, group: str, unit: int, cut: Mapping[str, int]) -> None:
-        """Durably append a cut to the decisions of ``unit``, or raise :class:`~stream.errors.CheckpointError`."""
+    def append_decision(self, group: str, unit: int, cut: Mapping[str, int], *, epoch: int | None = None) -> None:
+        """Durably append a cut to the decisions of ``unit``, or raise :class:`~stream.errors.CheckpointError`.
+
+        With ``epoch`` (what :meth:`claim_unit` returned), the append is a compare-and-set: it happens only if
+        ``epoch`` is still the unit's latest claim, in one atomic step with that check, and otherwise writes
+        nothing and raises :class:`~stream.errors.DecisionFenced`."""
 
     def load_decisions(self, group: str, unit: int) -> list[dict[str, int]]:
-        """Every cut recorded for ``unit`` of ``group``, oldest first (empty if none)."""
+        """Every visible cut recorded for ``unit`` of ``group``, oldest first (empty if none): a cut appended
+        under an epoch after a higher epoch's claim or cut (a superseded owner's) is never returned."""
+
+    def claim_unit(self, group: str, unit: int, owner: str) -> int:
+        """Claim the decision log of ``unit`` for ``owner`` (a member's name, for operators): the unit's epoch
+        goes up by one (1 for the first claim) and is returned. From then on an append under a lower epoch is
+        refused. A claim waits for an append in progress, so every cut a previous owner recorded is visible to
+        a :meth:`load_decisions` made after the claim returns, and none it tries later is ever recorded."""
+
+    def prune_decisions(self, group: str, unit: int, log_start: Mapping[str, int]) -> int:
+        """Delete the cuts of ``unit`` that no reader can need any more (see :func:`prunable`) and any invisible
+        ones; returns how many cuts went."""
+
+
+def prunable(cut: Mapping[str, int], log_start: Mapping[str, int]) -> bool:
+    """Whether no reader can ever need ``cut`` again: every topic it bounds starts (its log-start offset, records
+    below it deleted by retention or ``delete_records``) at or past the cut. A reader positioned at or past the
+    log start has then passed the cut already, and there is nothing below it to read. A topic of the cut whose
+    log start is not known keeps the cut.
+
+    >>> prunable({"orders": 10, "logins": 4}, {"orders": 10, "logins": 7})
+    True
+    >>> prunable({"orders": 10, "logins": 4}, {"orders": 9, "logins": 7})
+    False
+    >>> prunable({"orders": 10}, {})
+    False
+    """
+    return all(t in log_start and int(o) <= int(log_start[t]) for t, o in cut.items())
+
+
+def visible_cuts(records: Iterable[tuple[int | None, Mapping[str, int] | None]]) -> list[tuple[int, bool]]:
+    """Which records of a decision log, in append order, a reader sees: ``(owner epoch or None, cut or None)``
+    per record (a cut of None is a claim marker); returns ``(index, visible)`` for each cut.
+
+    A cut recorded under epoch ``e`` after a claim or a cut of a higher epoch is a superseded owner's (a zombie
+    that lost the unit) and is invisible. Stores make such a record impossible (the append is a compare-and-set
+    on the claim, serialised with the claim); this is the reader's side of the same rule, so a record slipped
+    in any other way (a store that lost its lock, a copied file) still cannot change what a replay does. A cut
+    without an epoch (recorded before epochs existed) is always visible and does not raise the bar.
+
+    >>> visible_cuts([(1, {"a": 1}), (None, None), (2, {"a": 2}), (1, {"a": 3}), (None, {"a": 4})])
+    [(0, True), (2, True), (3, False), (4, True)]
+    >>> visible_cuts([(1, {"a": 1}), (2, None), (1, {"a": 2})])
+    [(0, True), (2, False)]
+    """
+    out: list[tuple[int, bool]] = []
+    bar = 0
+    for i, (epoch, cut) in enumerate(records):
+        if cut is None:
+            if epoch is not None:
+                bar = max(bar, int(epoch))
+            continue
+        if epoch is None:
+            out.append((i, True))
+            continue
+        ok = int(epoch) >= bar
+        bar = max(bar, int(epoch))
+        out.append((i, ok))
+    return out

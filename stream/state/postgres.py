@@ -73,8 +73,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from sinks.sql import JSON_TYPE, EngineHolder, UtcDateTime, describe_error, metadata
-from stream.errors import CheckpointError
-from stream.state.base import Checkpoint
+from stream.errors import CheckpointError, DecisionFenced
+from stream.state.base import Checkpoint, prunable, visible_cuts
 
 __all__ = ["PgStateStore", "MIN_KEY_BYTES"]
 
@@ -107,7 +107,22 @@ decisions_table = Table(
     Column("unit", Integer, nullable=False),
     Column("cut", JSON_TYPE, nullable=False),
     Column("decided_at", UtcDateTime, nullable=False),
+    #: The owner epoch (``riskstream_decision_owners.epoch``) the cut was recorded under; NULL before 0006.
+    Column("owner", BigInteger, nullable=True),
     Index("ix_riskstream_merge_decisions_group_id_unit", "group_id", "unit", "id"),
+)
+
+#: Per (consumer group, unit) the latest claim of its decision log: a member that takes the unit over raises
+#: ``epoch``; a cut is recorded only under the latest epoch (migration 0006).
+owners_table = Table(
+    "riskstream_decision_owners",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("unit", Integer, primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
+    Column("member", String, nullable=False),
+    Column("claimed_at", UtcDateTime, nullable=False),
+    CheckConstraint("epoch >= 1", name="epoch_positive"),
 )
 
 T = TypeVar("T")
@@ -246,27 +261,110 @@ class PgStateStore(EngineHolder):
 
     # -- merge decisions (DecisionLog) ----------------------------------------------------------------------
 
-    def append_decision(self, group: str, unit: int, cut: Any) -> None:
-        """Insert one cut (committed, so durable, when this returns)."""
+    def claim_unit(self, group: str, unit: int, owner: str) -> int:
+        """Claim the decision log of ``unit`` for ``owner``: raise its epoch (1 for the first claim) and return it.
+
+        The upsert locks the unit's row in ``riskstream_decision_owners``, so it waits for an append in progress
+        (which holds the same lock): every cut committed before is visible to the caller's next
+        :meth:`load_decisions`, and every append under an older epoch after it is refused."""
+        o = owners_table
+        row = {"group_id": group, "unit": _unit(unit), "epoch": 1, "member": str(owner),
+               "claimed_at": datetime.now(UTC)}
+        ins = postgresql.insert(o) if self._pg else sqlite.insert(o)
+        stmt = ins.values(row).on_conflict_do_update(
+            index_elements=[o.c.group_id, o.c.unit],
+            set_={"epoch": o.c.epoch + 1, "member": ins.excluded.member, "claimed_at": ins.excluded.claimed_at},
+        )
+
+        def run() -> int:
+            with self._engine.begin() as conn:
+                conn.execute(stmt)
+                return int(conn.execute(select(o.c.epoch).where(o.c.group_id == group,
+                                                                o.c.unit == _unit(unit))).scalar_one())
+
+        return self._run(f"claim the merge decisions of group {group!r} unit {unit}", run)
+
+    def epoch(self, group: str, unit: int) -> int:
+        """The latest claim's epoch of the decisions of ``unit`` (0: never claimed)."""
+        o = owners_table
+        stmt = select(func.coalesce(func.max(o.c.epoch), 0)).where(o.c.group_id == group, o.c.unit == _unit(unit))
+
+        def run() -> int:
+            with self._engine.connect() as conn:
+                return int(conn.execute(stmt).scalar_one())
+
+        return self._run(f"read the decision epoch of group {group!r} unit {unit}", run)
+
+    def append_decision(self, group: str, unit: int, cut: Any, *, epoch: int | None = None) -> None:
+        """Insert one cut (committed, so durable, when this returns).
+
+        With ``epoch``: one transaction that first updates the unit's claim row *where its epoch is still*
+        ``epoch`` (a compare-and-set that takes the row's lock, so a concurrent claim waits for this transaction,
+        and this one, behind a committed claim, finds no row), then inserts the cut tagged with it; no row
+        updated means another member claimed the unit since: nothing is written, :class:`DecisionFenced`."""
         row = {"group_id": group, "unit": _unit(unit), "cut": {str(t): int(o) for t, o in cut.items()},
-               "decided_at": datetime.now(UTC)}
+               "decided_at": datetime.now(UTC), "owner": None if epoch is None else int(epoch)}
+        o = owners_table
+        where = (o.c.group_id == group, o.c.unit == _unit(unit))
 
         def run() -> None:
             with self._engine.begin() as conn:
+                if epoch is not None:
+                    hit = conn.execute(o.update().where(*where, o.c.epoch == int(epoch))
+                                       .values(epoch=o.c.epoch)).rowcount
+                    if hit != 1:
+                        raise _Refused(int(conn.execute(select(o.c.epoch).where(*where)).scalar() or 0))
                 conn.execute(decisions_table.insert().values(row))
 
-        self._run(f"record a merge decision of group {group!r} unit {unit}", run)
+        try:
+            self._run(f"record a merge decision of group {group!r} unit {unit}", run)
+        except _Refused as refused:  # rolled back: nothing written
+            current = refused.current
+            raise DecisionFenced(
+                f"merge decision of group {group!r} unit {unit} refused: this member claimed it at epoch {epoch}, "
+                f"the unit is at epoch {current} (another member owns it now)",
+                group=group, unit=int(unit), epoch=int(epoch or 0), current=current) from None
 
-    def load_decisions(self, group: str, unit: int) -> list[dict[str, int]]:
-        """The cuts of ``unit``, oldest first."""
+    def _decision_rows(self, group: str, unit: int) -> list[Any]:
         t = decisions_table
-        stmt = select(t.c.cut).where(t.c.group_id == group, t.c.unit == _unit(unit)).order_by(t.c.id)
+        stmt = select(t.c.id, t.c.owner, t.c.cut).where(t.c.group_id == group,
+                                                         t.c.unit == _unit(unit)).order_by(t.c.id)
 
-        def run() -> list[dict[str, int]]:
+        def run() -> list[Any]:
             with self._engine.connect() as conn:
-                return [{str(k): int(v) for k, v in c.items()} for c in conn.execute(stmt).scalars()]
+                return list(conn.execute(stmt))
 
         return self._run(f"load the merge decisions of group {group!r} unit {unit}", run)
+
+    def decision_log(self, group: str, unit: int) -> list[dict[str, Any]]:
+        """Every cut recorded for ``unit``, visible or not: ``{"cut", "owner" (epoch or None), "visible"}``."""
+        rows = self._decision_rows(group, unit)
+        return [{"cut": _cut(rows[i].cut), "owner": rows[i].owner, "visible": ok}
+                for i, ok in visible_cuts((r.owner, r.cut) for r in rows)]
+
+    def load_decisions(self, group: str, unit: int) -> list[dict[str, int]]:
+        """The visible cuts of ``unit``, oldest first (a cut of a superseded epoch is not returned)."""
+        rows = self._decision_rows(group, unit)
+        return [_cut(rows[i].cut) for i, ok in visible_cuts((r.owner, r.cut) for r in rows) if ok]
+
+    def prune_decisions(self, group: str, unit: int, log_start: Any) -> int:
+        """Delete the cuts of ``unit`` below ``log_start`` (see :func:`~stream.state.base.prunable`) and the
+        invisible ones; returns how many went."""
+        rows = self._decision_rows(group, unit)
+        gone = [rows[i].id for i, ok in visible_cuts((r.owner, r.cut) for r in rows)
+                if not ok or prunable(_cut(rows[i].cut), log_start)]
+        if not gone:
+            return 0
+        t = decisions_table
+
+        def run() -> int:
+            n = 0
+            with self._engine.begin() as conn:
+                for i in range(0, len(gone), 1000):
+                    n += int(conn.execute(t.delete().where(t.c.id.in_(gone[i:i + 1000]))).rowcount)
+            return n
+
+        return self._run(f"prune the merge decisions of group {group!r} unit {unit}", run)
 
     # -- extras ---------------------------------------------------------------------------------------------
 
@@ -302,12 +400,16 @@ class PgStateStore(EngineHolder):
 
         d = decisions_table
         forget = d.delete().where(d.c.group_id == group)
+        o = owners_table
+        unclaim = o.delete().where(o.c.group_id == group)
         if unit is not None:
             forget = forget.where(d.c.unit == _unit(unit))
+            unclaim = unclaim.where(o.c.unit == _unit(unit))
 
         def run() -> int:
             with self._engine.begin() as conn:
                 conn.execute(forget)  # the merge decisions go with the state they belong to
+                conn.execute(unclaim)
                 return int(conn.execute(stmt).rowcount)
 
         deleted = self._run(f"delete checkpoints of group {group!r}", run)
@@ -343,6 +445,18 @@ class PgStateStore(EngineHolder):
             err = CheckpointError(f"cannot {what} at {self._where}: {reason}")
             err.retriable = retriable
             raise err from e
+
+
+class _Refused(Exception):
+    """Inside an append's transaction: the claim moved on (rolls the transaction back)."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(current)
+        self.current = current
+
+
+def _cut(cut: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in cut.items()}
 
 
 def _unit(unit: int) -> int:

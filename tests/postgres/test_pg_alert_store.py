@@ -57,7 +57,7 @@ def test_the_sink_migrates_an_empty_database_to_the_head_revision_matching_the_m
     sink = SqlSink(url)
     try:
         assert current(sink.engine) == head() == history()[-1][0]
-        assert [rev for rev, _ in history()] == ["0001", "0002", "0003", "0004", "0005"]
+        assert [rev for rev, _ in history()] == ["0001", "0002", "0003", "0004", "0005", "0006"]
         names = set(inspect(sink.engine).get_table_names())
         assert {"alerts", "review_feedback", "riskstream_checkpoints", "riskstream_schema_version"} <= names
         assert _indexes(url, "alerts") == [("entity_key", "event_ts"), ("event_id",), ("event_ts",),
