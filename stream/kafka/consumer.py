@@ -324,7 +324,9 @@ class _Runtime:
                 self._retire(self.units.pop(p))
             for tp in revoked:
                 self.fenced.pop(tp.partition, None)
-            self.paused = {tp for tp in self.paused if tp.partition not in gone}
+            # Every revoked partition, not only those of units still held: a fenced unit was dropped before its
+            # partitions were lost, and kafka-python raises KeyError on resume() of a partition not assigned.
+            self.paused = {tp for tp in self.paused if tp.partition not in gone and tp not in revoked}
             self.stats.units = tuple(sorted(self.units))
             if gone:
                 _log(logging.INFO, "revoked", units=",".join(map(str, gone)), lost=lost)
@@ -613,14 +615,19 @@ class _Runtime:
             if self.transactional is not None:
                 if unit.txn is None:
                     continue  # not started: nothing processed, nothing to commit or save
-                if unit.txn.open or nxt != unit.committed:
+                # Never behind what a committed transaction already published: a unit restored from a checkpoint
+                # that lags Kafka's committed offsets (its last save was lost) re-processes up to them without
+                # publishing; committing its own, lower offsets would move them back, and the next owner would
+                # publish those records' alerts a second time.
+                nxt_commit = {t: max(off, unit.published.get(t, off)) for t, off in nxt.items()}
+                if unit.txn.open or nxt_commit != unit.committed:
                     try:
                         unit.txn.commit({unit.tps[t]: OffsetAndMetadata(off, EOS_OFFSETS_MARK, -1)
-                                         for t, off in nxt.items()}, self._group_metadata())
+                                         for t, off in nxt_commit.items()}, self._group_metadata())
                     except SinkError as e:
                         failed.append((p, e))
                         continue  # neither committed nor saved: the unit is rewound or dropped
-                    unit.committed = dict(nxt)
+                    unit.committed = dict(nxt_commit)
                     self.stats.transactions += 1
             if unit.dirty and unit.engine is not None:
                 self.store.save(
@@ -857,8 +864,12 @@ class _Runtime:
             if unit.backpressure:
                 # Never pause an empty queue: the merge may be waiting for exactly that topic.
                 want.update(tp for t, tp in unit.tps.items() if unit.merge.queues[t])
+        # Only partitions still assigned: pause()/resume() of any other raises KeyError in kafka-python (a
+        # fenced zombie's partitions, once its eviction is noticed).
+        assigned = self.consumer.assignment()
+        want &= assigned
         pause = want - self.paused
-        resume = self.paused - want
+        resume = (self.paused - want) & assigned
         if pause:
             self.consumer.pause(*pause)
             self.stats.pauses += len(pause)
