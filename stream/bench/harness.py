@@ -243,6 +243,8 @@ def write_config(
     }
 
     def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
         if isinstance(v, str):
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return repr(v)
@@ -269,13 +271,16 @@ def settings_for(config: Path) -> Settings:
 class RunProcess:
     """One ``riskstream run --event-time-clock`` process; output goes to ``log``."""
 
-    def __init__(self, config: Path, log: Path, *, database: str, bootstrap: str) -> None:
+    def __init__(
+        self, config: Path, log: Path, *, database: str, bootstrap: str, env: dict[str, str] | None = None
+    ) -> None:
         self.config = config
         self.log = log
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSTREAM")}
         self.env.update(
             RISKSTREAM_DATABASE_URL=database, RISKSTREAM_KAFKA_BOOTSTRAP=bootstrap, PYTHONUNBUFFERED="1"
         )
+        self.env.update(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
@@ -343,9 +348,11 @@ def wait_until(
         time.sleep(every)
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` up to its current end, partition by partition."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+def read_topic(bootstrap: str, topic: str, *, committed: bool = False) -> list[Any]:
+    """Every record of ``topic`` up to its current end, partition by partition (``committed``: as a
+    ``read_committed`` reader, up to the last stable offset)."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                      isolation_level="read_committed" if committed else "read_uncommitted")
     try:
         tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
         c.assign(tps)
