@@ -401,7 +401,7 @@ def run_scenario(cfg: FaultConfig, log: Callable[[str], None] = lambda s: None) 
             try:
                 _run(world, cfg, res, rng, restart, pg, log)
             finally:
-                res.log_events = _log_counts(world.procs)
+                res.log_events = {**_log_counts(world.procs), **res.log_events}
                 res.crashes = _crashes(world.procs)
                 world.close()
     except Exception as e:  # noqa: BLE001 - reported in the result
