@@ -204,6 +204,9 @@ class _Runtime:
         #: Partitions sought since the last poll() returned: that poll's records of them were fetched from the
         #: position before the seek and are dropped (see step).
         self.sought: set[TopicPartition] = set()
+        #: Units assigned whose checkpoint or decisions could not be read (the state store is down) -> when to
+        #: try again; opened by the main loop once the store answers (nothing of them is processed meanwhile).
+        self.unopened: dict[int, float] = {}
         self.failing = False
         self.fatal: BaseException | None = None
         #: Set when the main loop raised: engine state may be half-way through a batch, so it is never saved.
@@ -248,9 +251,23 @@ class _Runtime:
             self.fatal = e
 
     def _open_unit(self, p: int) -> None:
+        """Open unit ``p`` from its checkpoint and recorded decisions; if the state store cannot be read now (a
+        retriable :class:`CheckpointError`: the database is down), the unit waits in ``unopened`` and the main
+        loop tries again, instead of the process stopping."""
+        self.unopened.pop(p, None)
+        try:
+            ck = self.store.load(self.group, p)
+            cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
+        except CheckpointError as e:
+            if not e.retriable:
+                raise
+            self.stats.observe_checkpoint_failure(e)
+            self.unopened[p] = time.monotonic() + _FIRST_BACKOFF_S
+            _log(logging.WARNING, "unit_open_failed", unit=p, error=f"{type(e).__name__}: {e}",
+                 retry_in_s=_FIRST_BACKOFF_S, note="the unit is opened once the state store answers")
+            return
         merge = PartitionUnit(p, self.topics)
         tps = {t: TopicPartition(t, p) for t in self.topics}
-        ck = self.store.load(self.group, p)
         if ck is not None and ck.config_hash and ck.config_hash != self.config_hash:
             raise ConfigError(
                 f"the checkpoint of unit {p} was made with detection configuration {ck.config_hash}, not "
@@ -269,7 +286,6 @@ class _Runtime:
             _log(logging.INFO, "fresh_unit", unit=p)
         # Decisions a predecessor recorded past this checkpoint are applied again, in order, so the records
         # it processed under them are processed the same way here (older ones are dropped as passed).
-        cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
         start = dict(ck.offsets) if ck is not None else {}
         ahead = [c for c in cuts if not start or any(o > start.get(t, o) for t, o in c.items())]
         for c in ahead:
@@ -324,6 +340,7 @@ class _Runtime:
                 self._retire(self.units.pop(p))
             for tp in revoked:
                 self.fenced.pop(tp.partition, None)
+                self.unopened.pop(tp.partition, None)
             # Every revoked partition, not only those of units still held: a fenced unit was dropped before its
             # partitions were lost, and kafka-python raises KeyError on resume() of a partition not assigned.
             self.paused = {tp for tp in self.paused if tp.partition not in gone and tp not in revoked}
@@ -353,6 +370,7 @@ class _Runtime:
         if self.fatal is not None:
             raise self.fatal
         self._close_retired()
+        self._retry_unopened()
         if self.transactional is not None:
             self._check_fenced()
             self._start_transactions()
@@ -390,6 +408,18 @@ class _Runtime:
                 units=",".join(map(str, snap["units"])) or "-",
                 checkpoints=snap["checkpoints"],
             )
+
+    def _retry_unopened(self) -> None:
+        if not self.unopened:
+            return
+        now = time.monotonic()
+        assignment = self.consumer.assignment()
+        for p, when in sorted(self.unopened.items()):
+            if not all(TopicPartition(t, p) in assignment for t in self.topics):
+                del self.unopened[p]  # no longer ours
+            elif now >= when:
+                self._open_unit(p)
+        self.stats.units = tuple(sorted(self.units))
 
     def _ingest(self, tp: TopicPartition, recs: Sequence[Any]) -> None:
         unit = self.units.get(tp.partition)

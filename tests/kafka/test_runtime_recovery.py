@@ -5,6 +5,8 @@ before the assignment is cleared) and fake per-unit transactions:
 
 - a fenced zombie, resumed after SIGCONT, crashed with ``KeyError`` when its partitions were then reported
   lost: it still held them as "paused" and resumed them after the assignment was gone;
+- a rebalance while PostgreSQL (the state store) was down stopped every member: the assign listener could
+  not load the units' checkpoints and made that fatal; the units now wait and are opened once it answers;
 - a unit restored from a checkpoint behind Kafka's committed offsets (its last state save was lost) committed
   offsets *behind* what was already published, so its next successor published those alerts a second time.
 """
@@ -20,6 +22,7 @@ from kafka import OffsetAndMetadata, TopicPartition
 
 from sinks.errors import Fenced
 from stream.config import load_settings
+from stream.errors import CheckpointError
 from stream.events import Order
 from stream.kafka import consumer as runtime_module
 from stream.kafka.consumer import EOS_OFFSETS_MARK, _Runtime
@@ -227,6 +230,48 @@ def test_a_restore_behind_the_committed_offsets_never_commits_them_backwards(tmp
     assert rt.try_checkpoint("interval")
     assert outputs.commits[-1] == {ORDERS: 11}
     assert rt.store.load(GROUP, 0).offsets == {ORDERS: 11}
+
+
+class DownStore(LocalStateStore):
+    """A state store whose database is down until ``up`` is set."""
+
+    up = False
+
+    def load(self, group: str, unit: int) -> Any:
+        if not self.up:
+            err = CheckpointError("cannot load the checkpoint: connection refused")
+            err.retriable = True
+            raise err
+        return super().load(group, unit)
+
+
+def test_a_rebalance_while_the_state_store_is_down_waits_for_it_instead_of_stopping(tmp_path):
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    rt = _runtime(tmp_path, consumer, outputs)
+    store = DownStore(tmp_path / "state")
+    engine = rt._engine_cls(rt.settings, clock=None)
+    store.up = True
+    store.save(GROUP, 0, Checkpoint(offsets={ORDERS: 3}, state=engine.snapshot(), config_hash=rt.config_hash))
+    store.up = False
+    rt.store = store
+    tp = TopicPartition(ORDERS, 0)
+    _assign(rt, consumer, tp)  # was: rt.fatal = CheckpointError, and the process exited 1
+    assert 0 not in rt.units and 0 in rt.unopened
+    rt._retry_unopened()
+    assert 0 not in rt.units
+    store.up = True
+    rt.unopened[0] = 0.0  # its retry is due
+    rt._retry_unopened()
+    assert 0 in rt.units and not rt.unopened
+    assert consumer.positions[tp] == 3 and rt.units[0].start == {ORDERS: 3}
+    # A unit revoked while it waits is forgotten.
+    store.up = False
+    rt.on_revoke({tp}, lost=False)
+    _assign(rt, consumer, tp)
+    assert 0 in rt.unopened
+    rt.on_revoke({tp}, lost=True)
+    assert not rt.unopened
 
 
 @pytest.fixture(autouse=True)
