@@ -186,7 +186,8 @@ def _without_alert_store(config: str) -> str:
 
 def _log_counts(procs: list[RunProcess]) -> dict[str, int]:
     names = ("fenced", "partitions_lost", "rewind", "checkpoint_failed", "checkpoint_recovered", "decision_failed",
-             "transaction_ready", "transaction_failed", "fence_cleared", "commit_failed", "revoked_without_checkpoint")
+             "transaction_ready", "transaction_failed", "unit_open_failed", "fence_cleared", "commit_failed",
+             "revoked_without_checkpoint")
     text = "\n".join(p.output() for p in procs)
     return {n: len(re.findall(rf"event={n}\b", text)) for n in names if re.search(rf"event={n}\b", text)}
 
@@ -320,17 +321,18 @@ class _World:
 
 def _kills(world: _World, producer: _Producer, cfg: FaultConfig, rng: random.Random) -> tuple[str, int]:
     span = cfg.events / cfg.rate if cfg.rate else 10.0
-    gap = span / (cfg.kills + 1)
-    done = 0
+    gap = max(0.2, span / (cfg.kills + 1) - 0.45)  # minus the mean wait before the restart
+    done = during = 0
     while done < cfg.kills:
         time.sleep(gap * rng.uniform(0.6, 1.4))
         alive = [p for p in world.procs if p.alive]
         victim = rng.choice(alive)
         victim.kill()
         done += 1
+        during += producer.running()
         time.sleep(rng.uniform(0.1, 0.8))
         victim.start()
-    return f"{done} x SIGKILL of a random member (restarted at once)", done
+    return f"{done} x SIGKILL of a random member, restarted at once ({during} while producing)", done
 
 
 def _zombie(world: _World, producer: _Producer, cfg: FaultConfig, rng: random.Random) -> tuple[str, int]:
