@@ -217,6 +217,9 @@ class _Runtime:
         #: Partitions sought since the last poll() returned: that poll's records of them were fetched from the
         #: position before the seek and are dropped (see step).
         self.sought: set[TopicPartition] = set()
+        #: Units assigned whose checkpoint or decisions could not be read (the state store is down) -> when to
+        #: try again; opened by the main loop once the store answers (nothing of them is processed meanwhile).
+        self.unopened: dict[int, float] = {}
         self.failing = False
         self.fatal: BaseException | None = None
         #: Set when the main loop raised: engine state may be half-way through a batch, so it is never saved.
@@ -262,9 +265,27 @@ class _Runtime:
             self.fatal = e
 
     def _open_unit(self, p: int) -> None:
+        """Open unit ``p`` from its checkpoint and recorded decisions; if the state store cannot be read now (a
+        retriable :class:`CheckpointError`: the database is down), the unit waits in ``unopened`` and the main
+        loop tries again, instead of the process stopping."""
+        self.unopened.pop(p, None)
+        try:
+            ck = self.store.load(self.group, p)
+            # Claim the unit's decision log before reading it: the claim waits for a predecessor's append in
+            # progress and fences every later one (DecisionFenced), so the cuts read next are all it will ever
+            # have recorded.
+            epoch = self.decisions.claim_unit(self.group, p, self.member) if self.claims else None
+            cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
+        except CheckpointError as e:
+            if not e.retriable:
+                raise
+            self.stats.observe_checkpoint_failure(e)
+            self.unopened[p] = time.monotonic() + _FIRST_BACKOFF_S
+            _log(logging.WARNING, "unit_open_failed", unit=p, error=f"{type(e).__name__}: {e}",
+                 retry_in_s=_FIRST_BACKOFF_S, note="the unit is opened once the state store answers")
+            return
         merge = PartitionUnit(p, self.topics)
         tps = {t: TopicPartition(t, p) for t in self.topics}
-        ck = self.store.load(self.group, p)
         if ck is not None and ck.config_hash and ck.config_hash != self.config_hash:
             raise ConfigError(
                 f"the checkpoint of unit {p} was made with detection configuration {ck.config_hash}, not "
@@ -281,12 +302,8 @@ class _Runtime:
             _log(logging.INFO, "restored", unit=p, offsets=_fmt_offsets(ck.offsets), events=ck.events)
         else:
             _log(logging.INFO, "fresh_unit", unit=p)
-        # Claim the unit's decision log before reading it: the claim waits for a predecessor's append in progress
-        # and fences every later one (DecisionFenced), so the cuts read next are all it will ever have recorded.
-        epoch = self.decisions.claim_unit(self.group, p, self.member) if self.claims else None
         # Decisions a predecessor recorded past this checkpoint are applied again, in order, so the records
         # it processed under them are processed the same way here (older ones are dropped as passed).
-        cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
         start = dict(ck.offsets) if ck is not None else {}
         ahead = [c for c in cuts if not start or any(o > start.get(t, o) for t, o in c.items())]
         for c in ahead:
@@ -343,7 +360,9 @@ class _Runtime:
                 self._retire(self.units.pop(p))
             for tp in revoked:
                 self.fenced.pop(tp.partition, None)
-            # A fenced unit's partitions are paused without the unit being owned: forget them too.
+                self.unopened.pop(tp.partition, None)
+            # Every revoked partition, not only those of units still held: a fenced unit was dropped before its
+            # partitions were lost, and kafka-python raises KeyError on resume() of a partition not assigned.
             self.paused = {tp for tp in self.paused if tp.partition not in gone and tp not in revoked}
             self.stats.units = tuple(sorted(self.units))
             if gone:
@@ -372,6 +391,7 @@ class _Runtime:
             raise self.fatal
         self._close_retired()
         self._check_fenced()
+        self._retry_unopened()
         if self.transactional is not None:
             self._start_transactions()
         self._resolve_pending()
@@ -411,6 +431,18 @@ class _Runtime:
                 units=",".join(map(str, snap["units"])) or "-",
                 checkpoints=snap["checkpoints"],
             )
+
+    def _retry_unopened(self) -> None:
+        if not self.unopened:
+            return
+        now = time.monotonic()
+        assignment = self.consumer.assignment()
+        for p, when in sorted(self.unopened.items()):
+            if not all(TopicPartition(t, p) in assignment for t in self.topics):
+                del self.unopened[p]  # no longer ours
+            elif now >= when:
+                self._open_unit(p)
+        self.stats.units = tuple(sorted(self.units))
 
     def _ingest(self, tp: TopicPartition, recs: Sequence[Any]) -> None:
         unit = self.units.get(tp.partition)
@@ -661,14 +693,19 @@ class _Runtime:
             if self.transactional is not None:
                 if unit.txn is None:
                     continue  # not started: nothing processed, nothing to commit or save
-                if unit.txn.open or nxt != unit.committed:
+                # Never behind what a committed transaction already published: a unit restored from a checkpoint
+                # that lags Kafka's committed offsets (its last save was lost) re-processes up to them without
+                # publishing; committing its own, lower offsets would move them back, and the next owner would
+                # publish those records' alerts a second time.
+                nxt_commit = {t: max(off, unit.published.get(t, off)) for t, off in nxt.items()}
+                if unit.txn.open or nxt_commit != unit.committed:
                     try:
                         unit.txn.commit({unit.tps[t]: OffsetAndMetadata(off, EOS_OFFSETS_MARK, -1)
-                                         for t, off in nxt.items()}, self._group_metadata())
+                                         for t, off in nxt_commit.items()}, self._group_metadata())
                     except SinkError as e:
                         failed.append((p, e))
                         continue  # neither committed nor saved: the unit is rewound or dropped
-                    unit.committed = dict(nxt)
+                    unit.committed = dict(nxt_commit)
                     self.stats.transactions += 1
             if unit.dirty and unit.engine is not None:
                 self.store.save(
@@ -932,8 +969,12 @@ class _Runtime:
             if unit.backpressure:
                 # Never pause an empty queue: the merge may be waiting for exactly that topic.
                 want.update(tp for t, tp in unit.tps.items() if unit.merge.queues[t])
+        # Only partitions still assigned: pause()/resume() of any other raises KeyError in kafka-python (a
+        # fenced zombie's partitions, once its eviction is noticed).
+        assigned = self.consumer.assignment()
+        want &= assigned
         pause = want - self.paused
-        resume = self.paused - want
+        resume = (self.paused - want) & assigned
         if pause:
             self.consumer.pause(*pause)
             self.stats.pauses += len(pause)

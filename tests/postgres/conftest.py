@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from stream.bench.harness import KillablePg, killable_pg_server, pg_bin
 from tests.services import service_env
 
 # --- the shared server --------------------------------------------------------------------------------------
@@ -99,84 +96,13 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
 # --- a server the tests may kill ----------------------------------------------------------------------------
 
 
-def _pg_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
-                   if p.parent.name.isdigit() else 0)
-    found = [d for d in found if (d / "initdb").exists() and (d / "pg_ctl").exists()]
-    return found[-1] if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class KillablePg:
-    """A private PostgreSQL cluster: ``url``; ``kill()`` crashes it, ``start()`` brings it back on the same port."""
-
-    bin: Path
-    root: Path
-    port: int
-    as_postgres: bool
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres?connect_timeout=3"
-
-    def _run(self, *args: str) -> None:
-        cmd = [str(self.bin / args[0]), *args[1:]]
-        if self.as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            log = (self.root / "server.log").read_text()[-2000:] if (self.root / "server.log").exists() else ""
-            raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stdout}{done.stderr}\n{log}")
-
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.root / "data"), "-U", "postgres", "-E", "UTF8", "--auth=trust",
-                  "--no-sync")
-
-    def start(self) -> None:
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c full_page_writes=off")  # commits stay synchronous: a killed server keeps them
-        self._run("pg_ctl", "start", "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
-                  "-w", "-t", "60", "-o", opts)
-
-    def kill(self) -> None:
-        """Stop at once, without a shutdown checkpoint (the server recovers from its WAL on the next start)."""
-        self._run("pg_ctl", "stop", "-D", str(self.root / "data"), "-m", "immediate", "-w", "-t", "60")
-
-    def running(self) -> bool:
-        cmd = [str(self.bin / "pg_ctl"), "status", "-D", str(self.root / "data")]
-        if self.as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        return subprocess.run(cmd, capture_output=True).returncode == 0
-
-
 @pytest.fixture(scope="session")
 def killable_pg() -> Iterator[KillablePg]:
     """A private cluster of the binaries ``scripts/services`` installs (it installs them if they are missing)."""
-    pg_bin = _pg_bin()
-    if pg_bin is None:
+    if pg_bin() is None:
         _services_url()  # installs the Debian postgresql package when missing
-        pg_bin = _pg_bin()
-    if pg_bin is None:
-        raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
-    as_postgres = os.geteuid() == 0  # postgres refuses to run as root
-    root = Path(tempfile.mkdtemp(prefix="riskstream-pgtest-", dir="/var/tmp" if Path("/var/tmp").is_dir() else None))
-    if as_postgres:
-        shutil.chown(root, "postgres", "postgres")
-    server = KillablePg(pg_bin, root, _free_port(), as_postgres)
-    try:
-        server.init()
-        server.start()
+    with killable_pg_server() as server:
         yield server
-    finally:
-        if server.running():
-            server.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,0 +1,279 @@
+"""Regressions the fault suite (``stream/bench/faults.py``) found in the runtime's recovery paths, reproduced
+in process against a fake consumer that behaves as kafka-python 3.0.12 does where it matters (``seek``,
+``pause`` and ``resume`` of a partition that is not assigned raise ``KeyError``; ``on_partitions_lost`` runs
+before the assignment is cleared) and fake per-unit transactions:
+
+- a fenced zombie, resumed after SIGCONT, crashed with ``KeyError`` when its partitions were then reported
+  lost: it still held them as "paused" and resumed them after the assignment was gone;
+- a rebalance while PostgreSQL (the state store) was down stopped every member: the assign listener could
+  not load the units' checkpoints and made that fatal; the units now wait and are opened once it answers;
+- a unit restored from a checkpoint behind Kafka's committed offsets (its last state save was lost) committed
+  offsets *behind* what was already published, so its next successor published those alerts a second time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kafka import OffsetAndMetadata, TopicPartition
+
+from sinks.errors import Fenced
+from stream.config import load_settings
+from stream.errors import CheckpointError
+from stream.events import Order
+from stream.kafka import consumer as runtime_module
+from stream.kafka.consumer import EOS_OFFSETS_MARK, _Runtime
+from stream.kafka.stats import RuntimeStats
+from stream.state import Checkpoint, LocalStateStore
+
+GROUP = "g"
+ORDERS = "orders"
+
+
+class FakeConsumer:
+    """The parts of KafkaConsumer the runtime uses, with kafka-python's KeyError on unassigned partitions."""
+
+    def __init__(self) -> None:
+        self.assigned: set[TopicPartition] = set()
+        self.paused_tps: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+        self.committed_offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        self.high: dict[TopicPartition, int] = {}
+
+    def _check(self, tp: TopicPartition) -> None:
+        if tp not in self.assigned:
+            raise KeyError(tp)  # SubscriptionState.assignment[tp]
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._check(tp)
+        self.positions[tp] = offset
+
+    def pause(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self._check(tp)
+            self.paused_tps.add(tp)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self._check(tp)
+            self.paused_tps.discard(tp)
+
+    def committed(self, tp: TopicPartition, metadata: bool = False, timeout_ms: int = 0) -> Any:
+        om = self.committed_offsets.get(tp)
+        return om if metadata else (om.offset if om is not None else None)
+
+    def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self.high.get(tp, 0) for tp in tps}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.high.get(tp)
+
+    def position(self, tp: TopicPartition, timeout_ms: int = 0) -> int | None:
+        return self.positions.get(tp)
+
+    def group_metadata(self) -> Any:
+        return SimpleNamespace(generation_id=3, member_id="m-1", group_id=GROUP)
+
+
+class FakeTxn:
+    def __init__(self, outputs: FakeOutputs, tid: str) -> None:
+        self.outputs, self.transactional_id = outputs, tid
+        self.open = False
+        self.sent: list[Any] = []
+
+    def add(self, alert: Any) -> None:
+        self.open = True
+        self.sent.append(alert)
+
+    def add_dead_letter(self, record: Any) -> None:
+        self.open = True
+        self.sent.append(record)
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], group_metadata: Any) -> None:
+        if self.outputs.fence:
+            raise Fenced("kafka transaction commit: fenced (ProducerFencedError)")
+        self.outputs.commits.append({tp.topic: om.offset for tp, om in offsets.items()})
+        self.outputs.consumer.committed_offsets.update(offsets)
+        self.open = False
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        pass
+
+
+class FakeOutputs:
+    def __init__(self, consumer: FakeConsumer) -> None:
+        self.consumer = consumer
+        self.commits: list[dict[str, int]] = []
+        self.fence = False
+
+    def open(self, tid: str) -> FakeTxn:
+        return FakeTxn(self, tid)
+
+
+def _settings(tmp_path: Path, **kafka: Any) -> Any:
+    cfg = tmp_path / "riskstream.toml"
+    lines = ["[kafka]", 'orders_topic = "orders"', 'logins_topic = ""', 'labels_topic = ""',
+             *(f"{k} = {v!r}" for k, v in kafka.items()), "", "[state]", f'dir = "{tmp_path / "state"}"']
+    cfg.write_text("\n".join(lines) + "\n")
+    return load_settings(cfg, env={})
+
+
+def _runtime(tmp_path: Path, consumer: FakeConsumer, outputs: FakeOutputs, **kafka: Any) -> _Runtime:
+    import threading
+
+    settings = _settings(tmp_path, **kafka)
+    return _Runtime(settings, consumer, group=GROUP, store=LocalStateStore(tmp_path / "state"), alert_sinks=[],
+                    dead_letter_sinks=[], clock=None, stats=RuntimeStats(), stop=threading.Event(),
+                    log_every_s=3600.0, transactional=outputs)  # type: ignore[arg-type]
+
+
+def _order(i: int) -> Order:
+    return Order(event_id=f"o{i}", ts=1_714_564_800.0 + i, user_id="u1", order_id=f"x{i}", amount=10.0 + i,
+                 currency="EUR", merchant_id="m1")
+
+
+def _assign(rt: _Runtime, consumer: FakeConsumer, *tps: TopicPartition) -> None:
+    consumer.assigned |= set(tps)
+    rt.on_assign(set(tps))
+    assert rt.fatal is None, rt.fatal
+
+
+def _lose(rt: _Runtime, consumer: FakeConsumer) -> None:
+    """As kafka-python's _on_join_prepare: on_partitions_lost first, then the assignment is cleared."""
+    lost = set(consumer.assigned)
+    rt.on_revoke(lost, lost=True)
+    consumer.assigned.clear()
+    consumer.paused_tps.clear()
+    assert rt.fatal is None, rt.fatal
+
+
+def test_a_fenced_zombie_whose_partitions_are_then_lost_steps_down_without_a_keyerror(tmp_path):
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    rt = _runtime(tmp_path, consumer, outputs, max_buffered_events=2)
+    tp = TopicPartition(ORDERS, 0)
+    consumer.high[tp] = 10
+    _assign(rt, consumer, tp)
+    rt._start_transactions()
+    rt._resolve_pending()
+    unit = rt.units[0]
+    # A backlog over max_buffered_events: the busy partition is paused (backpressure).
+    for i in range(6):
+        unit.merge.add(ORDERS, i, _order(i))
+    rt._apply_pauses()
+    assert tp in consumer.paused_tps
+    # SIGSTOP past the session timeout; another member opened the unit's transactional id. On SIGCONT, the
+    # zombie's next checkpoint is fenced: the unit is dropped, its partitions kept paused until a rebalance.
+    outputs.fence = True
+    assert not rt.try_checkpoint("interval")
+    assert 0 not in rt.units and 0 in rt.fenced
+    rt._apply_pauses()
+    # Its next poll hears of the eviction: on_partitions_lost, then kafka-python clears the assignment.
+    _lose(rt, consumer)
+    rt._apply_pauses()  # was: KeyError(TopicPartition(topic='orders', partition=0)) from consumer.resume
+    rt._check_fenced()
+    assert not rt.paused and not rt.fenced and not rt.units
+    # It rejoins and gets the unit back later: it is reopened from its checkpoint, nothing is left paused.
+    outputs.fence = False
+    _assign(rt, consumer, tp)
+    assert rt.try_checkpoint("interval")  # the retry after the fenced one: fetching resumes
+    rt._apply_pauses()
+    assert 0 in rt.units and tp not in consumer.paused_tps
+
+
+def test_a_restore_behind_the_committed_offsets_never_commits_them_backwards(tmp_path, monkeypatch):
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    rt = _runtime(tmp_path, consumer, outputs)
+    tp = TopicPartition(ORDERS, 0)
+    consumer.high[tp] = 12
+    engine = rt._engine_cls(rt.settings, clock=None)
+    # A predecessor committed the transaction up to offset 8 but its state save after it was lost: the
+    # checkpoint says 2.
+    rt.store.save(GROUP, 0, Checkpoint(offsets={ORDERS: 2}, state=engine.snapshot(),
+                                       config_hash=rt.config_hash, events=0))
+    consumer.committed_offsets[tp] = OffsetAndMetadata(8, EOS_OFFSETS_MARK, -1)
+    _assign(rt, consumer, tp)
+    rt._start_transactions()
+    unit = rt.units[0]
+    assert unit.published == {ORDERS: 8}
+    # It re-processes 2..4 (already published), and a checkpoint comes before it has caught up with 8.
+    for i in range(2, 5):
+        unit.merge.add(ORDERS, i, _order(i))
+    rt._process()
+    assert unit.merge.next_offsets() == {ORDERS: 5}
+    assert rt.try_checkpoint("interval")
+    assert all(c[ORDERS] >= 8 for c in outputs.commits), outputs.commits  # was: a commit of offset 5
+    assert consumer.committed_offsets[tp].offset == 8
+    assert rt.store.load(GROUP, 0).offsets == {ORDERS: 5}  # the state itself may lag behind
+    # Its successor (after a kill) restores the checkpoint at 5 and still knows 5..7 are published.
+    (tmp_path / "b").mkdir()
+    rt2 = _runtime(tmp_path / "b", consumer, FakeOutputs(consumer))
+    rt2.store = rt.store
+    rt2._engine_cls = rt._engine_cls
+    _assign(rt2, consumer, tp)
+    rt2._start_transactions()
+    assert rt2.units[0].published == {ORDERS: 8}
+    # Past the committed offsets, commits move forward as usual.
+    for i in range(5, 11):
+        unit.merge.add(ORDERS, i, _order(i))
+    rt._process()
+    assert rt.try_checkpoint("interval")
+    assert outputs.commits[-1] == {ORDERS: 11}
+    assert rt.store.load(GROUP, 0).offsets == {ORDERS: 11}
+
+
+class DownStore(LocalStateStore):
+    """A state store whose database is down until ``up`` is set."""
+
+    up = False
+
+    def load(self, group: str, unit: int) -> Any:
+        if not self.up:
+            err = CheckpointError("cannot load the checkpoint: connection refused")
+            err.retriable = True
+            raise err
+        return super().load(group, unit)
+
+
+def test_a_rebalance_while_the_state_store_is_down_waits_for_it_instead_of_stopping(tmp_path):
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    rt = _runtime(tmp_path, consumer, outputs)
+    store = DownStore(tmp_path / "state")
+    engine = rt._engine_cls(rt.settings, clock=None)
+    store.up = True
+    store.save(GROUP, 0, Checkpoint(offsets={ORDERS: 3}, state=engine.snapshot(), config_hash=rt.config_hash))
+    store.up = False
+    rt.store = store
+    tp = TopicPartition(ORDERS, 0)
+    _assign(rt, consumer, tp)  # was: rt.fatal = CheckpointError, and the process exited 1
+    assert 0 not in rt.units and 0 in rt.unopened
+    rt._retry_unopened()
+    assert 0 not in rt.units
+    store.up = True
+    rt.unopened[0] = 0.0  # its retry is due
+    rt._retry_unopened()
+    assert 0 in rt.units and not rt.unopened
+    assert consumer.positions[tp] == 3 and rt.units[0].start == {ORDERS: 3}
+    # A unit revoked while it waits is forgotten.
+    store.up = False
+    rt.on_revoke({tp}, lost=False)
+    _assign(rt, consumer, tp)
+    assert 0 in rt.unopened
+    rt.on_revoke({tp}, lost=True)
+    assert not rt.unopened
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setattr(runtime_module, "_log", lambda *a, **k: None)
