@@ -11,18 +11,30 @@ oracle (``tests/core/``). See ``docs/core.md``.
 
 from __future__ import annotations
 
+import logging
+import math
 import pickle
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from detectors.compiled import Unsupported, core_spec
+from detectors.ensemble import Ensemble, alert_reasons
+from detectors.hst import describe_hst
+from detectors.rules import Rules
+from detectors.zscore import describe_z
+from sinks.alert import Alert, alert_id
 from stream.config import Settings
 from stream.errors import CheckpointError, InvalidEvent
 from stream.events import Event, Label, Login, Order, decode
-from stream.pipeline import Engine, entity_ids
+from stream.pipeline import Engine, Outcome, entity_ids
 
-__all__ = ["engine_params", "core_engine", "run_raw", "CompiledEngine", "new_engine", "ENGINES"]
+log = logging.getLogger("riskstream.compiled")
+_TOLD: set[str] = set()  # fallback reasons already logged (once per process)
+
+__all__ = ["engine_params", "core_engine", "run_raw", "detection_specs", "CompiledEngine", "new_engine", "ENGINES"]
 
 #: The values of ``[engine] core``.
 ENGINES = ("compiled", "python")
@@ -49,6 +61,61 @@ def engine_params(engine: Engine) -> dict[str, Any]:
                          for d in ens.detectors.values()),
         "learns_labels": engine.learns_labels,
     }
+
+
+def detection_specs(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The ``core_spec`` of each event type's ensemble, for detection in the core; :class:`Unsupported` (with the
+    reason) when some detector or setting is not compiled, or reads what the core does not hand it."""
+    for ens in engine.ensembles.values():
+        for name, det in ens.detectors.items():
+            if isinstance(det, Rules) and det._blocked:  # noqa: SLF001
+                raise Unsupported(f"detector {name!r}: blocklists match entity ids, which the core does not "
+                                  "hand to its detectors")
+    if engine.learns_labels:
+        raise Unsupported("a detector learns from labels (the core does not run label learners)")
+    if engine.ensembles["order"].risk != "rank" and any(
+            d.probabilistic for ens in engine.ensembles.values() for d in ens.detectors.values()):
+        raise Unsupported("risk = \"evidence\" with a probabilistic detector")
+    return {kind: core_spec(ens) for kind, ens in engine.ensembles.items()}
+
+
+class _ZView:
+    """A compiled z-score's explain data for one alert, with the Python detector's ``explain``/``describe``."""
+
+    __slots__ = ("top",)
+
+    def __init__(self, top: list[tuple[str, float, float, float, bool]]) -> None:
+        self.top = top
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        return [(f, z) for f, z, _, _, _ in self.top[:top]]
+
+    def describe(self, x: dict[str, float], feature: str) -> str:
+        for f, _, med, scale, is_log in self.top:
+            if f == feature:
+                return describe_z(feature, float(x.get(feature, math.nan)), med, scale, is_log)
+        return f"{feature} has too few learned values to score"
+
+
+class _HstView:
+    """A compiled HST's explain data for one alert, with the Python detector's ``explain``/``describe``."""
+
+    __slots__ = ("top",)
+
+    def __init__(self, top: list[tuple[str, float, float, float]]) -> None:
+        self.top = top
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        return [(f, c) for f, c, _, _ in self.top[:top]]
+
+    def describe(self, x: dict[str, float], feature: str) -> str:
+        for f, _, lo, hi in self.top:
+            if f == feature:
+                return describe_hst(feature, x.get(feature), lo, hi)
+        return f"{feature} is not tracked by the trees"
+
+
+_VIEWS = {"zscore": _ZView, "hst": _HstView}
 
 
 def core_engine(engine: Engine) -> Any:
@@ -102,6 +169,26 @@ class CompiledEngine(Engine):
         self.core = CoreEngine(engine_params(self))
         self._state_version = STATE_VERSION
         self._risk_on = self.entity_risk is not None
+        #: "compiled": the whole per-event path (detectors, calibrators, ensemble included) runs in the core;
+        #: "python": the detectors run in Python on the core's vectors, for the reason in ``detection_fallback``.
+        self.detection = "python"
+        self.detection_fallback: str | None = None
+        try:
+            specs = detection_specs(self)
+        except Unsupported as e:
+            self.detection_fallback = str(e)
+            if self.detection_fallback not in _TOLD:
+                _TOLD.add(self.detection_fallback)
+                log.warning("compiled engine: detection runs in Python: %s", self.detection_fallback)
+        else:
+            self.core.set_detection(specs["order"], specs["login"])
+            self.detection = "compiled"
+            from stream._core import ACTIONS, SEVERITIES
+
+            self._severities, self._actions = list(SEVERITIES), list(ACTIONS)
+            self._names = [d["name"] for d in specs["order"]["detectors"]]
+            self._blockers = {k: [(n, d) for n, d in ens.detectors.items() if getattr(d, "can_block", False)]
+                              for k, ens in self.ensembles.items()}
         # the Python copies of the state the core owns are never advanced: drop them, so nothing reads them
         self.features = None  # type: ignore[assignment]
         self.entity_risk = None
@@ -109,6 +196,69 @@ class CompiledEngine(Engine):
     @property
     def uses_labels(self) -> bool:
         return self.learns_labels or self._risk_on or self.core.has_graph
+
+    def process(self, events: Sequence[Event]) -> Outcome:
+        if self.detection != "compiled":
+            return super().process(events)
+        t0 = time.perf_counter()
+        if not isinstance(events, list):
+            events = list(events)
+        risk, q, alert, sev, act, raw, p, found, secs = self.core.process(events)
+        t1 = time.perf_counter()
+        out = Outcome()
+        scored = [e for e in events if type(e) is not Label]
+        if len(scored) < len(events):
+            out.labels = [e for e in events if type(e) is Label]
+        out.scored = scored
+        out.risk = risk
+        out.alerted = alert
+        names = self._names
+        out.raw = dict(zip(names, raw, strict=True))
+        out.calibrated = dict(zip(names, p, strict=True))
+        out.alerts = [self._compiled_alert(scored[j], x, explain, float(risk[j]), float(q[j]), int(sev[j]),
+                                           int(act[j]), p[:, j]) for j, x, explain in found]
+        self.events_seen += len(scored)
+        t2 = time.perf_counter()
+        out.timings = {"features": 0.0, "detectors": t1 - t0, "decision": t2 - t1}
+        return out
+
+    def _compiled_alert(self, e: Order | Login, x: dict[str, float], explain: list[Any], risk: float, q: float,
+                        sev: int, act: int, p: np.ndarray) -> Alert:
+        """The alert of an event the core alerted on, as :meth:`Engine._alert` builds it: the reasons through
+        :func:`detectors.ensemble.alert_reasons` with the core's explain data in place of the models."""
+        ens: Ensemble = self.ensembles[e.type]
+        names = self._names
+        explainers: dict[str, Any] = {}
+        for name, ex in zip(names, explain, strict=True):
+            explainers[name] = ens.detectors[name] if ex is None else _VIEWS[ex[0]](ex[1])
+        forced = [(n, w) for n, d in self._blockers[e.type] for w in d.block_reasons(x, None)]
+        ps = {name: float(v) for name, v in zip(names, p.tolist(), strict=True)}
+        evidence = 0.0
+        for name in names:  # the ensemble's sum, in its order (numpy adds detector after detector)
+            w = ens._weights[name]  # noqa: SLF001
+            if w:
+                evidence += w * -np.log(np.float64(ps[name]))
+        severity, action = self._severities[sev], self._actions[act]
+        ids = entity_ids(e)
+        prov = e.provenance
+        return Alert(
+            alert_id=alert_id(e.event_id, self.config_hash),
+            event_id=e.event_id,
+            event_type=e.type,
+            entities=ids,
+            event_ts=e.ts,
+            detected_at=self.clock(e),
+            score=risk,
+            severity=severity,
+            action=action,
+            reasons=tuple(alert_reasons(ens, explainers, x, ids, q=q, severity=severity, action=action,
+                                        forced=forced, evidence=float(evidence), p=ps)),
+            detector_scores=ps,
+            config_hash=self.config_hash,
+            topic=prov.topic if prov else None,
+            partition=prov.partition if prov else None,
+            offset=prov.offset if prov else None,
+        )
 
     def _learn_label(self, label: Label) -> None:
         self.core.vectors([label])  # entity risk and the graph, if labels matter to them

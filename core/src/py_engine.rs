@@ -12,10 +12,12 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::intern;
 
 use crate::decode::{decode, Refused};
+use crate::detectors::ensemble::Explain;
 use crate::engine::{Engine, EngineParams, GraphParams, Vector};
 use crate::event::{EventRef, Kind};
 use crate::features::Params as FeatureParams;
 use crate::py_features::{opt_str, req_str};
+use numpy::PyArrayMethods;
 
 /// One unit's compiled features, entity risk, link graph and label join (detection is added on top).
 #[pyclass(module = "stream._core", name = "CoreEngine")]
@@ -90,16 +92,43 @@ impl CoreEngine {
     }
 
     fn vector_dict<'py>(&mut self, py: Python<'py>, kind: Kind) -> PyResult<Bound<'py, PyDict>> {
+        let v = std::mem::take(&mut self.vector);
+        let d = self.dict_of(py, kind, &v.row, &v.order);
+        self.vector = v;
+        d
+    }
+
+    /// The Python engine's dict of a vector: `row` values in key order `order`.
+    fn dict_of<'py>(&mut self, py: Python<'py>, kind: Kind, row: &[f64], order: &[usize]) -> PyResult<Bound<'py, PyDict>> {
         let k = kind as usize;
         let schema = self.engine.vector_schema(kind);
         for n in &schema.names[self.names[k].len()..] {
             self.names[k].push(PyString::new(py, n).unbind());
         }
         let d = PyDict::new(py);
-        for &c in &self.vector.order {
-            d.set_item(self.names[k][c].bind(py), self.vector.row[c])?;
+        for &c in order {
+            d.set_item(self.names[k][c].bind(py), row[c])?;
         }
         Ok(d)
+    }
+
+    /// The explain data of the alerts of a stretch (against the ensembles as they stand at its end), appended to
+    /// `out` as `(scored index, x, [per detector: None | ("hst", [...]) | ("zscore", [...])])`.
+    fn explain_stretch(&mut self, py: Python<'_>, held: &mut Vec<(usize, Kind, Vec<f64>, Vec<usize>)>,
+                       out: &Bound<'_, PyList>) -> PyResult<()> {
+        for (i, kind, row, order) in held.drain(..) {
+            let x = self.dict_of(py, kind, &row, &order)?;
+            let per = PyList::empty(py);
+            for e in self.engine.explain(kind, &row, 3) {
+                match e {
+                    Explain::Hst(top) => per.append(("hst", top))?,
+                    Explain::ZScore(top) => per.append(("zscore", top))?,
+                    Explain::Rules => per.append(py.None())?,
+                }
+            }
+            out.append((i, x, per))?;
+        }
+        Ok(())
     }
 }
 
@@ -184,6 +213,99 @@ impl CoreEngine {
         }
         self.engine.end_stretch();
         Ok(out)
+    }
+
+    /// Run detection in the core from now on: ``order`` and ``login`` are ``detectors.compiled.core_spec`` of
+    /// the two event types' (fresh) ensembles.
+    fn set_detection(&mut self, order: &Bound<'_, PyDict>, login: &Bound<'_, PyDict>) -> PyResult<()> {
+        let (o, l) = (crate::py_detectors::ensemble(order)?, crate::py_detectors::ensemble(login)?);
+        if o.names != l.names {
+            return Err(PyValueError::new_err("the order and login ensembles must have the same detectors"));
+        }
+        self.engine.set_detectors(o, l);
+        Ok(())
+    }
+
+    /// Whether detection runs in the core (:meth:`set_detection`, or a restored state that had it).
+    #[getter]
+    fn has_detection(&self) -> bool {
+        self.engine.has_detectors()
+    }
+
+    /// The whole per-event path of a batch of ``stream.events`` objects, in order: features, entity risk and
+    /// links, then each scored event's ensemble (score, calibrate, decide, learn), the label join where labels
+    /// stand. Returns ``(risk, q, alert, severity, action, raw, p, alerts, seconds)`` over the orders and logins
+    /// in order: ``raw`` and ``p`` are (detectors x events) arrays, ``severity`` / ``action`` codes into
+    /// ``SEVERITIES`` / ``ACTIONS``; ``alerts`` holds, for each alerted event, ``(index, x, explain)`` with its
+    /// vector as the Python engine's dict and each detector's explain data, read when its stretch ends (at a
+    /// label that cuts the batch in the Python engine, or at the end) as the reference reads reasons.
+    fn process<'py>(&mut self, py: Python<'py>, events: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyTuple>> {
+        if !self.engine.has_detectors() {
+            return Err(PyValueError::new_err("detection does not run in the core (set_detection)"));
+        }
+        let t0 = std::time::Instant::now();
+        let mut verdict = self.engine.verdict();
+        let nd = verdict.raw.len();
+        let cap = events.len();
+        let (mut risk, mut q) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+        let (mut alert, mut sev, mut act) = (Vec::with_capacity(cap), Vec::with_capacity(cap), Vec::with_capacity(cap));
+        let (mut raw, mut p) = (Vec::with_capacity(cap * nd), Vec::with_capacity(cap * nd));
+        let alerts = PyList::empty(py);
+        let mut held: Vec<(usize, Kind, Vec<f64>, Vec<usize>)> = Vec::new();
+        let mut v = std::mem::take(&mut self.vector);
+        for e in events.iter() {
+            let ev = self.read(py, &e)?;
+            if ev.kind() == Kind::Label {
+                if self.engine.cuts_at_label() {
+                    self.engine.end_stretch();
+                    self.explain_stretch(py, &mut held, &alerts)?;
+                }
+                self.engine.label(&ev);
+                continue;
+            }
+            self.engine.vectorize(&ev, &mut v);
+            self.engine.detect(&v, &mut verdict);
+            if verdict.alert {
+                held.push((risk.len(), ev.kind(), v.row.clone(), v.order.clone()));
+            }
+            risk.push(verdict.risk);
+            q.push(verdict.q);
+            alert.push(verdict.alert);
+            sev.push(verdict.severity);
+            act.push(verdict.action);
+            raw.extend_from_slice(&verdict.raw);
+            p.extend_from_slice(&verdict.p);
+            self.engine.scored(&ev, &v, verdict.alert);
+        }
+        self.vector = v;
+        self.engine.end_stretch();
+        self.explain_stretch(py, &mut held, &alerts)?;
+        let n = risk.len();
+        // raw and p were filled event-major; hand them over detector-major
+        let transpose = |a: Vec<f64>| -> Vec<f64> {
+            let mut t = vec![0.0; a.len()];
+            for i in 0..n {
+                for d in 0..nd {
+                    t[d * n + i] = a[i * nd + d];
+                }
+            }
+            t
+        };
+        let raw = numpy::PyArray1::from_vec(py, transpose(raw)).reshape([nd, n])?;
+        let p = numpy::PyArray1::from_vec(py, transpose(p)).reshape([nd, n])?;
+        let secs = t0.elapsed().as_secs_f64();
+        (
+            numpy::PyArray1::from_vec(py, risk),
+            numpy::PyArray1::from_vec(py, q),
+            numpy::PyArray1::from_vec(py, alert),
+            numpy::PyArray1::from_vec(py, sev),
+            numpy::PyArray1::from_vec(py, act),
+            raw,
+            p,
+            alerts,
+            secs,
+        )
+            .into_pyobject(py)
     }
 
     /// Run raw JSON records (bytes) through decoding, features, entity risk, the graph and the label join, without

@@ -69,6 +69,17 @@ impl Detector {
     }
 }
 
+/// One detector's explain data for one event (see [`Ensemble::explain`]).
+#[derive(Clone, Debug)]
+pub enum Explain {
+    /// `(feature, contribution, lo, hi)`
+    Hst(Vec<(String, f64, f64, f64)>),
+    /// `(feature, clipped z, median, scale, log scale)`
+    ZScore(Vec<(String, f64, f64, f64, bool)>),
+    /// rules explain from the event's values and their configuration (no state)
+    Rules,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Risk {
     Rank,
@@ -219,6 +230,19 @@ impl Ensemble {
             out.action = ACT_BLOCK;
         }
         self.seen += 1;
+    }
+
+    /// What each detector's `explain` / `describe` read for an alert's reasons, against the state as it stands
+    /// (the reference explains after the stretch): per detector, in configuration order.
+    pub fn explain(&mut self, schema: &Schema, row: &[f64], top: usize) -> Vec<Explain> {
+        self.detectors
+            .iter_mut()
+            .map(|d| match d {
+                Detector::Hst(h) => Explain::Hst(h.explain(schema, row, top)),
+                Detector::ZScore(z) => Explain::ZScore(z.explain(schema, row, top)),
+                Detector::Rules(_) => Explain::Rules,
+            })
+            .collect()
     }
 
     pub fn snapshot(&self) -> Vec<u8> {
