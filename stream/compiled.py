@@ -71,12 +71,10 @@ def detection_specs(engine: Engine) -> dict[str, dict[str, Any]]:
             if isinstance(det, Rules) and det._blocked:  # noqa: SLF001
                 raise Unsupported(f"detector {name!r}: blocklists match entity ids, which the core does not "
                                   "hand to its detectors")
-    if engine.learns_labels:
+    specs = {kind: core_spec(ens) for kind, ens in engine.ensembles.items()}  # names an uncompiled detector
+    if engine.learns_labels:  # (none of the compiled ones does)
         raise Unsupported("a detector learns from labels (the core does not run label learners)")
-    if engine.ensembles["order"].risk != "rank" and any(
-            d.probabilistic for ens in engine.ensembles.values() for d in ens.detectors.values()):
-        raise Unsupported("risk = \"evidence\" with a probabilistic detector")
-    return {kind: core_spec(ens) for kind, ens in engine.ensembles.items()}
+    return specs
 
 
 class _ZView:
