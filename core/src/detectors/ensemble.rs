@@ -334,6 +334,30 @@ mod tests {
     }
 
     #[test]
+    fn explain_reads_the_state_without_changing_it() {
+        let mut schema = Schema::default();
+        schema.column("a");
+        schema.column("b");
+        let mut a = stack();
+        let mut out = a.verdict();
+        for i in 0..1500 {
+            a.process(&schema, &row(i), false, &mut out);
+        }
+        let before = a.snapshot();
+        let ex = a.explain(&schema, &[9.0, 40.0], 3);
+        assert_eq!(a.snapshot(), before);
+        assert_eq!(ex.len(), 3);
+        match (&ex[0], &ex[1], &ex[2]) {
+            (Explain::Hst(h), Explain::ZScore(z), Explain::Rules) => {
+                assert!(!h.is_empty() && h.len() <= 3 && h.windows(2).all(|w| w[0].1 >= w[1].1));
+                assert_eq!(z.len(), 2);
+                assert!(z.iter().all(|t| t.1 > 0.0 && t.1 <= 5.0));
+            }
+            other => panic!("unexpected explain data {other:?}"),
+        }
+    }
+
+    #[test]
     fn forced_block_alerts_critical() {
         let schema = Schema::default();
         let mut a = stack();
