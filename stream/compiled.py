@@ -201,24 +201,73 @@ class CompiledEngine(Engine):
         t0 = time.perf_counter()
         if not isinstance(events, list):
             events = list(events)
-        risk, q, alert, sev, act, raw, p, found, secs = self.core.process(events)
+        res = self.core.process(events)
         t1 = time.perf_counter()
         out = Outcome()
         scored = [e for e in events if type(e) is not Label]
         if len(scored) < len(events):
             out.labels = [e for e in events if type(e) is Label]
         out.scored = scored
+        self._fill(out, res, scored.__getitem__)
+        t2 = time.perf_counter()
+        out.timings = {"features": 0.0, "detectors": t1 - t0, "decision": t2 - t1}
+        return out
+
+    def _fill(self, out: Outcome, res: tuple[Any, ...], event: Callable[[int], Order | Login]) -> None:
+        """``out``'s arrays and alerts from a ``CoreEngine.process`` result; ``event(j)``: scored event ``j``."""
+        risk, q, alert, sev, act, raw, p, found, _ = res
         out.risk = risk
         out.alerted = alert
         names = self._names
         out.raw = dict(zip(names, raw, strict=True))
         out.calibrated = dict(zip(names, p, strict=True))
-        out.alerts = [self._compiled_alert(scored[j], x, explain, float(risk[j]), float(q[j]), int(sev[j]),
+        out.alerts = [self._compiled_alert(event(j), x, explain, float(risk[j]), float(q[j]), int(sev[j]),
                                            int(act[j]), p[:, j]) for j, x, explain in found]
-        self.events_seen += len(scored)
-        t2 = time.perf_counter()
-        out.timings = {"features": 0.0, "detectors": t1 - t0, "decision": t2 - t1}
-        return out
+        self.events_seen += len(risk)
+
+    def process_raw(self, records: list[bytes]) -> tuple[Outcome, list[tuple[int, str]]]:
+        """:meth:`process` of raw JSON records, decoded by the core: no Python object per record (a record the
+        compiled decoder leaves to Python is decoded by :func:`stream.events.decode` where it stands, and ends a
+        core call). Returns the outcome, whose ``scored`` and ``labels`` stay empty (``risk``, ``alerted``,
+        ``raw`` and ``calibrated`` are over the orders and logins in order; alerts are built from their records,
+        decoded again), and the refused records as ``(index, "field: reason")``. Needs detection in the core.
+
+        Scores and alerts equal :meth:`process`'s on the decoded events; an alert's reasons read the models at
+        the end of the call, as :meth:`process`'s at the end of a batch (a record left to Python ends one)."""
+        if self.detection != "compiled":
+            raise RuntimeError(f"process_raw needs detection in the core ({self.detection_fallback})")
+        t0 = time.perf_counter()
+        out = Outcome()
+        refused: list[tuple[int, str]] = []
+        parts: list[Outcome] = []
+        start, n = 0, len(records)
+        while True:
+            stop, _, invalid, where, *res = self.core.process_raw(records, start)
+            refused.extend((i, f"{field}: {reason}") for i, field, reason in invalid)
+            part = Outcome()
+            self._fill(part, tuple(res), lambda j, where=where: decode(records[int(where[j])]))  # type: ignore
+            parts.append(part)
+            if stop >= n:
+                break
+            try:
+                event = decode(records[stop])
+            except InvalidEvent as e:
+                refused.append((stop, str(e)))
+            else:
+                part = self.process([event])
+                parts.append(part)
+            start = stop + 1
+        if len(parts) == 1:
+            out = parts[0]
+        else:
+            out.risk = np.concatenate([p.risk for p in parts])
+            out.alerted = np.concatenate([p.alerted for p in parts])
+            out.raw = {k: np.concatenate([p.raw[k] for p in parts]) for k in self._names}
+            out.calibrated = {k: np.concatenate([p.calibrated[k] for p in parts]) for k in self._names}
+            out.alerts = [a for p in parts for a in p.alerts]
+        out.scored, out.labels = [], []
+        out.timings = {"features": 0.0, "detectors": time.perf_counter() - t0, "decision": 0.0}
+        return out, sorted(refused)
 
     def _compiled_alert(self, e: Order | Login, x: dict[str, float], explain: list[Any], risk: float, q: float,
                         sev: int, act: int, p: np.ndarray) -> Alert:
