@@ -4,7 +4,8 @@
 features and label join event by event; :func:`engine_params` takes its parameters from a Python
 :class:`~stream.pipeline.Engine` built on the same settings, which has validated them (so a bad configuration
 gets the reference's error message). :class:`CompiledEngine` is that Python engine with those stages handed to
-the core; the detectors, calibrators and ensemble still run in Python (their compiled versions land next).
+the core and, when every detector compiles (:func:`detection_specs`), the detectors, calibrators and ensemble
+too (``CompiledEngine.detection``); otherwise they run in Python on the core's vectors.
 :func:`new_engine` builds the engine ``[engine] core`` names. The Python engine stays the reference and the
 oracle (``tests/core/``). See ``docs/core.md``.
 """
@@ -153,7 +154,8 @@ def run_raw(core: Any, records: list[bytes]) -> tuple[list[tuple[int, str]], flo
 
 
 class CompiledEngine(Engine):
-    """:class:`~stream.pipeline.Engine` with features, entity risk, the link graph and the label join compiled.
+    """:class:`~stream.pipeline.Engine` with features, entity risk, the link graph and the label join compiled,
+    and detection too when every detector compiles (:attr:`detection`, :attr:`detection_fallback`).
 
     Same interface, same outcomes (scores, alerts and their ids, reasons), any batch split; its checkpoints
     hold the core's state (``stream._core.STATE_VERSION``) and are refused by the Python engine, and the other
@@ -204,11 +206,11 @@ class CompiledEngine(Engine):
         res = self.core.process(events)
         t1 = time.perf_counter()
         out = Outcome()
-        scored = [e for e in events if type(e) is not Label]
+        scored: list[Order | Login] = [e for e in events if type(e) is not Label]  # type: ignore[misc]
         if len(scored) < len(events):
-            out.labels = [e for e in events if type(e) is Label]
+            out.labels = [e for e in events if type(e) is Label]  # type: ignore[misc]
         out.scored = scored
-        self._fill(out, res, scored.__getitem__)
+        self._fill(out, res, lambda j: scored[j])
         t2 = time.perf_counter()
         out.timings = {"features": 0.0, "detectors": t1 - t0, "decision": t2 - t1}
         return out
@@ -278,7 +280,7 @@ class CompiledEngine(Engine):
         explainers: dict[str, Any] = {}
         for name, ex in zip(names, explain, strict=True):
             explainers[name] = ens.detectors[name] if ex is None else _VIEWS[ex[0]](ex[1])
-        forced = [(n, w) for n, d in self._blockers[e.type] for w in d.block_reasons(x, None)]
+        forced = [(n, w) for n, d in self._blockers[e.type] for w in d.block_reasons(x, None)]  # type: ignore[attr-defined]
         ps = {name: float(v) for name, v in zip(names, p.tolist(), strict=True)}
         evidence = 0.0
         for name in names:  # the ensemble's sum, in its order (numpy adds detector after detector)
