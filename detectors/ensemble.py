@@ -39,7 +39,7 @@ from detectors.base import Detector, Features, Frame
 from detectors.calibration import TailCalibrator
 from detectors.text import number
 
-__all__ = ["Ensemble", "Verdicts", "SEVERITY_LEVELS"]
+__all__ = ["Ensemble", "Verdicts", "SEVERITY_LEVELS", "alert_reasons"]
 
 #: Floor of a probabilistic detector's p = 1 - P(fraud) (P = 1 would make -ln p infinite).
 _P_FLOOR = 1e-12
@@ -107,45 +107,56 @@ class Verdicts:
         if not bool(self.alert[i]) or self._ensemble is None:
             return []
         ens = self._ensemble
-        out: list[dict[str, Any]] = []
         ids = self.entity_ids[i] if self.entity_ids is not None else {}
-        if not self.forced[i] and self.action[i] != "review":
-            out.append({"detector": "ensemble", "feature": "severity", "value": None,
-                        "detail": ens._why_action(float(self.q[i]), self.severity[i], self.action[i]),
-                        "contribution": 0.0})
-        for det_name, why in self.forced[i]:
-            if why.startswith("blocklist:"):
-                kind = why.split(":", 1)[1]
-                out.append({"detector": det_name, "feature": why, "value": ids.get(kind),
-                            "detail": f"{kind} {ids.get(kind)!r} is blocklisted", "contribution": 1.0})
-            else:
-                det = ens.detectors[det_name]
-                detail = det.describe(x, why) if hasattr(det, "describe") else why
-                out.append({"detector": det_name, "feature": why, "value": None, "detail": detail,
-                            "contribution": 1.0})
-        total = float(self.evidence[i])
-        if total <= 0:
-            return out
-        shares = []
-        for name, p in self.p.items():
-            c = ens._weights[name] * -math.log(float(p[i]))
-            if c > 0:
-                shares.append((c / total, name))
-        shares.sort(key=lambda t: (-t[0], t[1]))
-        for share, name in shares:
-            det = ens.detectors[name]
-            top = [(f, c) for f, c in det.explain(x, top=3) if c > 0]
-            csum = sum(c for _, c in top)
-            for f, c in top:
-                value = x.get(f)
-                if hasattr(det, "describe"):
-                    detail = det.describe(x, f)
-                else:
-                    shown = "missing" if value is None else number(value)
-                    detail = f"{f}={shown} (weighs {number(c, 3)} in {name}'s score)"
-                out.append({"detector": name, "feature": f, "value": None if value is None else float(value),
-                            "detail": detail, "contribution": float(share * c / csum)})
+        return alert_reasons(ens, ens.detectors, x, ids, q=float(self.q[i]), severity=self.severity[i],
+                             action=self.action[i], forced=self.forced[i], evidence=float(self.evidence[i]),
+                             p={name: float(p[i]) for name, p in self.p.items()})
+
+
+def alert_reasons(ens: Ensemble, explainers: Mapping[str, Any], x: Features, ids: Mapping[str, str], *, q: float,
+                  severity: str, action: str, forced: Sequence[tuple[str, str]], evidence: float,
+                  p: Mapping[str, float]) -> list[dict[str, Any]]:
+    """The reasons of an alert (see :meth:`Verdicts.reasons`): from the ensemble's configuration, the event's
+    vector ``x`` and entity ids, its verdict, and per detector an object with the detector's ``explain(x, top)``
+    and, optionally, ``describe(x, feature)``: the detector itself (the Python engine), or a view of the explain
+    data the compiled core returned for the event (``stream.compiled``). Both paths format through here."""
+    out: list[dict[str, Any]] = []
+    if not forced and action != "review":
+        out.append({"detector": "ensemble", "feature": "severity", "value": None,
+                    "detail": ens._why_action(q, severity, action), "contribution": 0.0})
+    for det_name, why in forced:
+        if why.startswith("blocklist:"):
+            kind = why.split(":", 1)[1]
+            out.append({"detector": det_name, "feature": why, "value": ids.get(kind),
+                        "detail": f"{kind} {ids.get(kind)!r} is blocklisted", "contribution": 1.0})
+        else:
+            det = explainers[det_name]
+            detail = det.describe(x, why) if hasattr(det, "describe") else why
+            out.append({"detector": det_name, "feature": why, "value": None, "detail": detail,
+                        "contribution": 1.0})
+    total = evidence
+    if total <= 0:
         return out
+    shares = []
+    for name, pv in p.items():
+        c = ens._weights[name] * -math.log(pv)
+        if c > 0:
+            shares.append((c / total, name))
+    shares.sort(key=lambda t: (-t[0], t[1]))
+    for share, name in shares:
+        det = explainers[name]
+        top = [(f, c) for f, c in det.explain(x, top=3) if c > 0]
+        csum = sum(c for _, c in top)
+        for f, c in top:
+            value = x.get(f)
+            if hasattr(det, "describe"):
+                detail = det.describe(x, f)
+            else:
+                shown = "missing" if value is None else number(value)
+                detail = f"{f}={shown} (weighs {number(c, 3)} in {name}'s score)"
+            out.append({"detector": name, "feature": f, "value": None if value is None else float(value),
+                        "detail": detail, "contribution": float(share * c / csum)})
+    return out
 
 
 class _Gate(ABC):

@@ -52,7 +52,7 @@ from detectors.base import Detector, Features, Frame, Gate, ask_gate
 from detectors.registry import register
 from detectors.text import number
 
-__all__ = ["HalfSpaceTrees"]
+__all__ = ["HalfSpaceTrees", "describe_hst"]
 
 _PADDING = 0.15
 #: Longest run of events scored in one vectorised pass (bounds the work a gate refusal can waste).
@@ -492,10 +492,14 @@ class HalfSpaceTrees(Detector):
         if self._names is None or feature not in self._names:
             return f"{feature} is not tracked by the trees"
         i = self._names.index(feature)
-        value = x.get(feature)
-        lo, hi = float(self._lo[i]), float(self._hi[i])
-        shown = "missing" if value is None else number(value)
-        return f"{feature}={shown} (isolated early by its splits; learned range [{number(lo)}, {number(hi)}])"
+        return describe_hst(feature, x.get(feature), float(self._lo[i]), float(self._hi[i]))
+
+
+def describe_hst(feature: str, value: float | None, lo: float, hi: float) -> str:
+    """:meth:`HalfSpaceTrees.describe` of a tracked feature from its learned range: shared by the Python detector
+    and the compiled one's alerts (``stream.compiled``)."""
+    shown = "missing" if value is None else number(value)
+    return f"{feature}={shown} (isolated early by its splits; learned range [{number(lo)}, {number(hi)}])"
 
 
 def _make_getter(names: list[str]) -> Any:

@@ -40,7 +40,7 @@ from detectors.base import Detector, Features, Frame, Gate, ask_gate
 from detectors.registry import register
 from detectors.text import number
 
-__all__ = ["RobustZScore"]
+__all__ = ["RobustZScore", "describe_z"]
 
 _MAD_TO_SIGMA = 1.4826
 _MEANAD_TO_SIGMA = 1.2533
@@ -196,7 +196,7 @@ class RobustZScore(Detector):
                 lf = ring.min(axis=1) >= 0
                 log[full] = lf
                 ring = ring.copy()
-                ring[lf] = np.log1p(ring[lf])
+                ring[lf] = _log1p(ring[lf])
             # a window holding one value (a constant feature: common when the data lacks an entity's ids) has
             # that value as its median and no deviation; only the others need medians
             m = ring.min(axis=1)
@@ -216,7 +216,7 @@ class RobustZScore(Detector):
             vals = self._ring[f, : fill[f]]
             if self.log_nonneg and vals.min() >= 0:
                 log[f] = True
-                vals = np.log1p(vals)
+                vals = _log1p(vals)
             m1 = np.median(vals)
             dev1 = np.abs(vals - m1)
             med[f] = m1
@@ -337,16 +337,20 @@ class RobustZScore(Detector):
         i = self._index.get(feature)
         if i is None or i >= len(self._med) or not self._use[i]:
             return f"{feature} has too few learned values to score"
-        value = float(x.get(feature, math.nan))
-        log = bool(self._log[i])
-        med, scale = float(self._med[i]), float(self._scale[i])
-        v = float(_symlog(np.array(value))) if log else value
-        shown = float(np.expm1(med)) if log else med
-        if scale <= 1e-9 * max(1.0, abs(med)) * (1 + 1e-9):  # the floor of _scale: no deviation was ever learned
-            return f"{feature}={number(value)} (constant {number(shown)} in the learned window)"
-        z = abs(v - med) / scale if v == v else 0.0
-        unit = "log1p scale" if log else "scale"
-        return f"{feature}={number(value)} (median {number(shown)}, {unit} {number(scale, 3)}, z={number(z, 3)})"
+        return describe_z(feature, float(x.get(feature, math.nan)), float(self._med[i]), float(self._scale[i]),
+                          bool(self._log[i]))
+
+
+def describe_z(feature: str, value: float, med: float, scale: float, log: bool) -> str:
+    """:meth:`RobustZScore.describe` of a scored feature from its snapshot statistics (``med`` and ``scale`` on the
+    log scale when ``log``): shared by the Python detector and the compiled one's alerts (``stream.compiled``)."""
+    v = float(_symlog(np.array(value))) if log else value
+    shown = float(np.expm1(med)) if log else med
+    if scale <= 1e-9 * max(1.0, abs(med)) * (1 + 1e-9):  # the floor of _scale: no deviation was ever learned
+        return f"{feature}={number(value)} (constant {number(shown)} in the learned window)"
+    z = abs(v - med) / scale if v == v else 0.0
+    unit = "log1p scale" if log else "scale"
+    return f"{feature}={number(value)} (median {number(shown)}, {unit} {number(scale, 3)}, z={number(z, 3)})"
 
 
 def _row_median(a: np.ndarray) -> np.ndarray:
@@ -361,8 +365,17 @@ def _row_median(a: np.ndarray) -> np.ndarray:
     return np.mean(np.stack([lower, part[:, h]], axis=1), axis=1)
 
 
+def _log1p(v: np.ndarray) -> np.ndarray:
+    """``log1p`` elementwise through the C library (``math.log1p``), not numpy's own kernel: on CPUs with AVX-512
+    numpy's SIMD ``np.log1p`` differs from libm's by one ulp on some inputs, and the compiled core (Rust's
+    ``f64::ln_1p``) calls libm. One ulp was once enough to swap two tied calibrator ranks between the engines."""
+    a = np.asarray(v, dtype=np.float64)
+    flat = a.ravel().tolist()
+    return np.fromiter(map(math.log1p, flat), dtype=np.float64, count=len(flat)).reshape(a.shape)
+
+
 def _symlog(v: np.ndarray) -> np.ndarray:
-    return np.sign(v) * np.log1p(np.abs(v))
+    return np.sign(v) * _log1p(np.abs(v))
 
 
 def _scale(mad: np.ndarray, meanad: np.ndarray, med: np.ndarray) -> np.ndarray:

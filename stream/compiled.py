@@ -4,25 +4,38 @@
 features and label join event by event; :func:`engine_params` takes its parameters from a Python
 :class:`~stream.pipeline.Engine` built on the same settings, which has validated them (so a bad configuration
 gets the reference's error message). :class:`CompiledEngine` is that Python engine with those stages handed to
-the core; the detectors, calibrators and ensemble still run in Python (their compiled versions land next).
+the core and, when every detector compiles (:func:`detection_specs`), the detectors, calibrators and ensemble
+too (``CompiledEngine.detection``); otherwise they run in Python on the core's vectors.
 :func:`new_engine` builds the engine ``[engine] core`` names. The Python engine stays the reference and the
 oracle (``tests/core/``). See ``docs/core.md``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import pickle
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from detectors.compiled import Unsupported, core_spec
+from detectors.ensemble import Ensemble, alert_reasons
+from detectors.hst import describe_hst
+from detectors.rules import Rules
+from detectors.zscore import describe_z
+from sinks.alert import Alert, alert_id
 from stream.config import Settings
 from stream.errors import CheckpointError, InvalidEvent
 from stream.events import Event, Label, Login, Order, decode
-from stream.pipeline import Engine, entity_ids
+from stream.pipeline import Engine, Outcome, entity_ids
 
-__all__ = ["engine_params", "core_engine", "run_raw", "CompiledEngine", "new_engine", "ENGINES"]
+log = logging.getLogger("riskstream.compiled")
+_TOLD: set[str] = set()  # fallback reasons already logged (once per process)
+
+__all__ = ["engine_params", "core_engine", "run_raw", "detection_specs", "CompiledEngine", "new_engine", "ENGINES"]
 
 #: The values of ``[engine] core``.
 ENGINES = ("compiled", "python")
@@ -49,6 +62,59 @@ def engine_params(engine: Engine) -> dict[str, Any]:
                          for d in ens.detectors.values()),
         "learns_labels": engine.learns_labels,
     }
+
+
+def detection_specs(engine: Engine) -> dict[str, dict[str, Any]]:
+    """The ``core_spec`` of each event type's ensemble, for detection in the core; :class:`Unsupported` (with the
+    reason) when some detector or setting is not compiled, or reads what the core does not hand it."""
+    for ens in engine.ensembles.values():
+        for name, det in ens.detectors.items():
+            if isinstance(det, Rules) and det._blocked:  # noqa: SLF001
+                raise Unsupported(f"detector {name!r}: blocklists match entity ids, which the core does not "
+                                  "hand to its detectors")
+    specs = {kind: core_spec(ens) for kind, ens in engine.ensembles.items()}  # names an uncompiled detector
+    if engine.learns_labels:  # (none of the compiled ones does)
+        raise Unsupported("a detector learns from labels (the core does not run label learners)")
+    return specs
+
+
+class _ZView:
+    """A compiled z-score's explain data for one alert, with the Python detector's ``explain``/``describe``."""
+
+    __slots__ = ("top",)
+
+    def __init__(self, top: list[tuple[str, float, float, float, bool]]) -> None:
+        self.top = top
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        return [(f, z) for f, z, _, _, _ in self.top[:top]]
+
+    def describe(self, x: dict[str, float], feature: str) -> str:
+        for f, _, med, scale, is_log in self.top:
+            if f == feature:
+                return describe_z(feature, float(x.get(feature, math.nan)), med, scale, is_log)
+        return f"{feature} has too few learned values to score"
+
+
+class _HstView:
+    """A compiled HST's explain data for one alert, with the Python detector's ``explain``/``describe``."""
+
+    __slots__ = ("top",)
+
+    def __init__(self, top: list[tuple[str, float, float, float]]) -> None:
+        self.top = top
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        return [(f, c) for f, c, _, _ in self.top[:top]]
+
+    def describe(self, x: dict[str, float], feature: str) -> str:
+        for f, _, lo, hi in self.top:
+            if f == feature:
+                return describe_hst(feature, x.get(feature), lo, hi)
+        return f"{feature} is not tracked by the trees"
+
+
+_VIEWS = {"zscore": _ZView, "hst": _HstView}
 
 
 def core_engine(engine: Engine) -> Any:
@@ -88,7 +154,8 @@ def run_raw(core: Any, records: list[bytes]) -> tuple[list[tuple[int, str]], flo
 
 
 class CompiledEngine(Engine):
-    """:class:`~stream.pipeline.Engine` with features, entity risk, the link graph and the label join compiled.
+    """:class:`~stream.pipeline.Engine` with features, entity risk, the link graph and the label join compiled,
+    and detection too when every detector compiles (:attr:`detection`, :attr:`detection_fallback`).
 
     Same interface, same outcomes (scores, alerts and their ids, reasons), any batch split; its checkpoints
     hold the core's state (``stream._core.STATE_VERSION``) and are refused by the Python engine, and the other
@@ -102,6 +169,26 @@ class CompiledEngine(Engine):
         self.core = CoreEngine(engine_params(self))
         self._state_version = STATE_VERSION
         self._risk_on = self.entity_risk is not None
+        #: "compiled": the whole per-event path (detectors, calibrators, ensemble included) runs in the core;
+        #: "python": the detectors run in Python on the core's vectors, for the reason in ``detection_fallback``.
+        self.detection = "python"
+        self.detection_fallback: str | None = None
+        try:
+            specs = detection_specs(self)
+        except Unsupported as e:
+            self.detection_fallback = str(e)
+            if self.detection_fallback not in _TOLD:
+                _TOLD.add(self.detection_fallback)
+                log.warning("compiled engine: detection runs in Python: %s", self.detection_fallback)
+        else:
+            self.core.set_detection(specs["order"], specs["login"])
+            self.detection = "compiled"
+            from stream._core import ACTIONS, SEVERITIES
+
+            self._severities, self._actions = list(SEVERITIES), list(ACTIONS)
+            self._names = [d["name"] for d in specs["order"]["detectors"]]
+            self._blockers = {k: [(n, d) for n, d in ens.detectors.items() if getattr(d, "can_block", False)]
+                              for k, ens in self.ensembles.items()}
         # the Python copies of the state the core owns are never advanced: drop them, so nothing reads them
         self.features = None  # type: ignore[assignment]
         self.entity_risk = None
@@ -109,6 +196,118 @@ class CompiledEngine(Engine):
     @property
     def uses_labels(self) -> bool:
         return self.learns_labels or self._risk_on or self.core.has_graph
+
+    def process(self, events: Sequence[Event]) -> Outcome:
+        if self.detection != "compiled":
+            return super().process(events)
+        t0 = time.perf_counter()
+        if not isinstance(events, list):
+            events = list(events)
+        res = self.core.process(events)
+        t1 = time.perf_counter()
+        out = Outcome()
+        scored: list[Order | Login] = [e for e in events if type(e) is not Label]  # type: ignore[misc]
+        if len(scored) < len(events):
+            out.labels = [e for e in events if type(e) is Label]  # type: ignore[misc]
+        out.scored = scored
+        self._fill(out, res, lambda j: scored[j])
+        t2 = time.perf_counter()
+        out.timings = {"features": 0.0, "detectors": t1 - t0, "decision": t2 - t1}
+        return out
+
+    def _fill(self, out: Outcome, res: tuple[Any, ...], event: Callable[[int], Order | Login]) -> None:
+        """``out``'s arrays and alerts from a ``CoreEngine.process`` result; ``event(j)``: scored event ``j``."""
+        risk, q, alert, sev, act, raw, p, found, _ = res
+        out.risk = risk
+        out.alerted = alert
+        names = self._names
+        out.raw = dict(zip(names, raw, strict=True))
+        out.calibrated = dict(zip(names, p, strict=True))
+        out.alerts = [self._compiled_alert(event(j), x, explain, float(risk[j]), float(q[j]), int(sev[j]),
+                                           int(act[j]), p[:, j]) for j, x, explain in found]
+        self.events_seen += len(risk)
+
+    def process_raw(self, records: list[bytes]) -> tuple[Outcome, list[tuple[int, str]]]:
+        """:meth:`process` of raw JSON records, decoded by the core: no Python object per record (a record the
+        compiled decoder leaves to Python is decoded by :func:`stream.events.decode` where it stands, and ends a
+        core call). Returns the outcome, whose ``scored`` and ``labels`` stay empty (``risk``, ``alerted``,
+        ``raw`` and ``calibrated`` are over the orders and logins in order; alerts are built from their records,
+        decoded again), and the refused records as ``(index, "field: reason")``. Needs detection in the core.
+
+        Scores and alerts equal :meth:`process`'s on the decoded events; an alert's reasons read the models at
+        the end of the call, as :meth:`process`'s at the end of a batch (a record left to Python ends one)."""
+        if self.detection != "compiled":
+            raise RuntimeError(f"process_raw needs detection in the core ({self.detection_fallback})")
+        t0 = time.perf_counter()
+        out = Outcome()
+        refused: list[tuple[int, str]] = []
+        parts: list[Outcome] = []
+        start, n = 0, len(records)
+        while True:
+            stop, _, invalid, where, *res = self.core.process_raw(records, start)
+            refused.extend((i, f"{field}: {reason}") for i, field, reason in invalid)
+            part = Outcome()
+            self._fill(part, tuple(res), lambda j, where=where: decode(records[int(where[j])]))  # type: ignore
+            parts.append(part)
+            if stop >= n:
+                break
+            try:
+                event = decode(records[stop])
+            except InvalidEvent as e:
+                refused.append((stop, str(e)))
+            else:
+                part = self.process([event])
+                parts.append(part)
+            start = stop + 1
+        if len(parts) == 1:
+            out = parts[0]
+        else:
+            out.risk = np.concatenate([p.risk for p in parts])
+            out.alerted = np.concatenate([p.alerted for p in parts])
+            out.raw = {k: np.concatenate([p.raw[k] for p in parts]) for k in self._names}
+            out.calibrated = {k: np.concatenate([p.calibrated[k] for p in parts]) for k in self._names}
+            out.alerts = [a for p in parts for a in p.alerts]
+        out.scored, out.labels = [], []
+        out.timings = {"features": 0.0, "detectors": time.perf_counter() - t0, "decision": 0.0}
+        return out, sorted(refused)
+
+    def _compiled_alert(self, e: Order | Login, x: dict[str, float], explain: list[Any], risk: float, q: float,
+                        sev: int, act: int, p: np.ndarray) -> Alert:
+        """The alert of an event the core alerted on, as :meth:`Engine._alert` builds it: the reasons through
+        :func:`detectors.ensemble.alert_reasons` with the core's explain data in place of the models."""
+        ens: Ensemble = self.ensembles[e.type]
+        names = self._names
+        explainers: dict[str, Any] = {}
+        for name, ex in zip(names, explain, strict=True):
+            explainers[name] = ens.detectors[name] if ex is None else _VIEWS[ex[0]](ex[1])
+        forced = [(n, w) for n, d in self._blockers[e.type] for w in d.block_reasons(x, None)]  # type: ignore[attr-defined]
+        ps = {name: float(v) for name, v in zip(names, p.tolist(), strict=True)}
+        evidence = 0.0
+        for name in names:  # the ensemble's sum, in its order (numpy adds detector after detector)
+            w = ens._weights[name]  # noqa: SLF001
+            if w:
+                evidence += w * -np.log(np.float64(ps[name]))
+        severity, action = self._severities[sev], self._actions[act]
+        ids = entity_ids(e)
+        prov = e.provenance
+        return Alert(
+            alert_id=alert_id(e.event_id, self.config_hash),
+            event_id=e.event_id,
+            event_type=e.type,
+            entities=ids,
+            event_ts=e.ts,
+            detected_at=self.clock(e),
+            score=risk,
+            severity=severity,
+            action=action,
+            reasons=tuple(alert_reasons(ens, explainers, x, ids, q=q, severity=severity, action=action,
+                                        forced=forced, evidence=float(evidence), p=ps)),
+            detector_scores=ps,
+            config_hash=self.config_hash,
+            topic=prov.topic if prov else None,
+            partition=prov.partition if prov else None,
+            offset=prov.offset if prov else None,
+        )
 
     def _learn_label(self, label: Label) -> None:
         self.core.vectors([label])  # entity risk and the graph, if labels matter to them

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::detectors::ensemble::{Ensemble, Explain, Verdict};
 use crate::event::{EventRef, Kind, Row, Schema};
 use crate::features::{FeatureState, Params as FeatureParams};
 use crate::labels::LabelStore;
@@ -87,6 +88,8 @@ struct State {
     vectors: [VectorSchema; 2],
     events_seen: u64,
     pending_flags: Vec<(String, f64)>,
+    /// the order and login ensembles' state, when detection runs in the core
+    detectors: Option<Vec<Vec<u8>>>,
 }
 
 /// Features, entity risk, link graph and label join of one stream (the detection stage is the caller's).
@@ -102,6 +105,8 @@ pub struct Engine {
     pending_flags: Vec<(String, f64)>,
     frow: Row,
     risk_buf: Vec<f64>,
+    /// The order and login ensembles, when detection runs here (`None`: the caller detects).
+    detectors: Option<[Ensemble; 2]>,
 }
 
 /// Whether an event carries a value the link graph links accounts through (Python's `_links`).
@@ -140,7 +145,41 @@ impl Engine {
             pending_flags: Vec::new(),
             frow: Row::new(),
             risk_buf: Vec::new(),
+            detectors: None,
         })
+    }
+
+    /// Run detection here from now on: `order` and `login` are the two event types' ensembles (fresh).
+    pub fn set_detectors(&mut self, order: Ensemble, login: Ensemble) {
+        self.detectors = Some([order, login]);
+    }
+
+    pub fn has_detectors(&self) -> bool {
+        self.detectors.is_some()
+    }
+
+    /// Score, decide and learn the vector `v` of an event with its type's ensemble (see [`Ensemble::process`]).
+    pub fn detect(&mut self, v: &Vector, out: &mut Verdict) {
+        let kind = v.kind.expect("a vectorized event");
+        let ens = &mut self.detectors.as_mut().expect("detection runs in the core")[kind as usize];
+        ens.process(&self.vectors[kind as usize].schema, &v.row, false, out);
+    }
+
+    /// A verdict buffer for the ensembles (both have the same detectors).
+    pub fn verdict(&self) -> Verdict {
+        self.detectors.as_ref().expect("detection runs in the core")[0].verdict()
+    }
+
+    /// The explain data of an event of type `kind` (its `row`) against the ensemble as it stands.
+    pub fn explain(&mut self, kind: Kind, row: &[f64], top: usize) -> Vec<Explain> {
+        let ens = &mut self.detectors.as_mut().expect("detection runs in the core")[kind as usize];
+        ens.explain(&self.vectors[kind as usize].schema, row, top)
+    }
+
+    /// Whether a label event ends a stretch of scored events (Python's engine cuts its batch there: when labels
+    /// matter, or while the link graph may still start).
+    pub fn cuts_at_label(&self) -> bool {
+        self.uses_labels() || (self.params.graph.is_some() && self.graph.is_none())
     }
 
     fn build_graph(g: &GraphParams) -> Result<LinkGraph, String> {
@@ -326,12 +365,18 @@ impl Engine {
             vectors: self.vectors.clone(),
             events_seen: self.events_seen,
             pending_flags: self.pending_flags.clone(),
+            detectors: self.detectors.as_ref().map(|d| d.iter().map(Ensemble::snapshot).collect()),
         };
         bincode::serialize(&state).expect("serialisable")
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let s: State = bincode::deserialize(bytes).map_err(|e| format!("engine state does not load: {e}"))?;
+        let detectors = match s.detectors {
+            Some(d) if d.len() == 2 => Some([Ensemble::restore(&d[0])?, Ensemble::restore(&d[1])?]),
+            Some(_) => return Err("engine state does not load: two ensembles expected".into()),
+            None => None,
+        };
         let mut vectors = s.vectors;
         for v in &mut vectors {
             v.schema.reindex();
@@ -347,6 +392,7 @@ impl Engine {
             pending_flags: s.pending_flags,
             frow: Row::new(),
             risk_buf: Vec::new(),
+            detectors,
         })
     }
 }

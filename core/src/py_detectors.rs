@@ -85,7 +85,7 @@ fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
     })
 }
 
-fn ensemble(spec: &Bound<'_, PyDict>) -> PyResult<Ensemble> {
+pub fn ensemble(spec: &Bound<'_, PyDict>) -> PyResult<Ensemble> {
     let mut dets = Vec::new();
     for d in get::<Bound<'_, PyList>>(spec, "detectors")?.iter() {
         let d = d.cast_into::<PyDict>().map_err(|_| bad("core spec: a detector must be a dict"))?;

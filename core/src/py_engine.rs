@@ -12,12 +12,32 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::intern;
 
 use crate::decode::{decode, Refused};
+use crate::detectors::ensemble::{Explain, Verdict};
 use crate::engine::{Engine, EngineParams, GraphParams, Vector};
 use crate::event::{EventRef, Kind};
 use crate::features::Params as FeatureParams;
 use crate::py_features::{opt_str, req_str};
+use numpy::PyArrayMethods;
 
-/// One unit's compiled features, entity risk, link graph and label join (detection is added on top).
+/// What a detecting batch accumulates (see `CoreEngine.process`).
+struct Batch {
+    verdict: Verdict,
+    nd: usize,
+    risk: Vec<f64>,
+    q: Vec<f64>,
+    alert: Vec<bool>,
+    sev: Vec<u8>,
+    act: Vec<u8>,
+    raw: Vec<f64>,
+    p: Vec<f64>,
+    /// the input index of each scored event
+    at: Vec<usize>,
+    alerts: Py<PyList>,
+    /// the alerts of the current stretch, explained when it ends
+    held: Vec<(usize, Kind, Vec<f64>, Vec<usize>)>,
+}
+
+/// One unit's compiled features, entity risk, link graph and label join, and detection when it runs here.
 #[pyclass(module = "stream._core", name = "CoreEngine")]
 pub struct CoreEngine {
     engine: Engine,
@@ -90,16 +110,127 @@ impl CoreEngine {
     }
 
     fn vector_dict<'py>(&mut self, py: Python<'py>, kind: Kind) -> PyResult<Bound<'py, PyDict>> {
+        let v = std::mem::take(&mut self.vector);
+        let d = self.dict_of(py, kind, &v.row, &v.order);
+        self.vector = v;
+        d
+    }
+
+    /// The Python engine's dict of a vector: `row` values in key order `order`.
+    fn dict_of<'py>(&mut self, py: Python<'py>, kind: Kind, row: &[f64], order: &[usize]) -> PyResult<Bound<'py, PyDict>> {
         let k = kind as usize;
         let schema = self.engine.vector_schema(kind);
         for n in &schema.names[self.names[k].len()..] {
             self.names[k].push(PyString::new(py, n).unbind());
         }
         let d = PyDict::new(py);
-        for &c in &self.vector.order {
-            d.set_item(self.names[k][c].bind(py), self.vector.row[c])?;
+        for &c in order {
+            d.set_item(self.names[k][c].bind(py), row[c])?;
         }
         Ok(d)
+    }
+
+    fn batch(&mut self, py: Python<'_>, cap: usize) -> PyResult<Batch> {
+        if !self.engine.has_detectors() {
+            return Err(PyValueError::new_err("detection does not run in the core (set_detection)"));
+        }
+        let verdict = self.engine.verdict();
+        let nd = verdict.raw.len();
+        Ok(Batch {
+            verdict,
+            nd,
+            risk: Vec::with_capacity(cap),
+            q: Vec::with_capacity(cap),
+            alert: Vec::with_capacity(cap),
+            sev: Vec::with_capacity(cap),
+            act: Vec::with_capacity(cap),
+            raw: Vec::with_capacity(cap * nd),
+            p: Vec::with_capacity(cap * nd),
+            at: Vec::new(),
+            alerts: PyList::empty(py).unbind(),
+            held: Vec::new(),
+        })
+    }
+
+    /// One event of a detecting batch: a label is joined (ending the stretch where the Python engine cuts its
+    /// batch), an order or login vectorized, detected and kept for its label. `at`: its index in the input.
+    fn step(&mut self, py: Python<'_>, ev: &EventRef<'_>, at: usize, acc: &mut Batch) -> PyResult<()> {
+        if ev.kind() == Kind::Label {
+            if self.engine.cuts_at_label() {
+                self.engine.end_stretch();
+                self.explain_stretch(py, &mut acc.held, acc.alerts.bind(py))?;
+            }
+            self.engine.label(ev);
+            return Ok(());
+        }
+        let mut v = std::mem::take(&mut self.vector);
+        self.engine.vectorize(ev, &mut v);
+        let verdict = &mut acc.verdict;
+        self.engine.detect(&v, verdict);
+        if verdict.alert {
+            acc.held.push((acc.risk.len(), ev.kind(), v.row.clone(), v.order.clone()));
+        }
+        acc.risk.push(verdict.risk);
+        acc.q.push(verdict.q);
+        acc.alert.push(verdict.alert);
+        acc.sev.push(verdict.severity);
+        acc.act.push(verdict.action);
+        acc.raw.extend_from_slice(&verdict.raw);
+        acc.p.extend_from_slice(&verdict.p);
+        acc.at.push(at);
+        self.engine.scored(ev, &v, verdict.alert);
+        self.vector = v;
+        Ok(())
+    }
+
+    fn finish<'py>(&mut self, py: Python<'py>, mut acc: Batch, t0: std::time::Instant) -> PyResult<Bound<'py, PyTuple>> {
+        self.engine.end_stretch();
+        self.explain_stretch(py, &mut acc.held, acc.alerts.bind(py))?;
+        let (n, nd) = (acc.risk.len(), acc.nd);
+        // raw and p were filled event-major; hand them over detector-major
+        let transpose = |a: Vec<f64>| -> Vec<f64> {
+            let mut t = vec![0.0; a.len()];
+            for i in 0..n {
+                for d in 0..nd {
+                    t[d * n + i] = a[i * nd + d];
+                }
+            }
+            t
+        };
+        let raw = numpy::PyArray1::from_vec(py, transpose(acc.raw)).reshape([nd, n])?;
+        let p = numpy::PyArray1::from_vec(py, transpose(acc.p)).reshape([nd, n])?;
+        let secs = t0.elapsed().as_secs_f64();
+        (
+            numpy::PyArray1::from_vec(py, acc.risk),
+            numpy::PyArray1::from_vec(py, acc.q),
+            numpy::PyArray1::from_vec(py, acc.alert),
+            numpy::PyArray1::from_vec(py, acc.sev),
+            numpy::PyArray1::from_vec(py, acc.act),
+            raw,
+            p,
+            acc.alerts.bind(py).clone(),
+            secs,
+        )
+            .into_pyobject(py)
+    }
+
+    /// The explain data of the alerts of a stretch (against the ensembles as they stand at its end), appended to
+    /// `out` as `(scored index, x, [per detector: None | ("hst", [...]) | ("zscore", [...])])`.
+    fn explain_stretch(&mut self, py: Python<'_>, held: &mut Vec<(usize, Kind, Vec<f64>, Vec<usize>)>,
+                       out: &Bound<'_, PyList>) -> PyResult<()> {
+        for (i, kind, row, order) in held.drain(..) {
+            let x = self.dict_of(py, kind, &row, &order)?;
+            let per = PyList::empty(py);
+            for e in self.engine.explain(kind, &row, 3) {
+                match e {
+                    Explain::Hst(top) => per.append(("hst", top))?,
+                    Explain::ZScore(top) => per.append(("zscore", top))?,
+                    Explain::Rules => per.append(py.None())?,
+                }
+            }
+            out.append((i, x, per))?;
+        }
+        Ok(())
     }
 }
 
@@ -184,6 +315,79 @@ impl CoreEngine {
         }
         self.engine.end_stretch();
         Ok(out)
+    }
+
+    /// Run detection in the core from now on: ``order`` and ``login`` are ``detectors.compiled.core_spec`` of
+    /// the two event types' (fresh) ensembles.
+    fn set_detection(&mut self, order: &Bound<'_, PyDict>, login: &Bound<'_, PyDict>) -> PyResult<()> {
+        let (o, l) = (crate::py_detectors::ensemble(order)?, crate::py_detectors::ensemble(login)?);
+        if o.names != l.names {
+            return Err(PyValueError::new_err("the order and login ensembles must have the same detectors"));
+        }
+        self.engine.set_detectors(o, l);
+        Ok(())
+    }
+
+    /// Whether detection runs in the core (:meth:`set_detection`, or a restored state that had it).
+    #[getter]
+    fn has_detection(&self) -> bool {
+        self.engine.has_detectors()
+    }
+
+    /// The whole per-event path of a batch of ``stream.events`` objects, in order: features, entity risk and
+    /// links, then each scored event's ensemble (score, calibrate, decide, learn), the label join where labels
+    /// stand. Returns ``(risk, q, alert, severity, action, raw, p, alerts, seconds)`` over the orders and logins
+    /// in order: ``raw`` and ``p`` are (detectors x events) arrays, ``severity`` / ``action`` codes into
+    /// ``SEVERITIES`` / ``ACTIONS``; ``alerts`` holds, for each alerted event, ``(index, x, explain)`` with its
+    /// vector as the Python engine's dict and each detector's explain data, read when its stretch ends (at a
+    /// label that cuts the batch in the Python engine, or at the end) as the reference reads reasons.
+    fn process<'py>(&mut self, py: Python<'py>, events: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyTuple>> {
+        let t0 = std::time::Instant::now();
+        let mut acc = self.batch(py, events.len())?;
+        for e in events.iter() {
+            let ev = self.read(py, &e)?;
+            self.step(py, &ev, 0, &mut acc)?;
+        }
+        self.finish(py, acc, t0)
+    }
+
+    /// :meth:`process` from raw JSON records (bytes), decoded by the core (no Python object per record), from
+    /// ``records[start]`` on: returns ``(stop, statuses, invalid, where, risk, q, alert, severity, action, raw, p,
+    /// alerts, seconds)``, where ``statuses`` / ``invalid`` / ``stop`` are :meth:`run_raw`'s (the caller decodes
+    /// ``records[stop]`` in Python and goes on from ``stop + 1``), ``where`` the record index of each scored event,
+    /// and the rest :meth:`process`'s over the scored events (an alert's index is into ``where``).
+    #[pyo3(signature = (records, start=0))]
+    fn process_raw<'py>(&mut self, py: Python<'py>, records: &Bound<'py, PyList>, start: usize)
+                        -> PyResult<Bound<'py, PyTuple>> {
+        let t0 = std::time::Instant::now();
+        let n = records.len();
+        let mut acc = self.batch(py, n.saturating_sub(start))?;
+        let mut statuses: Vec<u8> = Vec::with_capacity(n.saturating_sub(start));
+        let invalid = PyList::empty(py);
+        let mut stop = n;
+        for i in start..n {
+            let item = records.get_item(i)?;
+            let raw = item.cast::<PyBytes>()?.as_bytes();
+            match decode(raw) {
+                Ok(ev) => {
+                    statuses.push(ev.kind() as u8);
+                    self.step(py, &ev, i, &mut acc)?;
+                }
+                Err(Refused::Invalid(bad)) => {
+                    invalid.append((i, bad.field, bad.reason))?;
+                    statuses.push(3);
+                }
+                Err(Refused::Fallback) => {
+                    stop = i;
+                    break;
+                }
+            }
+        }
+        let at = numpy::PyArray1::from_vec(py, std::mem::take(&mut acc.at));
+        let out = self.finish(py, acc, t0)?;
+        let head = (stop, numpy::PyArray1::from_vec(py, statuses), invalid, at).into_pyobject(py)?;
+        let all: Vec<Bound<'py, PyAny>> = head.iter().chain(out.iter()).collect();
+        PyTuple::new(py, all)
     }
 
     /// Run raw JSON records (bytes) through decoding, features, entity risk, the graph and the label join, without

@@ -42,7 +42,7 @@ def test_compiled_and_python_engines_raise_byte_identical_alerts(events, more) -
     a_co, r_co = _run(co, events, 1000)
     assert len(a_py) > 20
     assert r_py == r_co
-    # reasons included: the same vectors reach the same Python detectors
+    # reasons included: the core's explain data is formatted by the reference's own functions
     assert [a.to_json() for a in a_py] == [a.to_json() for a in a_co]
     assert co.events_seen == py.events_seen
 
@@ -88,3 +88,173 @@ def test_a_damaged_compiled_state_is_a_checkpoint_error(events) -> None:
     state["core_state_version"] = 999
     with pytest.raises(CheckpointError, match="version 999"):
         new_engine(_settings("compiled")).restore(pickle.dumps(state))
+
+
+# -- detection in the core ------------------------------------------------------------------------------------
+#
+# With every detector compiled (the default configuration), CompiledEngine runs detectors, calibrators and the
+# ensemble in the core; its alerts must be the Python engine's: the same ids, scores within 1e-9 (they come out
+# equal) and byte-identical reasons, which Python formats from the core's explain data with the reference's
+# own functions.
+
+
+def _alerts_json(alerts) -> list[str]:
+    return [a.to_json() for a in alerts]
+
+
+def _assert_same_detection(events, settings_py, settings_co, batch=1000, other_batch=777) -> int:
+    """Both engines at ``batch``: the same alerts, reasons byte for byte (reasons read the models as they stand
+    after each batch, so their numbers depend on the split, in both engines alike); the compiled engine at
+    ``other_batch`` too: the same alert ids and scores."""
+    py, co = new_engine(settings_py), new_engine(settings_co)
+    assert isinstance(co, CompiledEngine) and co.detection == "compiled" and co.detection_fallback is None
+    a_py, r_py = _run(py, events, batch)
+    a_co, r_co = _run(co, events, batch)
+    assert [a.alert_id for a in a_py] == [a.alert_id for a in a_co]
+    assert max((abs(x - y) for x, y in zip(r_py, r_co, strict=True)), default=0.0) <= 1e-9
+    for x, y in zip(a_py, a_co, strict=True):
+        assert abs(x.score - y.score) <= 1e-9
+    assert _alerts_json(a_py) == _alerts_json(a_co)
+    assert co.events_seen == py.events_seen
+    a_split, r_split = _run(new_engine(settings_co), events, other_batch)
+    assert r_split == r_co
+    assert [(a.alert_id, a.score, a.severity, a.action) for a in a_split] == \
+        [(a.alert_id, a.score, a.severity, a.action) for a in a_co]
+    return len(a_py)
+
+
+@pytest.mark.parametrize("seed", [7, 11, 13, 17])
+def test_detection_in_the_core_equals_the_python_engine_on_simulated_streams(seed) -> None:
+    events = list(simulate(SimConfig(events=12_000, seed=seed, label_delay_s=2 * 3600.0)))
+    s = load_settings()
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s) > 10
+
+
+def test_detection_in_the_core_with_entity_risk_flags_and_a_block_rule(events, tmp_path) -> None:
+    cfg = tmp_path / "block.toml"
+    cfg.write_text('[ensemble]\nmin_history = 100\n[detectors.rules]\ncombine = "max"\n'
+                   '[[detectors.rules.rules]]\nname = "huge"\nwhen = "order_amount > 900"\nscore = 1.0\n'
+                   'action = "block"\n')
+    more = {"engine.budget": 0.02, "links.entity_risk": True, "links.flagged": True}
+    s = load_settings(cfg, overrides=more)
+    n = _assert_same_detection(events, s.replace({"engine.core": "python"}), s)
+    assert n > 20
+    co = new_engine(s)
+    blocks = [a for a in _run(co, events, 2000)[0] if a.reasons and a.reasons[0]["feature"] == "huge"]
+    assert blocks and blocks[0].action == "block"
+
+
+def _file_events(folder: str, name: str, mapping, rows: int):
+    import itertools
+
+    from stream.eval.data import shared_data_dir
+    from stream.sources import FileSource
+
+    where = shared_data_dir(folder, must_exist=False)
+    if not (where / name).exists():
+        pytest.skip(f"{where / name} is missing")
+    src = FileSource([where / name], mapping=mapping, batch_size=5000)
+    try:
+        return list(itertools.islice((e for b in src for e in b.events), rows))
+    finally:
+        src.close()
+
+
+def test_detection_in_the_core_on_the_ulb_card_file() -> None:
+    from stream.sources import ColumnMapping
+
+    m = ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class",
+                            set_spec="user_id=card,merchant_id=unknown")
+    events = _file_events("creditcard_ulb", "creditcard.csv.gz", m, 15_000)
+    s = load_settings()
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s, 2000, 1500) > 10
+
+
+def test_detection_in_the_core_on_the_handbook_stream_with_entity_risk() -> None:
+    from stream.sources import ColumnMapping
+
+    m = ColumnMapping.parse(type="order", map_spec="ts=TX_DATETIME,user_id=CUSTOMER_ID,merchant_id=TERMINAL_ID,"
+                            "amount=TX_AMOUNT,label=TX_FRAUD,event_id=TRANSACTION_ID")
+    events = _file_events("fraud_handbook", "transactions.csv.gz", m, 15_000)
+    s = load_settings(overrides={"links.entity_risk": True, "links.risk_kinds": ["merchant", "user"]})
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s, 2000, 1500) > 10
+
+
+@pytest.mark.parametrize(("toml", "reason"), [
+    ('[detectors.supervised]\n', "supervised"),
+    ('[detectors.rules]\nblocklists = {ip = ["10.9.9.9"]}\n', "blocklists"),
+])
+def test_an_unsupported_detector_keeps_python_detection_and_says_why(events, tmp_path, toml, reason) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[ensemble]\nmin_history = 100\n" + toml)
+    s = load_settings(cfg, overrides={"engine.budget": 0.02})
+    co = new_engine(s)
+    assert isinstance(co, CompiledEngine) and co.detection == "python"
+    assert reason in co.detection_fallback
+    py = new_engine(s.replace({"engine.core": "python"}))
+    a_py, r_py = _run(py, events[:4000], 1000)
+    a_co, r_co = _run(co, events[:4000], 1000)
+    assert r_py == r_co and _alerts_json(a_py) == _alerts_json(a_co)
+
+
+def test_detection_in_the_core_does_not_depend_on_the_batch_split(events) -> None:
+    # (not with links.flagged: alerts flag their users when their batch ends, in both engines, by design)
+    s = _settings("compiled", **{"links.entity_risk": True})
+    runs = []
+    for batch in (1, 97, 1000, len(events)):
+        co = new_engine(s)
+        alerts, risk = _run(co, events[:5000] if batch == 1 else events, batch)
+        runs.append((batch, [(a.alert_id, a.score, a.severity, a.action) for a in alerts], risk))
+    ref_alerts, ref_risk = runs[1][1], runs[1][2]
+    for batch, alerts, risk in runs[1:]:
+        assert alerts == ref_alerts and risk == ref_risk, batch
+    one_alerts, one_risk = runs[0][1], runs[0][2]
+    assert one_risk == ref_risk[: len(one_risk)]
+    assert one_alerts == [a for a in ref_alerts if a in one_alerts] and len(one_alerts) > 0
+
+
+def test_a_compiled_detection_checkpoint_mid_stream_continues_as_an_uninterrupted_run(events) -> None:
+    s = _settings("compiled", **{"links.entity_risk": True})
+    whole = new_engine(s)
+    a_all, r_all = _run(whole, events, 900)
+    first = new_engine(s)
+    a1, r1 = _run(first, events[:3700], 900)
+    second = new_engine(s)
+    second.restore(first.snapshot())
+    assert second.detection == "compiled"
+    a2, r2 = _run(second, events[3700:], 900)
+    assert r1 + r2 == r_all
+    assert [a.alert_id for a in a1 + a2] == [a.alert_id for a in a_all]
+    assert [a.score for a in a1 + a2] == [a.score for a in a_all]
+
+
+def test_process_raw_decodes_in_the_core_and_equals_process_on_the_decoded_events(events) -> None:
+    """The JSON-records path (``CompiledEngine.process_raw``): junk among the records is refused with
+    ``stream.events.decode``'s reasons, and the scores and alerts are those of :meth:`process` on the events."""
+    import random
+
+    from stream.errors import InvalidEvent
+    from stream.events import decode, encode
+    from stream.sim.junk import junk_records
+
+    raw = [encode(e) for e in events]
+    rng = random.Random(3)
+    mixed = list(raw)
+    for j in junk_records(events[:500], n=300, seed=2):
+        mixed.insert(rng.randrange(len(mixed) + 1), j)
+    expected_refused, good = [], []
+    for i, r in enumerate(mixed):
+        try:
+            good.append(decode(r))
+        except InvalidEvent as e:
+            expected_refused.append((i, str(e)))
+    s = _settings("compiled", **{"links.entity_risk": True})
+    by_events, by_records = new_engine(s), new_engine(s)
+    a_ev, r_ev = _run(by_events, good, len(good))
+    out, refused = by_records.process_raw(mixed)
+    assert refused == expected_refused and len(refused) > 100
+    assert out.risk.tolist() == r_ev
+    assert [a.alert_id for a in out.alerts] == [a.alert_id for a in a_ev] and len(a_ev) > 20
+    assert [a.score for a in out.alerts] == [a.score for a in a_ev]
+    # (state bytes may differ: a record left to Python ends a core call, where alerts flag their users)
+    assert by_records.events_seen == by_events.events_seen

@@ -69,6 +69,17 @@ impl Detector {
     }
 }
 
+/// One detector's explain data for one event (see [`Ensemble::explain`]).
+#[derive(Clone, Debug)]
+pub enum Explain {
+    /// `(feature, contribution, lo, hi)`
+    Hst(Vec<(String, f64, f64, f64)>),
+    /// `(feature, clipped z, median, scale, log scale)`
+    ZScore(Vec<(String, f64, f64, f64, bool)>),
+    /// rules explain from the event's values and their configuration (no state)
+    Rules,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Risk {
     Rank,
@@ -221,6 +232,19 @@ impl Ensemble {
         self.seen += 1;
     }
 
+    /// What each detector's `explain` / `describe` read for an alert's reasons, against the state as it stands
+    /// (the reference explains after the stretch): per detector, in configuration order.
+    pub fn explain(&mut self, schema: &Schema, row: &[f64], top: usize) -> Vec<Explain> {
+        self.detectors
+            .iter_mut()
+            .map(|d| match d {
+                Detector::Hst(h) => Explain::Hst(h.explain(schema, row, top)),
+                Detector::ZScore(z) => Explain::ZScore(z.explain(schema, row, top)),
+                Detector::Rules(_) => Explain::Rules,
+            })
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Vec<u8> {
         bincode::serialize(self).expect("the ensemble serialises")
     }
@@ -307,6 +331,30 @@ mod tests {
         }
         assert!(alerts > 0);
         assert!(out.raw[0] > 0.0);
+    }
+
+    #[test]
+    fn explain_reads_the_state_without_changing_it() {
+        let mut schema = Schema::default();
+        schema.column("a");
+        schema.column("b");
+        let mut a = stack();
+        let mut out = a.verdict();
+        for i in 0..1500 {
+            a.process(&schema, &row(i), false, &mut out);
+        }
+        let before = a.snapshot();
+        let ex = a.explain(&schema, &[9.0, 40.0], 3);
+        assert_eq!(a.snapshot(), before);
+        assert_eq!(ex.len(), 3);
+        match (&ex[0], &ex[1], &ex[2]) {
+            (Explain::Hst(h), Explain::ZScore(z), Explain::Rules) => {
+                assert!(!h.is_empty() && h.len() <= 3 && h.windows(2).all(|w| w[0].1 >= w[1].1));
+                assert_eq!(z.len(), 2);
+                assert!(z.iter().all(|t| t.1 > 0.0 && t.1 <= 5.0));
+            }
+            other => panic!("unexpected explain data {other:?}"),
+        }
     }
 
     #[test]

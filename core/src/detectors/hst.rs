@@ -422,6 +422,60 @@ impl HalfSpaceTrees {
         }
     }
 
+    /// `HalfSpaceTrees.explain(x, top)` with what `describe` reads: the `top` features by their share of the
+    /// event's isolation (those > 0), each as `(name, contribution, lo, hi)`. Along each tree's path, while the
+    /// node holds `size_limit` reference mass, a split on `f` adds `ln((r + 1) / (r' + 1))` to `f` (tree by
+    /// tree, level by level, as the reference adds them); contributions are averaged over trees.
+    pub fn explain(&mut self, schema: &Schema, row: &[f64], top: usize) -> Vec<(String, f64, f64, f64)> {
+        if self.names.is_none() || self.reference.is_none() {
+            return Vec::new();
+        }
+        self.scored = false;
+        self.bind(schema);
+        self.read(row);
+        self.scale();
+        self.route(false);
+        let (h, nt) = (self.height, self.n_trees);
+        let rs = self.ref_slot;
+        let epoch = self.epochs[rs];
+        let limit = self.size_limit();
+        let nf = self.x.len();
+        let mut contrib = vec![0.0f64; nf];
+        let mass = |s: &Self, t: usize, d: usize, leaf: usize| -> (u64, usize) {
+            let k = leaf >> (h - d);
+            if d < h {
+                let i = nt * ((1 << d) - 1) + (t << d) + k;
+                (count(s.nodes[i].m[rs], epoch), i)
+            } else {
+                (count(s.leaf_mass[(t << h) + k][rs], epoch), usize::MAX)
+            }
+        };
+        for t in 0..nt {
+            let leaf = self.leaves[t] as usize;
+            for d in 0..h {
+                let (m, i) = mass(self, t, d, leaf);
+                if (m as f64) < limit {
+                    break;
+                }
+                let (m1, _) = mass(self, t, d + 1, leaf);
+                let r = (m + 1) as f64 / (m1 + 1) as f64;
+                contrib[self.nodes[i].feat as usize] += r.ln();
+            }
+        }
+        for c in contrib.iter_mut() {
+            *c /= nt as f64;
+        }
+        let mut order: Vec<usize> = (0..nf).collect();
+        order.sort_by(|&a, &b| contrib[b].partial_cmp(&contrib[a]).unwrap_or(std::cmp::Ordering::Equal));
+        let names = self.names.as_ref().expect("built");
+        order
+            .into_iter()
+            .take(top)
+            .filter(|&i| contrib[i] > 0.0)
+            .map(|i| (names[i].clone(), contrib[i], self.lo[i], self.hi[i]))
+            .collect()
+    }
+
     /// Keep a learned event of the first window (an event with no feature is not learned).
     fn remember(&mut self, schema: &Schema, row: &[f64]) {
         if !row.iter().any(|v| !v.is_nan()) {

@@ -270,6 +270,39 @@ impl RobustZScore {
         (pairwise_sum(&self.z) / scored.max(1) as f64).sqrt()
     }
 
+    /// `RobustZScore.explain(x, top)` with what `describe` reads: the `top` features by clipped z (those with
+    /// z > 0), each as `(name, z, median, scale, log scale)`, against the current snapshot. Does not touch the
+    /// score/learn scratch that a following `learn` reuses.
+    pub fn explain(&mut self, schema: &Schema, row: &[f64], top: usize) -> Vec<(String, f64, f64, f64, bool)> {
+        let ns = self.med.len();
+        if ns == 0 {
+            return Vec::new();
+        }
+        self.bind(schema);
+        let mut z: Vec<(f64, usize)> = Vec::with_capacity(ns);
+        for f in 0..ns {
+            let mut zf = 0.0;
+            if self.used[f] {
+                let mut v = value(row, self.cols[f]);
+                if self.log[f] {
+                    v = symlog(v);
+                }
+                let d = (v - self.med[f]).abs() / self.scale[f];
+                if !d.is_nan() {
+                    zf = if d < self.clip { d } else { self.clip };
+                }
+            }
+            z.push((zf, f));
+        }
+        // np.argsort(-z, kind="stable")
+        z.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+        z.iter()
+            .take(top)
+            .filter(|(zf, _)| *zf > 0.0)
+            .map(|&(zf, f)| (self.names[f].clone(), zf, self.med[f], self.scale[f], self.log[f]))
+            .collect()
+    }
+
     pub fn learn(&mut self, schema: &Schema, row: &[f64]) {
         let reuse = std::mem::replace(&mut self.scored, false);
         self.bind(schema);
