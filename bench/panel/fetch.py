@@ -26,7 +26,7 @@ import sys
 import tomllib
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -88,7 +88,7 @@ def _parse_minute_time(text: str) -> datetime:
     """'2/24/2015 22:55' or '2/24/15 22:55' (the two spellings of Fraud_Data.csv copies), as UTC."""
     for fmt in ("%m/%d/%Y %H:%M", "%m/%d/%y %H:%M", "%Y-%m-%d %H:%M:%S"):
         try:
-            return datetime.strptime(text.strip(), fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     raise ValueError(f"unrecognised time {text!r}")
