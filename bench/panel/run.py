@@ -79,7 +79,8 @@ def replay_command(stream: dict, path: Path, config: Path | None, budget: float,
 
 
 def nab_command(report: Path, data: Path | None) -> list[str]:
-    cmd = [*riskstream_command(), "nab", "--out", str(report)]
+    out = report.relative_to(ROOT) if report.is_relative_to(ROOT) else report  # run from ROOT; the file says so
+    cmd = [*riskstream_command(), "nab", "--out", str(out)]
     return cmd + (["--data", str(data / "nab")] if data is not None else [])
 
 
