@@ -1,0 +1,265 @@
+"""The real-data panel in one command: replay every stream of bench/panel/streams.toml, one at a time, and write
+bench/panel/results/<stream>__<config>.json plus the table, results/panel.md.
+
+    python bench/panel/fetch.py                 # once: materialise the external streams into the cache
+    python bench/panel/run.py                   # every stream, default configuration + leave-one-out column
+    python bench/panel/run.py --only ecom --only smtp
+    python bench/panel/run.py --config my.toml --label mine     # an alternative configuration for every stream
+    python bench/panel/run.py --table-only      # rebuild results/panel.md from the result files
+
+Configurations. `default` is the embedded defaults (no -c). `--config FILE --label NAME` replays every stream with
+that file laid over the defaults (results/<stream>__NAME.json). `loo` is the leave-one-out configuration: for each
+stream, the configuration tuned on the *other* streams only (`leave_one_out_config`). Nothing is tuned yet, so for
+every stream it is the default configuration itself: run.py does not replay it again, it records the default
+result under `loo` with `"same_as": "default"`, and the table says so. When tuning starts, that function returns
+the file tuned without the stream, and the column becomes an honest held-out score.
+
+Budget rule (the same for all): --budget from [panel] budget in streams.toml (0.005, the engine's default), and
+precision / recall at the budget are those of the alerts the engine raised online (report keys
+precision_at_budget / recall_at_budget). NAB streams are scored by `riskstream nab` (NAB's windowed score), which
+has no ROC AUC; their row shows the NAB standard score instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from fetch import STREAMS, default_cache, load_streams  # noqa: E402
+
+RESULTS = HERE / "results"
+METRICS = ("roc_auc", "pr_auc", "precision_at_budget", "recall_at_budget")
+
+
+def riskstream_command() -> list[str]:
+    """`riskstream` of this interpreter's environment, run from the checkout the panel lives in."""
+    return [sys.executable, "-m", "stream.cli"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def shared_data() -> Path:
+    sys.path.insert(0, str(ROOT))
+    from stream.eval.data import shared_data_dir
+
+    return Path(shared_data_dir())
+
+
+def stream_file(stream: dict, cache: Path, data: Path | None) -> Path:
+    if "convert" in stream or stream["source"].startswith("github:"):
+        return cache / stream["file"]
+    return (data if data is not None else shared_data()) / stream["file"]
+
+
+def leave_one_out_config(stream: dict, streams: Sequence[dict]) -> Path | None:
+    """The configuration tuned on every stream but `stream`. Nothing is tuned yet: the defaults (None)."""
+    return None
+
+
+def replay_command(stream: dict, path: Path, config: Path | None, budget: float, report: Path) -> list[str]:
+    cmd = [*riskstream_command(), "replay", str(path), *stream.get("args", []), "--budget", str(budget)]
+    if config is not None:
+        cmd += ["-c", str(config)]
+    return [*cmd, "-q", "--report", str(report)]
+
+
+def nab_command(report: Path, data: Path | None) -> list[str]:
+    out = report.relative_to(ROOT) if report.is_relative_to(ROOT) else report  # run from ROOT; the file says so
+    cmd = [*riskstream_command(), "nab", "--out", str(out)]
+    return cmd + (["--data", str(data / "nab")] if data is not None else [])
+
+
+def printable(cmd: Sequence[str], cache: Path, data: Path | None) -> str:
+    """The command as the README shows it: `riskstream`, $CACHE and $DATA for the folders, results/ relative."""
+    parts = list(cmd)
+    if parts[:3] == riskstream_command():
+        parts = ["riskstream", *parts[3:]]
+    out = []
+    for part in parts:
+        s = str(part).replace(str(RESULTS), "bench/panel/results").replace(str(cache), "$CACHE")
+        s = s.replace(str(data if data is not None else shared_data()), "$DATA")
+        s = s.replace(str(ROOT) + "/", "")
+        out.append(s if _SAFE.fullmatch(s) else f'"{s}"')
+    return " ".join(out)
+
+
+_SAFE = re.compile(r"[A-Za-z0-9_./=,:$@%+-]+")
+
+
+def run_stream(stream: dict, label: str, config: Path | None, *, budget: float, cache: Path, data: Path | None,
+               results: Path) -> dict:
+    report = results / f"{stream['name']}__{label}.json"
+    if stream["kind"] == "nab":
+        cmd = nab_command(report, data)
+    else:
+        path = stream_file(stream, cache, data)
+        if not path.exists():
+            hint = "python bench/panel/fetch.py" if "convert" in stream else "the shared data folder"
+            return {"stream": stream["name"], "config": label, "missing": str(path), "hint": hint}
+        cmd = replay_command(stream, path, config, budget, report)
+    started = time.time()
+    subprocess.run(cmd, check=True, cwd=ROOT, env=_env(), stdout=sys.stderr)  # stdout: the table only
+    entry = {"stream": stream["name"], "config": label, "config_file": str(config) if config else None,
+             "command": printable(cmd, cache, data), "wall_seconds": round(time.time() - started, 1),
+             "report": report.name}
+    (results / f"{stream['name']}__{label}.command.json").write_text(json.dumps(entry, indent=1) + "\n")
+    return entry
+
+
+# ------------------------------------------------------------------------------------------------------- the table
+
+
+def _f(x: float | None, nd: int = 3) -> str:
+    return "—" if x is None else f"{x:.{nd}f}"
+
+
+def measured(stream: dict, report: dict) -> dict:
+    """The table's numbers from one report (replay or nab)."""
+    if stream["kind"] == "nab":
+        std = report["rate"]["profiles"]["standard"]
+        return {"nab_standard": std["score"], "events": report["rate"].get("points")}
+    ev = report.get("eval") or {}
+    proto = ev.get("handbook_protocol") or {}
+    use_proto = bool(proto.get("known_from"))
+    return {
+        "events": report.get("events"),
+        "positives": proto.get("positives") if use_proto else report.get("positives"),
+        "scored": proto.get("events") if use_proto else report.get("labelled_events"),
+        "roc_auc": proto.get("roc_auc") if use_proto else report.get("roc_auc"),
+        "pr_auc": proto.get("pr_auc") if use_proto else report.get("pr_auc"),
+        "precision_at_budget": report.get("precision_at_budget"),
+        "recall_at_budget": report.get("recall_at_budget"),
+        "alerts": report.get("alerts"),
+        "config_hash": report.get("config_hash"),
+    }
+
+
+def _cell(text: str) -> str:
+    """Text inside a markdown table cell: a literal | is escaped."""
+    return text.replace("|", "\\|")
+
+
+def published_cell(stream: dict) -> str:
+    cells = []
+    for p in stream.get("published", []):
+        vals = []
+        for key, name in (("roc_auc", "ROC AUC"), ("ap", "AP"), ("precision", "P"), ("recall", "R"),
+                          ("nab_standard", "NAB")):
+            if key in p:
+                vals.append(f"{name} {p[key]:g}")
+        tag = " (measured)" if p.get("kind") == "measured" else ""
+        cells.append(_cell(f"{p['model']}{tag}: {', '.join(vals)}"))
+    return "<br>".join(cells) or "—"
+
+
+def table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget: float) -> str:
+    head = ("| stream | config | events (positives) | ROC AUC | AP | precision @ budget | recall @ budget "
+            "(ceiling) | published baselines |")
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---|"]
+    for s in streams:
+        for label in labels:
+            f = results / f"{s['name']}__{label}.json"
+            if not f.exists():
+                continue
+            rep = json.loads(f.read_text())
+            same_as = rep.get("same_as")
+            if same_as:
+                f2 = results / f"{s['name']}__{same_as}.json"
+                rep = json.loads(f2.read_text())
+            m = measured(s, rep)
+            shown = f"{label} (= {same_as}: nothing tuned)" if same_as else label
+            pub = published_cell(s) if label == labels[0] else "″"
+            if s["kind"] == "nab":
+                lines.append(f"| {_cell(s['title'])} | {shown} | {m['events']:,} points | NAB standard "
+                             f"**{m['nab_standard']:.2f}** | — | — | — | {pub} |")
+                continue
+            scored = f"{m['events']:,} ({m['positives']:,})"
+            mark = ""
+            if m["scored"] not in (None, m["events"]):
+                scored = f"{m['events']:,}; scored {m['scored']:,} ({m['positives']:,})"
+                mark = " †"
+            all_pos = rep.get("positives") or 0
+            ceiling = min(1.0, budget * m["events"] / all_pos) if all_pos else None
+            lines.append(f"| {_cell(s['title'])} | {shown} | {scored} | {_f(m['roc_auc'])} | {_f(m['pr_auc'])} | "
+                         f"{_f(m['precision_at_budget'])}{mark} | {_f(m['recall_at_budget'])}{mark} "
+                         f"({_f(ceiling, 2)}) | {pub} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget: float) -> str:
+    text = (f"Budget {budget:g} of the events for every stream; precision / recall of the engine's online alerts "
+            "(ceiling: the recall a perfect ranking could reach with that many alerts, budget x events / positives). "
+            "† ROC AUC and AP on the scored subset, precision and recall over the whole replay.\n\n"
+            + table(streams, results, labels, budget))
+    (results / "panel.md").write_text(text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--streams", type=Path, default=STREAMS)
+    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap.add_argument("--data", type=Path, default=None, help="shared data folder (default: stream.eval.data)")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--only", action="append", help="stream name (repeatable)")
+    ap.add_argument("--config", type=Path, help="an alternative configuration for every stream")
+    ap.add_argument("--label", help="name of the --config results (default: the file's stem)")
+    ap.add_argument("--no-default", action="store_true", help="skip the default configuration")
+    ap.add_argument("--leave-one-out", dest="loo", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the leave-one-out configuration (default on; today it is the default itself)")
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args(argv)
+
+    panel, streams = load_streams(args.streams)
+    budget = float(panel.get("budget", 0.005))
+    if args.only:
+        unknown = set(args.only) - {s["name"] for s in streams}
+        if unknown:
+            raise SystemExit(f"unknown stream(s): {', '.join(sorted(unknown))}")
+        streams = [s for s in streams if s["name"] in args.only]
+    args.results.mkdir(parents=True, exist_ok=True)
+    labels = [] if args.no_default else ["default"]
+    if args.config:
+        labels.append(args.label or args.config.stem)
+    if args.loo:
+        labels.append("loo")
+
+    if not args.table_only:
+        for s in streams:
+            for label in labels:
+                if label == "loo":
+                    cfg = leave_one_out_config(s, [o for o in streams if o is not s])
+                    if cfg is None:
+                        if (args.results / f"{s['name']}__default.json").exists():
+                            (args.results / f"{s['name']}__loo.json").write_text(
+                                json.dumps({"same_as": "default", "why": "nothing is tuned yet: the configuration "
+                                            "tuned on the other streams is the default"}, indent=1) + "\n")
+                        continue
+                else:
+                    cfg = args.config if label != "default" else None
+                entry = run_stream(s, label, cfg, budget=budget, cache=args.cache, data=args.data,
+                                   results=args.results)
+                if "missing" in entry:
+                    print(f"{s['name']}: skipped, {entry['missing']} is missing ({entry['hint']})", file=sys.stderr)
+                else:
+                    print(f"{s['name']} [{label}]: {entry['wall_seconds']} s  {entry['command']}", file=sys.stderr)
+    print(write_table(streams, args.results, labels, budget), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""bench/panel/run.py: the panel runner replays a stream, keeps its report and formats the table from it."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"panel_{name}", ROOT / "bench" / "panel" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "bench" / "panel"))
+    spec.loader.exec_module(module)
+    return module
+
+
+run = _load("run")
+fetch = _load("fetch")
+
+STREAMS_TOML = """
+[panel]
+budget = 0.01
+
+[[streams]]
+name = "tiny"
+title = "Tiny | synthetic"
+kind = "replay"
+source = "github:example/tiny"
+file = "tiny.csv.gz"
+args = ["--type", "order", "--map", "ts=ts,amount=amount,label=label", "--set", "user_id=u,merchant_id=m",
+        "--features", "none"]
+
+[[streams.published]]
+model = "a | b"
+roc_auc = 0.9
+ap = 0.5
+source = "made up"
+"""
+
+
+def _tiny_stream(path: Path, n: int = 1500) -> int:
+    """Orders of ~20 with 15 of ~5000 (labelled 1) after the first 600 events."""
+    rng = random.Random(3)
+    frauds = set(rng.sample(range(600, n), 15))
+    with gzip.open(path, "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ts", "amount", "label"])
+        for i in range(n):
+            w.writerow([i * 60, round(5000 + rng.random() * 100 if i in frauds else 15 + rng.random() * 10, 2),
+                        int(i in frauds)])
+    return len(frauds)
+
+
+@pytest.fixture(scope="module")
+def panel(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("panel")
+    cache, results = tmp / "cache", tmp / "results"
+    cache.mkdir()
+    _tiny_stream(cache / "tiny.csv.gz")
+    (tmp / "streams.toml").write_text(STREAMS_TOML)
+    run.main(["--streams", str(tmp / "streams.toml"), "--cache", str(cache), "--results", str(results)])
+    return results
+
+
+def test_the_runner_replays_and_keeps_the_report(panel):
+    report = json.loads((panel / "tiny__default.json").read_text())
+    assert report["events"] == 1500 and report["positives"] == 15
+    assert report["budget"] == 0.01  # the panel's budget rule reached the replay
+    assert report["roc_auc"] > 0.8  # the huge amounts are found: the mapping carried amount and label through
+    assert json.loads((panel / "tiny__loo.json").read_text())["same_as"] == "default"
+    command = json.loads((panel / "tiny__default.command.json").read_text())["command"]
+    assert command.startswith("riskstream replay $CACHE/tiny.csv.gz --type order") and "--budget 0.01" in command
+
+
+def test_the_table_shows_the_report_numbers(panel):
+    report = json.loads((panel / "tiny__default.json").read_text())
+    lines = (panel / "panel.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| Tiny")]
+    assert len(rows) == 2
+    cells = [c.strip() for c in rows[0].replace("\\|", "¦").strip("|").split("|")]
+    assert cells[0] == "Tiny ¦ synthetic" and cells[1] == "default"
+    assert cells[2] == "1,500 (15)"
+    assert cells[3] == f"{report['roc_auc']:.3f}"
+    assert cells[4] == f"{report['pr_auc']:.3f}"
+    assert cells[5] == f"{report['precision_at_budget']:.3f}"
+    assert cells[6] == f"{report['recall_at_budget']:.3f} (1.00)"  # ceiling 0.01 * 1500 / 15 = 1
+    assert cells[7] == "a ¦ b: ROC AUC 0.9, AP 0.5"
+    assert "loo (= default: nothing tuned)" in rows[1] and rows[1].endswith("| ″ |")
+
+
+def test_table_formatting_of_protocol_nab_and_ceiling(tmp_path):
+    """Without replaying: a scored subset (the handbook protocol) shows its own AUC/AP and marks P/R; NAB shows
+    its score; the recall ceiling is budget x events / positives."""
+    (tmp_path / "h__default.json").write_text(json.dumps({
+        "events": 1000, "positives": 100, "labelled_events": 1000, "roc_auc": 0.1, "pr_auc": 0.2,
+        "precision_at_budget": 0.25, "recall_at_budget": 0.0125, "alerts": 5,
+        "eval": {"handbook_protocol": {"known_from": "2018-07-25", "events": 300, "positives": 7,
+                                       "roc_auc": 0.8766, "pr_auc": 0.4321}}}))
+    (tmp_path / "n__default.json").write_text(json.dumps(
+        {"rate": {"points": 42, "profiles": {"standard": {"score": 67.994}}}}))
+    streams = [{"name": "h", "title": "H", "kind": "replay"},
+               {"name": "n", "title": "N", "kind": "nab", "published": [{"model": "m", "nab_standard": 70.1}]}]
+    text = run.table(streams, tmp_path, ["default"], 0.005)
+    assert "| H | default | 1,000; scored 300 (7) | 0.877 | 0.432 | 0.250 † | 0.013 † (0.05) | — |" in text
+    assert "| N | default | 42 points | NAB standard **67.99** | — | — | — | m: NAB 70.1 |" in text
+
+
+def test_fetch_checks_the_git_blob_id():
+    assert fetch.git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
+
+
+def test_fraud_data_converter_sorts_by_purchase_time_and_keeps_the_ip():
+    raw = ("\ufeffuser_id,signup_time,purchase_time,purchase_value,device_id,source,browser,sex,age,ip_address,class\n"
+           "1,2/24/2015 22:55,4/18/2015 2:47,34,D1,SEO,Chrome,M,39,732758368.8,0\n"
+           "2,1/1/2015 0:00,1/1/2015 0:00,9,D2,Ads,Safari,F,20,5.0,1\n"
+           " , , , , , , , , , , \n").encode()
+    header, rows = fetch.convert_fraud_data(raw)
+    assert header[:6] == ["ts", "user_id", "account_created_ts", "amount", "device_id", "ip"]
+    assert [r[1] for r in rows] == ["2", "1"]
+    assert rows[1][:6] == ["2015-04-18T02:47:00Z", "1", "2015-02-24T22:55:00Z", "34", "D1", "732758368"]
+    assert rows[0][-1] == "1"
