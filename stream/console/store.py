@@ -2,8 +2,8 @@
 
 A *case* is one entity's alerts (``entity_key``, e.g. ``user:u42``) inside one window of ``window_hours`` of event
 time (windows are aligned to the epoch, so a case's id is ``(entity_key, window number)`` and stable). Cases are
-ranked by their highest score. Grouping, filtering and paging are done in SQL (``LIMIT``/``OFFSET`` over a
-``GROUP BY`` restricted by the indexed ``event_ts``/``severity`` columns).
+ranked by their highest score. Filtering and paging are done in SQL: keyset reads of the alerts by score, no
+``GROUP BY`` over the whole table (see :meth:`ConsoleStore.cases`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
+    and_,
     JSON,
     BigInteger,
     Column,
@@ -25,9 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    case,
     cast,
-    exists,
     func,
     insert,
     or_,
@@ -154,21 +153,63 @@ class ConsoleStore:
         return w
 
     def cases(self, f: CaseFilter, *, page: int = 1, per_page: int = 50) -> list[dict[str, Any]]:
+        """One page of cases, highest risk first.
+
+        A case's risk is its highest alert score, so the cases in risk order are the distinct ``(entity_key,
+        window)`` pairs in the order their alerts first appear when read by score, highest first. The alerts are
+        read that way in keyset chunks over the ``(score, alert_id)`` index and the reading stops as soon as the
+        page is full: a page costs what it shows (and the pages before it), not a GROUP BY over every alert.
+        """
         a = alerts_table.c
-        fb = feedback_table.c
         bucket = self._bucket().label("bucket")
-        reviewed = exists().where(fb.alert_id == a.alert_id)
-        labelled = func.max(case((reviewed, 1), else_=0)).label("labelled")
-        q = (select(a.entity_key, bucket, func.count().label("n"), func.max(a.score).label("risk"),
-                    func.min(a.event_ts).label("first"), func.max(a.event_ts).label("last"), labelled)
-             .where(*self._where(f)).group_by(a.entity_key, bucket))
-        if f.status == "open":
-            q = q.having(func.max(case((reviewed, 1), else_=0)) == 0)
-        elif f.status == "labelled":
-            q = q.having(func.max(case((reviewed, 1), else_=0)) == 1)
-        q = q.order_by(func.max(a.score).desc(), a.entity_key, bucket).limit(per_page).offset((page - 1) * per_page)
+        where = self._where(f)
+        need = page * per_page
+        seen: set[tuple[str, int]] = set()
+        keys: list[tuple[str, int]] = []
+        last: tuple[float, str] | None = None
+        chunk = max(2000, 4 * need)
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+            while len(keys) < need:
+                q = select(a.alert_id, a.entity_key, bucket, a.score).where(*where)
+                if last is not None:
+                    q = q.where(or_(a.score < last[0], and_(a.score == last[0], a.alert_id < last[1])))
+                rows = conn.execute(q.order_by(a.score.desc(), a.alert_id.desc()).limit(chunk)).all()
+                fresh: list[tuple[str, int]] = []
+                for _, ek, b, _ in rows:
+                    if (ek, int(b)) not in seen:
+                        seen.add((ek, int(b)))
+                        fresh.append((ek, int(b)))
+                if f.status and fresh:
+                    done = self._labelled(conn, fresh)
+                    fresh = [k for k in fresh if (k in done) == (f.status == "labelled")]
+                keys.extend(fresh)
+                if len(rows) < chunk:
+                    break
+                last = (float(rows[-1][3]), str(rows[-1][0]))
+            keys = keys[(page - 1) * per_page: need]
+            if not keys:
+                return []
+            done = self._labelled(conn, keys)
+            q = (select(a.entity_key, bucket, func.count().label("n"), func.max(a.score).label("risk"),
+                        func.min(a.event_ts).label("first"), func.max(a.event_ts).label("last"))
+                 .where(*where, a.entity_key.in_(sorted({k for k, _ in keys})))
+                 .group_by(a.entity_key, bucket))
+            agg = {(r["entity_key"], int(r["bucket"])): dict(r) for r in conn.execute(q).mappings()}
+        out = []
+        for k in keys:
+            row = agg[k]
+            row["bucket"] = k[1]
+            row["labelled"] = int(k in done)
+            out.append(row)
+        return out
+
+    def _labelled(self, conn: Any, keys: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Which of these cases have a verdict on one of their alerts."""
+        a, fb = alerts_table.c, feedback_table.c
+        bucket = self._bucket()
+        q = (select(a.entity_key, bucket).select_from(alerts_table.join(feedback_table, fb.alert_id == a.alert_id))
+             .where(a.entity_key.in_(sorted({k for k, _ in keys}))).distinct())
+        return {(ek, int(b)) for ek, b in conn.execute(q)} & set(keys)
 
     def case_bounds(self, bucket: int) -> tuple[datetime, datetime]:
         start = datetime.fromtimestamp(bucket * self.window_s, UTC)

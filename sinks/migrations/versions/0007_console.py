@@ -44,12 +44,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_console_audit"),
     )
     op.create_index("ix_console_audit_ts", "console_audit", ["ts"])
-    # the case queue ranks by score inside an event-time range; the case page reads one entity's alerts by (entity_key, event_ts), indexed since 0002
-    op.create_index("ix_alerts_event_ts_score", "alerts", ["event_ts", "score"])
+    # the case queue reads alerts by score, highest first, in keyset chunks (ConsoleStore.cases); the case page
+    # reads one entity's alerts by (entity_key, event_ts), indexed since 0002
+    op.create_index("ix_alerts_score_alert_id", "alerts", ["score", "alert_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_alerts_event_ts_score", table_name="alerts")
+    op.drop_index("ix_alerts_score_alert_id", table_name="alerts")
     op.drop_index("ix_console_audit_ts", table_name="console_audit")
     op.drop_table("console_audit")
     op.drop_table("console_users")
