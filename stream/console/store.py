@@ -149,7 +149,9 @@ class ConsoleStore:
             if self.engine.dialect.name == "postgresql":
                 w.append(type_coerce(a.reasons, postgresql.JSONB).contains([{"detector": f.detector}]))
             else:
-                w.append(func.instr(cast(a.reasons, String), f'"detector": "{f.detector}"') > 0)
+                body = cast(a.reasons, String)  # JSON text; the detector name is checked to be [A-Za-z0-9_.-]
+                w.append(or_(func.instr(body, f'"detector":"{f.detector}"') > 0,
+                             func.instr(body, f'"detector": "{f.detector}"') > 0))
         return w
 
     def cases(self, f: CaseFilter, *, page: int = 1, per_page: int = 50) -> list[dict[str, Any]]:
