@@ -78,7 +78,8 @@ def main() -> None:
         ConsoleStore(engine).add_user("bench", "bench-password", "analyst")
         c = TestClient(create_app(engine, secret="bench"))
         tok = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)  # type: ignore[union-attr]
-        assert c.post("/login", data={"csrf": tok, "username": "bench", "password": "bench-password"}).status_code == 200
+        r = c.post("/login", data={"csrf": tok, "username": "bench", "password": "bench-password"})
+        assert r.status_code == 200
         first = c.get("/api/cases?severity=high").json()[0]
         pages = {
             "queue, page 1": "/",

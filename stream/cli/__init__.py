@@ -52,7 +52,8 @@ def cli(verbose: int) -> None:
 
 
 #: Every command, in the order ``riskstream --help`` lists them.
-COMMANDS: tuple[click.Command, ...] = (demo, simulate, replay, compare, bench, run, alerts, console, db, label, nab, config)
+COMMANDS: tuple[click.Command, ...] = (demo, simulate, replay, compare, bench, run, alerts, console, db, label, nab,
+                                       config)
 for _command in COMMANDS:
     cli.add_command(_command)
 

@@ -17,7 +17,6 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
-    and_,
     JSON,
     BigInteger,
     Column,
@@ -26,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    and_,
     cast,
     func,
     insert,

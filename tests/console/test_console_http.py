@@ -134,3 +134,12 @@ def test_verdict_lands_in_feedback_and_audit_and_exports_as_labels(app_engine: t
     ids = {x["event_id"] for x in rows}
     assert sum(1 for e in events if re.search(r'"ref_event_id":"([^"]+)"', e).group(1) in ids) == len(ids)
     assert all('"type":"label"' in e for e in events)
+
+
+def test_adduser_refuses_a_short_password_in_one_line(console_db: str) -> None:
+    r = riskstream("console", "adduser", "eve", "--role", "analyst", "--db", console_db,
+                   env={"RISKSTREAM_CONSOLE_PASSWORD": "short"})
+    assert r.returncode == 2 and "at least 8 characters" in r.stderr and "Traceback" not in r.stderr
+    r = riskstream("console", "adduser", "eve", "--role", "root", "--db", console_db,
+                   env={"RISKSTREAM_CONSOLE_PASSWORD": "long-enough"})
+    assert r.returncode == 2
