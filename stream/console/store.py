@@ -17,12 +17,12 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import (
-    JSON,
     BigInteger,
+    CheckConstraint,
     Column,
     Engine,
     Integer,
-    MetaData,
+    Index,
     String,
     Table,
     and_,
@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from sinks.feedback import Feedback, FeedbackStore, feedback_table
-from sinks.sql import UtcDateTime, _alert, alerts_table
+from sinks.sql import JSON_TYPE, UtcDateTime, _alert, alerts_table, metadata
 
 __all__ = ["ConsoleStore", "CaseFilter", "ROLES", "VERDICTS", "LINK_KINDS"]
 
@@ -45,22 +45,24 @@ ROLES = ("analyst", "admin")
 VERDICTS = {"fraud": "fraud", "legitimate": "legit", "unsure": None}
 LINK_KINDS = ("device", "ip", "card", "address")
 
-_md = MetaData()
+#: In :data:`sinks.sql.metadata`, created by migration 0007.
 users_table = Table(
-    "console_users", _md,
+    "console_users", metadata,
     Column("name", String(64), primary_key=True),
     Column("password_hash", String, nullable=False),
     Column("role", String(16), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("role IN ('analyst', 'admin')", name="role"),
 )
 audit_table = Table(
-    "console_audit", _md,
+    "console_audit", metadata,
     Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
     Column("ts", UtcDateTime, nullable=False),
     Column("username", String(64), nullable=False),
     Column("action", String(32), nullable=False),
     Column("target", String),
-    Column("detail", JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+    Column("detail", JSON_TYPE, nullable=False),
+    Index("ix_console_audit_ts", "ts"),
 )
 
 _hasher = PasswordHasher()
