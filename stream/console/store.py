@@ -8,7 +8,6 @@ ranked by their highest score. Filtering and paging are done in SQL: keyset read
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -292,8 +291,4 @@ class ConsoleStore:
                    {"verdict": verdict, "note": note, "alerts": [al.alert_id for al in alerts],
                     "feedback_rows": inserted})
         return inserted
-
-
-def finite(x: Any) -> Any:
-    return x if not isinstance(x, float) or math.isfinite(x) else None
 
