@@ -10,5 +10,6 @@ if [ -z "${RISKSTREAM_KAFKA_BOOTSTRAP:-}" ] || [ -z "${RISKSTREAM_DATABASE_URL:-
   scripts/services up
   eval "$(scripts/services env)"
 fi
+scripts/services browser  # Chromium + chromedriver for the console's browser tests (Debian packages)
 export RISKSTREAM_KAFKA_BOOTSTRAP RISKSTREAM_DATABASE_URL
 exec "${RISKSTREAM_VENV:-$root/.venv}/bin/python" -m pytest "$@"

@@ -153,6 +153,8 @@ def _define(md: MetaData, name: str) -> Table:
         Index(f"ix_{name}_severity_event_ts", "severity", "event_ts"),
         Index(f"ix_{name}_event_ts", "event_ts"),
         Index(f"ix_{name}_event_id", "event_id"),
+        # the analyst console's case queue reads alerts by score (migration 0007)
+        Index(f"ix_{name}_score_alert_id", "score", "alert_id"),
     )
 
 

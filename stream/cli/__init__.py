@@ -18,6 +18,7 @@ from stream.cli.alerts import alerts
 from stream.cli.bench import bench
 from stream.cli.compare import compare
 from stream.cli.config import config
+from stream.cli.console import console
 from stream.cli.db import db
 from stream.cli.demo import demo
 from stream.cli.labels import label
@@ -51,7 +52,8 @@ def cli(verbose: int) -> None:
 
 
 #: Every command, in the order ``riskstream --help`` lists them.
-COMMANDS: tuple[click.Command, ...] = (demo, simulate, replay, compare, bench, run, alerts, db, label, nab, config)
+COMMANDS: tuple[click.Command, ...] = (demo, simulate, replay, compare, bench, run, alerts, console, db, label, nab,
+                                       config)
 for _command in COMMANDS:
     cli.add_command(_command)
 

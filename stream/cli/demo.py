@@ -51,5 +51,25 @@ def demo(events: int, seed: int, out_dir: str, budget: float) -> None:
     if result.get("error"):  # the stream file broke part-way (a full disk?): no next steps on half a stream
         raise SourceError(result["error"])
     report = out / "report-0.5pct.json"
+    db_url = f"sqlite:///{out / 'alerts.db'}"
+    password = _console_user(db_url)
     click.echo(f"\nNext: riskstream replay {stream_path} --budget 0.005 -q --report {report}\n"
-               f"      riskstream compare {out / 'report.json'} {report}   # the two budgets side by side", err=True)
+               f"      riskstream compare {out / 'report.json'} {report}   # the two budgets side by side\n"
+               f"      riskstream console --db {db_url}   # these alerts as cases: http://127.0.0.1:8080, "
+               f"sign in as demo / {password}", err=True)
+
+
+def _console_user(db_url: str) -> str:
+    """An admin ``demo`` with a fresh random password in the demo's store, for the analyst console."""
+    import secrets
+
+    from sinks.sql import create_sql_engine
+    from stream.console.store import ConsoleStore
+
+    password = secrets.token_urlsafe(9)
+    engine = create_sql_engine(db_url)
+    try:
+        ConsoleStore(engine).add_user("demo", password, "admin")
+    finally:
+        engine.dispose()
+    return password

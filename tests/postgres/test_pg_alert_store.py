@@ -14,6 +14,7 @@ from sqlalchemy import Column, Index, MetaData, Table, create_engine, inspect, t
 from sqlalchemy.engine import make_url
 
 import sinks.feedback  # noqa: F401  (its table is part of the metadata the migrations must match)
+import stream.console.store  # noqa: F401  (the console's users and audit tables, likewise)
 from sinks import Alert, SinkError, alert_id
 from sinks.migrations import VERSION_TABLE, current, head, history, upgrade
 from sinks.sql import SqlSink, alerts_table, metadata
@@ -57,11 +58,11 @@ def test_the_sink_migrates_an_empty_database_to_the_head_revision_matching_the_m
     sink = SqlSink(url)
     try:
         assert current(sink.engine) == head() == history()[-1][0]
-        assert [rev for rev, _ in history()] == ["0001", "0002", "0003", "0004", "0005", "0006"]
+        assert [rev for rev, _ in history()] == ["0001", "0002", "0003", "0004", "0005", "0006", "0007"]
         names = set(inspect(sink.engine).get_table_names())
         assert {"alerts", "review_feedback", "riskstream_checkpoints", "riskstream_schema_version"} <= names
         assert _indexes(url, "alerts") == [("entity_key", "event_ts"), ("event_id",), ("event_ts",),
-                                           ("severity", "event_ts")]
+                                           ("score", "alert_id"), ("severity", "event_ts")]
         # What the migrations built is what the code's metadata describes: no drift for autogenerate to find.
         with sink.engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True, "version_table": VERSION_TABLE})

@@ -198,7 +198,7 @@ def test_the_table_has_the_documented_columns_and_indexes(open_sink: OpenSink, d
         "offset", "schema_version"]
     assert insp.get_pk_constraint(db[1])["constrained_columns"] == ["alert_id"]
     assert sorted(tuple(ix["column_names"]) for ix in insp.get_indexes(db[1])) == [
-        ("entity_key", "event_ts"), ("event_id",), ("event_ts",), ("severity", "event_ts")]
+        ("entity_key", "event_ts"), ("event_id",), ("event_ts",), ("score", "alert_id"), ("severity", "event_ts")]
     if sink.engine.dialect.name == "postgresql":
         assert type(cols["reasons"]["type"]).__name__ == "JSONB"
         assert cols["event_ts"]["type"].timezone  # type: ignore[attr-defined]
