@@ -1,7 +1,7 @@
 """console: the analyst console's users and audit trail, and an index for its case queue
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 
 Numbered 0007 because another branch adds 0006; when the branches merge, ``down_revision`` becomes "0006".
 
