@@ -50,7 +50,8 @@ def test_fault_scenario_equals_the_replay(scenario, shared_services, tmp_path):
     if scenario == "kills":
         assert r.fault_count == KILLS, detail
     elif scenario == "zombie":
-        assert r.fault_count == 1 and (r.log_events.get("zombie_fenced") or r.log_events.get("zombie_lost")), detail
+        assert r.fault_count == 1 and (r.log_events.get("zombie_fenced") or r.log_events.get("zombie_lost")
+                                    or r.log_events.get("zombie_decision_fenced")), detail
     elif scenario == "pg-outage":
         # The members felt it: a checkpoint, a merge decision or a unit's state could not be written or read.
         felt = sum(r.log_events.get(k, 0) for k in ("checkpoint_failed", "decision_failed", "unit_open_failed"))

@@ -38,7 +38,7 @@ def test_migration_0006_keeps_the_0005_cuts_and_adds_the_owner_epochs(pg_url: st
                               "('g', 0, '{\"orders\": 4, \"logins\": 1}', now()), "
                               "('g', 0, '{\"orders\": 9, \"logins\": 3}', now())"))
         assert "riskstream_decision_owners" not in inspect(engine).get_table_names()
-        assert upgrade(engine) == "0006" == current(engine)
+        assert upgrade(engine, "0006") == "0006" == current(engine)
         cols = {c["name"]: c for c in inspect(engine).get_columns("riskstream_merge_decisions")}
         assert cols["owner"]["nullable"] is True
         assert {c["name"] for c in inspect(engine).get_columns("riskstream_decision_owners")} == {
@@ -57,7 +57,7 @@ def test_migration_0006_keeps_the_0005_cuts_and_adds_the_owner_epochs(pg_url: st
         assert "owner" not in {c["name"] for c in inspect(engine).get_columns("riskstream_merge_decisions")}
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM riskstream_merge_decisions")).scalar_one() == 3
-        assert upgrade(engine) == "0006"
+        assert upgrade(engine, "0006") == "0006"
     finally:
         engine.dispose()
 

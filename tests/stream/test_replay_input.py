@@ -193,7 +193,8 @@ def test_the_demo_hint_compares_two_reports_with_every_metric_on_both_sides(tmp_
     assert res.exit_code == 0, res.output
     hinted = [ln.split("riskstream ", 1)[1].split("#")[0] for ln in res.stderr.splitlines()
               if ln.lstrip().startswith(("Next: riskstream ", "riskstream "))]
-    assert [h.split()[0] for h in hinted] == ["replay", "compare"], res.stderr
+    assert [h.split()[0] for h in hinted] == ["replay", "compare", "console"], res.stderr
+    assert "--db sqlite:///" in hinted[2] and "sign in as demo / " in res.stderr  # the console opens these alerts
     assert invoke(*shlex.split(hinted[0])).exit_code == 0
     cmp_json = tmp_path / "cmp.json"
     shown = invoke(*shlex.split(hinted[1]), "--out", cmp_json)
