@@ -26,7 +26,7 @@ from detectors.ensemble import Ensemble, alert_reasons
 from detectors.hst import describe_hst
 from detectors.rules import Rules
 from detectors.zscore import describe_z
-from sinks.alert import Alert, alert_id
+from sinks.alert import Alert
 from stream.config import Settings
 from stream.errors import CheckpointError, InvalidEvent
 from stream.events import Event, Label, Login, Order, decode
@@ -289,25 +289,10 @@ class CompiledEngine(Engine):
                 evidence += w * -np.log(np.float64(ps[name]))
         severity, action = self._severities[sev], self._actions[act]
         ids = entity_ids(e)
-        prov = e.provenance
-        return Alert(
-            alert_id=alert_id(e.event_id, self.config_hash),
-            event_id=e.event_id,
-            event_type=e.type,
-            entities=ids,
-            event_ts=e.ts,
-            detected_at=self.clock(e),
-            score=risk,
-            severity=severity,
-            action=action,
-            reasons=tuple(alert_reasons(ens, explainers, x, ids, q=q, severity=severity, action=action,
-                                        forced=forced, evidence=float(evidence), p=ps)),
-            detector_scores=ps,
-            config_hash=self.config_hash,
-            topic=prov.topic if prov else None,
-            partition=prov.partition if prov else None,
-            offset=prov.offset if prov else None,
-        )
+        reasons = alert_reasons(ens, explainers, x, ids, q=q, severity=severity, action=action, forced=forced,
+                                evidence=float(evidence), p=ps)
+        return self._make_alert(e, ids, score=risk, severity=severity, action=action, reasons=tuple(reasons),
+                                detector_scores=ps)
 
     def _learn_label(self, label: Label) -> None:
         self.core.vectors([label])  # entity risk and the graph, if labels matter to them

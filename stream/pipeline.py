@@ -337,6 +337,13 @@ class Engine:
                     self.graph.flag(scored[i].user_id, scored[i].ts)
 
     def _alert(self, e: Order | Login, ids: dict[str, str], verdicts, i: int, x: dict[str, float]) -> Alert:
+        return self._make_alert(e, ids, score=float(verdicts.risk[i]), severity=verdicts.severity[i],
+                                action=verdicts.action[i], reasons=tuple(verdicts.reasons(i, x)),
+                                detector_scores={name: float(p[i]) for name, p in verdicts.p.items()})
+
+    def _make_alert(self, e: Order | Login, ids: dict[str, str], *, score: float, severity: str, action: str,
+                    reasons: tuple[Any, ...], detector_scores: dict[str, float]) -> Alert:
+        """An alert on event ``e``: its id, times and provenance are the engine's; the verdict is the caller's."""
         prov = e.provenance
         return Alert(
             alert_id=alert_id(e.event_id, self.config_hash),
@@ -345,11 +352,11 @@ class Engine:
             entities=ids,
             event_ts=e.ts,
             detected_at=self.clock(e),
-            score=float(verdicts.risk[i]),
-            severity=verdicts.severity[i],
-            action=verdicts.action[i],
-            reasons=tuple(verdicts.reasons(i, x)),
-            detector_scores={name: float(p[i]) for name, p in verdicts.p.items()},
+            score=score,
+            severity=severity,
+            action=action,
+            reasons=reasons,
+            detector_scores=detector_scores,
             config_hash=self.config_hash,
             topic=prov.topic if prov else None,
             partition=prov.partition if prov else None,

@@ -15,8 +15,6 @@ shutdown checkpoint, as in a crash) without disturbing the shared one that other
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -25,19 +23,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from stream.bench.harness import KillablePg, killable_pg_server, pg_bin
+from stream.bench.harness import KillablePg, docker_answers, killable_pg_server, pg_bin
 from tests.services import service_env
 
 # --- the shared server --------------------------------------------------------------------------------------
-
-
-def _docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def _services_env(name: str) -> str:
@@ -63,7 +52,7 @@ def pg_server_url() -> Iterator[str]:
             raise RuntimeError(f"RISKSTREAM_DATABASE_URL is not a PostgreSQL URL: {make_url(url)!r}")
         yield url
         return
-    if _docker_answers():
+    if docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:15", driver="psycopg") as pg:
