@@ -1,5 +1,5 @@
 //! The default detection stack, ported from `detectors/` (the Python reference): Half-Space Trees, the robust
-//! z-score, rules, the tail calibrator and the ensemble that combines them.
+//! z-score, the cold-start tails, rules, the tail calibrator and the ensemble that combines them.
 //!
 //! Semantics are the per-event loop the Python vectorised code is defined to equal: for each event and each
 //! detector in configuration order, score, calibrate, learn if the gate allows; then combine and decide. Rows
@@ -8,6 +8,7 @@
 //! numbers. No Python types here: `py_detectors.rs` wraps [`ensemble::Ensemble`].
 
 pub mod calibration;
+pub mod coldstart;
 pub mod ensemble;
 pub mod hst;
 pub mod pyrandom;
