@@ -1,10 +1,10 @@
 """The compiled detection stack (``stream._core.DetectorCore``, Rust): which ensembles it can run, and the plain
 spec it is built from.
 
-The Rust core runs the built-in HST, robust z-score and rules detectors (rules without blocklists, or with the
-caller matching blocklists: :meth:`DetectorCore.process` takes a ``blocked`` flag per event) and the ensemble
-around them, with the Python classes here as the reference it must equal (``tests/core/``). An ensemble with any
-other detector (supervised, rate, a plug-in) keeps the Python path: :func:`core_spec` raises
+The Rust core runs the built-in HST, robust z-score, cold-start and rules detectors (rules without blocklists,
+or with the caller matching blocklists: :meth:`DetectorCore.process` takes a ``blocked`` flag per event) and
+the ensemble around them, with the Python classes here as the reference it must equal (``tests/core/``). An
+ensemble with any other detector (supervised, rate, a plug-in) keeps the Python path: :func:`core_spec` raises
 :class:`Unsupported` for it.
 
 The spec is read from a *built* :class:`~detectors.ensemble.Ensemble`, so the configuration is validated once, by
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from detectors.coldstart import ColdStart
 from detectors.ensemble import Ensemble
 from detectors.hst import HalfSpaceTrees
 from detectors.rules import Rules
@@ -38,6 +39,9 @@ def _params(name: str, det: Any) -> tuple[str, dict[str, Any]]:
         return "zscore", {"features": None if det.features is None else list(det.features), "window": det.window,
                           "refresh_every": det.refresh_every, "clip": float(det.clip), "top_k": det.top_k,
                           "min_count": det.min_count, "log_nonneg": bool(det.log_nonneg)}
+    if type(det) is ColdStart:
+        return "coldstart", {"low": list(det.low), "high": list(det.high), "window": det.window,
+                             "refresh_every": det.refresh_every, "min_count": det.min_count}
     if type(det) is Rules:
         rules = [{"name": r.name, "clauses": [(c.feature, c.op, float(c.value)) for c in r.clauses],
                   "score": float(r.score), "action": r.action} for r in det._rules]

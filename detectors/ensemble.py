@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.bandit import ReviewAllocator, drivers
 from detectors.base import Detector, Features, Frame
 from detectors.calibration import TailCalibrator
 from detectors.text import number
@@ -87,6 +88,8 @@ class Verdicts:
     entity_ids: Sequence[Mapping[str, str]] | None = None
     raw: dict[str, np.ndarray] = field(default_factory=dict)
     _ensemble: Ensemble | None = field(default=None, repr=False)
+    #: Per event, its review-allocator arm (the alert's driver); None when the ensemble has no allocator.
+    arms: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.risk)
@@ -108,9 +111,14 @@ class Verdicts:
             return []
         ens = self._ensemble
         ids = self.entity_ids[i] if self.entity_ids is not None else {}
-        return alert_reasons(ens, ens.detectors, x, ids, q=float(self.q[i]), severity=self.severity[i],
-                             action=self.action[i], forced=self.forced[i], evidence=float(self.evidence[i]),
-                             p={name: float(p[i]) for name, p in self.p.items()})
+        out = alert_reasons(ens, ens.detectors, x, ids, q=float(self.q[i]), severity=self.severity[i],
+                            action=self.action[i], forced=self.forced[i], evidence=float(self.evidence[i]),
+                            p={name: float(p[i]) for name, p in self.p.items()})
+        if self.arms is not None and ens.allocator is not None:
+            arm = self.arms[i]
+            out.append({"detector": "bandit", "feature": arm, "value": None, "detail": ens.allocator.why(arm),
+                        "contribution": 0.0})
+        return out
 
 
 def alert_reasons(ens: Ensemble, explainers: Mapping[str, Any], x: Features, ids: Mapping[str, str], *, q: float,
@@ -258,6 +266,11 @@ class Ensemble:
         to recent scores, which shift while a learner improves; a probability keeps one scale over the whole
         stream (ULB with labels an hour late: average precision 0.559 ranked, 0.684 as probabilities). Alerts
         and severities follow ``q`` either way, so the budget holds.
+    bandit
+        Parameters of a :class:`~detectors.bandit.ReviewAllocator` (``seed``, ``strength``, ``resample_every``,
+        ``max_pending``), or None (the default): no allocator. With one, alert slots go by ``q'``, the rank of
+        ``-ln(q) + strength * ln(theta_arm)`` (each alert's driver's sampled reviewed precision); ``q`` and the
+        rank risk then are ``q'``, and the engine feeds the allocator the verdicts on alerted events.
 
     Examples
     --------
@@ -276,6 +289,8 @@ class Ensemble:
 
     #: Class default, so that an ensemble pickled before the option existed (a checkpoint) loads as "rank".
     risk = "rank"
+    #: Class default, so that an ensemble pickled before the allocator existed loads without one.
+    allocator: ReviewAllocator | None = None
 
     def __init__(
         self,
@@ -288,6 +303,7 @@ class Ensemble:
         severity: Mapping[str, float] | None = None,
         actions: Mapping[str, str] | None = None,
         risk: str = "rank",
+        bandit: Mapping[str, Any] | None = None,
     ) -> None:
         if not detectors:
             raise ValueError("an ensemble needs at least one detector")
@@ -337,6 +353,11 @@ class Ensemble:
         self._calibrators = {name: TailCalibrator(calibration_window) for name in self.detectors}
         self._final = TailCalibrator(calibration_window)
         self.seen = 0
+        if bandit is not None:
+            extra = set(bandit) - {"seed", "strength", "resample_every", "max_pending"}
+            if extra:
+                raise ValueError(f"unknown bandit parameter(s): {', '.join(sorted(extra))}")
+            self.allocator = ReviewAllocator(**bandit, calibration_window=calibration_window)
 
     # -- processing ------------------------------------------------------------------------------------------
 
@@ -383,6 +404,13 @@ class Ensemble:
             if w:
                 evidence += w * -np.log(pa)
         q = self._final.update_many(evidence)
+        forced = self._forced(xs, entity_ids)
+        arms: list[str] | None = None
+        if self.allocator is not None:
+            contrib = {name: self._weights[name] * -np.log(pa) for name, pa in p.items()}
+            rule_arm = {name: d for name, d in self.detectors.items() if hasattr(d, "fired")}
+            arms = drivers(contrib, rule_arm, xs, forced)
+            q = self.allocator.allocate(q, arms, self.seen)
         if self.risk == "evidence":  # 1 - the weighted geometric mean of the p's: P itself for one supervised model
             total = sum(w for w in self._weights.values() if w) or 1.0
             risk = -np.expm1(-evidence / total)
@@ -390,7 +418,6 @@ class Ensemble:
             risk = 1.0 - q
         seen_before = self.seen + np.arange(n)
         alert = (q <= self.budget) & (seen_before >= self.min_history)
-        forced = self._forced(xs, entity_ids)
         severity = ["none"] * n
         action = ["allow"] * n
         thresholds = [(self.budget * self.severity[k], k) for k in SEVERITY_LEVELS[:3] if k in self.severity]
@@ -412,7 +439,7 @@ class Ensemble:
         self.seen += n
         return Verdicts(
             risk=risk, q=q, alert=alert, p=p, evidence=evidence, severity=severity, action=action,
-            forced=forced, entity_ids=entity_ids, raw=raws, _ensemble=self,
+            forced=forced, entity_ids=entity_ids, raw=raws, _ensemble=self, arms=arms,
         )
 
     def _forced(
@@ -457,6 +484,7 @@ class Ensemble:
             "severity": self.severity,
             "actions": self.actions,
             **({"risk": self.risk} if self.risk != "rank" else {}),  # the default leaves older hashes as they were
+            **({"bandit": self.allocator.params()} if self.allocator is not None else {}),
         })
 
     def config_hash(self) -> str:

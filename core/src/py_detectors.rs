@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::detectors::calibration::TailCalibrator;
+use crate::detectors::coldstart::ColdStart;
 use crate::detectors::ensemble::{Config, Detector, Ensemble, Risk, Verdict, ACTIONS, SEVERITIES};
 use crate::detectors::hst::HalfSpaceTrees;
 use crate::detectors::rules::{Clause, Op, Rule, Rules};
@@ -48,7 +49,7 @@ fn action_code(name: &str) -> PyResult<u8> {
     ACTIONS.iter().position(|s| *s == name).map(|i| i as u8).ok_or_else(|| bad(format!("unknown action {name:?}")))
 }
 
-fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
+pub fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
     Ok(match kind {
         "hst" => Detector::Hst(HalfSpaceTrees::new(
             get(p, "n_trees")?,
@@ -65,6 +66,13 @@ fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
             get(p, "top_k")?,
             get(p, "min_count")?,
             get(p, "log_nonneg")?,
+        )),
+        "coldstart" => Detector::ColdStart(ColdStart::new(
+            get(p, "low")?,
+            get(p, "high")?,
+            get(p, "window")?,
+            get(p, "refresh_every")?,
+            get(p, "min_count")?,
         )),
         "rules" => {
             let combine: String = get(p, "combine")?;

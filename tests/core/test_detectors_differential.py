@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from detectors.calibration import TailCalibrator
+from detectors.coldstart import ColdStart
 from detectors.compiled import Unsupported, compile_ensemble, core_spec
 from detectors.ensemble import Ensemble
 from detectors.hst import HalfSpaceTrees
@@ -214,8 +215,12 @@ def _custom(risk: str = "evidence") -> Ensemble:
             "z2": RobustZScore(features=["order_amount", "user_orders_24h", "absent_feature"], window=128,
                                refresh_every=128, log_nonneg=False),
             "r": Rules(rules=_CUSTOM_RULES, combine="max"),
+            "cold": ColdStart(window=300, refresh_every=50, min_count=20),
+            "cold2": ColdStart(low=["order_amount", "user_seconds_since_prev_login"],
+                               high=["ip_logins_1m", "user_devices_24h", "absent_feature"], window=64,
+                               refresh_every=64, min_count=64),
         },
-        weights={"trees": 0.5, "z": 1.5, "z2": 0.0, "r": 3.0},
+        weights={"trees": 0.5, "z": 1.5, "z2": 0.0, "r": 3.0, "cold": 1.0, "cold2": 0.7},
         budget=0.02, calibration_window=3000, protect=0.05, min_history=100,
         severity={"critical": 0.1, "medium": 0.6}, actions={"low": "allow", "medium": "block"}, risk=risk,
     )
@@ -321,6 +326,27 @@ def test_zscore_alone_equals_the_reference_loop(params):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)  # np.log1p's SIMD kernel, see the docstring
     else:
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("params", [
+    dict(),
+    dict(window=64, refresh_every=16, min_count=8),
+    dict(low=["order_amount", "login_success"], high=["ip_logins_1m", "user_new_device", "nope"], window=100,
+         refresh_every=100, min_count=100),
+    dict(low=[], high=["order_amount"], window=1, refresh_every=1, min_count=1),
+])
+def test_coldstart_alone_equals_the_reference_loop(params):
+    """Bit for bit: the same counts and the same ``-ln((c + 1) / (n + 1))`` summed in the same order."""
+    xs = _mixed_rows(5000)
+    ref = ColdStart(**params)
+    want = []
+    for x in xs:
+        want.append(ref.score_one(x))
+        ref.learn_one(x)
+    want = np.array(want)
+    got = _alone(ColdStart(**params), xs)
+    assert (want > 0).sum() > 100
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("window,refresh", [(1, 1), (7, 3), (50, 256), (1000, 64), (20000, 256)])

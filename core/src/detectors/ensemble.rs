@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::calibration::TailCalibrator;
+use super::coldstart::ColdStart;
 use super::hst::HalfSpaceTrees;
 use super::rules::Rules;
 use super::zscore::RobustZScore;
@@ -35,6 +36,8 @@ pub enum Detector {
     Hst(HalfSpaceTrees),
     ZScore(RobustZScore),
     Rules(Rules),
+    /// last, so snapshots written before it existed keep their variant indices
+    ColdStart(ColdStart),
 }
 
 impl Detector {
@@ -44,6 +47,7 @@ impl Detector {
             Detector::Hst(d) => d.score(schema, row),
             Detector::ZScore(d) => d.score(schema, row),
             Detector::Rules(d) => d.score(schema, row),
+            Detector::ColdStart(d) => d.score(schema, row),
         }
     }
 
@@ -53,6 +57,7 @@ impl Detector {
             Detector::Hst(d) => d.learn(schema, row),
             Detector::ZScore(d) => d.learn(schema, row),
             Detector::Rules(_) => {}
+            Detector::ColdStart(d) => d.learn(schema, row),
         }
     }
 
@@ -65,6 +70,7 @@ impl Detector {
             Detector::Hst(d) => d.rebuild(),
             Detector::ZScore(d) => d.rebuild(),
             Detector::Rules(d) => d.rebuild(),
+            Detector::ColdStart(d) => d.rebuild(),
         }
     }
 }
@@ -76,6 +82,8 @@ pub enum Explain {
     Hst(Vec<(String, f64, f64, f64)>),
     /// `(feature, clipped z, median, scale, log scale)`
     ZScore(Vec<(String, f64, f64, f64, bool)>),
+    /// `(signal, -ln p, count at least as extreme, window size, low tail)`
+    ColdStart(Vec<(String, f64, u64, u64, bool)>),
     /// rules explain from the event's values and their configuration (no state)
     Rules,
 }
@@ -168,6 +176,23 @@ impl Ensemble {
         }
     }
 
+    /// Replace the rules detector's rules by `rules` (a live rule pack switch), keeping its calibrator and every
+    /// other detector's state; `false` (nothing changed) when the ensemble has no rules detector.
+    pub fn has_rules(&self) -> bool {
+        self.detectors.iter().any(|d| matches!(d, Detector::Rules(_)))
+    }
+
+    pub fn set_rules(&mut self, rules: Rules) -> bool {
+        for d in self.detectors.iter_mut() {
+            if let Detector::Rules(r) = d {
+                *r = rules;
+                r.rebuild();
+                return true;
+            }
+        }
+        false
+    }
+
     /// A verdict buffer sized for this ensemble.
     pub fn verdict(&self) -> Verdict {
         Verdict { raw: vec![0.0; self.detectors.len()], p: vec![0.0; self.detectors.len()], ..Default::default() }
@@ -241,6 +266,7 @@ impl Ensemble {
                 Detector::Hst(h) => Explain::Hst(h.explain(schema, row, top)),
                 Detector::ZScore(z) => Explain::ZScore(z.explain(schema, row, top)),
                 Detector::Rules(_) => Explain::Rules,
+                Detector::ColdStart(c) => Explain::ColdStart(c.explain(schema, row, top)),
             })
             .collect()
     }
