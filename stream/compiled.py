@@ -21,16 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from detectors.compiled import Unsupported, core_spec
+from detectors.coldstart import describe_tail
+from detectors.compiled import Unsupported, _params, core_spec
 from detectors.ensemble import Ensemble, alert_reasons
 from detectors.hst import describe_hst
 from detectors.rules import Rules
 from detectors.zscore import describe_z
 from sinks.alert import Alert
+from sinks.deadletter import DeadLetter
 from stream.config import Settings
-from stream.errors import CheckpointError, InvalidEvent
-from stream.events import Event, Label, Login, Order, decode
+from stream.errors import CheckpointError, ConfigError, InvalidEvent
+from stream.events import Event, Label, Login, Order, Provenance, decode, from_dict
 from stream.pipeline import Engine, Outcome, entity_ids
+from stream.sources import CsvReader, _csv_line, _row_at
 
 log = logging.getLogger("riskstream.compiled")
 _TOLD: set[str] = set()  # fallback reasons already logged (once per process)
@@ -114,7 +117,26 @@ class _HstView:
         return f"{feature} is not tracked by the trees"
 
 
-_VIEWS = {"zscore": _ZView, "hst": _HstView}
+class _ColdView:
+    """A compiled cold-start detector's explain data for one alert, with the Python detector's
+    ``explain``/``describe``."""
+
+    __slots__ = ("top",)
+
+    def __init__(self, top: list[tuple[str, float, int, int, bool]]) -> None:
+        self.top = top
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        return [(f, e) for f, e, _, _, _ in self.top[:top]]
+
+    def describe(self, x: dict[str, float], feature: str) -> str:
+        for f, _, c, n, low in self.top:
+            if f == feature:
+                return describe_tail(feature, float(x.get(feature, math.nan)), c, n, low)
+        return f"{feature} has too few learned values to score"
+
+
+_VIEWS = {"zscore": _ZView, "hst": _HstView, "coldstart": _ColdView}
 
 
 def core_engine(engine: Engine) -> Any:
@@ -197,6 +219,31 @@ class CompiledEngine(Engine):
     def uses_labels(self) -> bool:
         return self.learns_labels or self._risk_on or self.core.has_graph
 
+    def set_rules(self, params: dict[str, Any], version: int | None) -> None:
+        """:meth:`Engine.set_rules`, in the core too when detection runs there (its rules detector is replaced,
+        its calibrator and the other detectors' state kept, as in Python). A pack the core cannot run (one with
+        blocklists) is a :class:`ConfigError` and changes nothing: detection cannot move out of the core mid-way."""
+        if self.detection != "compiled":
+            super().set_rules(params, version)
+            return
+        if params.get("blocklists"):
+            raise ConfigError("a rule pack with blocklists cannot be switched into the compiled core (it matches "
+                              "entity ids, which the core does not hand its detectors); set [engine] core = "
+                              "\"python\" to run it")
+        old = {kind: ens.detectors.get("rules") for kind, ens in self.ensembles.items()}
+        old_version = self.rules_version
+        super().set_rules(params, version)
+        specs = {kind: dict(_params("rules", ens.detectors["rules"])[1]) for kind, ens in self.ensembles.items()}
+        try:
+            self.core.set_rules(specs["order"], specs["login"])
+        except ValueError as e:
+            for kind, det in old.items():
+                self.ensembles[kind].detectors["rules"] = det  # type: ignore[assignment]
+            self.rules_version = old_version
+            raise ConfigError(f"the compiled core refused the rule pack: {e}") from None
+        self._blockers = {k: [(n, d) for n, d in ens.detectors.items() if getattr(d, "can_block", False)]
+                          for k, ens in self.ensembles.items()}
+
     def process(self, events: Sequence[Event]) -> Outcome:
         if self.detection != "compiled":
             return super().process(events)
@@ -227,12 +274,14 @@ class CompiledEngine(Engine):
                                            int(act[j]), p[:, j]) for j, x, explain in found]
         self.events_seen += len(risk)
 
-    def process_raw(self, records: list[bytes]) -> tuple[Outcome, list[tuple[int, str]]]:
+    def process_raw(self, records: list[bytes], provenance: Callable[[int], Provenance | None] | None = None,
+                    ) -> tuple[Outcome, list[tuple[int, str]]]:
         """:meth:`process` of raw JSON records, decoded by the core: no Python object per record (a record the
         compiled decoder leaves to Python is decoded by :func:`stream.events.decode` where it stands, and ends a
         core call). Returns the outcome, whose ``scored`` and ``labels`` stay empty (``risk``, ``alerted``,
         ``raw`` and ``calibrated`` are over the orders and logins in order; alerts are built from their records,
         decoded again), and the refused records as ``(index, "field: reason")``. Needs detection in the core.
+        ``provenance(i)``: where record ``i`` came from (a Kafka position, a file line), for its alert.
 
         Scores and alerts equal :meth:`process`'s on the decoded events; an alert's reasons read the models at
         the end of the call, as :meth:`process`'s at the end of a batch (a record left to Python ends one)."""
@@ -243,16 +292,18 @@ class CompiledEngine(Engine):
         refused: list[tuple[int, str]] = []
         parts: list[Outcome] = []
         start, n = 0, len(records)
+        prov = provenance if provenance is not None else (lambda i: None)
         while True:
             stop, _, invalid, where, *res = self.core.process_raw(records, start)
             refused.extend((i, f"{field}: {reason}") for i, field, reason in invalid)
             part = Outcome()
-            self._fill(part, tuple(res), lambda j, where=where: decode(records[int(where[j])]))  # type: ignore
+            self._fill(part, tuple(res),  # type: ignore[misc]
+                       lambda j, where=where: decode(records[int(where[j])], prov(int(where[j]))))
             parts.append(part)
             if stop >= n:
                 break
             try:
-                event = decode(records[stop])
+                event = decode(records[stop], prov(stop))
             except InvalidEvent as e:
                 refused.append((stop, str(e)))
             else:
@@ -270,6 +321,112 @@ class CompiledEngine(Engine):
         out.scored, out.labels = [], []
         out.timings = {"features": 0.0, "detectors": time.perf_counter() - t0, "decision": 0.0}
         return out, sorted(refused)
+
+    def process_csv(self, data: bytes, reader: CsvReader, start: int = 0, *, eof: bool = True,
+                    limit: int | None = None) -> tuple[Outcome, list[DeadLetter], int]:
+        """:meth:`process_raw` for CSV: the rows of ``data`` (whole lines of one file, as
+        :meth:`stream.sources.CsvReader.chunks` gives them) from byte ``start``, at most ``limit`` of them, decoded
+        by the core with ``reader``'s compiled mapping and run through the whole pipeline in the core, in one
+        call: a row the core leaves to Python is read and converted there as :class:`~stream.sources.FileSource`
+        does and handed back to the core where it stands. So ``process_csv`` over a batch of rows gives
+        :meth:`process`'s outcome over ``FileSource``'s batch of the same rows: the same scores and alerts (with
+        their reasons). Returns the outcome (``scored`` and ``labels`` empty, as :meth:`process_raw`'s), the dead
+        letters (as ``FileSource`` makes them) and the byte where the next row starts (a record that may go on
+        past a chunk that is not the last, ``eof`` false, is left there). Needs detection in the core."""
+        if self.detection != "compiled":
+            raise RuntimeError(f"process_csv needs detection in the core ({self.detection_fallback})")
+        t0 = time.perf_counter()
+        dead: list[DeadLetter] = []
+        name = reader.name
+        pos, n = start, len(data)
+        while reader.header is None and pos < n:  # the header row
+            got = reader.python_row(data, pos, eof)
+            if got is None:
+                break
+            pos = got[0]
+        left = n + 1 if limit is None else limit
+        if reader.core is None:  # a mapping the core leaves to Python: FileSource's rows, one batch
+            events: list[Event] = []
+            while pos < n and left > 0 and reader.header is not None:
+                got = reader.python_row(data, pos, eof)
+                if got is None:
+                    break
+                pos, row = got
+                left -= 1
+                event = self._python_row(reader, row, dead)  # type: ignore[arg-type]
+                if event is not None:
+                    events.append(event)
+            out = self.process(events)
+            out.scored, out.labels = [], []
+            return out, dead, pos
+        python_events: dict[int, Event] = {}
+
+        def fallback(at: int, line_no: int, last_ts: float) -> tuple[int, int, Event | None] | None:
+            reader.line_no, reader.last_ts = line_no, last_ts
+            got = reader.python_row(data, at, eof)
+            if got is None:
+                return None
+            end, row = got
+            event = self._python_row(reader, row, dead)  # type: ignore[arg-type]
+            if event is not None:
+                python_events[at] = event
+            return end, reader.line_no - line_no, event
+
+        if pos < n and left > 0:
+            stop, reader.line_no, reader.last_ts, _, invalid, where, lines, *res = self.core.process_csv(
+                data, pos, reader.core, reader.line_no, reader.last_ts, left, fallback)
+            for line_no, field, reason, s, e, last in invalid:
+                dead.append(DeadLetter(reason=f"{field}: {reason}", raw=_csv_line(_row_at(data, s, e)),
+                                       source=name, position=line_no, ts=last if math.isfinite(last) else 0.0))
+            dead.sort(key=lambda d: d.position or 0)  # the core's and Python's, in file order
+
+            def event_of(j: int) -> Order | Login:
+                at = int(where[j])
+                found = python_events.get(at)
+                return found if found is not None else reader.event(data, at, int(lines[j]))  # type: ignore
+
+            out = Outcome()
+            self._fill(out, tuple(res), event_of)
+            pos = stop
+        else:
+            out = self._concat([])
+        out.scored, out.labels = [], []
+        out.timings = {"features": 0.0, "detectors": time.perf_counter() - t0, "decision": 0.0}
+        return out, dead, pos
+
+    @staticmethod
+    def _python_row(reader: CsvReader, row: tuple[int, list[str], dict[str, Any]], dead: list[DeadLetter]) \
+            -> Event | None:
+        """The event of a row :meth:`CsvReader.python_row` read, or None with its dead letter in ``dead``."""
+        line_no, cells, obj = row
+        try:
+            if "__invalid__" in obj:
+                raise InvalidEvent("$", obj["__invalid__"])
+            if "__error__" in obj:
+                raise obj["__error__"]
+            event = from_dict(obj["__mapped__"], Provenance(reader.name, 0, line_no))
+        except InvalidEvent as e:
+            last = reader.last_ts
+            dead.append(DeadLetter(reason=str(e), raw=_csv_line(cells), source=reader.name, position=line_no,
+                                   ts=last if math.isfinite(last) else 0.0))
+            return None
+        reader.last_ts = event.ts
+        return event
+
+    def _concat(self, parts: list[Outcome]) -> Outcome:
+        """One outcome of the outcomes of consecutive calls (``scored`` and ``labels`` left empty)."""
+        if len(parts) == 1:
+            out = parts[0]
+        else:
+            out = Outcome()
+            out.risk = np.concatenate([p.risk for p in parts]) if parts else np.empty(0)
+            out.alerted = np.concatenate([p.alerted for p in parts]) if parts else np.empty(0, dtype=bool)
+            out.raw = {k: np.concatenate([p.raw[k] for p in parts]) if parts else np.empty(0) for k in self._names}
+            out.calibrated = {k: np.concatenate([p.calibrated[k] for p in parts]) if parts else np.empty(0)
+                              for k in self._names}
+            out.alerts = [a for p in parts for a in p.alerts]
+        out.scored, out.labels = [], []
+        return out
 
     def _compiled_alert(self, e: Order | Login, x: dict[str, float], explain: list[Any], risk: float, q: float,
                         sev: int, act: int, p: np.ndarray) -> Alert:
@@ -332,7 +489,7 @@ class CompiledEngine(Engine):
         return pickle.dumps(
             {"config_hash": self.config_hash, "engine": "compiled", "core_state_version": self._state_version,
              "core": self.core.snapshot(), "ensembles": self.ensembles, "events_seen": self.events_seen,
-             "label_store": self.label_store if self.learns_labels else None},
+             "label_store": self.label_store if self.learns_labels else None, "rules_version": self.rules_version},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
@@ -352,10 +509,22 @@ class CompiledEngine(Engine):
         self.events_seen = state["events_seen"]
         if state.get("label_store") is not None:
             self.label_store = state["label_store"]
+        self.rules_version = state.get("rules_version")
+        if self.detection == "compiled":
+            self._blockers = {k: [(n, d) for n, d in ens.detectors.items() if getattr(d, "can_block", False)]
+                              for k, ens in self.ensembles.items()}
 
 
 def new_engine(settings: Settings, *, clock: Callable[[Event], float] | None = None) -> Engine:
-    """The engine ``[engine] core`` names: :class:`CompiledEngine` (the default) or the Python reference."""
+    """The engine ``[engine] core`` names: :class:`CompiledEngine` (the default) or the Python reference; the
+    Python one also when a setting the core does not run is on (``[ensemble.bandit]``), with a logged warning."""
     if settings.engine.get("core", "compiled") == "python":
+        return Engine(settings, clock=clock)
+    if settings.ensemble.get("bandit", {}).get("enabled", False):
+        why = ("[ensemble.bandit] is enabled and the compiled core does not run the review allocator: the Python "
+               "reference engine runs instead (set [engine] core = \"python\" to say so)")
+        if why not in _TOLD:
+            _TOLD.add(why)
+            log.warning("compiled engine: %s", why)
         return Engine(settings, clock=clock)
     return CompiledEngine(settings, clock=clock)

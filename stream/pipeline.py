@@ -86,8 +86,10 @@ def build_ensemble(settings: Settings) -> Ensemble:
         raise ConfigError("no detector is enabled: enable at least one under [detectors.*]")
     ens = settings.ensemble
     weights = {k: float(v) for k, v in ens.pop("weights", {}).items() if k in dets}
+    bandit = dict(ens.pop("bandit", {}))
     try:
-        return Ensemble(dets, weights=weights or None, budget=settings.budget, **ens)
+        return Ensemble(dets, weights=weights or None, budget=settings.budget,
+                        bandit=bandit if bandit.pop("enabled", False) else None, **ens)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"ensemble: {e}") from None
 
@@ -155,6 +157,11 @@ class Engine:
             raise ConfigError(f"labels/links: {e}") from None
         self.learns_labels = any(type(d).learn_label is not Detector.learn_label
                                  for ens in self.ensembles.values() for d in ens.detectors.values())
+        #: Whether a review allocator (``[ensemble.bandit]``) spends the alert budget: it learns from the verdicts
+        #: on alerted events, so label events matter.
+        self.allocates = any(ens.allocator is not None for ens in self.ensembles.values())
+        #: The stored rule pack version the rules detector runs (:meth:`set_rules`); None: the configuration's.
+        self.rules_version: int | None = None
 
     @property
     def _ids_needed(self) -> bool:
@@ -165,7 +172,28 @@ class Engine:
     @property
     def uses_labels(self) -> bool:
         """Whether label events change anything (a label-learning detector, entity risk or the link graph)."""
-        return self.learns_labels or self.entity_risk is not None or self.graph is not None
+        return self.learns_labels or self.entity_risk is not None or self.graph is not None or self.allocates
+
+    # -- live rule packs -------------------------------------------------------------------------------------
+
+    def set_rules(self, params: dict[str, Any], version: int | None) -> None:
+        """Switch the rules detector of every event type to ``params`` (the ``detectors.rules`` parameters of a
+        validated configuration, e.g. ``settings_with_pack(...).detectors["rules"]``) and stamp ``version`` on
+        the alerts from now on. The rules' calibrator and every other detector's state are kept: the switch
+        changes what the rules score from the next event on, nothing learned so far.
+
+        A :class:`ConfigError` (and nothing changed) when the engine has no rules detector or ``params`` do not
+        build one."""
+        try:
+            new = {kind: build("rules", dict(params)) for kind in self.ensembles}
+        except ValueError as e:
+            raise ConfigError(f"detectors.rules: {e}") from None
+        if any("rules" not in ens.detectors for ens in self.ensembles.values()):
+            raise ConfigError("the engine has no rules detector (detectors.rules.enabled = false): a rule pack "
+                              "cannot be switched in")
+        for kind, ens in self.ensembles.items():
+            ens.detectors["rules"] = new[kind]
+        self.rules_version = version
 
     # -- processing -------------------------------------------------------------------------------------------
 
@@ -222,6 +250,10 @@ class Engine:
         return out
 
     def _learn_label(self, label: Label) -> None:
+        if self.allocates:  # a verdict on an alerted event teaches its ensemble's allocator (on any other: nothing)
+            for ens in self.ensembles.values():
+                if ens.allocator is not None and ens.allocator.learn(label.ref_event_id, int(label.label or 0)):
+                    break
         store = self.label_store
         store.advance(label.ts)
         joined = store.join(label.ref_event_id, int(label.label or 0))
@@ -292,6 +324,9 @@ class Engine:
             for name, pv in verdicts.p.items():
                 calibrated.setdefault(name, np.full(n, np.nan))[idx] = pv
             found.extend((idx[j], verdicts, int(j)) for j in np.flatnonzero(alert))
+            if verdicts.arms is not None and ensemble.allocator is not None:
+                for j in np.flatnonzero(alert).tolist():
+                    ensemble.allocator.remember(scored[idx[j]].event_id, verdicts.arms[j])
         t2 = time.perf_counter()
         out.risk = risk
         out.alerted = alerted
@@ -361,6 +396,7 @@ class Engine:
             topic=prov.topic if prov else None,
             partition=prov.partition if prov else None,
             offset=prov.offset if prov else None,
+            rules_version=self.rules_version,
         )
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -370,7 +406,7 @@ class Engine:
         return pickle.dumps(
             {"config_hash": self.config_hash, "features": self.features, "ensembles": self.ensembles,
              "events_seen": self.events_seen, "label_store": self.label_store, "entity_risk": self.entity_risk,
-             "graph": self.graph},
+             "graph": self.graph, "rules_version": self.rules_version},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
@@ -409,3 +445,4 @@ class Engine:
         self.label_store = state.get("label_store", self.label_store)
         self.entity_risk = state.get("entity_risk", self.entity_risk)
         self.graph = state.get("graph", self.graph)
+        self.rules_version = state.get("rules_version")

@@ -10,18 +10,20 @@ raises :class:`ReplayStopped`, which carries that report.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sinks.base import Sink
-from sinks.deadletter import DeadLetterSink
+from sinks.deadletter import DeadLetter, DeadLetterSink
 from stream.compiled import new_engine
 from stream.config import Settings
-from stream.errors import SourceError
+from stream.errors import InvalidEvent, SourceError
 from stream.eval.metrics import Collector
+from stream.events import Event, Provenance, decode
 from stream.pipeline import Engine, Outcome
-from stream.sources import Batch, Source
+from stream.sources import Batch, FileSource, RawBatch, Source
 
 __all__ = ["replay", "ReplayResult", "ReplayStopped"]
 
@@ -54,6 +56,10 @@ def replay(
     Sinks are flushed every ``flush_every`` batches and at the end; dead letters likewise.
     """
     engine = new_engine(settings)
+    if (isinstance(source, FileSource) and source.raw_capable
+            and getattr(engine, "detection", None) == "compiled"):
+        return _replay_raw(source, engine, settings, sinks=sinks, dead_letters=dead_letters, on_batch=on_batch,
+                           flush_every=flush_every)
     collector = Collector()
     stage = {"source": 0.0, "features": 0.0, "detectors": 0.0, "decision": 0.0, "sinks": 0.0}
     start = time.perf_counter()
@@ -91,6 +97,11 @@ def replay(
     t_end = time.perf_counter()
     _flush(sinks, dead_letters)
     stage["sinks"] += time.perf_counter() - t_end
+    return _result(engine, settings, collector, stage, start, failure)
+
+
+def _result(engine: Engine, settings: Settings, collector: Collector, stage: dict[str, float], start: float,
+            failure: SourceError | None) -> ReplayResult:
     elapsed = time.perf_counter() - start
     report: dict[str, Any] = collector.report(settings.budget)
     report["config_hash"] = engine.config_hash
@@ -108,6 +119,135 @@ def replay(
     if failure is not None:
         raise ReplayStopped(failure, result) from failure
     return result
+
+
+class _Lazy(Sequence[Event]):
+    """The events of some records of a raw batch, decoded in Python only if someone reads them (an ``on_batch``
+    observer such as the replay CLI's evaluation window); the replay's own report does not."""
+
+    def __init__(self, batch: RawBatch, rows: list[int]) -> None:
+        self._batch, self._rows, self._events = batch, rows, None
+
+    def _all(self) -> list[Event]:
+        if self._events is None:
+            b = self._batch
+            self._events = [decode(b.records[i], Provenance(b.name, 0, b.line_nos[i])) for i in self._rows]
+        return self._events
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._all())
+
+
+def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: Sequence[Sink],
+                dead_letters: DeadLetterSink | None, on_batch: Callable[[Any, Outcome], None] | None,
+                flush_every: int) -> ReplayResult:
+    """:func:`replay` of one JSONL file through ``CompiledEngine.process_raw``: whole batches of raw lines, no
+    event object per record. ``stream._core.scan_meta`` reads what the report needs (type, ts, inline label,
+    scenario) in the same pass; a line the core refuses or leaves to Python is decoded here, so a dead letter is
+    the reference's (reason, bytes, line, ts of the last good record before it). Same alerts, dead letters,
+    report and batch boundaries as the event path (``tests/stream/test_replay_raw.py``)."""
+    import numpy as np
+
+    from stream._core import scan_meta
+
+    collector = Collector()
+    stage = {"source": 0.0, "features": 0.0, "detectors": 0.0, "decision": 0.0, "sinks": 0.0}
+    start = time.perf_counter()
+    t_prev = start
+    n_batches = 0
+    it = source.raw_batches()
+    failure: SourceError | None = None
+    last_ts = -math.inf
+    while True:
+        try:
+            batch = next(it, None)
+        except SourceError as e:
+            batch, failure = None, e
+        t_src = time.perf_counter()
+        stage["source"] += t_src - t_prev
+        if batch is None:
+            break
+        recs = batch.records
+        ts_a, status_a, label_a, scen_a, names = scan_meta(recs)
+        status = status_a.tolist()
+        valid = recs
+        rows = list(range(len(recs)))
+        to_python = False  # a valid record the core left to Python: this batch takes the event path
+        if any(c > 2 for c in status):  # refused, or left to Python: decided by stream.events.decode
+            ts_l, labels_l, scen_l = ts_a.tolist(), label_a.tolist(), scen_a.tolist()
+            rows = []
+            for i, c in enumerate(status):
+                if c <= 2:
+                    rows.append(i)
+                    continue
+                prov = Provenance(batch.name, 0, batch.line_nos[i])
+                try:
+                    e = decode(recs[i], prov)
+                except InvalidEvent as err:
+                    prev = [ts_l[j] for j in rows[-1:]]
+                    before = prev[0] if prev else last_ts
+                    batch.invalid.append(DeadLetter(reason=str(err), raw=recs[i], source=batch.name,
+                                                    position=batch.line_nos[i],
+                                                    ts=before if math.isfinite(before) else 0.0))
+                    continue
+                rows.append(i)
+                to_python = True
+                status[i] = {"order": 0, "login": 1, "label": 2}[e.type]
+                ts_l[i] = e.ts
+                labels_l[i] = -1 if e.label is None or e.type == "label" else e.label
+                sc = getattr(e, "scenario", None)
+                if sc is not None and sc not in names:
+                    names.append(sc)
+                scen_l[i] = -1 if sc is None else names.index(sc)
+            valid = [recs[i] for i in rows]
+            ts_a, label_a, scen_a = np.asarray(ts_l), np.asarray(labels_l, dtype=np.int8), np.asarray(scen_l)
+        if rows:
+            last_ts = float(ts_a[rows[-1]])
+        st = np.asarray(status)[rows] if rows else np.zeros(0, dtype=np.int64)
+        scored = [rows[k] for k in np.flatnonzero(st <= 1).tolist()]
+        if to_python:
+            # process_raw would end its explain stretch at that record (alert reasons read the models there):
+            # the event path keeps the reasons the reference gives for this batch
+            outcome = engine.process([decode(recs[i], Provenance(batch.name, 0, batch.line_nos[i])) for i in rows])
+        else:
+            outcome, refused = engine.process_raw(valid, lambda j, b=batch, r=rows: Provenance(b.name, 0,
+                                                                                              b.line_nos[r[j]]))
+            if refused:
+                raise RuntimeError(f"the core refused records it had accepted: {refused[:3]}")
+            outcome.scored = _Lazy(batch, scored)  # type: ignore[assignment]
+            outcome.labels = _Lazy(batch, [rows[k] for k in np.flatnonzero(st == 2).tolist()])  # type: ignore
+        for k, v in outcome.timings.items():
+            stage[k] += v
+        t_sink = time.perf_counter()
+        for sink in sinks:
+            for a in outcome.alerts:
+                sink.add(a)
+        if dead_letters is not None:
+            for d in batch.invalid:
+                dead_letters.add(d)
+        n_batches += 1
+        if n_batches % flush_every == 0:
+            _flush(sinks, dead_letters)
+        scen_idx = scen_a[scored].tolist() if scored else []
+        collector.add_arrays(outcome, labels=np.asarray(label_a)[scored].astype(np.int8),
+                             scenarios=[None if c < 0 else names[c] for c in scen_idx],
+                             ts=(float(ts_a[scored[0]]), float(ts_a[scored[-1]])) if scored else None,
+                             n_labels=len(outcome.labels), invalid=len(batch.invalid),
+                             reasons=[d.reason for d in batch.invalid])
+        t_prev = time.perf_counter()
+        stage["sinks"] += t_prev - t_sink
+        if on_batch is not None:
+            on_batch(batch, outcome)
+    t_end = time.perf_counter()
+    _flush(sinks, dead_letters)
+    stage["sinks"] += time.perf_counter() - t_end
+    return _result(engine, settings, collector, stage, start, failure)
 
 
 def _flush(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None) -> None:

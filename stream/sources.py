@@ -22,6 +22,7 @@ import gzip
 import heapq
 import io
 import math
+import re
 import weakref
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -36,7 +37,7 @@ from sinks.deadletter import DeadLetter
 from stream.errors import ConfigError, InvalidEvent, SourceError
 from stream.events import EVENT_FIELDS, MAX_RECORD_BYTES, Event, Provenance, decode, from_dict, parse_ts
 
-__all__ = ["Batch", "Source", "ColumnMapping", "FileSource", "ListSource", "open_text", "detect_format"]
+__all__ = ["Batch", "RawBatch", "Source", "ColumnMapping", "FileSource", "ListSource", "open_text", "detect_format"]
 
 
 @dataclass(slots=True)
@@ -48,6 +49,35 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.events) + len(self.invalid)
+
+
+class RawBatch:
+    """A stretch of a JSONL file as raw lines, for an engine that decodes them itself
+    (:meth:`FileSource.raw_batches`): ``records`` (bytes, blank lines left out) and their line numbers.
+    ``invalid`` is filled by the replay with the dead letters of the refused lines; ``events`` decodes the
+    valid ones in Python on first use (for callers that want event objects: not the replay's own path)."""
+
+    __slots__ = ("records", "line_nos", "name", "invalid", "_events")
+
+    def __init__(self, records: list[bytes], line_nos: list[int], name: str) -> None:
+        self.records, self.line_nos, self.name = records, line_nos, name
+        self.invalid: list[DeadLetter] = []
+        self._events: list[Event] | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def events(self) -> list[Event]:
+        if self._events is None:
+            out: list[Event] = []
+            for raw, line_no in zip(self.records, self.line_nos, strict=True):
+                try:
+                    out.append(decode(raw, Provenance(self.name, 0, line_no)))
+                except InvalidEvent:
+                    pass
+            self._events = out
+        return self._events
 
 
 @runtime_checkable
@@ -509,6 +539,8 @@ class FileSource:
                     raise obj["__error__"]
                 if obj is None:
                     event = decode(raw, prov)
+                elif "__event__" in obj:  # a CSV row the compiled core decoded (FileSource._csv_core)
+                    event = obj["__event__"]
                 elif "__mapped__" in obj:  # a CSV row the compiled mapping already converted
                     event = from_dict(obj["__mapped__"], prov)
                 else:
@@ -521,6 +553,36 @@ class FileSource:
                 continue
             last_ts = event.ts
             yield event.ts, seq, event
+
+    @property
+    def raw_capable(self) -> bool:
+        """Whether :meth:`raw_batches` applies: one JSONL file, records taken as they are (no column mapping)."""
+        return len(self.paths) == 1 and self.formats[0] == "jsonl" and self.mapping.is_identity
+
+    def raw_batches(self) -> Iterator[RawBatch]:
+        """The lines of the one JSONL file, ``batch_size`` records a batch, undecoded (see :attr:`raw_capable`):
+        what :func:`stream.replay.replay` hands to the compiled engine's ``process_raw``. A file in event-time order
+        gives the same stream as iterating the source (one file needs no merge)."""
+        if not self.raw_capable:
+            raise ConfigError("raw batches need one JSONL file without a column mapping")
+        path = self.paths[0]
+        lines = self._jsonl(path)
+        self._streams.add(lines)  # type: ignore[arg-type]
+        records: list[bytes] = []
+        line_nos: list[int] = []
+        failed: list[SourceError] = []
+        for line_no, raw, _ in _until_failure(lines, failed):
+            records.append(raw)
+            line_nos.append(line_no)
+            if len(records) >= self.batch_size:
+                self.records_read += len(records)
+                yield RawBatch(records, line_nos, path.name)
+                records, line_nos = [], []
+        if records:
+            self.records_read += len(records)
+            yield RawBatch(records, line_nos, path.name)
+        if failed:
+            raise failed[0]
 
     def close(self) -> None:
         """Close the files of every iteration not run to its end; such an iteration stops reading (it may still
@@ -553,7 +615,14 @@ class FileSource:
                     continue
                 yield line_no, raw, obj if isinstance(obj, dict) else None
 
+    #: Decode CSV rows in the compiled core (``core/src/csv.rs``) when the mapping is not the identity and the
+    #: core is built; False: the Python decoder alone (the reference, for the differential tests).
+    core_csv = True
+
     def _csv(self, path: Path) -> Iterator[tuple[int, list[str], dict[str, Any] | None]]:
+        if self.core_csv and not self.mapping.is_identity and _core_module() is not None:
+            yield from self._csv_core(path)
+            return
         with self._open(path) as fh:
             text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
             reader = csv.reader(text)
@@ -581,6 +650,39 @@ class FileSource:
                     yield line_no, row, {"__error__": e}
                     continue
                 yield line_no, row, {"__mapped__": obj}
+
+    def _csv_core(self, path: Path) -> Iterator[tuple[int, Any, dict[str, Any] | None]]:
+        """:meth:`_csv` with the rows decoded by the compiled core into events (``{"__event__": event}``); the rows
+        the core leaves to Python (:class:`CsvReader`) take :meth:`_csv`'s own steps, so every row gives the same
+        event or the same refusal, at the same line number."""
+        from stream.core_decode import from_outcome
+
+        with self._open(path) as fh:
+            reader = CsvReader(path.name, self.mapping)
+            for data, eof in reader.chunks(fh):
+                pos = 0
+                while pos < len(data):
+                    core = reader.core
+                    if core is not None:
+                        stop, reader.line_no, items = core_csv_decode(data, pos, core, reader.line_no)
+                        for item in items:
+                            line_no = item[0]
+                            if item[1] == "invalid":
+                                yield line_no, _row_at(data, item[4], item[5]), \
+                                    {"__error__": InvalidEvent(item[2], item[3])}
+                            else:
+                                prov = Provenance(reader.name, 0, line_no)
+                                yield line_no, None, {"__event__": from_outcome((item[1], item[2]), b"", prov)}
+                        pos = stop
+                        if pos >= len(data):
+                            break
+                    got = reader.python_row(data, pos, eof)
+                    if got is None:  # a record that may go on in the next chunk
+                        break
+                    pos, out = got
+                    if out is not None:
+                        yield out
+                reader.carry(data[pos:])
 
     def _arrow(self, path: Path) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
         """Parquet or Arrow IPC (Feather v2) rows, read a record batch at a time; row numbers count from 1."""
@@ -690,6 +792,138 @@ def _until_failure(items: Iterable[_T], failed: list[SourceError]) -> Iterator[_
         yield from items
     except SourceError as e:
         failed.append(e)
+
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_CSV_CHUNK = 1 << 22
+
+
+def _core_module() -> Any:
+    """``stream._core`` when it is built with the CSV decoder, else None."""
+    try:
+        from stream import _core
+    except ImportError:
+        return None
+    return _core if hasattr(_core, "CsvMapping") else None
+
+
+def core_csv_decode(data: bytes, pos: int, core: Any, line_no: int) -> tuple[int, int, list[tuple[Any, ...]]]:
+    """``stream._core.csv_decode``: the rows of ``data`` from byte ``pos`` the core decides."""
+    return _core_module().csv_decode(data, pos, core, line_no)  # type: ignore[no-any-return, union-attr]
+
+
+def core_csv_spec(mapping: ColumnMapping, header: Sequence[str], name: str) -> dict[str, Any]:
+    """What ``stream._core.CsvMapping`` compiles: ``mapping`` for ``header``, in file ``name``."""
+    return {"header": list(header), "fields": list(mapping.fields.items()),
+            "constants": list(mapping.constants.items()), "type": mapping.type,
+            "features": mapping.features if isinstance(mapping.features, str) else list(mapping.features),
+            "drop": list(mapping.drop), "ts_origin": float(mapping.ts_origin), "ts_unit": mapping.ts_unit,
+            "all_fields": list(_ALL_FIELDS), "name": name}
+
+
+def _py_record(data: bytes, pos: int) -> tuple[list[str] | None, int, int]:
+    """``csv.reader``'s next row from byte ``pos`` of ``data``, as :meth:`FileSource._csv` reads it (UTF-8 with
+    replacement characters, lines split as ``newline=""`` splits them): ``(row, lines read, end byte)``."""
+    end = [pos]
+
+    def lines() -> Iterator[str]:
+        p, n = pos, len(data)
+        while p < n:
+            m = _EOL.search(data, p)
+            e = n if m is None else m.end()
+            end[0] = e
+            yield data[p:e].decode("utf-8", "replace")
+            p = e
+
+    reader = csv.reader(lines())
+    row = next(reader, None)
+    return row, reader.line_num, end[0]
+
+
+def _row_at(data: bytes, start: int, stop: int) -> list[str]:
+    """The cells of the one-line row ``data[start:stop]``."""
+    return next(csv.reader([data[start:stop].decode("utf-8", "replace")]), [])
+
+
+class CsvReader:
+    """The state of one CSV file read with the compiled core: its header, line number, the core's compiled
+    mapping (``core``, None when the core leaves this mapping to Python) and the Python converter for the rows
+    the core leaves to Python, which take :meth:`FileSource._csv`'s own steps."""
+
+    def __init__(self, name: str, mapping: ColumnMapping) -> None:
+        self.name = name
+        self.mapping = mapping
+        self.header: list[str] | None = None
+        self.width = 0
+        self.line_no = 0
+        self.last_ts = -math.inf
+        self.core: Any = None
+        self._convert: Callable[[list[str], str], dict[str, Any]] | None = None
+        self._pending = b""
+
+    def start(self, header: list[str]) -> None:
+        header = [h.strip() for h in header]
+        missing = [c for c in self.mapping.fields.values() if c not in header]
+        if missing:
+            raise ConfigError(f"{self.name}: --map names columns not in the header: {', '.join(missing)}")
+        self.header, self.width = header, len(header)
+        self._convert = self.mapping.compile(header)
+        core = _core_module()
+        try:
+            self.core = core.CsvMapping(core_csv_spec(self.mapping, header, self.name)) if core else None
+        except ValueError:
+            self.core = None
+
+    def python_row(self, data: bytes, pos: int, eof: bool) -> tuple[int, tuple[int, list[str], dict[str, Any]] | None] \
+            | None:
+        """The record at byte ``pos`` read and converted in Python: ``(end byte, (line_no, row, obj))`` as
+        :meth:`FileSource._csv` yields it (None for the header), or None when it reaches the end of a chunk that
+        is not the last (it may go on in the next)."""
+        row, lines, end = _py_record(data, pos)
+        if end >= len(data) and not eof:
+            return None
+        if row is None:
+            return len(data), None
+        self.line_no += lines
+        if self.header is None:
+            self.start(row)
+            return end, None
+        line_no = self.line_no
+        if len(row) != self.width:
+            return end, (line_no, row, {"__invalid__": f"has {len(row)} columns, the header has {self.width}"})
+        try:
+            obj = self._convert(row, f"{self.name}:{line_no}")  # type: ignore[misc]
+        except InvalidEvent as e:
+            return end, (line_no, row, {"__error__": e})
+        return end, (line_no, row, {"__mapped__": obj})
+
+    def event(self, data: bytes, pos: int, line_no: int) -> Event:
+        """The event of the one-line row at byte ``pos`` (line ``line_no``), decoded by Python."""
+        m = _EOL.search(data, pos)
+        row = _row_at(data, pos, len(data) if m is None else m.start())
+        return from_dict(self._convert(row, f"{self.name}:{line_no}"), Provenance(self.name, 0, line_no))  # type: ignore[misc]
+
+    def chunks(self, fh: IO[bytes]) -> Iterator[tuple[bytes, bool]]:
+        """``fh`` in chunks of whole lines (cut after a ``\\n``; the last chunk holds the rest), each with whether
+        it is the last; what the reader did not use of a chunk (:meth:`carry`) starts the next."""
+        tail = b""
+        while True:
+            more = fh.read(_CSV_CHUNK)
+            buf, self._pending = self._pending + tail + more, b""
+            if not more:
+                if buf:
+                    yield buf, True
+                return
+            cut = buf.rfind(b"\n") + 1
+            if cut == 0:
+                tail = buf
+                continue
+            tail = buf[cut:]
+            yield buf[:cut], False
+
+    def carry(self, rest: bytes) -> None:
+        """Hand ``rest`` (the unread end of a chunk) to the next chunk of :meth:`chunks`."""
+        self._pending = rest
 
 
 def _csv_line(row: list[str]) -> bytes:

@@ -9,7 +9,7 @@
 //!
 //! - any JSON that orjson refuses (the reason would quote orjson's error text), bytes that are not UTF-8,
 //!   numbers that overflow a double, nesting deeper than [`MAX_DEPTH`];
-//! - timestamp text other than `YYYY-MM-DDTHH:MM:SS[.f{1,6}]` with an optional `Z` or `±HH:MM` offset, and any
+//! - timestamp text other than `YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]` with an optional `Z` or `±HH:MM` offset, and any
 //!   non-ASCII timestamp text (Python's `strip()` and `fromisoformat` accept many more forms);
 //! - a reason that would quote a non-ASCII string, or a list or object nested deeper than [`MAX_REPR_DEPTH`]
 //!   (Python's `repr`).
@@ -107,12 +107,12 @@ pub fn decode(raw: &[u8]) -> Result<EventRef<'_>, Refused> {
 
 /// A JSON string, with what the checks need to know about it.
 #[derive(Clone, Debug)]
-struct JStr<'a> {
-    s: Cow<'a, str>,
+pub(crate) struct JStr<'a> {
+    pub(crate) s: Cow<'a, str>,
     /// Only ASCII characters (so its length in characters is its length in bytes).
-    ascii: bool,
+    pub(crate) ascii: bool,
     /// Holds a character in U+0000..U+001F or U+007F (`stream.events._CONTROL`).
-    ctrl: bool,
+    pub(crate) ctrl: bool,
 }
 
 impl JStr<'_> {
@@ -128,7 +128,7 @@ impl JStr<'_> {
 /// A JSON value other than null (null is `None`: absent). Lists and objects keep their span in the record, for
 /// the rare reason that quotes their `repr`.
 #[derive(Clone, Debug)]
-enum Val<'a> {
+pub(crate) enum Val<'a> {
     Bool(bool),
     /// An integer as orjson gives it: within [-2^63, 2^64).
     Int(i128),
@@ -157,7 +157,7 @@ fn tname_of(v: &Val<'_>) -> &'static str {
 /// The fields any event type reads, in one table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-enum F {
+pub(crate) enum F {
     Type,
     EventId,
     Ts,
@@ -186,7 +186,7 @@ enum F {
     Source,
 }
 
-const N_FIELDS: usize = 26;
+pub(crate) const N_FIELDS: usize = 26;
 
 const NAMES: [&str; N_FIELDS] = [
     "type",
@@ -222,7 +222,7 @@ impl F {
         NAMES[self as usize]
     }
 
-    fn of(key: &str) -> Option<F> {
+    pub(crate) fn of(key: &str) -> Option<F> {
         Some(match key {
             "type" => F::Type,
             "event_id" => F::EventId,
@@ -257,10 +257,10 @@ impl F {
 
 /// What phase 1 keeps of a record: the last value of each known field, and the entries of the last `features`
 /// object (deduplicated as a Python dict is).
-struct Record<'a> {
-    src: &'a str,
-    slots: [Option<Val<'a>>; N_FIELDS],
-    features: Vec<(JStr<'a>, Option<Val<'a>>)>,
+pub(crate) struct Record<'a> {
+    pub(crate) src: &'a str,
+    pub(crate) slots: [Option<Val<'a>>; N_FIELDS],
+    pub(crate) features: Vec<(JStr<'a>, Option<Val<'a>>)>,
 }
 
 struct Parser<'a> {
@@ -722,7 +722,7 @@ fn parse_record(text: &str) -> Out<Record<'_>> {
 
 // --- phase 2: the checks of stream/events.py, in its order ----------------------------------------------------
 
-fn validate(mut rec: Record<'_>) -> Result<EventRef<'_>, Refused> {
+pub(crate) fn validate(mut rec: Record<'_>) -> Result<EventRef<'_>, Refused> {
     let src = rec.src;
     let kind = match rec.slots[F::Type as usize].take() {
         None => return invalid("type", "is missing"),
@@ -1101,7 +1101,7 @@ fn iso_micros(t: &str) -> Iso {
     if body.len() < 19
         || body[4] != b'-'
         || body[7] != b'-'
-        || body[10] != b'T'
+        || (body[10] != b'T' && body[10] != b' ') // fromisoformat takes any one separator (ISO's T, SQL's space)
         || body[13] != b':'
         || body[16] != b':'
     {
@@ -1197,7 +1197,12 @@ pub fn py_float_repr(x: f64) -> String {
         }
         .to_owned();
     }
-    let sci = format!("{x:e}"); // shortest round-trip digits, "d.ddde-x"
+    // The shortest digit count that reads back to x, then those many digits correctly rounded from x's exact
+    // value: where two shortest strings read back (x exactly halfway between them, such as 2^49 + 0.25), Python
+    // writes the nearer one, ties to even ("562949953421312.2"), while `{:e}` alone may pick the other (".3").
+    let shortest = format!("{x:e}");
+    let n_digits = shortest.split_once('e').expect("exponent form").0.chars().filter(char::is_ascii_digit).count();
+    let sci = format!("{x:.*e}", n_digits - 1); // "d.ddde-x"
     let (mant, exp) = sci.split_once('e').expect("exponent form");
     let exp: i32 = exp.parse().expect("exponent");
     let (sign, mant) = match mant.strip_prefix('-') {
@@ -1433,6 +1438,9 @@ mod tests {
 
     #[test]
     fn iso_values_python_refuses_and_forms_left_to_python() {
+        // fromisoformat (3.11) takes any one separator; the space is decoded here, as T
+        assert_eq!(iso_micros("2024-01-01 00:00:01.5"), iso_micros("2024-01-01T00:00:01.5"));
+        assert!(matches!(iso_micros("2024-01-01 00:00:01"), Iso::Micros(_)));
         for bad in [
             "",
             "yesterday",
@@ -1453,7 +1461,6 @@ mod tests {
         for unknown in [
             "2024",
             "2024-01-01",
-            "2024-01-01 00:00:00",
             "2024-01-01t00:00:00",
             "2024-01-01T00:00",
             "2024-01-01T00:00:00.",
@@ -1615,6 +1622,10 @@ mod tests {
             (1.2345678901234568e+29, "1.2345678901234568e+29"),
             (0.1, "0.1"),
             (100.0, "100.0"),
+            (562949953421312.25, "562949953421312.2"), // halfway between two shortest strings: the even one
+            (562949953421312.75, "562949953421312.8"),
+            (0.3, "0.3"),
+            (2.0f64.powi(60), "1.152921504606847e+18"),
         ] {
             assert_eq!(py_float_repr(x), s);
         }

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::detectors::ensemble::{Ensemble, Explain, Verdict};
+use crate::detectors::rules::Rules;
 use crate::event::{EventRef, Kind, Row, Schema};
 use crate::features::{FeatureState, Params as FeatureParams};
 use crate::labels::LabelStore;
@@ -152,6 +153,15 @@ impl Engine {
     /// Run detection here from now on: `order` and `login` are the two event types' ensembles (fresh).
     pub fn set_detectors(&mut self, order: Ensemble, login: Ensemble) {
         self.detectors = Some([order, login]);
+    }
+
+    /// Switch both ensembles' rules (see [`Ensemble::set_rules`]); `false` if detection does not run here or an
+    /// ensemble has no rules detector (then nothing changed).
+    pub fn set_rules(&mut self, order: Rules, login: Rules) -> bool {
+        match self.detectors.as_mut() {
+            Some([o, l]) if o.has_rules() && l.has_rules() => o.set_rules(order) && l.set_rules(login),
+            _ => false,
+        }
     }
 
     pub fn has_detectors(&self) -> bool {

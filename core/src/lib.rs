@@ -8,6 +8,8 @@
 use pyo3::prelude::*;
 
 pub mod decode;
+pub mod csv;
+mod py_csv;
 pub mod engine;
 mod py_engine;
 pub mod event;
@@ -30,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py_links::register(m)?;
     m.add_class::<py_features::FeatureCore>()?;
     py_decode::register(m)?;
+    py_csv::register(m)?;
     m.add_class::<py_engine::CoreEngine>()?;
     py_detectors::register(m)?;
     Ok(())

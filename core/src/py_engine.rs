@@ -11,7 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use pyo3::intern;
 
+use crate::csv::{next_line, parse_line};
 use crate::decode::{decode, Refused};
+use crate::py_csv::PyCsvMapping;
 use crate::detectors::ensemble::{Explain, Verdict};
 use crate::engine::{Engine, EngineParams, GraphParams, Vector};
 use crate::event::{EventRef, Kind};
@@ -215,7 +217,7 @@ impl CoreEngine {
     }
 
     /// The explain data of the alerts of a stretch (against the ensembles as they stand at its end), appended to
-    /// `out` as `(scored index, x, [per detector: None | ("hst", [...]) | ("zscore", [...])])`.
+    /// `out` as `(scored index, x, [per detector: None | ("hst", [...]) | ("zscore", [...]) | ("coldstart", [...])])`.
     fn explain_stretch(&mut self, py: Python<'_>, held: &mut Vec<(usize, Kind, Vec<f64>, Vec<usize>)>,
                        out: &Bound<'_, PyList>) -> PyResult<()> {
         for (i, kind, row, order) in held.drain(..) {
@@ -225,6 +227,7 @@ impl CoreEngine {
                 match e {
                     Explain::Hst(top) => per.append(("hst", top))?,
                     Explain::ZScore(top) => per.append(("zscore", top))?,
+                    Explain::ColdStart(top) => per.append(("coldstart", top))?,
                     Explain::Rules => per.append(py.None())?,
                 }
             }
@@ -328,6 +331,22 @@ impl CoreEngine {
         Ok(())
     }
 
+    /// Switch the rules detector of both ensembles to new rules (a live rule pack switch), keeping its
+    /// calibrator and the other detectors' state: ``order`` and ``login`` are the ``params`` of the rules entry
+    /// of ``detectors.compiled.core_spec``. A :class:`ValueError` (and nothing changed) when detection does not
+    /// run in the core or has no rules detector.
+    fn set_rules(&mut self, order: &Bound<'_, PyDict>, login: &Bound<'_, PyDict>) -> PyResult<()> {
+        let rules = |p: &Bound<'_, PyDict>| match crate::py_detectors::detector("rules", p)? {
+            crate::detectors::ensemble::Detector::Rules(r) => Ok(r),
+            _ => Err(PyValueError::new_err("not a rules detector")),
+        };
+        let (o, l) = (rules(order)?, rules(login)?);
+        if !self.engine.set_rules(o, l) {
+            return Err(PyValueError::new_err("detection does not run in the core, or has no rules detector"));
+        }
+        Ok(())
+    }
+
     /// Whether detection runs in the core (:meth:`set_detection`, or a restored state that had it).
     #[getter]
     fn has_detection(&self) -> bool {
@@ -386,6 +405,86 @@ impl CoreEngine {
         let at = numpy::PyArray1::from_vec(py, std::mem::take(&mut acc.at));
         let out = self.finish(py, acc, t0)?;
         let head = (stop, numpy::PyArray1::from_vec(py, statuses), invalid, at).into_pyobject(py)?;
+        let all: Vec<Bound<'py, PyAny>> = head.iter().chain(out.iter()).collect();
+        PyTuple::new(py, all)
+    }
+
+    /// :meth:`process_raw` for CSV: the lines of ``data`` (bytes) from byte ``start`` decoded by ``mapping`` (a
+    /// ``CsvMapping``), the line before ``start`` being number ``line_no``, and ``last_ts`` the time of the last
+    /// event before it. Returns ``(stop, line_no, last_ts, invalid, where, lines, risk, q, alert, severity,
+    /// action, raw, p, alerts, seconds)`` (after ``last_ts``: ``taken``, the rows handled): ``stop`` is where the first line left to Python starts (``len(data)``
+    /// if none), ``line_no`` / ``last_ts`` are as of the line before it, ``invalid`` holds ``(line_no, field,
+    /// reason, start, end, last_ts)`` per refused row (``data[start:end]`` its line, ``last_ts`` as a dead
+    /// letter's time), ``where`` / ``lines`` the start byte and line number of each scored event, and the rest
+    /// :meth:`process`'s.
+    /// At most ``limit`` rows are taken (events and refused rows). ``fallback``, if given, is called for a
+    /// row the core leaves to Python, as ``fallback(start, line_no, last_ts)``, and returns ``None`` (stop there:
+    /// the record may go on past ``data``) or ``(end, lines, event)``: where the next row starts, how many lines
+    /// the record took, and its ``stream.events`` object (``None`` for a refused row, which ``fallback`` keeps),
+    /// which then goes through the pipeline in the same call, as :meth:`process` would take it in a batch.
+    #[pyo3(signature = (data, start, mapping, line_no=0, last_ts=f64::NEG_INFINITY, limit=usize::MAX,
+                        fallback=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn process_csv<'py>(&mut self, py: Python<'py>, data: &Bound<'py, PyBytes>, start: usize,
+                        mapping: &Bound<'py, PyCsvMapping>, mut line_no: usize, mut last_ts: f64,
+                        limit: usize, fallback: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyTuple>> {
+        let t0 = std::time::Instant::now();
+        let data = data.as_bytes();
+        let m = &mapping.get().inner;
+        let mut acc = self.batch(py, 1024)?;
+        let invalid = PyList::empty(py);
+        let mut where_lines: Vec<usize> = Vec::new();
+        let mut cells = Vec::with_capacity(m.width);
+        let mut pos = start;
+        let mut taken = 0usize;
+        while pos < data.len() && taken < limit {
+            let (end, next) = next_line(data, pos);
+            let row = match parse_line(&data[pos..end], &mut cells) {
+                Ok(()) => m.row(&mut cells, line_no + 1),
+                Err(e) => Err(e),
+            };
+            match row {
+                Ok(ev) => {
+                    taken += 1;
+                    if ev.kind() != Kind::Label {
+                        where_lines.push(line_no + 1);
+                    }
+                    last_ts = ev.ts;
+                    self.step(py, &ev, pos, &mut acc)?;
+                }
+                Err(Refused::Invalid(bad)) => {
+                    taken += 1;
+                    invalid.append((line_no + 1, bad.field, bad.reason, pos, end, last_ts))?;
+                }
+                Err(Refused::Fallback) => {
+                    let Some(f) = &fallback else { break };
+                    let got = f.call1((pos, line_no, last_ts))?;
+                    if got.is_none() {
+                        break;
+                    }
+                    let (end, lines, obj): (usize, usize, Bound<'py, PyAny>) = got.extract()?;
+                    taken += 1;
+                    line_no += lines;
+                    if !obj.is_none() {
+                        let ev = self.read(py, &obj)?;
+                        if ev.kind() != Kind::Label {
+                            where_lines.push(line_no);
+                        }
+                        last_ts = ev.ts;
+                        self.step(py, &ev, pos, &mut acc)?;
+                    }
+                    pos = end;
+                    continue;
+                }
+            }
+            line_no += 1;
+            pos = next;
+        }
+        let lines = where_lines;
+        let at = numpy::PyArray1::from_vec(py, std::mem::take(&mut acc.at));
+        let out = self.finish(py, acc, t0)?;
+        let head = (pos.min(data.len()), line_no, last_ts, taken, invalid, at, numpy::PyArray1::from_vec(py, lines))
+            .into_pyobject(py)?;
         let all: Vec<Bound<'py, PyAny>> = head.iter().chain(out.iter()).collect();
         PyTuple::new(py, all)
     }

@@ -223,7 +223,8 @@ def _raw_consume(settings: Settings, bootstrap: str, tps: Sequence[TopicPartitio
 
 
 def _run_group_member(settings: Settings, bootstrap: str, total: int, timeout_s: float) -> dict[str, Any]:
-    """One ``run_consumer`` member on fresh topics; timed from its first record to its stop checkpoint."""
+    """One ``run_consumer`` member on fresh topics; timed from its first record to its stop checkpoint (and
+    separately to its last record processed, before the stop checkpoint)."""
     from stream.kafka import RuntimeStats, run_consumer
 
     stats = RuntimeStats()
@@ -255,6 +256,7 @@ def _run_group_member(settings: Settings, bootstrap: str, total: int, timeout_s:
             raise SourceError(f"run_consumer processed {stats.events + stats.invalid} of {total} records in "
                               f"{timeout_s:.0f} s")
         time.sleep(0.002)
+    t_done = time.perf_counter()
     stop.set()
     thread.join()
     t_end = time.perf_counter()
@@ -264,7 +266,64 @@ def _run_group_member(settings: Settings, bootstrap: str, total: int, timeout_s:
     seconds = t_end - t_first
     return {"records": stats.events + stats.invalid, "alerts": stats.alerts, "checkpoints": stats.checkpoints,
             "seconds": round(seconds, 3), "events_per_second": round(total / seconds, 1),
-            "startup_seconds": round(t_first - t_launch, 3)}
+            "processed_seconds": round(t_done - t_first, 3), "stop_seconds": round(t_end - t_done, 3),
+            "startup_seconds": round(t_first - t_launch, 3),
+            "idle_timeout_s": float(settings.kafka.get("idle_timeout_s", 2.0)),
+            "exactly_once": bool(settings.kafka.get("exactly_once"))}
+
+
+def _latency_run(settings: Settings, bootstrap: str, stream: Sequence[Event], rate: float,
+                 timeout_s: float) -> dict[str, Any]:
+    """Event-to-decision latency of one ``run_consumer`` member at a paced input rate: the member joins first,
+    then ``stream`` is produced at ``rate`` events/s; each event's latency is the wall time from its Kafka record
+    timestamp (CreateTime, set by the producer) to the moment the runtime hands its alerts, if any, to the sinks
+    (``RuntimeStats.observe_latency_array``). Alerts of that moment are in the alerts topic at once with at least
+    once, at the unit's next transaction commit (``checkpoint_interval_s``) with exactly once."""
+    import numpy as np
+
+    from stream.kafka import RuntimeStats, run_consumer
+
+    stats = RuntimeStats()
+    stats.latency_samples = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_consumer(settings, stop=stop, bootstrap=bootstrap, stats=stats, event_time_clock=True,
+                         log_every_s=3600.0)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+            stop.set()
+
+    thread = threading.Thread(target=target, name="bench-latency-consumer", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not stats.units and not stop.is_set():  # joined and assigned: the input starts now
+        if time.monotonic() > deadline:
+            stop.set()
+            raise SourceError("run_consumer got no assignment in time")
+        time.sleep(0.01)
+    time.sleep(1.0)  # let it settle its start positions and transactions
+    produced = produce_events(stream, settings, bootstrap=bootstrap, rate=rate)
+    total = produced["events"]
+    while stats.events + stats.invalid < total and not stop.is_set():
+        if time.monotonic() > deadline:
+            stop.set()
+            thread.join(60)
+            raise SourceError(f"run_consumer processed {stats.events + stats.invalid} of {total} records")
+        time.sleep(0.01)
+    stop.set()
+    thread.join()
+    if errors:
+        raise errors[0]
+    lat = np.concatenate(stats.latency_samples) if stats.latency_samples else np.zeros(0)
+    pct = {f"p{q}": round(float(np.percentile(lat, q)) * 1000.0, 1) for q in (50, 90, 99)} if lat.size else {}
+    return {"rate": rate, "produced_events_per_second": produced["events_per_second"], "events": total,
+            "alerts": stats.alerts, "latency_ms": pct, "latency_max_ms": round(float(lat.max()) * 1000.0, 1)
+            if lat.size else None, "observed": int(lat.size),
+            "idle_timeout_s": float(settings.kafka.get("idle_timeout_s", 2.0)),
+            "exactly_once": bool(settings.kafka.get("exactly_once"))}
 
 
 def _run_replay(settings: Settings, bootstrap: str, total: int) -> dict[str, Any]:
@@ -289,7 +348,8 @@ def _run_replay(settings: Settings, bootstrap: str, total: int) -> dict[str, Any
 
 
 def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 50_000, *, seed: int = 7,
-                partitions: int = 4, timeout_s: float = 600.0, cleanup: bool = True) -> dict[str, Any]:
+                partitions: int = 4, timeout_s: float = 600.0, cleanup: bool = True,
+                idle_timeout_s: float | None = 0.1, rate: float = 0.0, rate_events: int = 50_000) -> dict[str, Any]:
     """Throughput through a real broker: raw client consume rate beside the engine's, in the same run.
 
     Parameters
@@ -305,6 +365,15 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         Partitions of each fresh input topic.
     cleanup
         Delete the fresh topics afterwards.
+    idle_timeout_s
+        ``kafka.idle_timeout_s`` of the measured members (None: the configuration's, 2 s by default). The topics
+        are complete before a member starts, so the merge waits for an idle decision only where a unit's topic
+        has no more records (each unit's labels end before its orders): a fixed wait of up to a few times the
+        timeout at the end, a latency setting rather than a cost per record. The bench uses 0.1 s (and
+        ``idle_decision_interval_s`` half of it) so that the ratio measures the records' processing.
+    rate
+        Also measure event-to-decision latency with ``rate_events`` events produced at ``rate`` events/s into a
+        member already running (the configuration's idle timeout; 0: skip).
 
     Returns a dict with ``produce``, ``raw_consume``, ``run_consumer`` (exactly once),
     ``run_consumer_at_least_once``, ``replay_kafka`` (seconds and events/s each), ``ratio`` (run_consumer /
@@ -324,8 +393,11 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
     overrides.update({"kafka.bootstrap_servers": boot, "kafka.group_id": f"bench-{x}", "state.dir": state_dir,
                       "sinks.database": "", "sinks.jsonl": "", "sinks.dead_letter": ""})
     s = settings.replace(overrides)
+    timed = s if idle_timeout_s is None else s.replace({"kafka.idle_timeout_s": idle_timeout_s,
+                                                        "kafka.idle_decision_interval_s": idle_timeout_s / 2})
     inputs = [names["orders_topic"], names["logins_topic"], names["labels_topic"]]
-    created = [*names.values(), alo_alerts]
+    lat_names = {k: f"{v}-lat" for k, v in names.items()}
+    created = [*names.values(), alo_alerts, *(lat_names.values() if rate > 0 else ())]
     try:
         ensure_topics(boot, created, partitions=partitions, copartitioned=inputs)
         stream = list(simulate(SimConfig(events=events, seed=seed)))
@@ -336,12 +408,21 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         raw = _raw_consume(s, boot, tps, total)
         # Same records, two fresh groups with their own state: exactly once (one transaction per unit and
         # checkpoint), then at least once (its own alerts topic, so each topic holds one run's alerts).
-        group = _run_group_member(s.replace({"kafka.exactly_once": True, "kafka.group_id": f"bench-{x}-eos",
-                                             "state.dir": f"{state_dir}/eos"}), boot, total, timeout_s)
-        alo = _run_group_member(s.replace({"kafka.exactly_once": False, "kafka.group_id": f"bench-{x}-alo",
-                                           "kafka.alerts_topic": alo_alerts, "state.dir": f"{state_dir}/alo"}),
+        group = _run_group_member(timed.replace({"kafka.exactly_once": True, "kafka.group_id": f"bench-{x}-eos",
+                                                 "state.dir": f"{state_dir}/eos"}), boot, total, timeout_s)
+        alo = _run_group_member(timed.replace({"kafka.exactly_once": False, "kafka.group_id": f"bench-{x}-alo",
+                                               "kafka.alerts_topic": alo_alerts, "state.dir": f"{state_dir}/alo"}),
                                 boot, total, timeout_s)
         replay = _run_replay(s, boot, total)
+        latency = None
+        if rate > 0:
+            ensure_topics(boot, list(lat_names.values()), partitions=partitions,
+                          copartitioned=[lat_names["orders_topic"], lat_names["logins_topic"],
+                                         lat_names["labels_topic"]])
+            ls = s.replace({**{f"kafka.{k}": v for k, v in lat_names.items()}, "kafka.group_id": f"bench-{x}-lat",
+                            "state.dir": f"{state_dir}/lat"})
+            lat_stream = list(simulate(SimConfig(events=rate_events, seed=seed + 1)))
+            latency = _latency_run(ls, boot, lat_stream, rate, timeout_s)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
         if cleanup:
@@ -358,6 +439,8 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         "ratio": round(group["events_per_second"] / raw["records_per_second"], 4),
         "exactly_once_ratio": round(group["events_per_second"] / alo["events_per_second"], 4),
         "replay_ratio": round(replay["events_per_second"] / raw["records_per_second"], 4),
+        "processed_ratio": round(total / group["processed_seconds"] / raw["records_per_second"], 4),
+        "latency": latency,
         "config_hash": settings.config_hash,
     }
 
@@ -407,3 +490,13 @@ def print_bench_kafka(result: Mapping[str, Any]) -> None:
     console.print(f"end to end / raw consume: [bold]{result['ratio']:.3f}[/]   replay / raw consume: "
                   f"{result['replay_ratio']:.3f}   (group join before the first record: "
                   f"{grp['startup_seconds']:.1f} s, not counted)")
+    if "processed_ratio" in result:
+        console.print(f"to the last record processed (before the stop checkpoint, {grp['stop_seconds']:.2f} s): "
+                      f"{result['processed_ratio']:.3f}; merge idle timeout {grp.get('idle_timeout_s')} s")
+    lat = result.get("latency")
+    if lat:
+        console.print(f"event-to-decision latency at {lat['rate']:,.0f} events/s offered "
+                      f"({lat['produced_events_per_second']:,.0f} produced, exactly once {lat['exactly_once']}, "
+                      f"idle timeout {lat['idle_timeout_s']} s): p50 {lat['latency_ms'].get('p50')} ms, "
+                      f"p90 {lat['latency_ms'].get('p90')} ms, p99 {lat['latency_ms'].get('p99')} ms, "
+                      f"max {lat['latency_max_ms']} ms over {lat['observed']:,} events")

@@ -30,13 +30,21 @@ from stream.cli.base import column_mapping, fail_cleanly, mapping_options, setti
                    "RISKSTREAM_KAFKA_BOOTSTRAP).")
 @click.option("--partitions", type=click.IntRange(min=1), default=4, show_default=True,
               help="With --kafka: partitions of each fresh input topic.")
+@click.option("--idle-timeout", "idle_timeout", type=click.FloatRange(min=0.01), default=0.1, show_default=True,
+              help="With --kafka: kafka.idle_timeout_s of the timed run members (the topics are complete before "
+                   "they start: the merge waits for it only at the end of each unit's topics).")
+@click.option("--rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="With --kafka: also measure run's event-to-decision latency with events produced at this "
+                   "rate (events/s) into a running member (the configuration's idle timeout); 0: skip.")
+@click.option("--rate-events", type=click.IntRange(min=1000), default=50_000, show_default=True,
+              help="With --rate: how many events to produce.")
 @click.option("--db", "db_url", default=None, metavar="URL",
               help="Instead (or as well as --kafka): alert-store rows/s of SqlSink beside plain DBAPI "
                    "inserts into this SQLAlchemy URL.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @fail_cleanly
 def bench(events, seed, input_path, fmt, etype, map_spec, set_spec, feature_cols, drop, ts_origin, ts_unit, limit,
-          config, kafka, bootstrap, partitions, db_url, out) -> None:
+          config, kafka, bootstrap, partitions, idle_timeout, rate, rate_events, db_url, out) -> None:
     """Events/s of the replay pipeline beside river's reference pipeline (MinMaxScaler | HalfSpaceTrees), same run.
 
     \b
@@ -58,7 +66,8 @@ def bench(events, seed, input_path, fmt, etype, map_spec, set_spec, feature_cols
 
             try:
                 result["kafka"] = bench_kafka(settings, bootstrap, events=events, seed=seed,
-                                              partitions=partitions)
+                                              partitions=partitions, idle_timeout_s=idle_timeout, rate=rate,
+                                              rate_events=rate_events)
             except KAFKA_ERRORS as e:
                 from stream.errors import SourceError
 

@@ -49,7 +49,8 @@ from stream.errors import ConfigError, SourceError
               help="Kafka: stop at offset N of every partition (exclusive).")
 @click.option("--group", default=None, metavar="GROUP",
               help="Kafka: reproduce this consumer group's run exactly: apply the merge decisions it recorded "
-                   "in the configured state store ([state]) when an input was idle (docs/runtime.md).")
+                   "in the configured state store ([state]) when an input was idle (docs/runtime.md), and the "
+                   "rule pack switches, with the packs stored in sinks.database (docs/console.md).")
 @click.option("--alerts-out", type=click.Path(dir_okay=False), default=None, help="Write alerts to this JSONL file.")
 @click.option("--db", default=None, help="Write alerts to this SQLAlchemy URL (sqlite:///alerts.db, postgresql+psycopg://...).")
 @click.option("--dead-letters", type=click.Path(dir_okay=False), default=None,

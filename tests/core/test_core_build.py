@@ -49,6 +49,7 @@ def test_a_built_wheel_installs_and_imports_without_a_compiler(tmp_path: Path) -
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("stream/defaults/riskstream.toml", "sinks/migrations/script.py.mako", "stream/cli/__init__.py",
                    "detectors/hst.py", "sinks/sql.py", "sinks/migrations/versions/0007_console.py",
+                   "sinks/migrations/versions/0008_rule_packs.py", "stream/console/templates/rules.html",
                    # the console's templates and stylesheet are package data: `riskstream console` needs them
                    "stream/console/templates/case.html", "stream/console/static/console.css"):
         assert needed in names, needed

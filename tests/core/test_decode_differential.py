@@ -297,6 +297,7 @@ _seen: Counter[str] = Counter()
 @example(b'{"type":"label","event_id":"e","ts":"2199-12-31T23:59:59.999999Z","ref_event_id":"r","label":1.0}')
 @example(b'{"type":"label","event_id":"e","ts":7258118399999.999,"ref_event_id":"r","label":-0.0}')
 @example(b'{"type":"label","event_id":"e","ts":"1970-01-01T00:00:00+00:01","ref_event_id":"r","label":0}')
+@example(b'{"type":562949953421312.2,"event_id":"e1","ts":0,"user_id":"u"}')  # repr ties: ".2", not ".3"
 def test_generated_records_fall_back_or_agree_exactly(raw):
     _seen["native" if check(raw) else "fallback"] += 1
 

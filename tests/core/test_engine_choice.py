@@ -258,3 +258,17 @@ def test_process_raw_decodes_in_the_core_and_equals_process_on_the_decoded_event
     assert [a.score for a in out.alerts] == [a.score for a in a_ev]
     # (state bytes may differ: a record left to Python ends a core call, where alerts flag their users)
     assert by_records.events_seen == by_events.events_seen
+
+
+def test_detection_in_the_core_with_the_coldstart_detector_gives_the_same_alerts_and_reasons(tmp_path) -> None:
+    """The cold-start detector compiled: same scores, alerts and reasons (its tail lines) as the Python engine."""
+    events = list(simulate(SimConfig(events=12_000, seed=11, label_delay_s=2 * 3600.0)))
+    cfg = tmp_path / "coldstart.toml"
+    cfg.write_text("[detectors.coldstart]\nwindow = 512\nrefresh_every = 64\nmin_count = 32\n"
+                   "[ensemble.weights]\ncoldstart = 3.0\n")
+    s = load_settings(cfg, overrides={"engine.budget": 0.02, "ensemble.min_history": 100})
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s) > 20
+    alerts = _run(new_engine(s), events, 1000)[0]
+    cold = [r for a in alerts for r in a.reasons if r.get("detector") == "coldstart"]
+    assert cold, "no alert gave a cold-start reason: the reasons are not compared"
+    assert any(" tail: " in r["detail"] for r in cold), cold[:3]
