@@ -1,6 +1,8 @@
 """A soak: paced live traffic through ``riskstream run`` for an hour, two members, one of them killed periodically.
 
     python bench/faults/soak.py --minutes 60 --rate 300 --kill-every 300 --out bench/results/soak_60m.json
+    python bench/faults/soak.py --minutes 60 --rate 300 --kill-every 300 --config bench/faults/soak-caps.toml \
+        --out bench/results/soak_60m_caps.json
 
 ``riskstream simulate --to-kafka --rate R`` produces the traffic while two ``riskstream run`` members of one
 group consume it (exactly-once output, the alerts also stored in PostgreSQL). Member ``a`` runs the whole time, so
@@ -14,6 +16,10 @@ producer's send time), which gives two latencies: **detection** (the alert's ``d
 the send time) and **visible** (arrival at a ``read_committed`` subscriber minus the send time: what a review
 tool or an automation waits, checkpoint interval and transaction commit included). At the end the committed
 topic and the store are compared by alert id (duplicates, missing on either side).
+
+``--config FILE`` lays a riskstream TOML (e.g. smaller state caps: ``[features] max_entities``, ``[links]
+max_entities``, ``[labels] store_size``) under the soak's own ``[kafka]`` and ``[state]`` sections, which it may
+not name (the soak owns the topics, the group and the state folder).
 
 Needs a broker and PostgreSQL: ``--bootstrap`` / ``--database`` or ``RISKSTREAM_KAFKA_BOOTSTRAP`` /
 ``RISKSTREAM_DATABASE_URL`` (``scripts/services up; eval "$(scripts/services env)"``).
@@ -31,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.parse
 import uuid
 import warnings
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--bootstrap", default=os.environ.get("RISKSTREAM_KAFKA_BOOTSTRAP"))
     ap.add_argument("--database", default=os.environ.get("RISKSTREAM_DATABASE_URL"))
+    ap.add_argument("--config", type=Path, default=None,
+                    help="a riskstream TOML laid under the soak's [kafka]/[state] (e.g. smaller state caps)")
     ap.add_argument("--workdir", default=None, help="config, state and logs (default: a temporary folder)")
     ap.add_argument("--out", default=None, help="write the samples and the summary here (JSON)")
     args = ap.parse_args(argv)
@@ -190,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
                  "RISKSTREAM_DATABASE_URL")
     if args.minutes <= 0 or args.rate <= 0:
         ap.error("--minutes and --rate must be > 0")
+    extra = ""
+    if args.config is not None:
+        extra = args.config.read_text()
+        owned = {"kafka", "state"} & set(tomllib.loads(extra))
+        if owned:
+            ap.error(f"--config may not set {sorted(owned)}: the soak owns those sections")
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="riskstream-soak-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -216,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "[state]",
         f'dir = "{work / "state"}"',
         "",
+        extra,
     ]))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RISKSTREAM")}
     env.update(RISKSTREAM_DATABASE_URL=database, PYTHONUNBUFFERED="1")
@@ -304,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     first, last = (steady[0], steady[-1]) if len(steady) >= 2 else (None, None)
     summary = {
         "command": " ".join(["python", "bench/faults/soak.py", *(argv if argv is not None else sys.argv[1:])]),
+        "config": str(args.config) if args.config else None, "config_text": extra or None,
         "minutes": args.minutes, "rate": args.rate, "events": events, "producer_rc": produced_rc,
         "kills_of_b": len(kills), "restarts_of_b": members["b"].starts - 1, "drain_s": round(drained_s, 1),
         "member_exit_codes": exit_codes,
@@ -311,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_a_mb_at_10min": first["rss_a"] if first else None, "rss_a_mb_end": last["rss_a"] if last else None,
         "rss_a_mb_max": max((s["rss_a"] or 0) for s in samples),
         "rss_b_mb_max": max((s["rss_b"] or 0) for s in samples),
+        "rss_a_mb_every_5min": {f"{m}min": _at(samples, m * 60) for m in range(5, int(args.minutes) + 1, 5)},
         "alerts_topic": len(topic_ids), "alerts_topic_unique": len(set(topic_ids)),
         "alerts_store": len(store), "alerts_store_unique": len(set(store)),
         "topic_not_in_store": len(set(topic_ids) - set(store)), "store_not_in_topic": len(set(store) - set(topic_ids)),
@@ -337,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     bad = summary["alerts_topic"] != summary["alerts_topic_unique"] or summary["topic_not_in_store"] \
         or summary["store_not_in_topic"] or summary["alerts_store"] != summary["alerts_store_unique"]
     return 1 if bad else 0
+
+
+def _at(samples: list[dict[str, Any]], t: float) -> float | None:
+    """Member a's RSS (MB) in the last sample taken at or before ``t`` seconds."""
+    before = [s for s in samples if s["t"] <= t and s["rss_a"]]
+    return round(before[-1]["rss_a"], 1) if before else None
 
 
 def _source(alert: dict[str, Any]) -> tuple[str, int, int]:

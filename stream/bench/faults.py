@@ -319,6 +319,19 @@ class _World:
 # --- faults -------------------------------------------------------------------------------------------------
 
 
+def _wait_producing(world: _World, producer: _Producer, timeout_s: float = 120.0) -> None:
+    """Until the producer's first records are in the input topics: each fault's timing is a fraction of the
+    production, which starts only once the producer has imported and connected (~1 s idle, over 10 s on a loaded
+    machine; a broker restarted before the producer's first connection made it give up)."""
+    t0 = time.monotonic()
+    while sum(world.inputs_end().values()) == 0:
+        if not producer.running():
+            return  # its exit code and log are reported by the caller
+        if time.monotonic() - t0 > timeout_s:
+            raise TimeoutError(f"the producer wrote nothing within {timeout_s:.0f} s: {producer.log}")
+        time.sleep(0.2)
+
+
 def _kills(world: _World, producer: _Producer, cfg: FaultConfig, rng: random.Random) -> tuple[str, int]:
     span = cfg.events / cfg.rate if cfg.rate else 10.0
     gap = max(0.2, span / (cfg.kills + 1) - 0.45)  # minus the mean wait before the restart
@@ -424,6 +437,7 @@ def _run(world: _World, cfg: FaultConfig, res: Result, rng: random.Random, resta
     world.wait_assigned(members)
     log(f"{cfg.scenario}: {first} members own units; producing {cfg.events} events at {cfg.rate:g}/s")
     producer = _Producer(cfg, world.config, world.bootstrap, world.root / "producer.log")
+    _wait_producing(world, producer)
     fault = {"kills": _kills, "zombie": _zombie, "join": _join}.get(cfg.scenario)
     if cfg.scenario == "broker-restart":
         fault = _broker_restart(restart)

@@ -36,6 +36,8 @@ __all__ = [
     "decode_record",
     "partition_count",
     "release_parked_fetches",
+    "rescue_lost_join",
+    "prime_group_metadata",
     "TopicPartition",
     "KAFKA_ERRORS",
     "header_dict",
@@ -168,6 +170,46 @@ def release_parked_fetches(consumer: KafkaConsumer) -> None:
     slot = getattr(fetcher, "_next_partition_records", None)
     if slot is not None and not slot and getattr(fetcher, "_paused_partition_records", None):
         fetcher._next_partition_records = None  # type: ignore[union-attr]
+
+
+def prime_group_metadata(consumer: KafkaConsumer) -> None:
+    """Give a just-subscribed consumer's group coordinator the topic metadata the client already holds.
+
+    kafka-python 3.0 builds the coordinator's metadata snapshot when the consumer is created (nothing subscribed
+    then) and refreshes it only on the next metadata response; the first join, in the first ``poll()``, records
+    that empty snapshot as the one its assignment used, and the metadata response that follows starts a second
+    rebalance at every start (a revoke, a checkpoint, every transaction opened again). Called after
+    ``subscribe()`` once the topics' partitions are known (:func:`check_copartitioned` fetched them), the first
+    join uses the real snapshot. Does nothing on a client without these attributes."""
+    coord = getattr(consumer, "_coordinator", None)
+    cluster = getattr(getattr(consumer, "_client", None), "cluster", None)
+    update = getattr(coord, "_handle_metadata_update", None)
+    if cluster is not None and callable(update):
+        update(cluster)
+
+
+def rescue_lost_join(consumer: KafkaConsumer) -> bool:
+    """Work around a kafka-python 3.0 coordinator bug that leaves a member without partitions for good.
+
+    A rebalance that the group leader starts because its metadata snapshot changed (``need_rejoin()`` is true
+    while ``rejoin_needed`` is false) loses its own result when a ``poll()`` times out while the JoinGroup /
+    SyncGroup round trip is in flight: computing the assignment makes the snapshots equal again, so the next
+    ``poll()`` sees ``need_rejoin()`` false and never awaits the finished join; the assignment is never applied,
+    the assign listener never runs, heartbeats stay disabled and the broker evicts the member a session later,
+    unnoticed. Seen under CPU load on the second (metadata) rebalance after a start, with nothing assigned for
+    minutes. The state it leaves is exact: REBALANCING, no join in flight, no rejoin wanted. Asking to rejoin
+    makes the next ``poll()`` join again (from scratch, with a new JoinGroup). Returns True if it did.
+    Does nothing on a client without these attributes."""
+    coord = getattr(consumer, "_coordinator", None)
+    if coord is None or getattr(coord, "state", None) != "<rebalancing>":
+        return False
+    task = getattr(coord, "_join_task", False)
+    if task is False or (task is not None and not task.is_done):
+        return False  # a join in flight: poll() awaits it
+    if not hasattr(coord, "request_rejoin") or coord.need_rejoin():
+        return False
+    coord.request_rejoin()
+    return True
 
 
 def partition_count(consumer: KafkaConsumer, topic: str) -> int:

@@ -8,7 +8,8 @@ through a custom prometheus-client collector, so the runtime's hot loop never to
   ``riskstream_events_total`` (events processed: orders, logins, labels), ``riskstream_invalid_records_total``
   (sent to the dead-letter sinks), ``riskstream_alerts_total``, ``riskstream_checkpoints_total``,
   ``riskstream_checkpoint_failures_total``, ``riskstream_commit_failures_total`` (normal during rebalances),
-  ``riskstream_rebalances_total``, ``riskstream_transactions_total``, ``riskstream_rewinds_total``,
+  ``riskstream_rebalances_total``, ``riskstream_lost_joins_total``, ``riskstream_transactions_total``,
+  ``riskstream_rewinds_total``,
   ``riskstream_fenced_units_total``, ``riskstream_decisions_fenced_total``, ``riskstream_decisions_pruned_total``
   (merge decisions deleted below the input topics' log start, ``kafka.decision_prune_interval_s``);
 - ``riskstream_consumer_lag{topic,partition}``: records between the next unprocessed offset and the high
@@ -140,6 +141,8 @@ _COUNTERS = (
     ("commit_failures", "riskstream_commit_failures",
      "Offset commits that failed (normal during rebalances)."),
     ("rebalances", "riskstream_rebalances", "Partition assignments received."),
+    ("lost_joins", "riskstream_lost_joins",
+     "Rebalances whose result the Kafka client dropped; the member joined again."),
     ("transactions", "riskstream_transactions", "Kafka transactions committed (kafka.exactly_once)."),
     ("rewinds", "riskstream_rewinds",
      "Units rolled back to their last checkpoint after a failed transaction (kafka.exactly_once)."),

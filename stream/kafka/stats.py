@@ -88,6 +88,8 @@ class RuntimeStats:
         Merge decisions refused because another member claimed the unit's decision log since (the unit is
         dropped; also counted in ``fenced``), and recorded decisions deleted as below the input topics' log-start
         offsets (``kafka.decision_prune_interval_s``).
+    rules_switches
+        Live rule pack switches this member recorded (a unit switched to the store's new active version).
     last_checkpoint_seconds, checkpoint_seconds_total
         Duration of the last checkpoint and the sum of all.
     last_checkpoint_at, last_checkpoint_failed_at, last_checkpoint_error
@@ -97,6 +99,9 @@ class RuntimeStats:
         Wall-clock time of the last ``poll()`` return (the health check's liveness signal).
     rebalances
         Partition assignments received.
+    lost_joins
+        Rebalances whose result kafka-python dropped, joined again (see
+        :func:`~stream.kafka.client.rescue_lost_join`).
     units
         Partition units currently owned.
     paused_partitions
@@ -127,6 +132,7 @@ class RuntimeStats:
         self.fenced = 0
         self.decisions_fenced = 0
         self.decisions_pruned = 0
+        self.rules_switches = 0
         self.last_checkpoint_seconds = 0.0
         self.checkpoint_seconds_total = 0.0
         self.last_checkpoint_at: float | None = None
@@ -134,6 +140,7 @@ class RuntimeStats:
         self.last_checkpoint_error: str | None = None
         self.last_poll_at: float | None = None
         self.rebalances = 0
+        self.lost_joins = 0
         self.units: tuple[int, ...] = ()
         self.paused_partitions = 0
         self.buffered = 0
@@ -141,6 +148,8 @@ class RuntimeStats:
         self.pauses = 0
         self.lag: dict[str, int] = {}
         self.latency_counts = [0] * len(LATENCY_BUCKETS)
+        #: Every observed latency (arrays of seconds) when set to a list; None (the default) keeps none.
+        self.latency_samples: list[Any] | None = None
         self.latency_sum = 0.0
         self.latency_count = 0
 
@@ -152,6 +161,27 @@ class RuntimeStats:
                 self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, s)] += 1
                 self.latency_sum += s
                 self.latency_count += 1
+
+    def observe_latency_array(self, seconds: Any) -> None:
+        """:meth:`observe_latency` of a numpy array (a released batch), without a Python float per event; kept in
+        :attr:`latency_samples` too when that is a list (the Kafka benchmark's percentiles)."""
+        import numpy as np
+
+        s = np.maximum(np.asarray(seconds, dtype=np.float64), 0.0)
+        if not s.size:
+            return
+        idx = np.searchsorted(np.asarray(LATENCY_BUCKETS), s, side="left")
+        counts = np.bincount(idx, minlength=len(LATENCY_BUCKETS)).tolist()
+        total = float(s.sum())
+        with self._lock:
+            lc = self.latency_counts
+            for i, c in enumerate(counts):
+                if c:
+                    lc[i] += c
+            self.latency_sum += total
+            self.latency_count += int(s.size)
+            if self.latency_samples is not None:
+                self.latency_samples.append(s)
 
     def set_lag(self, lag: Mapping[str, int]) -> None:
         with self._lock:
@@ -187,6 +217,7 @@ class RuntimeStats:
                 "fenced": self.fenced,
                 "decisions_fenced": self.decisions_fenced,
                 "decisions_pruned": self.decisions_pruned,
+                "rules_switches": self.rules_switches,
                 "last_checkpoint_seconds": self.last_checkpoint_seconds,
                 "checkpoint_seconds_total": self.checkpoint_seconds_total,
                 "last_checkpoint_at": self.last_checkpoint_at,
@@ -194,6 +225,7 @@ class RuntimeStats:
                 "last_checkpoint_error": self.last_checkpoint_error,
                 "last_poll_at": self.last_poll_at,
                 "rebalances": self.rebalances,
+                "lost_joins": self.lost_joins,
                 "units": list(self.units),
                 "paused_partitions": self.paused_partitions,
                 "buffered": self.buffered,

@@ -28,17 +28,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from conftest import (
-    PARTITIONS,
-    RunProcess,
-    Topics,
-    committed_offsets,
-    comparable,
-    end_offsets,
-    wait_until,
-    write_config,
-)
-
 from sinks.alert import Alert
 from sinks.memory import MemorySink
 from stream.cli import cli as cli_main
@@ -48,8 +37,18 @@ from stream.events import encode
 from stream.kafka import RuntimeStats, replay_kafka, run_consumer
 from stream.kafka.observability import RuntimeCollector
 from stream.sim import SimConfig, simulate
-from stream.state import LocalStateStore
+from stream.state import LocalStateStore, open_state_store
 from stream.state.postgres import PgStateStore
+from tests.kafka.conftest import (
+    PARTITIONS,
+    RunProcess,
+    Topics,
+    committed_offsets,
+    comparable,
+    end_offsets,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -63,13 +62,24 @@ def _store(kind: str, root: Path) -> Any:
     return PgStateStore(f"sqlite:///{root / 'state.db'}", key=KEY)
 
 
-def _settings(bootstrap: str, topics: Topics, **kafka: Any) -> Settings:
+def _settings(bootstrap: str, topics: Topics, kind: str, root: Path, **kafka: Any) -> Settings:
+    """The members' settings; ``[state]`` names the store :func:`_store` opens, so that
+    ``replay_kafka(settings, group=...)`` reads the decisions the members recorded (as ``riskstream replay --kafka
+    --group`` does with the run's configuration), not some other directory's."""
     over = {"bootstrap_servers": bootstrap, "orders_topic": topics.orders, "logins_topic": topics.logins,
             "labels_topic": topics.labels, "alerts_topic": topics.alerts, "dead_letter_topic": topics.dead_letters,
             "group_id": topics.group, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
             "checkpoint_interval_s": 1.0, "poll_timeout_ms": 200, "max_poll_records": 100,
             "idle_timeout_s": 0.3, "idle_decision_interval_s": 0.05, **kafka}
-    return load_settings(None, env={}, overrides={f"kafka.{k}": v for k, v in over.items()})
+    overrides: dict[str, Any] = {f"kafka.{k}": v for k, v in over.items()}
+    env: dict[str, str] = {}
+    if kind == "local":
+        overrides |= {"state.store": "local", "state.dir": str(root / "state")}
+    else:
+        overrides |= {"state.store": "postgres", "state.database": f"sqlite:///{root / 'state.db'}",
+                      "state.key_env": "RISKSTREAM_STATE_KEY"}
+        env["RISKSTREAM_STATE_KEY"] = KEY.decode()
+    return load_settings(None, env=env, overrides=overrides)
 
 
 class Bursts:
@@ -125,8 +135,25 @@ def _committed_alerts(bootstrap: str, topic: str) -> list[Alert]:
         c.close()
 
 
-def _assert_replay_equals_published(settings: Settings, bootstrap: str, topics: Topics) -> list[Alert]:
-    """``replay_kafka(group=...)`` (the recorded cuts applied) gives exactly the alerts on the committed topic."""
+def _assert_replay_equals_published(settings: Settings, bootstrap: str, topics: Topics,
+                                    recorded: Any) -> list[Alert]:
+    """``replay_kafka(group=...)`` (the recorded cuts applied) gives exactly the alerts on the committed topic.
+
+    ``recorded`` is a handle on the store the members wrote their decisions to: the store the settings name (the
+    one the replay reads) must hold the same cuts, and some, or the replay would merge by the data alone and the
+    comparison would hold or fail by the timing of the input, not by what the group decided."""
+    expected = {u: recorded.load_decisions(topics.group, u) for u in range(PARTITIONS)}
+    assert any(expected.values()), "the members recorded no decision: the replay of the group would prove nothing"
+    store = open_state_store(settings.state, key=settings.state_key)
+    try:
+        read = {u: store.load_decisions(topics.group, u) for u in range(PARTITIONS)}  # type: ignore[attr-defined]
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+    assert read == expected, (f"the replay would read other decisions than the members recorded: cuts per unit "
+                              f"{ {u: len(c) for u, c in read.items()} } in {settings.state!r}, recorded "
+                              f"{ {u: len(c) for u, c in expected.items()} }")
     ref = MemorySink()
     replay_kafka(settings, sinks=[ref], group=topics.group)
     published = _committed_alerts(bootstrap, topics.alerts)
@@ -253,6 +280,26 @@ def test_a_claim_fences_the_previous_owner_and_its_late_cut_is_never_recorded(ki
     assert new.load_decisions("g", 1) == [] and new.claim_unit("g", 1, "x") == 1  # per unit
 
 
+@pytest.mark.parametrize("kind", ["local", "sqlite"])
+def test_the_replay_of_the_group_reads_the_members_decisions(kind, tmp_path):
+    """The settings the members run with name their store, so ``replay_kafka(settings, group=...)`` applies the
+    cuts they recorded. (The settings once left ``[state]`` at its default, a ``riskstream-state`` folder in the
+    working directory: the replay read no cut at all, merged by the data alone, and the two-owner comparison
+    failed whenever a decision had mattered, intermittently: "published vs replay of the group: 0 missing, 2
+    extra". Applied, the recorded cuts gave exactly the published alerts.)"""
+    from stream.kafka.replay import _recorded_cuts
+
+    topics = Topics("o", "l", "b", "a", "d", "g")
+    settings = _settings("127.0.0.1:1", topics, kind, tmp_path)
+    member = _store(kind, tmp_path)
+    e = member.claim_unit("g", 1, "m")
+    cuts = [{"o": 3, "l": 0, "b": 0}, {"o": 5, "l": 2, "b": 0}]
+    for c in cuts:
+        member.append_decision("g", 1, c, epoch=e)
+    assert _recorded_cuts(settings, "g", list(range(PARTITIONS))) == {u: cuts if u == 1 else []
+                                                                      for u in range(PARTITIONS)}
+
+
 def test_a_cut_slipped_in_under_a_superseded_epoch_is_invisible_and_pruned(tmp_path):
     """The reader's side of the rule: a cut of an older epoch written after a newer claim (by a store that lost its
     lock, a copied file) is never returned, not even after pruning the cuts around it."""
@@ -329,7 +376,7 @@ def test_two_owners_the_old_one_is_fenced_and_its_decision_never_visible(kind, k
     heartbeat thread leaves the group, member B joins, gets every unit and claims their decision logs. A is
     released: its decision is refused (``DecisionFenced``), it steps down from the unit, rejoins, and the group
     finishes the input. The refused cut is in no log; the committed alerts topic equals the group's replay."""
-    settings = _settings(kafka_bootstrap, topics, max_poll_interval_ms=7000)
+    settings = _settings(kafka_bootstrap, topics, kind, tmp_path, max_poll_interval_ms=7000)
     a_store = StallingStore(_store(kind, tmp_path), stall_at=10)
     a = Member(settings, a_store)
     members = [a]
@@ -360,7 +407,7 @@ def test_two_owners_the_old_one_is_fenced_and_its_decision_never_visible(kind, k
     assert all(d["visible"] for d in log), "an invisible cut reached the log"
     assert [d["owner"] for d in log if d["owner"] == a_epoch] == [a_epoch] * len(recorded_before)
     assert sum(len(observer.load_decisions(topics.group, u)) for u in range(PARTITIONS)) > 10
-    _assert_replay_equals_published(settings, kafka_bootstrap, topics)
+    _assert_replay_equals_published(settings, kafka_bootstrap, topics, observer)
 
 
 _ZOMBIE = textwrap.dedent("""
@@ -457,7 +504,7 @@ def test_a_resumed_zombie_steps_down_cleanly(kafka_bootstrap, topics, tmp_path, 
     assert "Traceback" not in out, out[-3000:]
     assert [d for d in store.decision_log(topics.group, unit) if d["owner"] == epoch] == before
     assert all(d["visible"] for u in range(PARTITIONS) for d in store.decision_log(topics.group, u))
-    _assert_replay_equals_published(settings, kafka_bootstrap, topics)
+    _assert_replay_equals_published(settings, kafka_bootstrap, topics, store)
 
 
 # --- pruning -------------------------------------------------------------------------------------------------------
@@ -468,7 +515,7 @@ def test_decisions_below_the_log_start_are_pruned(kind, kafka_bootstrap, topics,
     """A member records cuts while it consumes; nothing is pruned while the topics start at 0. Then the log start
     of every input partition is moved (``delete_records``) to the offsets of one of its unit's middle cuts: the
     member prunes exactly the cuts at or below it, keeps the rest, and counts them in ``decisions_pruned``."""
-    settings = _settings(kafka_bootstrap, topics, decision_prune_interval_s=0.5)
+    settings = _settings(kafka_bootstrap, topics, kind, tmp_path, decision_prune_interval_s=0.5)
     store = _store(kind, tmp_path)
     m = Member(settings, _store(kind, tmp_path))
     try:

@@ -22,8 +22,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaAdminClient, KafkaConsumer, OffsetAndMetadata, TopicPartition
 
-from conftest import end_offsets, produce_simulated
-
 from sinks.alert import Alert
 from sinks.deadletter import DeadLetter
 from sinks.errors import Fenced, SinkError
@@ -35,6 +33,7 @@ from stream.kafka import replay_kafka, run_consumer
 from stream.kafka.consumer import EOS_OFFSETS_MARK
 from stream.outputs import TransactionalOutputs
 from stream.state import LocalStateStore
+from tests.kafka.conftest import end_offsets, produce_simulated
 
 pytestmark = pytest.mark.kafka
 
@@ -181,6 +180,46 @@ def test_two_producers_with_one_transactional_id_the_older_is_fenced(kafka_boots
             dl.close()
     finally:
         admin.delete_topics([alerts, dead, f"in-{x}"], raise_errors=False)
+        admin.close()
+
+
+@pytest.mark.parametrize("stale", ["member", "generation"])
+def test_offsets_of_a_member_the_group_moved_on_from_are_fenced_not_retried(kafka_bootstrap, stale: str):
+    """KIP-447: the coordinator refuses a transaction's offsets sent with a member id or a generation the group
+    no longer has (an evicted member). That is a fence, not a retriable error: retrying would re-open the unit's
+    transactional id and fence the unit's new owner."""
+    x = uuid.uuid4().hex[:10]
+    alerts, dead, group, inp = f"alerts-{x}", f"dead-{x}", f"group-{x}", f"in-{x}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin.create_topics({t: {"num_partitions": 1, "replication_factor": 1} for t in (alerts, dead, inp)},
+                        wait_for_metadata=True)
+    member = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        member.subscribe([inp])
+        deadline = time.monotonic() + 30
+        while not member.assignment() and time.monotonic() < deadline:
+            member.poll(timeout_ms=200)
+        md = member.group_metadata()
+        assert md.generation_id > 0 and md.member_id  # a live member of the group
+        gone = (md._replace(member_id=f"{md.member_id}-evicted") if stale == "member"
+                else md._replace(generation_id=md.generation_id + 7))
+        settings = load_settings(None, env={}, overrides={"kafka.bootstrap_servers": kafka_bootstrap})
+        outputs = TransactionalOutputs(settings, kafka_bootstrap, alerts, dead, timeout_s=20.0)
+        offsets: dict[Any, Any] = {TopicPartition(inp, 0): OffsetAndMetadata(3, "", -1)}
+        txn = outputs.open(f"riskstream-{group}-unit-0")
+        txn.add(_alert(1))
+        with pytest.raises(Fenced, match="moved on"):
+            txn.commit(offsets, gone)
+        txn.close()
+        again = outputs.open(f"riskstream-{group}-unit-0")  # the live member's metadata still commits
+        again.add(_alert(2))
+        again.commit(offsets, md)
+        again.close()
+        assert read_ids(kafka_bootstrap, alerts, committed=True) == ["a2"]
+        assert member.committed(TopicPartition(inp, 0)) == 3
+    finally:
+        member.close()
+        admin.delete_topics([alerts, dead, inp], raise_errors=False)
         admin.close()
 
 

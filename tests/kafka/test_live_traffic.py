@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import (
+from kafka import KafkaAdminClient, KafkaProducer
+
+from sinks.alert import Alert
+from sinks.memory import MemorySink
+from stream.cli import cli as cli_main
+from stream.events import encode
+from stream.kafka import replay_kafka
+from stream.sim import SimConfig, simulate
+from tests.kafka.conftest import (
     RunProcess,
     Topics,
     committed_offsets,
@@ -26,14 +34,6 @@ from conftest import (
     wait_until,
     write_config,
 )
-from kafka import KafkaAdminClient, KafkaProducer
-
-from sinks.alert import Alert
-from sinks.memory import MemorySink
-from stream.cli import cli as cli_main
-from stream.events import encode
-from stream.kafka import replay_kafka
-from stream.sim import SimConfig, simulate
 
 pytestmark = pytest.mark.kafka
 
