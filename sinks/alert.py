@@ -55,6 +55,10 @@ class Alert:
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    #: The stored rule pack version (``rule_packs.version``) the rules detector ran when the event was scored;
+    #: None when it ran the configuration's own rules (no stored pack applied: a replay, or before a consumer's
+    #: first switch).
+    rules_version: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -80,6 +84,7 @@ class Alert:
             "reasons": [dict(r) for r in self.reasons],
             "detector_scores": {k: round(v, 6) for k, v in self.detector_scores.items()},
             "config_hash": self.config_hash,
+            "rules_version": self.rules_version,
             "provenance": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
         }
 
@@ -106,6 +111,7 @@ class Alert:
             topic=prov.get("topic"),
             partition=prov.get("partition"),
             offset=prov.get("offset"),
+            rules_version=None if d.get("rules_version") is None else int(d["rules_version"]),
         )
 
     @classmethod

@@ -272,12 +272,22 @@ _FATAL = tuple(getattr(kerrors, n) for n in ("TransactionalIdAuthorizationFailed
                                               "TopicAuthorizationFailedError") if hasattr(kerrors, n))
 
 
+#: The group coordinator's answer to offsets sent with a member id or generation the group no longer has
+#: (KIP-447): this member was evicted (a stall past the session timeout) or the group rebalanced since the
+#: unit was claimed. kafka-python reports it as a ``CommitFailedError`` naming the broker's error. Retrying
+#: would re-open the unit's transactional id and fence its new owner, so it is treated as fenced: the unit is
+#: dropped and the next rebalance says who owns it.
+_GROUP_MOVED_ON = ("UnknownMemberIdError", "IllegalGenerationError", "FencedInstanceIdError")
+
+
 def _transaction_error(e: BaseException, what: str) -> SinkError:
     if isinstance(e, SinkError):
         return e
     text = f"{type(e).__name__}: {e}"
     if isinstance(e, _FENCED) or any(n.__name__ in text for n in _FENCED):
         return Fenced(f"kafka transaction {what}: fenced ({text})")
+    if isinstance(e, kerrors.KafkaError) and any(n in text for n in _GROUP_MOVED_ON):
+        return Fenced(f"kafka transaction {what}: the consumer group moved on without this member ({text})")
     return SinkError(f"kafka transaction {what}: {text}", retriable=not isinstance(e, _FATAL))
 
 

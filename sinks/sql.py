@@ -149,6 +149,8 @@ def _define(md: MetaData, name: str) -> Table:
         Column("partition", Integer),
         Column("offset", BigInteger),
         Column("schema_version", Integer, nullable=False),
+        # the rule pack version the alert was scored under; NULL: the configuration's own rules (migration 0009)
+        Column("rules_version", Integer),
         Index(f"ix_{name}_entity_key_event_ts", "entity_key", "event_ts"),
         Index(f"ix_{name}_severity_event_ts", "severity", "event_ts"),
         Index(f"ix_{name}_event_ts", "event_ts"),
@@ -509,6 +511,7 @@ class SqlSink(EngineHolder, BatchSink[Alert]):
             "partition": prov["partition"],
             "offset": prov["offset"],
             "schema_version": d["schema_version"],
+            "rules_version": d.get("rules_version"),
         }
 
     def count(self) -> int:
@@ -684,6 +687,7 @@ def copy_row(a: Alert) -> tuple[Any, ...]:
         _text_or_none(d["config_hash"]), _text_or_none(prov["topic"]),
         None if prov["partition"] is None else int(prov["partition"]),
         None if prov["offset"] is None else int(prov["offset"]), int(d["schema_version"]),
+        None if d.get("rules_version") is None else int(d["rules_version"]),
     )
 
 
@@ -715,4 +719,5 @@ def _alert(r: RowMapping) -> Alert:
         topic=r["topic"],
         partition=r["partition"],
         offset=r["offset"],
+        rules_version=r.get("rules_version"),
     )

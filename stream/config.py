@@ -115,6 +115,8 @@ class Settings:
         out["features"].pop("upstream", None)  # only checked against the rules, changes no score
         if out.get("ensemble", {}).get("risk") == "rank":  # the default, added later: keep the hashes made before
             del out["ensemble"]["risk"]
+        if not out.get("ensemble", {}).get("bandit", {}).get("enabled", False):  # likewise the allocator, when off
+            out.get("ensemble", {}).pop("bandit", None)
         for section in ("features", "links"):  # likewise the entity caps, while they are the defaults
             if out.get(section, {}).get("max_entities") == DEFAULTS[section]["max_entities"]:
                 del out[section]["max_entities"]
@@ -397,8 +399,8 @@ def _toml_value(v: Any) -> str:
         return orjson.dumps(v).decode()
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{_key(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(type(v))
 
 

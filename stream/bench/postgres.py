@@ -34,7 +34,7 @@ __all__ = ["bench_db", "bench_alerts", "print_bench_db"]
 
 _COLUMNS = ("alert_id", "event_id", "event_type", "entity_key", "user_id", "entities", "event_ts",
             "detected_at", "score", "severity", "action", "reasons", "detector_scores", "config_hash",
-            "topic", "partition", "offset", "schema_version")
+            "topic", "partition", "offset", "schema_version", "rules_version")
 _JSON_COLUMNS = {"entities", "reasons", "detector_scores"}
 
 

@@ -24,6 +24,7 @@ from stream.cli.demo import demo
 from stream.cli.labels import label
 from stream.cli.nab import nab
 from stream.cli.replay import replay
+from stream.cli.rules import rules
 from stream.cli.run import run
 from stream.cli.simulate import simulate
 
@@ -52,8 +53,8 @@ def cli(verbose: int) -> None:
 
 
 #: Every command, in the order ``riskstream --help`` lists them.
-COMMANDS: tuple[click.Command, ...] = (demo, simulate, replay, compare, bench, run, alerts, console, db, label, nab,
-                                       config)
+COMMANDS: tuple[click.Command, ...] = (demo, simulate, replay, compare, bench, run, alerts, console, rules, db, label,
+                                       nab, config)
 for _command in COMMANDS:
     cli.add_command(_command)
 

@@ -22,6 +22,12 @@ Merge rule (determinism)
     :func:`replay_kafka` over the same offsets produces the same alerts. Records that do not decode go to the
     dead-letter sinks as soon as they reach the head of their queue; they advance the offset like any record.
 
+Live rule packs
+    At a checkpoint boundary of a unit, when the store's active rule pack version (polled at most every
+    ``kafka.rules_poll_interval_s``) differs from the unit's, the switch is recorded in the decision log at the
+    unit's next offsets, then the engine's rules are swapped; a successor and a replay apply it at the same
+    offsets (docs/console.md).
+
 Checkpoint (every ``kafka.checkpoint_interval_s``, on revoke, on stop), ``kafka.exactly_once = true``
     1. flush the idempotent sinks (SQL, JSONL, dead-letter file); a failure aborts the checkpoint and rewinds
        every unit with an open transaction,
@@ -56,24 +62,28 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from sinks.base import Sink
-from sinks.deadletter import DeadLetterSink
+from sinks.deadletter import DeadLetter, DeadLetterSink
 from sinks.errors import Fenced, SinkError
 from sinks.kafka import split_source
 from stream.config import Settings
 from stream.errors import CheckpointError, ConfigError, DecisionFenced, SourceError
-from stream.events import Event
+from stream.events import Event, Provenance
 from stream.kafka.client import (
     TopicPartition,
     decode_record,
     input_topics,
     kerrors,
     make_consumer,
+    prime_group_metadata,
     release_parked_fetches,
+    rescue_lost_join,
 )
 from stream.kafka.stats import RuntimeStats
 from stream.kafka.stats import log_event as _log
-from stream.kafka.units import PartitionUnit
+from stream.kafka.units import RULES_KEY, PartitionUnit, is_switch
 from stream.outputs import Outputs, TransactionalOutputs, open_outputs, transactional_id
 from stream.state import Checkpoint, StateStore, open_state_store
 
@@ -125,6 +135,12 @@ class _Unit:
     #: The epoch this member claimed the unit's decision log at (None: the store has no claims); a decision is
     #: recorded only while it is the unit's latest.
     epoch: int | None = None
+    #: The rule pack version the unit must run at its start position (the last recorded switch at or before its
+    #: checkpoint), applied when the engine is built; None: whatever the checkpoint holds.
+    rules_at_open: int | None = None
+    #: At a checkpoint boundary (or the unit's start): the active rule pack version is compared before the next
+    #: record is processed.
+    rules_due: bool = True
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
@@ -172,10 +188,21 @@ class _Runtime:
         stop: threading.Event,
         log_every_s: float,
         transactional: TransactionalOutputs | None = None,
+        rules: Any = None,
     ) -> None:
         from stream.compiled import new_engine
 
         self._engine_cls = new_engine
+        # Startup work before the first poll: the imports and one fresh engine (its HST forest), which the first
+        # unit without a checkpoint takes. It also says whether detection runs in the core: then whole fetched
+        # batches go to the core as raw bytes (``_ingest``: ``stream._core.scan_raw`` reads each record's event
+        # time and type for the merge; ``_process``: ``CompiledEngine.process_raw``), with no Event per record.
+        self._spare: Any = new_engine(settings, clock=clock)
+        self.raw = getattr(self._spare, "detection", None) == "compiled"
+        if self.raw:
+            from stream._core import scan_raw
+
+            self._scan_raw = scan_raw
         self.settings = settings
         self.consumer = consumer
         self.group = group
@@ -229,6 +256,13 @@ class _Runtime:
         self._next_prune = time.monotonic() + self.prune_interval
         self._next_lag = 0.0
         self._next_log = time.monotonic() + log_every_s
+        #: When (monotonic) a merge's idle decision falls due; the next poll returns by then.
+        self._wake_at: float | None = None
+        #: The store's active rule pack version (a :class:`~stream.kafka.liverules.RuleWatch`), or None: the
+        #: configured rules only.
+        self.rules = rules
+        #: Versions that could not be switched in (logged once each).
+        self._refused_rules: set[int] = set()
 
     # -- rebalance callbacks (IO thread, main thread blocked in poll/close) ----------------------------------
 
@@ -276,6 +310,9 @@ class _Runtime:
             # have recorded.
             epoch = self.decisions.claim_unit(self.group, p, self.member) if self.claims else None
             cuts = self.decisions.load_decisions(self.group, p) if self.decisions is not None else []
+            for c in cuts:  # the packs of recorded switches, read now: applying them must not wait on the store
+                if is_switch(c):
+                    self._rules_params(c[RULES_KEY])
         except CheckpointError as e:
             if not e.retriable:
                 raise
@@ -305,17 +342,22 @@ class _Runtime:
         # Decisions a predecessor recorded past this checkpoint are applied again, in order, so the records
         # it processed under them are processed the same way here (older ones are dropped as passed).
         start = dict(ck.offsets) if ck is not None else {}
-        ahead = [c for c in cuts if not start or any(o > start.get(t, o) for t, o in c.items())]
+        is_ahead = [not start or any(o > start.get(t, o) for t, o in c.items()) for c in cuts]
+        ahead = [c for c, a in zip(cuts, is_ahead, strict=True) if a]
         for c in ahead:
             merge.add_cut(c)
         if ahead:
             _log(logging.INFO, "decisions_to_replay", unit=p, cuts=len(ahead))
+        # Rule pack switches at or before the checkpoint: the last one is the version the unit runs from there
+        # (the checkpoint may predate it by nothing: a switch is recorded right after a checkpoint).
+        passed = [c[RULES_KEY] for c, a in zip(cuts, is_ahead, strict=True) if not a and is_switch(c)]
         if epoch is not None:
             _log(logging.INFO, "decisions_claimed", unit=p, epoch=epoch, member=self.member)
         # Positions not in a checkpoint are looked up by the main loop (a blocking call is not allowed here).
         self.units[p] = _Unit(
             merge, None, tps, snapshot=ck.state if ck is not None else None, pending=pending,
             start=dict(ck.offsets) if ck is not None else {}, epoch=epoch,
+            rules_at_open=passed[-1] if passed else None,
         )
 
     def on_revoke(
@@ -372,6 +414,8 @@ class _Runtime:
     # -- main loop -------------------------------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.rules is not None:
+            self.rules.poll(force=True)
         try:
             while not self.stop.is_set():
                 self.step()
@@ -382,7 +426,16 @@ class _Runtime:
 
     def step(self) -> None:
         release_parked_fetches(self.consumer)
-        records = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_poll_records)
+        if rescue_lost_join(self.consumer):
+            self.stats.lost_joins += 1
+            _log(logging.WARNING, "lost_join", note="kafka-python dropped the result of a rebalance; joining again")
+        # A merge waiting for an idle decision is woken when it is due, not after a whole poll timeout (with the
+        # default 500 ms poll and 0.25 s decision interval, each decision used to cost up to 0.5 s of latency).
+        timeout_ms = self.poll_timeout_ms
+        if self._wake_at is not None:
+            timeout_ms = max(0, min(timeout_ms, int((self._wake_at - time.monotonic()) * 1000.0) + 1))
+            self._wake_at = None
+        records = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
         # Seeks made inside poll() (the assign listener) came before its fetch was handed out: only those made
         # from here on make this poll's records stale.
         self.sought.clear()
@@ -395,6 +448,8 @@ class _Runtime:
         if self.transactional is not None:
             self._start_transactions()
         self._resolve_pending()
+        for unit in self.units.values():  # build (or restore) engines before their first records are taken in
+            self._materialize(unit)
         # Records of a partition sought after this poll returned (a start position found by the main loop: after
         # init_transactions with exactly once, or the committed offset) were fetched from wherever kafka-python
         # had the position (it keeps positions across rebalances, and starts a new partition at its committed
@@ -450,6 +505,9 @@ class _Runtime:
             return  # a partition revoked in this very poll (its new owner reads the records again)
         merge = unit.merge
         expected = merge.positions[tp.topic]
+        if self.raw:
+            self.stats.records_in += self._ingest_raw(merge, tp, recs, expected)
+            return
         n = 0
         for r in recs:
             if expected is not None and r.offset < expected:
@@ -462,6 +520,32 @@ class _Runtime:
             )
             n += 1
         self.stats.records_in += n
+
+    def _ingest_raw(self, merge: PartitionUnit, tp: TopicPartition, recs: Sequence[Any], expected: int | None) -> int:
+        """Buffer a fetched batch as raw bytes: the core decodes the batch once for each record's event time and
+        type (the merge's key); only a record it refuses or leaves to Python is decoded here (a dead letter keeps
+        its reason and bytes; an event the core left to Python is buffered as bytes with its time)."""
+        if expected is not None and recs and recs[0].offset < expected:
+            recs = [r for r in recs if r.offset >= expected]  # already buffered or processed (a stale fetch)
+        if not recs:
+            return 0
+        topic, part = tp.topic, tp.partition
+        values = [r.value for r in recs]
+        ts, status = self._scan_raw(values)
+        items: list[Any] = []
+        add = items.append
+        for r, v, t, st in zip(recs, values, ts.tolist(), status.tolist(), strict=True):
+            stamp = r.timestamp if r.timestamp is not None else -1
+            if st < 3:
+                add((r.offset, v, stamp, t, topic))
+            else:
+                item = decode_record(topic, part, r.offset, v)
+                if isinstance(item, DeadLetter):
+                    add((r.offset, item, stamp, None, topic))
+                else:  # an event the core leaves to Python: its batch takes the event path (see _process)
+                    add((r.offset, item, stamp, item.ts, topic))
+        merge.add_many(topic, items)
+        return len(items)
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         """Set the fetch position of ``tp``; the records the current poll returned for it are stale (see step)."""
@@ -541,12 +625,91 @@ class _Runtime:
     def _materialize(self, unit: _Unit) -> Any:
         """The unit's engine, built (and its checkpoint restored) on first use, in the main thread."""
         if unit.engine is None:
-            engine = self._engine_cls(self.settings, clock=self.clock)
+            if unit.snapshot is None and self._spare is not None:
+                engine, self._spare = self._spare, None
+            else:
+                engine = self._engine_cls(self.settings, clock=self.clock)
             if unit.snapshot is not None:
                 engine.restore(unit.snapshot)
                 unit.snapshot = None
+            if unit.rules_at_open is not None and engine.rules_version != unit.rules_at_open:
+                self._apply_recorded_switch(unit.merge.partition, engine, unit.rules_at_open)
             unit.engine = engine
         return unit.engine
+
+    # -- live rule packs -------------------------------------------------------------------------------------
+
+    def _rules_params(self, version: int | None) -> dict[str, Any]:
+        if version is None:
+            return dict(self.settings.detectors.get("rules") or {})
+        if self.rules is None:
+            raise ConfigError(f"a rule pack switch to version {version} is recorded, but no rule pack store is "
+                              "configured (sinks.database, kafka.rules_poll_interval_s > 0) to read it from")
+        try:
+            return self.rules.params(version)
+        except LookupError as e:
+            raise ConfigError(f"rule pack switch to version {version}: {e}") from None
+
+    def _apply_recorded_switch(self, p: int, engine: Any, version: int) -> None:
+        """Switch ``engine`` to ``version`` where a recorded switch says so (a predecessor's, or this unit's own
+        before a restart): it must be applied, or the unit would not reproduce what was published."""
+        try:
+            engine.set_rules(self._rules_params(version), version)
+        except ConfigError as e:
+            raise ConfigError(f"unit {p}: cannot apply the recorded rule pack switch to version {version}: {e}") \
+                from None
+        _log(logging.INFO, "rules_switched", unit=p, version=version, recorded=True)
+
+    def _maybe_switch(self, unit: _Unit) -> None:
+        """At a checkpoint boundary of ``unit`` (nothing processed since its last checkpoint, no recorded decision
+        pending): if the store's active rule pack differs from the unit's, record the switch at the unit's next
+        offsets (before anything is processed under it), then switch the engine's rules."""
+        unit.rules_due = False
+        want = self.rules.version if self.rules is not None else None
+        engine = unit.engine
+        if want is None or engine is None or engine.rules_version == want or want in self._refused_rules:
+            return
+        merge = unit.merge
+        at = merge.next_offsets()
+        if at is None:
+            unit.rules_due = True
+            return
+        old = engine.rules_version
+        try:
+            engine.set_rules(self._rules_params(want), want)
+        except CheckpointError as e:  # the store is down: next boundary
+            _log(logging.WARNING, "rules_poll_failed", unit=merge.partition, version=want,
+                 error=f"{type(e).__name__}: {e}"[:300])
+            return
+        except ConfigError as e:
+            self._refused_rules.add(want)
+            _log(logging.ERROR, "rules_refused", unit=merge.partition, version=want, running=old,
+                 error=str(e)[:300], note="the unit keeps the rules it runs")
+            return
+        switch = {**at, RULES_KEY: want}
+        if self.decisions is None:
+            _log(logging.WARNING, "switch_not_recorded", unit=merge.partition,
+                 note="the state store cannot record decisions; a replay may apply the rule pack elsewhere")
+        else:
+            try:
+                if unit.epoch is not None:
+                    self.decisions.append_decision(self.group, merge.partition, switch, epoch=unit.epoch)
+                else:
+                    self.decisions.append_decision(self.group, merge.partition, switch)
+            except DecisionFenced as e:
+                self.stats.decisions_fenced += 1
+                self._fence(merge.partition, e, what="decision_fenced")
+                return
+            except CheckpointError as e:
+                engine.set_rules(self._rules_params(old), old)  # not recorded: not switched; next boundary
+                self.stats.observe_checkpoint_failure(e)
+                _log(logging.WARNING, "switch_failed", unit=merge.partition, version=want,
+                     error=f"{type(e).__name__}: {e}")
+                return
+        unit.dirty = True  # the next checkpoint saves the state with its version
+        self.stats.rules_switches += 1
+        _log(logging.INFO, "rules_switched", unit=merge.partition, version=want, previous=old,
+             offsets=_fmt_offsets(at))
 
     def _process(self) -> None:
         buffered = 0
@@ -555,48 +718,76 @@ class _Runtime:
                 buffered += unit.merge.buffered
                 continue  # its transaction is not open yet: nothing may be processed
             self._materialize(unit)
-            items, dead = unit.merge.release()
-            if items or dead:
-                unit.waiting_since = None
-            else:
-                items, dead = self._idle_decision(unit)
+            if unit.rules_due and not unit.dirty and not unit.merge.cuts:
+                self._maybe_switch(unit)
                 if self.units.get(unit.merge.partition) is not unit:
                     continue  # fenced: it stepped down from the unit
-            if dead:
-                for d in dead:
-                    for dl in self.dl_sinks:
-                        dl.add(d)
-                    if unit.txn is not None and not _published(unit, split_source(d.source)[0], d.position):
-                        unit.txn.add_dead_letter(d)
-                self.stats.invalid += len(dead)
-                unit.dirty = True
-                for d in dead:
-                    _log(
-                        logging.WARNING,
-                        "dead_letter",
-                        source=d.source,
-                        offset=d.position,
-                        reason=d.reason[:200],
-                    )
-            if items:
-                events = [it[1] for it in items]
-                n_alerts = 0
-                for i in range(0, len(events), self.batch_size):
-                    outcome = unit.engine.process(events[i : i + self.batch_size])
-                    for a in outcome.alerts:
-                        for s in self.alert_sinks:
-                            s.add(a)
-                        if unit.txn is not None and not _published(unit, a.topic, a.offset):
-                            unit.txn.add(a)
-                    n_alerts += len(outcome.alerts)
-                now_ms = time.time() * 1000.0
-                self.stats.observe_latency((now_ms - ts) / 1000.0 for _, _, ts in items if ts >= 0)
-                self.stats.events += len(events)
-                self.stats.alerts += n_alerts
+            while True:
+                if not self._process_unit(unit):
+                    break
+                # release() stopped at a recorded rule pack switch: what it released ran on the old rules
+                self._apply_recorded_switch(unit.merge.partition, unit.engine, unit.merge.reached)  # type: ignore[arg-type]
+                unit.merge.reached = None
                 unit.dirty = True
             buffered += unit.merge.buffered
         self.stats.buffered = buffered
         self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
+
+    def _process_unit(self, unit: _Unit) -> bool:
+        """Release and process what the unit's merge allows; True if it stopped at a recorded rule pack switch."""
+        items, dead = unit.merge.release()
+        if items or dead:
+            unit.waiting_since = None
+        else:
+            items, dead = self._idle_decision(unit)
+            if self.units.get(unit.merge.partition) is not unit:
+                return False  # fenced: it stepped down from the unit
+        if dead:
+            for d in dead:
+                for dl in self.dl_sinks:
+                    dl.add(d)
+                if unit.txn is not None and not _published(unit, split_source(d.source)[0], d.position):
+                    unit.txn.add_dead_letter(d)
+            self.stats.invalid += len(dead)
+            unit.dirty = True
+            for d in dead:
+                _log(
+                    logging.WARNING,
+                    "dead_letter",
+                    source=d.source,
+                    offset=d.position,
+                    reason=d.reason[:200],
+                )
+        if items:
+            n_alerts = 0
+            part = unit.merge.partition
+            for i in range(0, len(items), self.batch_size):
+                chunk = items[i : i + self.batch_size]
+                if self.raw and all(type(it[1]) is bytes for it in chunk):
+                    outcome, refused = unit.engine.process_raw(  # type: ignore[union-attr]
+                        [it[1] for it in chunk], lambda j, c=chunk, p=part: Provenance(c[j][4], p, c[j][0]))
+                    if refused:  # the merge took in only records the same decoder accepted
+                        raise RuntimeError(f"unit {part}: the core refused records it had accepted: {refused[:3]}")
+                elif self.raw:  # a record the core left to Python: process_raw would end its explain stretch
+                    # there (alert reasons read the models at that point), so the batch takes the event path
+                    outcome = unit.engine.process([  # type: ignore[union-attr]
+                        it[1] if type(it[1]) is not bytes
+                        else decode_record(it[4], part, it[0], it[1]) for it in chunk])
+                else:
+                    outcome = unit.engine.process([it[1] for it in chunk])  # type: ignore[union-attr]
+                for a in outcome.alerts:
+                    for s in self.alert_sinks:
+                        s.add(a)
+                    if unit.txn is not None and not _published(unit, a.topic, a.offset):
+                        unit.txn.add(a)
+                n_alerts += len(outcome.alerts)
+            now_ms = time.time() * 1000.0
+            stamps = np.fromiter((it[2] for it in items), np.float64, len(items))
+            self.stats.observe_latency_array((now_ms - stamps[stamps >= 0]) / 1000.0)
+            self.stats.events += len(items)
+            self.stats.alerts += n_alerts
+            unit.dirty = True
+        return unit.merge.reached is not None
 
     def _idle_decision(self, unit: _Unit) -> tuple[list[Any], list[Any]]:
         """When the merge has waited ``idle_timeout_s`` for empty topics that are all caught up (at their high
@@ -630,7 +821,9 @@ class _Runtime:
             # The first decision on a topic waits idle_timeout_s; while it stays silent, one decision per
             # idle_decision_interval_s gathers what arrived meanwhile (fewer, larger cuts).
             wait = self.idle_interval if still_idle else self.idle_timeout
-            if now - max(unit.waiting_since, unit.decided_at if still_idle else 0.0) < wait:
+            due = max(unit.waiting_since, unit.decided_at if still_idle else 0.0) + wait
+            if now < due:
+                self._wake_at = due if self._wake_at is None else min(self._wake_at, due)
                 return [], []
         if not all(self._at_end(unit, t) for t in waiting):
             return [], []  # an empty topic still has records to fetch: wait for them, not a decision
@@ -941,6 +1134,10 @@ class _Runtime:
         self._backoff = _FIRST_BACKOFF_S
         self._next_checkpoint = now + self.interval
         self._commit(offsets, reason)
+        if self.rules is not None:
+            self.rules.poll()
+            for unit in self.units.values():
+                unit.rules_due = True
         return True
 
     def final_checkpoint(self, deadline_s: float = 60.0) -> None:
@@ -1088,6 +1285,7 @@ def run_consumer(
                              **({"isolation_level": "read_committed"} if exactly_once else {}))
     outputs = Outputs()
     runtime: _Runtime | None = None
+    rules = None
     try:
         n = check_copartitioned(consumer, topics)
         if sinks is None or dead_letters is None:
@@ -1095,6 +1293,9 @@ def run_consumer(
                                    refused=dead_letters is None)
             sinks = outputs.alerts if sinks is None else sinks
             dead_letters = outputs.dead_letters if dead_letters is None else dead_letters
+        from stream.kafka.liverules import open_rule_watch
+
+        rules = open_rule_watch(settings)  # after the outputs: the SQL sink has migrated the store
         runtime = _Runtime(
             settings,
             consumer,
@@ -1107,6 +1308,7 @@ def run_consumer(
             stop=stop,
             log_every_s=log_every_s,
             transactional=outputs.transactional,
+            rules=rules,
         )
         _log(
             logging.INFO,
@@ -1120,6 +1322,7 @@ def run_consumer(
             exactly_once=outputs.transactional is not None,
         )
         consumer.subscribe(list(topics), listener=_Listener(runtime))
+        prime_group_metadata(consumer)  # no second rebalance at every start
         runtime.run()
         consumer.close()  # the revoke listener checkpoints (nothing new) and commits; then the group is left
         if runtime.fatal is not None:
@@ -1141,6 +1344,8 @@ def run_consumer(
             pass
         if runtime is not None:
             runtime.close_transactions()
+        if rules is not None:
+            rules.close()
         outputs.close()
         if restore_signals is not None:
             restore_signals()

@@ -18,7 +18,7 @@ from stream.kafka.client import (
     input_topics,
     make_consumer,
 )
-from stream.kafka.units import PartitionUnit
+from stream.kafka.units import RULES_KEY, PartitionUnit
 
 if TYPE_CHECKING:
     from stream.pipeline import Outcome
@@ -63,6 +63,7 @@ def replay_kafka(
     flush_every: int = 50,
     group: str | None = None,
     decisions: Mapping[int, Sequence[Mapping[str, int]]] | None = None,
+    rules_db: str | None = None,
 ) -> KafkaReplayResult:
     """Run a bounded offset range of Kafka topics through the runtime's unit/merge logic, without a group.
 
@@ -96,6 +97,11 @@ def replay_kafka(
         idle while records of another waited.
     decisions
         Unit -> its cuts, oldest first, instead of (or in addition to, after) those of ``group``.
+    rules_db
+        Where the rule packs named by recorded rule pack switches are read (default ``sinks.database``): a unit
+        starts with the configured rules, and at each switch the run recorded (a cut with
+        :data:`~stream.kafka.units.RULES_KEY`) its engine switches to that stored version at the same offsets,
+        so the alerts carry the run's ``rules_version`` and equal its alerts.
     """
     from stream.compiled import new_engine
     from stream.eval.metrics import Collector
@@ -115,6 +121,7 @@ def replay_kafka(
     stage = {"features": 0.0, "detectors": 0.0, "decision": 0.0, "sinks": 0.0}
     now = time.perf_counter
     started = now()
+    watch: Any = None
     try:
         tps: list[TopicPartition] = []
         for t in names:
@@ -142,6 +149,13 @@ def replay_kafka(
         cuts = _recorded_cuts(settings, group, sorted({tp.partition for tp in tps})) if group else {}
         for p, extra in (decisions or {}).items():
             cuts.setdefault(int(p), []).extend(dict(c) for c in extra)
+        if any(RULES_KEY in c for cs in cuts.values() for c in cs):
+            from stream.kafka.liverules import open_rule_watch
+
+            watch = open_rule_watch(settings.replace({"kafka.rules_poll_interval_s": 1.0}), rules_db)
+            if watch is None:
+                raise SourceError("the recorded decisions switch rule packs: give the store that holds them "
+                                  "(sinks.database or rules_db)")
         for p in sorted({tp.partition for tp in tps}):
             unit_topics = [t for t in names if TopicPartition(t, p) in start]
             units[p] = PartitionUnit(p, unit_topics)
@@ -157,6 +171,33 @@ def replay_kafka(
         if done:
             consumer.pause(*done)
         n_batches = 0
+
+        def handle(u: PartitionUnit, items: list[Any], dead: list[Any]) -> None:
+            nonlocal n_batches
+            t0 = now()
+            if dead and dead_letters is not None:
+                for d in dead:
+                    dead_letters.add(d)
+            stage["sinks"] += now() - t0
+            events = [it[1] for it in items]
+            for i in range(0, max(len(events), 1), batch_size):
+                chunk = events[i : i + batch_size]
+                outcome = engines[u.partition].process(chunk)
+                for k, v in outcome.timings.items():
+                    stage[k] = stage.get(k, 0.0) + v
+                t0 = now()
+                for a in outcome.alerts:
+                    for s in sinks:
+                        s.add(a)
+                n_batches += 1
+                if n_batches % flush_every == 0:
+                    _flush_replay(sinks, dead_letters)
+                stage["sinks"] += now() - t0
+                invalid = dead if i == 0 else []
+                collector.add(outcome, invalid=len(invalid), reasons=(d.reason for d in invalid))
+                if on_batch is not None:
+                    on_batch(Batch(events=list(chunk), invalid=list(invalid)), outcome)
+
         while True:
             for u in units.values():
 
@@ -164,31 +205,14 @@ def replay_kafka(
                     return (u.positions[topic] or 0) >= stop[TopicPartition(topic, u.partition)]
 
                 items, dead = u.release(at_end)
-                if not items and not dead:
-                    continue
-                t0 = now()
-                if dead and dead_letters is not None:
-                    for d in dead:
-                        dead_letters.add(d)
-                stage["sinks"] += now() - t0
-                events = [it[1] for it in items]
-                for i in range(0, max(len(events), 1), batch_size):
-                    chunk = events[i : i + batch_size]
-                    outcome = engines[u.partition].process(chunk)
-                    for k, v in outcome.timings.items():
-                        stage[k] = stage.get(k, 0.0) + v
-                    t0 = now()
-                    for a in outcome.alerts:
-                        for s in sinks:
-                            s.add(a)
-                    n_batches += 1
-                    if n_batches % flush_every == 0:
-                        _flush_replay(sinks, dead_letters)
-                    stage["sinks"] += now() - t0
-                    invalid = dead if i == 0 else []
-                    collector.add(outcome, invalid=len(invalid), reasons=(d.reason for d in invalid))
-                    if on_batch is not None:
-                        on_batch(Batch(events=list(chunk), invalid=list(invalid)), outcome)
+                while u.reached is not None:  # a recorded rule pack switch: what came before ran on the old rules
+                    if items or dead:
+                        handle(u, items, dead)
+                    engines[u.partition].set_rules(watch.params(u.reached), u.reached)
+                    u.reached = None
+                    items, dead = u.release(at_end)
+                if items or dead:
+                    handle(u, items, dead)
             if len(done) == len(tps) and all(u.buffered == 0 for u in units.values()):
                 break
             records = consumer.poll(timeout_ms=500)
@@ -220,6 +244,8 @@ def replay_kafka(
         stage["sinks"] += now() - t0
     finally:
         consumer.close()
+        if watch is not None:
+            watch.close()
     elapsed = now() - started
     report: dict[str, Any] = collector.report(settings.budget)
     report["config_hash"] = settings.config_hash

@@ -17,11 +17,23 @@ with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself o
     warnings.simplefilter("ignore", DeprecationWarning)
 
 
-__all__ = ["PartitionUnit", "Item", "Released"]
+__all__ = ["PartitionUnit", "Item", "Released", "RULES_KEY", "is_switch"]
 
-Item = tuple[int, "Event | DeadLetter", int]
-#: A released record: (offset, event, Kafka record timestamp in ms or -1).
-Released = tuple[int, Event, int]
+#: The key that marks a recorded *rule pack switch* in a unit's decision log: ``{topic: offset, ..., RULES_KEY:
+#: version}`` says the unit switched to rule pack ``version`` after processing every record below those offsets
+#: and before any at or beyond them. No Kafka topic name can contain ``~``.
+RULES_KEY = "~rules_version"
+
+
+def is_switch(cut: Mapping[str, int]) -> bool:
+    """Whether a recorded decision is a rule pack switch (see :data:`RULES_KEY`)."""
+    return RULES_KEY in cut
+
+#: A buffered record: (offset, event, dead letter or raw JSON bytes, Kafka record timestamp in ms or -1, event time
+#: in seconds (None for a dead letter), topic).
+Item = tuple[int, "Event | DeadLetter | bytes", int, "float | None", str]
+#: A released record: (offset, event or its raw JSON bytes, Kafka record timestamp in ms or -1, event time, topic).
+Released = tuple[int, "Event | bytes", int, float, str]
 
 
 class PartitionUnit:
@@ -53,6 +65,9 @@ class PartitionUnit:
         self.buffered = 0
         #: Recorded decisions still to apply, oldest first (see :meth:`add_cut`).
         self.cuts: deque[dict[str, int]] = deque()
+        #: Set by :meth:`release` when it stopped at a recorded rule pack switch: the version to switch to before
+        #: the next release (the caller applies it and sets this back to None).
+        self.reached: int | None = None
 
     def set_position(self, topic: str, offset: int) -> None:
         """The next record of ``topic`` to arrive will be at ``offset`` (a seek); keeps the later of the two
@@ -60,11 +75,22 @@ class PartitionUnit:
         cur = self.positions[topic]
         self.positions[topic] = offset if cur is None else max(cur, offset)
 
-    def add(self, topic: str, offset: int, item: Event | DeadLetter, timestamp_ms: int = -1) -> None:
-        """Buffer one record (records of a topic arrive in offset order)."""
-        self.queues[topic].append((offset, item, timestamp_ms))
+    def add(self, topic: str, offset: int, item: Event | DeadLetter | bytes, timestamp_ms: int = -1,
+            ts: float | None = None) -> None:
+        """Buffer one record (records of a topic arrive in offset order): an event, a dead letter, or a valid
+        record's raw JSON bytes with its event time ``ts`` (which an event carries itself)."""
+        if ts is None and not isinstance(item, DeadLetter):
+            ts = item.ts  # type: ignore[union-attr]
+        self.queues[topic].append((offset, item, timestamp_ms, ts, topic))
         self.positions[topic] = offset + 1
         self.buffered += 1
+
+    def add_many(self, topic: str, items: Sequence[Item]) -> None:
+        """Buffer records of ``topic`` already in :data:`Item` form, in offset order (the raw Kafka path)."""
+        if items:
+            self.queues[topic].extend(items)
+            self.positions[topic] = items[-1][0] + 1
+            self.buffered += len(items)
 
     def next_offsets(self) -> dict[str, int] | None:
         """Per topic, the offset of the first record not yet released; None while a position is unknown."""
@@ -89,11 +115,20 @@ class PartitionUnit:
         Cuts are applied in the order given (a unit's decisions are recorded in increasing order); a cut the
         unit has already passed is dropped when :meth:`release` reaches it. Topics the cut does not name are
         not bounded by it.
+
+        A rule pack switch (a cut with :data:`RULES_KEY`) is a cut at which :meth:`release` *stops*: once every
+        record below it is released it returns, with :attr:`reached` set to the version, so that the caller
+        processes what was released with the old rules, switches, and releases on.
         """
-        self.cuts.append({t: int(o) for t, o in cut.items() if t in self.queues})
+        c = {t: int(o) for t, o in cut.items() if t in self.queues}
+        if RULES_KEY in cut:
+            c[RULES_KEY] = int(cut[RULES_KEY])
+        self.cuts.append(c)
 
     def _cut_done(self, cut: Mapping[str, int]) -> bool:
         for t, bound in cut.items():
+            if t == RULES_KEY:
+                continue
             pos = self.positions[t]
             q = self.queues[t]
             if pos is None or pos < bound or (q and q[0][0] < bound):
@@ -116,9 +151,16 @@ class PartitionUnit:
         out: list[Released] = []
         dead: list[DeadLetter] = []
         ended: dict[int, bool] = {}
+        if self.reached is not None:
+            return out, dead  # a switch reached is not applied yet
         while True:
             while self.cuts and self._cut_done(self.cuts[0]):
-                self.cuts.popleft()
+                finished = self.cuts.popleft()
+                if RULES_KEY in finished:
+                    self.reached = finished[RULES_KEY]
+                    break
+            if self.reached is not None:
+                break
             cut = self.cuts[0] if self.cuts else None
             best_i = -1
             best_key: tuple[float, int, int] | None = None
@@ -128,8 +170,8 @@ class PartitionUnit:
                 while q and isinstance(q[0][1], DeadLetter) and (bound is None or q[0][0] < bound):
                     dead.append(q.popleft()[1])  # type: ignore[arg-type]
                 if q and (bound is None or q[0][0] < bound):
-                    offset, ev, _ = q[0]
-                    key = (ev.ts, i, offset)  # type: ignore[union-attr]
+                    head = q[0]
+                    key = (head[3], i, head[0])
                     if best_key is None or key < best_key:
                         best_key, best_i = key, i
                     continue

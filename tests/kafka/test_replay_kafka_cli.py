@@ -11,7 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
-from conftest import (
+
+from stream.cli import cli
+from stream.events import encode
+from stream.sim import SimConfig, simulate, write_jsonl
+from tests.kafka.conftest import (
     PARTITIONS,
     end_offsets,
     produce_raw,
@@ -20,10 +24,6 @@ from conftest import (
     settings_for,
     write_config,
 )
-
-from stream.cli import cli
-from stream.events import encode
-from stream.sim import SimConfig, simulate, write_jsonl
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import read_topic
 
 from stream.bench.kafka import TokenBucket, ensure_topics, produce_events
 from stream.cli import cli
 from stream.config import load_settings
 from stream.events import Label, Order, decode, encode
 from stream.sim import SimConfig, simulate
+from tests.kafka.conftest import read_topic
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -9,7 +9,6 @@ import time
 import orjson
 import pytest
 from click.testing import CliRunner
-from conftest import produce_raw
 
 from sinks.alert import Alert
 from sinks.kafka import KafkaAlertSink
@@ -17,6 +16,7 @@ from stream.cli import cli
 from stream.config import load_settings
 from stream.kafka.client import make_producer
 from stream.kafka.subscriber import AlertSubscriber
+from tests.kafka.conftest import produce_raw
 
 pytestmark = pytest.mark.kafka
 

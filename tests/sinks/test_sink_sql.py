@@ -195,7 +195,7 @@ def test_the_table_has_the_documented_columns_and_indexes(open_sink: OpenSink, d
     assert list(cols) == [
         "alert_id", "event_id", "event_type", "entity_key", "user_id", "entities", "event_ts", "detected_at",
         "score", "severity", "action", "reasons", "detector_scores", "config_hash", "topic", "partition",
-        "offset", "schema_version"]
+        "offset", "schema_version", "rules_version"]
     assert insp.get_pk_constraint(db[1])["constrained_columns"] == ["alert_id"]
     assert sorted(tuple(ix["column_names"]) for ix in insp.get_indexes(db[1])) == [
         ("entity_key", "event_ts"), ("event_id",), ("event_ts",), ("score", "alert_id"), ("severity", "event_ts")]

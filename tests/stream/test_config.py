@@ -87,7 +87,7 @@ def test_toml_dump_round_trips():
          "config key 'ensemble.weights.hts' weighs detector 'hts', which is not configured (did you mean 'hst'?)"),
         ("[ensemble.weights]\nforest = 1.0\n",
          "config key 'ensemble.weights.forest' weighs detector 'forest', which is not configured "
-         "(configured: hst, rules, zscore)"),
+         "(configured: coldstart, hst, rules, zscore)"),
         ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "devce_users_24h >= 3"\n',
          "detectors.rules: rule 'mine' names unknown feature 'devce_users_24h' (did you mean 'device_users_24h'?)"),
         ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "order_amount > 5 and V14 < -5"\n',
