@@ -416,19 +416,42 @@ class FeedbackStore(EngineHolder):
 
         return self._run("query review_feedback", run)
 
-    def label_events(self, *, since: float | None = None,
-                     until: float | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """``(key, label event)`` for every stored record, oldest first.
+    def label_events(self, *, since: float | None = None, until: float | None = None, latest: bool = True,
+                     event_time_delay: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``(key, label event)`` for the stored records, oldest first.
 
         ``key`` is the Kafka message key that co-partitions the label with the user's events: the record's
         ``user_id``, else its alert's user, else the referenced event id.
+
+        ``latest`` (the default): one label per event, from its latest record (by ``ts``, then id): a re-reviewed
+        event says what its last verdict says. ``since``/``until`` select by that latest record's time.
+        ``event_time_delay``: the label's time is the judged event's time (``event_ts`` of its alert) plus this
+        many seconds instead of the record's own time, so a replay of the recorded stream meets the label where it
+        belongs in event time; records whose event never alerted (no event time known) are left out.
         """
+        rows = self.joined(until=until)
+        if latest:
+            last: dict[str, dict[str, Any]] = {}
+            for r in rows:  # oldest first: a later record replaces an earlier one
+                last.pop(r["event_id"], None)
+                last[r["event_id"]] = r
+            rows = sorted(last.values(), key=lambda r: (r["ts"], r["feedback_id"]))
+        if since is not None:
+            cut = datetime.fromtimestamp(since, UTC)
+            rows = [r for r in rows if r["ts"] >= cut]
         out = []
-        for r in self.joined(since=since, until=until):
+        for r in rows:
             fb = Feedback(event_id=r["event_id"], outcome=r["outcome"], source=r["source"],
                           ts=r["ts"].timestamp(), alert_id=r["alert_id"], reviewer=r["reviewer"],
                           user_id=r["user_id"])
-            out.append((r["user_id"] or r["alert_user_id"] or r["event_id"], to_label(fb)))
+            event = to_label(fb)
+            if event_time_delay is not None:
+                if r["event_ts"] is None:
+                    continue
+                event["ts"] = _iso_ms(r["event_ts"].timestamp() + event_time_delay)
+            out.append((r["user_id"] or r["alert_user_id"] or r["event_id"], event))
+        if event_time_delay is not None:
+            out.sort(key=lambda ke: (ke[1]["ts"], ke[1]["event_id"]))
         return out
 
     def close(self) -> None:

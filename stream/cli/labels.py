@@ -105,16 +105,31 @@ def label_import(file: str, db: str | None, config: str | None, fmt: str | None,
 @click.option("--kafka", "bootstrap", default=None, metavar="HOST:PORT",
               help="Send the label events to Kafka instead (key: the user id), e.g. 127.0.0.1:9092.")
 @click.option("--topic", default=None, help="Kafka topic (default: kafka.labels_topic).")
+@click.option("--event-time-delay", default=None, metavar="DURATION",
+              help="Time each label at its event's time plus DURATION (1d, 12h, 0) instead of when it was "
+                   "recorded, for a replay of the recorded stream; events that never alerted are left out.")
+@click.option("--every-record", is_flag=True,
+              help="One label per stored record (default: per event, from its latest record).")
 @fail_cleanly
 def label_export(db: str | None, config: str | None, since: str | None, out: str, bootstrap: str | None,
-                 topic: str | None) -> None:
-    """Turn stored review outcomes and chargebacks into `label` events (JSON lines, or a Kafka topic)."""
+                 topic: str | None, event_time_delay: str | None, every_record: bool) -> None:
+    """Turn stored review outcomes and chargebacks into `label` events (JSON lines, or a Kafka topic).
+
+    \b
+    One label per event: its latest record wins (a re-reviewed event says what its last verdict says);
+    --every-record exports every stored record instead. Console verdicts: fraud -> 1, legitimate -> 0;
+    unsure is not stored as a label. For a replay, time the labels in the stream's event time:
+      riskstream label export --db URL --event-time-delay 1d -o labels.jsonl
+      riskstream replay events.jsonl.gz labels.jsonl -c cfg.toml
+    """
     from sinks.feedback import FeedbackStore
+    from stream.eval.delayed_labels import parse_duration
 
     since_ts = parse_since(since) if since else None
+    delay = None if event_time_delay is None else parse_duration(event_time_delay)
     store = FeedbackStore(resolve_database(db, config))
     try:
-        keyed = store.label_events(since=since_ts)
+        keyed = store.label_events(since=since_ts, latest=not every_record, event_time_delay=delay)
     finally:
         store.close()
     if bootstrap:

@@ -3,6 +3,15 @@
 Every route but ``/login`` and ``/static`` needs a signed-in session: pages redirect to ``/login``, ``/api/``
 routes answer 401. Every POST carries the session's CSRF token (``csrf`` form field); a missing or wrong token is
 refused with 403. Form input is checked and a bad value is a message on the page (400), never a traceback.
+
+``/rules`` shows the active rule pack with each rule's alerts and reviewed precision, backtests an edited pack
+against the active one over a recorded stream the console was started with (``backtest_inputs``; at most
+``backtest_max_events`` events per run, in a worker thread, one backtest at a time), deploys it (admin only) and
+rolls back (admin only).
+
+``/overview`` charts alerts and reviewed precision per hour or day of event time, fire counts per detector and rule
+(all aggregated in SQL, :mod:`stream.console.overview`), and the lag and throughput of the consumers whose
+``/metrics`` the console was given (``metrics_urls``), scraped at each page load.
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +28,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -27,7 +39,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from sinks.alert import SEVERITIES
+from stream.config import Settings, default_settings
+from stream.console.overview import MetricsScraper, OverviewStore, bar_chart, fmt_rate
 from stream.console.store import VERDICTS, CaseFilter, ConsoleStore
+from stream.errors import ERRORS as RISKSTREAM_ERRORS
+from stream.errors import ConfigError
+from stream.rulepacks import RulePackStore, backtest, file_source_factory, parse_pack
 
 __all__ = ["create_app"]
 
@@ -69,8 +86,21 @@ def _graph(center: str, links: list[tuple[str, str, str]]) -> dict[str, Any]:
     return {"w": w, "h": h, "nodes": nodes, "edges": edges}
 
 
-def create_app(engine: Engine, *, secret: str | None = None, window_hours: float = 6.0) -> Starlette:
+def create_app(engine: Engine, *, secret: str | None = None, window_hours: float = 6.0,
+               settings: Settings | None = None, backtest_inputs: Sequence[str] = (),
+               backtest_max_events: int = 50_000, label_publisher: Any = None,
+               metrics_urls: Sequence[str] = ()) -> Starlette:
+    """The console app over ``engine`` (the alert store). ``label_publisher`` (a
+    :class:`~stream.console.publish.LabelPublisher`, or anything with its ``publish``): where each verdict's label
+    events go the moment it is recorded (the Kafka runtime's labels topic); None: only the store keeps them.
+    ``metrics_urls``: the consumers' /metrics the overview page scrapes."""
     store = ConsoleStore(engine, window_hours=window_hours)
+    overview_store = OverviewStore(engine)
+    scraper = MetricsScraper(metrics_urls)
+    settings = settings if settings is not None else default_settings()
+    packs = RulePackStore(engine, settings)
+    inputs = [str(p) for p in backtest_inputs]
+    one_backtest = threading.Semaphore(1)
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
 
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
@@ -214,16 +244,147 @@ def create_app(engine: Engine, *, secret: str | None = None, window_hours: float
             return await case_page(request, error=f"Choose a verdict: {', '.join(VERDICTS)}.", status=400)
         if len(note) > 2000:
             return await case_page(request, error="The note is longer than 2000 characters.", status=400)
+        user = str(request.session["user"])
         try:
-            n = store.record_verdict(str(request.session["user"]), ek, b, v, note)
+            n, labels = store.record_verdict_labels(user, ek, b, v, note)
         except LookupError:
             return render(request, "error.html", status=404, error="No such case.")
-        return await case_page(request, message=f"Verdict '{v}' recorded ({n} new label rows).")
+        message = f"Verdict '{v}' recorded ({n} new label rows)."
+        if label_publisher is not None and labels:
+            try:
+                sent = await run_in_threadpool(label_publisher.publish, labels)
+            except RISKSTREAM_ERRORS as e:
+                log.warning("console: verdict on %s@%s not published: %s", ek, b, e)
+                store.audit(user, "verdict.unpublished", f"{ek}@{b}", {"error": str(e)[:500],
+                                                                       "labels": len(labels)})
+                return await case_page(request, status=503, message=message, error=(
+                    f"The verdict is stored, but its {len(labels)} label events did not reach the labels topic "
+                    f"({e}). `riskstream label export --since 1d --kafka HOST:PORT` sends them again."))
+            message += f" {sent} label events sent to the engine's labels topic."
+        return await case_page(request, message=message)
 
     async def audit(request: Request) -> Response:
         if request.session.get("role") != "admin":
             return render(request, "error.html", status=403, error="Only an admin may read the audit trail.")
         return render(request, "audit.html", rows=store.audit_rows())
+
+    # ---- rules
+    async def rules_page(request: Request, *, status: int = 200, error: str | None = None,
+                         message: str | None = None, pack_text: str | None = None, bt: Any = None,
+                         chosen: int = 0, comment: str = "") -> Response:
+        active = await run_in_threadpool(packs.get)
+        versions = await run_in_threadpool(packs.versions)
+        live = active.pack
+        live_rules = [{"name": r.get("name"), "when": r.get("when"), "score": r.get("score", 1.0),
+                       "action": r.get("action", "review")} for r in live.get("rules") or []]
+        stats = await run_in_threadpool(packs.live_stats, [str(r["name"]) for r in live_rules])
+        bt_rules = sorted(set(bt["current"]["rule_alerts"]) | set(bt["candidate"]["rule_alerts"])) if bt else []
+        return render(request, "rules.html", status=status, error=error, message=message, active=active,
+                      versions=versions, live_rules=live_rules, stats=stats,
+                      pack_text=active.pack_text if pack_text is None else pack_text, inputs=inputs,
+                      chosen=chosen, max_events=backtest_max_events, bt=bt, bt_rules=bt_rules, comment=comment)
+
+    async def rules_form(request: Request) -> tuple[Any, str, str]:
+        form = await form_checked(request)
+        text = str(form.get("pack", ""))
+        comment = str(form.get("comment", "")).strip()
+        if len(text) > 200_000:
+            raise BadInput("The pack is longer than 200000 characters.")
+        if len(comment) > 2000:
+            raise BadInput("The comment is longer than 2000 characters.")
+        return form, text, comment
+
+    async def rules_backtest(request: Request) -> Response:
+        try:
+            form, text, comment = await rules_form(request)
+        except BadInput as e:
+            return await rules_page(request, status=400, error=str(e))
+        try:
+            chosen = int(str(form.get("input", "")))
+            if not 0 <= chosen < len(inputs):
+                raise ValueError
+        except ValueError:
+            msg = ("Choose a recorded stream." if inputs else
+                   "No recorded stream to backtest on: start the console with --backtest-input FILE.")
+            return await rules_page(request, status=400, error=msg, pack_text=text, comment=comment)
+        try:
+            candidate = parse_pack(text)
+            current = (await run_in_threadpool(packs.get)).pack
+        except ConfigError as e:
+            return await rules_page(request, status=400, error=str(e), pack_text=text, chosen=chosen,
+                                    comment=comment)
+        if not one_backtest.acquire(blocking=False):
+            return await rules_page(request, status=429, error="Another backtest is running; try again shortly.",
+                                    pack_text=text, chosen=chosen, comment=comment)
+        try:
+            result = await run_in_threadpool(backtest, settings, current, candidate,
+                                             file_source_factory([inputs[chosen]], settings),
+                                             max_events=backtest_max_events)
+        except ConfigError as e:
+            return await rules_page(request, status=400, error=str(e), pack_text=text, chosen=chosen,
+                                    comment=comment)
+        finally:
+            one_backtest.release()
+        store.audit(str(request.session["user"]), "rules.backtest", inputs[chosen],
+                    {"events": result["candidate"]["events"], "added": result["added"]["count"],
+                     "removed": result["removed"]["count"]})
+        return await rules_page(request, pack_text=text, bt=result, chosen=chosen, comment=comment,
+                                message="Backtest done: the live pack and the candidate side by side below.")
+
+    async def rules_deploy(request: Request) -> Response:
+        try:
+            _, text, comment = await rules_form(request)
+        except BadInput as e:
+            return await rules_page(request, status=400, error=str(e))
+        if request.session.get("role") != "admin":
+            store.audit(str(request.session["user"]), "rules.deploy.refused", None, {"role": "analyst"})
+            return await rules_page(request, status=403, error="Only an admin may deploy rules.", pack_text=text,
+                                    comment=comment)
+        try:
+            v = await run_in_threadpool(lambda: packs.deploy(text, author=str(request.session["user"]),
+                                                             comment=comment))
+        except ConfigError as e:
+            return await rules_page(request, status=400, error=str(e), pack_text=text, comment=comment)
+        return await rules_page(request, message=f"Deployed rule pack v{v.version} (was v{v.parent_version}).")
+
+    async def rules_rollback(request: Request) -> Response:
+        await form_checked(request)
+        if request.session.get("role") != "admin":
+            return await rules_page(request, status=403, error="Only an admin may roll back rules.")
+        try:
+            before = await run_in_threadpool(packs.active_version)
+            v = await run_in_threadpool(lambda: packs.rollback(author=str(request.session["user"])))
+        except (LookupError, ConfigError) as e:
+            return await rules_page(request, status=400, error=str(e))
+        return await rules_page(request, message=f"Rolled back: v{v.version} is active again (was v{before}).")
+
+    # ---- overview
+    async def overview(request: Request) -> Response:
+        consumers = await scraper.scrape()
+        live = [c for c in consumers if c.error is None]
+        events = sum(c.events for c in live)
+        since_ts = min((c.started_at for c in live if c.started_at is not None), default=None)
+        since = datetime.fromtimestamp(since_ts, UTC) if live and events > 0 and since_ts is not None else None
+        ov = await run_in_threadpool(overview_store.overview, since)
+        buckets = ov["buckets"]
+        alerts_chart = bar_chart(buckets, "alerts", unit=ov["unit"], title=f"Alerts per {ov['unit']} (event time)")
+        prec_chart = bar_chart(buckets, "precision", unit=ov["unit"], ymax=1.0, fmt="{:.3f}",
+                               title=f"Precision per {ov['unit']} from verdicts",
+                               note=lambda b: f"{b['fraud']} fraud of {b['reviewed']} reviewed")
+        fires = ov["fires"]
+        # per 1,000 events only over alerts the scraped consumers can have raised: detected (wall clock) since they
+        # started; a replay's alerts (or `run --event-time-clock`) carry event time in detected_at and are not
+        rated = since is not None and fires.get("recent_total", 0) > 0
+        for rows in (fires["detectors"], fires["rules"]):
+            for r in rows:
+                r["share"] = r["alerts"] / ov["total"] if ov["total"] else 0.0
+                r["per_1000"] = 1000.0 * r["recent"] / events if rated else None
+        consumer_alerts = sum(c.alerts for c in live)
+        return render(request, "overview.html", ov=ov, buckets=buckets, alerts_chart=alerts_chart,
+                      prec_chart=prec_chart, fires=fires, consumers=consumers, events=events, since=since,
+                      rated=rated, consumer_alerts=consumer_alerts,
+                      metrics_urls=scraper.urls, fmt_rate=fmt_rate,
+                      tfmt="%Y-%m-%d %H:00" if ov["unit"] == "hour" else "%Y-%m-%d")
 
     routes = [
         Route("/login", login, methods=["GET", "POST"]),
@@ -232,6 +393,11 @@ def create_app(engine: Engine, *, secret: str | None = None, window_hours: float
         Route("/case", case_page),
         Route("/case/verdict", verdict, methods=["POST"]),
         Route("/admin/audit", audit),
+        Route("/overview", overview),
+        Route("/rules", rules_page),
+        Route("/rules/backtest", rules_backtest, methods=["POST"]),
+        Route("/rules/deploy", rules_deploy, methods=["POST"]),
+        Route("/rules/rollback", rules_rollback, methods=["POST"]),
         Route("/api/cases", api_cases),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from sinks.feedback import Feedback, FeedbackStore, feedback_table
+from sinks.feedback import Feedback, FeedbackStore, feedback_table, to_label
 from sinks.sql import JSON_TYPE, UtcDateTime, _alert, alerts_table, metadata
 
 __all__ = ["ConsoleStore", "CaseFilter", "ROLES", "VERDICTS", "LINK_KINDS"]
@@ -274,6 +274,13 @@ class ConsoleStore:
 
     def record_verdict(self, username: str, entity_key: str, bucket: int, verdict: str, note: str) -> int:
         """Store a verdict on every alert of the case; returns how many feedback rows were new."""
+        return self.record_verdict_labels(username, entity_key, bucket, verdict, note)[0]
+
+    def record_verdict_labels(self, username: str, entity_key: str, bucket: int, verdict: str,
+                              note: str) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+        """:meth:`record_verdict`, and the ``(key, label event)`` pairs it teaches: one per alert of the case
+        whose event's latest stored verdict was not already this one (a repeated verdict teaches nothing new;
+        unsure teaches nothing). Keys are the alerts' users (the labels topic is keyed like the inputs)."""
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}")
         alerts = self.case_alerts(entity_key, bucket)
@@ -281,14 +288,33 @@ class ConsoleStore:
             raise LookupError("no such case")
         outcome = VERDICTS[verdict]
         inserted = 0
+        labels: list[tuple[str, dict[str, Any]]] = []
         ts = _now().timestamp()
         if outcome is not None:
-            res = self.feedback.add([Feedback(event_id=al.event_id, alert_id=al.alert_id, outcome=outcome,
-                                              source="review", ts=ts, reviewer=username,
-                                              user_id=al.entities.get("user")) for al in alerts])
+            before = self._latest_outcomes([al.event_id for al in alerts])
+            fbs = [Feedback(event_id=al.event_id, alert_id=al.alert_id, outcome=outcome, source="review", ts=ts,
+                            reviewer=username, user_id=al.entities.get("user")) for al in alerts]
+            res = self.feedback.add(fbs)
             inserted = res.inserted
+            seen: set[str] = set()
+            for fb in fbs:
+                if fb.event_id in seen or before.get(str(fb.event_id)) == outcome:
+                    continue
+                seen.add(str(fb.event_id))
+                labels.append((fb.user_id or str(fb.event_id), to_label(fb)))
         self.audit(username, "verdict", f"{entity_key}@{bucket}",
                    {"verdict": verdict, "note": note, "alerts": [al.alert_id for al in alerts],
-                    "feedback_rows": inserted})
-        return inserted
+                    "feedback_rows": inserted, "labels": len(labels)})
+        return inserted, labels
+
+    def _latest_outcomes(self, event_ids: list[str]) -> dict[str, str]:
+        """Each event's latest stored outcome (any source), for the events that have one."""
+        f = feedback_table
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(event_ids), 500):
+                q = (select(f.c.event_id, f.c.outcome).where(f.c.event_id.in_(event_ids[i:i + 500]))
+                     .order_by(f.c.ts, f.c.feedback_id))
+                out.update({r.event_id: r.outcome for r in conn.execute(q)})
+        return out
 

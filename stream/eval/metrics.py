@@ -121,6 +121,35 @@ class Collector:
         self.first_ts = ts0 if self.first_ts is None else min(self.first_ts, ts0)
         self.last_ts = ts1 if self.last_ts is None else max(self.last_ts, ts1)
 
+    def add_arrays(self, outcome: Any, *, labels: np.ndarray, scenarios: list[str | None],
+                   ts: tuple[float, float] | None, n_labels: int, invalid: int = 0,
+                   reasons: Iterable[str] = ()) -> None:
+        """:meth:`add` of a batch whose events are not objects (the raw replay path): ``labels`` (-1 unknown) and
+        ``scenarios`` of its scored events in order, ``ts`` the first and last one's time, ``n_labels`` label
+        events; ``outcome`` gives the risk, alerted flags and alerts."""
+        self.invalid += invalid
+        for reason in reasons:
+            if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
+                reason = OTHER_REASONS
+            self.reasons[reason] += 1
+        self.labels_seen += n_labels
+        n = len(labels)
+        if not n:
+            return
+        self.events += n
+        self._labels.append(np.asarray(labels, dtype=np.int8))
+        self._risk.append(np.asarray(outcome.risk, dtype=np.float64))
+        self._alerted.append(np.asarray(outcome.alerted, dtype=bool))
+        self._scenarios.extend(scenarios)
+        self.alerts += len(outcome.alerts)
+        for a in outcome.alerts:
+            self.severity[a.severity] += 1
+            self.action[a.action] += 1
+        assert ts is not None
+        ts0, ts1 = ts
+        self.first_ts = ts0 if self.first_ts is None else min(self.first_ts, ts0)
+        self.last_ts = ts1 if self.last_ts is None else max(self.last_ts, ts1)
+
     def report(self, budget: float) -> dict[str, Any]:
         """The quality part of the replay report (see ``docs/replay.md`` for every key)."""
         y = np.concatenate(self._labels) if self._labels else np.empty(0, dtype=np.int8)

@@ -26,7 +26,16 @@ def riskstream(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 @pytest.fixture(scope="session")
-def console_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def console_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`riskstream simulate --events 20000 --seed 3`: the stream the store's alerts come from (and backtests run on)."""
+    events = tmp_path_factory.mktemp("console-events") / "events.jsonl.gz"
+    r = riskstream("simulate", "--events", "20000", "--seed", "3", "-o", str(events))
+    assert r.returncode == 0, r.stderr
+    return events
+
+
+@pytest.fixture(scope="session")
+def console_db(tmp_path_factory: pytest.TempPathFactory, console_events: Path) -> Iterator[str]:
     """A store holding the alerts of `riskstream replay` over `riskstream simulate --events 20000`, and two users."""
     tmp = tmp_path_factory.mktemp("console")
     base = os.environ.get("RISKSTREAM_DATABASE_URL")
@@ -42,10 +51,7 @@ def console_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = f"{base}{sep}options={urllib.parse.quote(f'-csearch_path={schema}')}"
     else:
         url = f"sqlite:///{tmp / 'alerts.db'}"
-    events = tmp / "events.jsonl.gz"
-    r = riskstream("simulate", "--events", "20000", "--seed", "3", "-o", str(events))
-    assert r.returncode == 0, r.stderr
-    r = riskstream("replay", str(events), "--db", url, "-q")
+    r = riskstream("replay", str(console_events), "--db", url, "-q")
     assert r.returncode == 0, r.stderr
     for name, role in (("ada", "admin"), ("ann", "analyst")):
         r = riskstream("console", "adduser", name, "--role", role, "--db", url,

@@ -2,116 +2,71 @@
 
 The console runs as `riskstream console` (uvicorn) on a free 127.0.0.1 port over the replayed alerts; the test
 signs in, filters the queue, opens a case, records a verdict and finds it in review_feedback and the audit
-trail, and checks that the analyst is refused the admin page.
+trail, and checks that the analyst is refused the admin page. On the rules page, the analyst's deploy is refused;
+the admin edits the pack (adds a rule), backtests it on the recorded stream and deploys it, and the page shows
+the new active version. The overview page draws its charts and reads a runtime metrics exporter (the one `riskstream
+run --metrics-port` serves) through --metrics-url.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from sinks.feedback import feedback_table
-from sinks.sql import create_sql_engine
+from sinks.sql import alerts_table, create_sql_engine
 from stream.console.store import audit_table
-from tests.console.conftest import PASSWORDS, ROOT
-
-SHOTS = os.environ.get("RISKSTREAM_CONSOLE_SHOTS")  # a folder: save screenshots of the queue and a case there
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from stream.kafka import RuntimeStats
+from stream.kafka.observability import MetricsServer, start_metrics_server
+from tests.console.browser import SHOTS, open_browser, shot, sign_in, start_console, stop_console, text_of
 
 
 @pytest.fixture(scope="module")
-def console_url(console_db: str) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "console", "--db", console_db, "--port", str(port)],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
-                                           "RISKSTREAM_CONSOLE_SECRET": "browser-test"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url + "/login", timeout=1)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise AssertionError(f"console did not start: {err}") from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
+def runtime_metrics(console_db: str) -> Iterator[tuple[RuntimeStats, MetricsServer]]:
+    """The runtime's own metrics exporter, with the counters of a consumer that has read the 20,000 events (and
+    raised the alerts `riskstream replay` stored of them)."""
+    engine = create_sql_engine(console_db)
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(alerts_table)).scalar_one()
+    finally:
+        engine.dispose()
+    stats = RuntimeStats()
+    stats.started_at = time.time() - 3600
+    stats.records_in = stats.events = 20_000
+    stats.alerts = stored
+    stats.units = {"orders/0", "orders/1"}
+    stats.lag = {"orders/0": 120, "orders/1": 85}
+    with start_metrics_server(stats, 0, process_metrics=False) as server:
+        yield stats, server
+
+
+@pytest.fixture(scope="module")
+def console_url(console_db: str, console_events: Path,
+                runtime_metrics: tuple[RuntimeStats, MetricsServer]) -> Iterator[str]:
+    proc, url = start_console(console_db, "--backtest-input", str(console_events), "--backtest-max-events", "8000",
+                              "--metrics-url", runtime_metrics[1].url + "/metrics")
+    yield url
+    stop_console(proc)
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "Debian's chromium and chromium-driver are needed: scripts/services browser"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1280,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        opts.add_argument(arg)
-    b = webdriver.Chrome(service=Service(executable_path=driver), options=opts)
-    b.set_page_load_timeout(30)
-    yield b
-    b.quit()
-
-
-def _text_of(b: webdriver.Chrome, by: str, what: str, contains: str) -> str:
-    """Wait (10 s at most) for the page the last click loaded to show ``contains`` in element ``what``."""
-    def ready(d: webdriver.Chrome) -> str | bool:
-        t = d.find_element(by, what).text
-        return t if contains in t else False
-
-    return str(WebDriverWait(b, 10, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
-               .until(ready))
-
-
-def _sign_in(b: webdriver.Chrome, url: str, user: str) -> None:
-    b.delete_all_cookies()
-    b.get(url + "/")
-    assert "/login" in b.current_url  # no session: the queue redirects to the sign-in page
-    b.find_element(By.ID, "username").send_keys(user)
-    b.find_element(By.ID, "password").send_keys(PASSWORDS[user])
-    b.find_element(By.ID, "signin").click()
-    _text_of(b, By.TAG_NAME, "h1", "Case queue")
-
-
-def _shot(b: webdriver.Chrome, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        b.save_screenshot(str(Path(SHOTS) / name))
+    yield from open_browser(tmp_path_factory)
 
 
 def test_analyst_works_a_case_in_the_browser(browser: webdriver.Chrome, console_url: str, console_db: str) -> None:
     b = browser
-    _sign_in(b, console_url, "ann")
+    sign_in(b, console_url, "ann")
     Select(b.find_element(By.ID, "f-status")).select_by_value("open")
     Select(b.find_element(By.ID, "f-severity")).select_by_value("high")
     b.find_element(By.ID, "apply").click()
@@ -119,19 +74,19 @@ def test_analyst_works_a_case_in_the_browser(browser: webdriver.Chrome, console_
     assert "status=open" in b.current_url and "severity=high" in b.current_url
     links = b.find_elements(By.CSS_SELECTOR, "a.case-link")
     assert links, "no open high-severity case in the queue"
-    _shot(b, "console-queue.png")
+    shot(b, "console-queue.png")
     entity = links[0].text
     links[0].click()
-    _text_of(b, By.ID, "case-title", f"Case {entity}")
+    text_of(b, By.ID, "case-title", f"Case {entity}")
     rows = b.find_elements(By.CSS_SELECTOR, "#timeline > tbody > tr")
     assert rows and b.find_elements(By.CSS_SELECTOR, "table.reasons td.det")
     assert b.find_elements(By.CSS_SELECTOR, "#score-history circle")
     b.find_element(By.ID, "v-fraud").click()
     b.find_element(By.ID, "note").send_keys("browser verdict")
     b.find_element(By.ID, "record").click()
-    _text_of(b, By.ID, "message", "recorded")
+    text_of(b, By.ID, "message", "recorded")
     assert b.find_elements(By.CSS_SELECTOR, "#feedback tr")
-    _shot(b, "console-case.png")
+    shot(b, "console-case.png")
 
     engine = create_sql_engine(console_db)
     try:
@@ -148,10 +103,73 @@ def test_analyst_works_a_case_in_the_browser(browser: webdriver.Chrome, console_
     # the analyst has no admin page; the admin has
     b.get(console_url + "/admin/audit")
     assert "Only an admin" in b.find_element(By.ID, "error").text
-    _sign_in(b, console_url, "ada")
+    sign_in(b, console_url, "ada")
     b.get(console_url + "/admin/audit")
     assert "browser verdict" in b.find_element(By.ID, "audit").text
     b.find_element(By.ID, "logout").click()
-    _text_of(b, By.TAG_NAME, "h1", "Sign in")
+    text_of(b, By.TAG_NAME, "h1", "Sign in")
     b.get(console_url + "/")
     assert "/login" in b.current_url
+
+
+NEW_RULE = '\n[[rules]]\nname = "huge_order"\nwhen = "order_amount > 600"\nscore = 5.0\naction = "block"\n'
+
+
+def test_admin_edits_backtests_and_deploys_a_rule(browser: webdriver.Chrome, console_url: str) -> None:
+    b = browser
+    sign_in(b, console_url, "ann")  # the analyst may look, not deploy
+    b.get(console_url + "/rules")
+    before = int(b.find_element(By.ID, "active-version").text.lstrip("v"))
+    b.find_element(By.ID, "deploy").click()
+    text_of(b, By.ID, "error", "Only an admin may deploy rules.")
+    assert b.find_element(By.ID, "active-version").text == f"v{before}"
+
+    sign_in(b, console_url, "ada")
+    b.get(console_url + "/rules")
+    pack = b.find_element(By.ID, "pack")
+    pack.send_keys(Keys.CONTROL, Keys.END)
+    pack.send_keys(NEW_RULE)
+    b.find_element(By.ID, "backtest").click()
+    text_of(b, By.ID, "message", "Backtest done")
+    assert int(b.find_element(By.ID, "bt-added").text) > 0
+    assert "huge_order" in b.find_element(By.ID, "bt-diff").text
+    assert "huge_order" in b.find_element(By.ID, "bt-summary").text
+    shot(b, "console-rules-backtest.png")
+    b.find_element(By.ID, "comment").send_keys("block orders over 600")
+    b.find_element(By.ID, "deploy").click()
+    # the next version number is one past the newest stored (a rollback may have made an older one active)
+    shown = text_of(b, By.ID, "message", f"(was v{before}).")
+    m = re.fullmatch(r"Deployed rule pack v(\d+) \(was v\d+\)\.", shown)
+    assert m and int(m.group(1)) > before, shown
+    assert b.find_element(By.ID, "active-version").text == f"v{m.group(1)}"
+    assert "huge_order" in b.find_element(By.ID, "live-rules").text
+    assert "block orders over 600" in b.find_element(By.ID, "versions").text
+
+
+def test_overview_draws_its_charts(browser: webdriver.Chrome, console_url: str,
+                                   runtime_metrics: tuple[RuntimeStats, MetricsServer]) -> None:
+    b = browser
+    runtime_metrics[0].last_poll_at = time.time()  # the consumer is alive: /healthz would answer 200
+    sign_in(b, console_url, "ann")
+    b.find_element(By.ID, "nav-overview").click()
+    text_of(b, By.TAG_NAME, "h1", "Overview")
+    bars = b.find_elements(By.CSS_SELECTOR, "#chart-alerts rect.bar")
+    assert bars and all(r.size["width"] > 0 for r in bars)
+    hours = b.find_elements(By.CSS_SELECTOR, "#buckets tbody tr")
+    assert len(hours) == len(bars)  # one bar per bucket, each in the table too
+    assert sum(int(r.find_elements(By.TAG_NAME, "td")[1].get_attribute("textContent")) for r in hours) \
+        == int(b.find_element(By.ID, "span").text.split()[0].replace(",", ""))
+    # earlier tests recorded verdicts: at least one precision bar
+    assert b.find_elements(By.CSS_SELECTOR, "#chart-precision rect.bar")
+    assert b.find_elements(By.CSS_SELECTOR, "#fires-detectors tbody tr td.mono")
+    # the replayed alerts carry event time as detection time: counts, and the consumer's own alerts per 1,000 events
+    n = runtime_metrics[0].alerts
+    assert f"report {n:,} alerts for 20,000 events: {1000 * n / 20_000:.2f} per 1,000" \
+        in b.find_element(By.ID, "rate-basis").text
+    consumer = b.find_element(By.ID, "consumer-table").text
+    assert "20,000" in consumer and "205" in consumer  # events, lag 120 + 85
+    if SHOTS:  # the whole page in one picture
+        height = int(b.execute_script("return document.documentElement.scrollHeight"))
+        b.set_window_size(1280, min(height + 200, 3000))
+        shot(b, "console-overview.png")
+        b.set_window_size(1280, 1000)

@@ -105,6 +105,9 @@ def test_verdict_lands_in_feedback_and_audit_and_exports_as_labels(app_engine: t
     case = c.get("/api/cases?status=open&page=2").json()[-1]
     page = c.get(f"/case?e={case['entity_key']}&b={case['bucket']}").text
     assert 'id="timeline"' in page and 'id="score-history"' in page
+    # a replay's alerts ran no stored pack: their rule pack version is shown as "-"
+    assert re.findall(r'<td class="rules-version"[^>]*>([^<]*)</td>', page) == ["-"] * page.count('<tr id="alert-')
+    assert page.count('<tr id="alert-') > 0
     r = c.post("/case/verdict", data={"e": case["entity_key"], "b": case["bucket"], "verdict": "fraud",
                                       "note": "card testing", "csrf": csrf_of(page)})
     assert r.status_code == 200 and "recorded" in r.text
