@@ -53,11 +53,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def shared_data() -> Path:
+def shared_data(must_exist: bool = True) -> Path:
     sys.path.insert(0, str(ROOT))
     from stream.eval.data import shared_data_dir
 
-    return Path(shared_data_dir())
+    return Path(shared_data_dir(must_exist=must_exist))
 
 
 def stream_file(stream: dict, cache: Path, data: Path | None) -> Path:
@@ -92,7 +92,8 @@ def printable(cmd: Sequence[str], cache: Path, data: Path | None) -> str:
     out = []
     for part in parts:
         s = str(part).replace(str(RESULTS), "bench/panel/results").replace(str(cache), "$CACHE")
-        s = s.replace(str(data if data is not None else shared_data()), "$DATA")
+        # a panel of cached streams only needs no shared folder: then there is nothing to abbreviate
+        s = s.replace(str(data if data is not None else shared_data(must_exist=False)), "$DATA")
         s = s.replace(str(ROOT) + "/", "")
         out.append(s if _SAFE.fullmatch(s) else f'"{s}"')
     return " ".join(out)
