@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from sinks.alert import Alert
 from sinks.base import Sink
 from sinks.deadletter import DeadLetter, DeadLetterSink
 from stream.compiled import new_engine
@@ -80,12 +81,7 @@ def replay(
         for k, v in outcome.timings.items():
             stage[k] += v
         t_sink = time.perf_counter()
-        for sink in sinks:
-            for a in outcome.alerts:
-                sink.add(a)
-        if dead_letters is not None:
-            for d in batch.invalid:
-                dead_letters.add(d)
+        _deliver(sinks, dead_letters, outcome.alerts, batch.invalid)
         n_batches += 1
         if n_batches % flush_every == 0:
             _flush(sinks, dead_letters)
@@ -225,12 +221,7 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
         for k, v in outcome.timings.items():
             stage[k] += v
         t_sink = time.perf_counter()
-        for sink in sinks:
-            for a in outcome.alerts:
-                sink.add(a)
-        if dead_letters is not None:
-            for d in batch.invalid:
-                dead_letters.add(d)
+        _deliver(sinks, dead_letters, outcome.alerts, batch.invalid)
         n_batches += 1
         if n_batches % flush_every == 0:
             _flush(sinks, dead_letters)
@@ -248,6 +239,17 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
     _flush(sinks, dead_letters)
     stage["sinks"] += time.perf_counter() - t_end
     return _result(engine, settings, collector, stage, start, failure)
+
+
+def _deliver(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None, alerts: Sequence[Alert],
+             invalid: Sequence[DeadLetter]) -> None:
+    """A batch's alerts to every sink, its invalid records to the dead letters (both replay paths)."""
+    for sink in sinks:
+        for a in alerts:
+            sink.add(a)
+    if dead_letters is not None:
+        for d in invalid:
+            dead_letters.add(d)
 
 
 def _flush(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None) -> None:
