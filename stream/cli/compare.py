@@ -56,6 +56,10 @@ def _delay(name: str) -> Callable[[dict[str, Any]], Any]:
     return lambda r: ((r.get("eval") or {}).get("detection_delay") or {}).get(name, {}).get("median_delay_s")
 
 
+def _detector(name: str, key: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda r: ((r.get("detectors") or {}).get(name) or {}).get(key)
+
+
 def _rows(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
     """(metric, one value per report) for every metric some report has, in reading order."""
     rows: list[tuple[str, list[Any]]] = []
@@ -74,6 +78,10 @@ def _rows(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
     add("recall at budget", lambda r: r.get("recall_at_budget"))
     add("PR AUC (average precision)", lambda r: r.get("pr_auc"))
     add("ROC AUC", lambda r: r.get("roc_auc"))
+    # each detector alone (its calibrated evidence over the labelled events it scored): which one sees the signal
+    for d in sorted({d for r in reports for d in r.get("detectors") or {}}):
+        add(f"{d} alone: PR AUC", _detector(d, "pr_auc"))
+        add(f"{d} alone: ROC AUC", _detector(d, "roc_auc"))
     evals = [r.get("eval") or {} for r in reports]
     if any(e.get("eval_from") is not None or e.get("eval_to") is not None for e in evals):
         add("eval window: PR AUC", lambda r: (r.get("eval") or {}).get("pr_auc"))

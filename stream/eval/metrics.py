@@ -95,6 +95,36 @@ class Collector:
         self.first_ts: float | None = None
         self.last_ts: float | None = None
         self.reasons: Counter[str] = Counter()
+        # Per detector, its calibrated tail probability p of each labelled event (NaN where it did not score the
+        # event: a detector of the other event type): float32 (p's resolution is 1 / calibration window).
+        self._p: dict[str, list[np.ndarray]] = {}
+        self._known = 0
+
+    def _keep_detectors(self, outcome: Any, labels: np.ndarray) -> None:
+        known = labels >= 0
+        k = int(known.sum())
+        if not k:
+            return
+        calibrated = getattr(outcome, "calibrated", None) or {}
+        for name in calibrated:
+            if name not in self._p:
+                self._p[name] = [np.full(self._known, np.nan, dtype=np.float32)]
+        for name, parts in self._p.items():
+            v = calibrated.get(name)
+            parts.append(np.asarray(v, dtype=np.float32)[known] if v is not None
+                         else np.full(k, np.nan, dtype=np.float32))
+        self._known += k
+
+    def detectors(self, y_known: np.ndarray) -> dict[str, dict[str, Any]]:
+        """Each detector on its own: ROC AUC and AP of its evidence (``-p``) over the labelled events it scored."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, parts in sorted(self._p.items()):
+            p = np.concatenate(parts)
+            m = ~np.isnan(p)
+            yk, sk = y_known[m], -p[m].astype(np.float64)
+            out[name] = {"scored": int(m.sum()), "positives": int(yk.sum()),
+                         "roc_auc": roc_auc(yk, sk), "pr_auc": average_precision(yk, sk)}
+        return out
 
     def add(self, outcome: Any, invalid: int = 0, reasons: Iterable[str] = ()) -> None:
         """Count one batch: its scored events and labels, and ``invalid`` dead letters refused for ``reasons``."""
@@ -110,6 +140,7 @@ class Collector:
         self.events += n
         labels = np.fromiter((-1 if e.label is None else e.label for e in outcome.scored), dtype=np.int8, count=n)
         self._labels.append(labels)
+        self._keep_detectors(outcome, labels)
         self._risk.append(np.asarray(outcome.risk, dtype=np.float64))
         self._alerted.append(np.asarray(outcome.alerted, dtype=bool))
         self._scenarios.extend(e.scenario for e in outcome.scored)
@@ -138,6 +169,7 @@ class Collector:
             return
         self.events += n
         self._labels.append(np.asarray(labels, dtype=np.int8))
+        self._keep_detectors(outcome, np.asarray(labels))
         self._risk.append(np.asarray(outcome.risk, dtype=np.float64))
         self._alerted.append(np.asarray(outcome.alerted, dtype=bool))
         self._scenarios.extend(scenarios)
@@ -171,6 +203,7 @@ class Collector:
             "action": dict(sorted(self.action.items())),
             "roc_auc": roc_auc(yk, sk),
             "pr_auc": average_precision(yk, sk),
+            "detectors": self.detectors(yk),
             # most frequent first (a list: the report's keys are written sorted)
             "dead_letter_reasons": [{"reason": r, "count": n} for r, n in self.reasons.most_common(10)],
         }

@@ -48,6 +48,10 @@ def test_compare_shows_each_metric_and_its_difference_to_the_first(reports, tmp_
     assert a["config_hash"] != b["config_hash"]
     assert [a["config_hash"] in rows["config"]["values"][0], b["config_hash"] in rows["config"]["values"][1]] == [
         True, True]
+    assert set(a["detectors"]) >= {"hst", "zscore", "rules"}
+    for d in a["detectors"]:  # each detector alone, the signal it sees on this stream
+        assert rows[f"{d} alone: PR AUC"]["values"] == [a["detectors"][d]["pr_auc"], b["detectors"][d]["pr_auc"]]
+    assert a["detectors"]["rules"]["pr_auc"] > b["detectors"]["rules"]["pr_auc"]  # an empty pack sees nothing
     for s, recall in b["per_scenario_recall"].items():  # every scenario of the stream has its row
         assert rows[f"recall {s}"]["values"][1] == recall
     assert "differences to the first report" in res.output and "recall at budget" in res.output

@@ -77,3 +77,44 @@ def test_collector_counts_dead_letter_reasons_in_bounded_memory():
     top = c.report(0.01)["dead_letter_reasons"]
     assert top[:2] == [{"reason": OTHER_REASONS, "count": 6}, {"reason": "a: is missing", "count": 3}]
     assert len(top) == 10
+
+
+class _Batch:
+    """An outcome as the engines return it: scored events with labels, risk, and each detector's p."""
+
+    def __init__(self, labels, calibrated, ts=0.0):
+        self.scored = [type("E", (), {"label": y, "scenario": None, "ts": ts})() for y in labels]
+        self.labels: list = []
+        self.alerts: list = []
+        self.risk = np.zeros(len(labels))
+        self.alerted = np.zeros(len(labels), dtype=bool)
+        self.calibrated = {k: np.asarray(v, dtype=np.float64) for k, v in calibrated.items()}
+
+
+def test_each_detector_is_scored_alone_over_the_labelled_events_it_scored():
+    rng = np.random.default_rng(3)
+    c = Collector()
+    ys, ps, qs = [], [], []
+    for i in range(5):
+        y = rng.integers(0, 2, 200)
+        y[:3] = -1  # unlabelled events count for neither detector
+        good = np.where(y == 1, rng.uniform(0, 0.2, 200), rng.uniform(0.1, 1, 200))  # small p on frauds
+        cal = {"good": good}
+        if i % 2 == 0:  # "late" scores only some batches (a detector of one event type); NaN inside a batch too
+            late = rng.uniform(0, 1, 200)
+            late[10:20] = np.nan
+            cal["late"] = late
+            qs.append(np.where(y >= 0, late, np.nan)[y >= 0])
+        else:
+            qs.append(np.full(int((y >= 0).sum()), np.nan))
+        c.add(_Batch([None if v < 0 else int(v) for v in y], cal))
+        ys.append(y[y >= 0])
+        ps.append(good[y >= 0])
+    rep = c.report(0.01)["detectors"]
+    y, p, q = np.concatenate(ys), np.concatenate(ps), np.concatenate(qs)
+    assert rep["good"] == {"scored": len(y), "positives": int(y.sum()), "roc_auc": pytest.approx(brute_auc(y, -p)),
+                           "pr_auc": pytest.approx(average_precision(y, -p))}
+    assert rep["good"]["roc_auc"] > 0.8
+    m = ~np.isnan(q)
+    assert rep["late"]["scored"] == int(m.sum()) < len(y)
+    assert rep["late"]["roc_auc"] == pytest.approx(brute_auc(y[m], -q[m]))
