@@ -71,8 +71,14 @@ def leave_one_out_config(stream: dict, streams: Sequence[dict]) -> Path | None:
     return None
 
 
-def replay_command(stream: dict, path: Path, config: Path | None, budget: float, report: Path) -> list[str]:
-    cmd = [*riskstream_command(), "replay", str(path), *stream.get("args", []), "--budget", str(budget)]
+def replay_command(stream: dict, path: Path, config: Path | None, budget: float, report: Path,
+                   label_delay: str | None = None, label_every: str | None = None) -> list[str]:
+    args = list(stream.get("args", []))
+    if label_delay is not None and "--label-delay" not in args:  # a stream with its own delay keeps it
+        args += ["--label-delay", label_delay]
+        if label_every is not None:
+            args += ["--label-every", label_every]
+    cmd = [*riskstream_command(), "replay", str(path), *args, "--budget", str(budget)]
     if config is not None:
         cmd += ["-c", str(config)]
     return [*cmd, "-q", "--report", str(report)]
@@ -103,7 +109,7 @@ _SAFE = re.compile(r"[A-Za-z0-9_./=,:$@%+-]+")
 
 
 def run_stream(stream: dict, label: str, config: Path | None, *, budget: float, cache: Path, data: Path | None,
-               results: Path) -> dict:
+               results: Path, label_delay: str | None = None, label_every: str | None = None) -> dict:
     report = results / f"{stream['name']}__{label}.json"
     if stream["kind"] == "nab":
         cmd = nab_command(report, data)
@@ -112,7 +118,7 @@ def run_stream(stream: dict, label: str, config: Path | None, *, budget: float, 
         if not path.exists():
             hint = "python bench/panel/fetch.py" if "convert" in stream else "the shared data folder"
             return {"stream": stream["name"], "config": label, "missing": str(path), "hint": hint}
-        cmd = replay_command(stream, path, config, budget, report)
+        cmd = replay_command(stream, path, config, budget, report, label_delay, label_every)
     started = time.time()
     subprocess.run(cmd, check=True, cwd=ROOT, env=_env(), stdout=sys.stderr)  # stdout: the table only
     entry = {"stream": stream["name"], "config": label, "config_file": str(config) if config else None,
@@ -202,12 +208,46 @@ def table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget:
     return "\n".join(lines) + "\n"
 
 
-def write_table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget: float) -> str:
+def detector_table(streams: Sequence[dict], results: Path, label: str) -> str:
+    """Each detector alone under one configuration: ROC AUC / AP of its calibrated evidence over the labelled
+    events it scored (report key ``detectors``), beside the ensemble's. Empty when no report has them."""
+    rows = []
+    names: set[str] = set()
+    for s in streams:
+        f = results / f"{s['name']}__{label}.json"
+        if s["kind"] == "nab" or not f.exists():
+            continue
+        rep = json.loads(f.read_text())
+        if rep.get("same_as"):
+            rep = json.loads((results / f"{s['name']}__{rep['same_as']}.json").read_text())
+        if rep.get("detectors"):
+            rows.append((s, rep))
+            names.update(rep["detectors"])
+    if not rows:
+        return ""
+    cols = sorted(names)
+    lines = [f"| stream ({label}) | ensemble | " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) + 1)]
+    for s, rep in rows:
+        cells = [f"{_f(rep.get('roc_auc'))} / {_f(rep.get('pr_auc'))}"]
+        for c in cols:
+            d = rep["detectors"].get(c)
+            cells.append("—" if d is None else f"{_f(d.get('roc_auc'))} / {_f(d.get('pr_auc'))}")
+        lines.append(f"| {_cell(s['title'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget: float,
+                name: str = "panel.md") -> str:
     text = (f"Budget {budget:g} of the events for every stream; precision / recall of the engine's online alerts "
             "(ceiling: the recall a perfect ranking could reach with that many alerts, budget x events / positives). "
             "† ROC AUC and AP on the scored subset, precision and recall over the whole replay.\n\n"
             + table(streams, results, labels, budget))
-    (results / "panel.md").write_text(text)
+    alone = detector_table(streams, results, labels[0])
+    if alone:
+        text += ("\nEach detector alone (ROC AUC / AP of its calibrated evidence over every labelled event of the "
+                 "replay, the handbook's whole replay included; report key `detectors`), beside the ensemble's "
+                 "figures over the same events:\n\n" + alone)
+    (results / name).write_text(text)
     return text
 
 
@@ -224,6 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--leave-one-out", dest="loo", action=argparse.BooleanOptionalAction, default=True,
                     help="also the leave-one-out configuration (default on; today it is the default itself)")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--label-delay", metavar="DURATION",
+                    help="labels revealed this late (replay's --label-delay) on every stream without its own; the "
+                         "results are labelled '<config>+labels<DURATION>' (no NAB, no leave-one-out)")
+    ap.add_argument("--label-every", metavar="DURATION",
+                    help="with --label-delay: the labels arrive in drops every DURATION (replay's --label-every)")
     args = ap.parse_args(argv)
 
     panel, streams = load_streams(args.streams)
@@ -237,8 +282,11 @@ def main(argv: list[str] | None = None) -> None:
     labels = [] if args.no_default else ["default"]
     if args.config:
         labels.append(args.label or args.config.stem)
-    if args.loo:
+    if args.loo and not args.label_delay:
         labels.append("loo")
+    suffix = f"+labels{args.label_delay}" if args.label_delay else ""
+    if args.label_delay:
+        streams = [s for s in streams if s["kind"] != "nab"]
 
     if not args.table_only:
         for s in streams:
@@ -253,13 +301,17 @@ def main(argv: list[str] | None = None) -> None:
                         continue
                 else:
                     cfg = args.config if label != "default" else None
-                entry = run_stream(s, label, cfg, budget=budget, cache=args.cache, data=args.data,
-                                   results=args.results)
+                entry = run_stream(s, label + suffix, cfg, budget=budget, cache=args.cache, data=args.data,
+                                   results=args.results, label_delay=args.label_delay,
+                                   label_every=args.label_every)
                 if "missing" in entry:
                     print(f"{s['name']}: skipped, {entry['missing']} is missing ({entry['hint']})", file=sys.stderr)
                 else:
-                    print(f"{s['name']} [{label}]: {entry['wall_seconds']} s  {entry['command']}", file=sys.stderr)
-    print(write_table(streams, args.results, labels, budget), end="")
+                    print(f"{s['name']} [{label}{suffix}]: {entry['wall_seconds']} s  {entry['command']}",
+                          file=sys.stderr)
+    labels = [label + suffix for label in labels]
+    print(write_table(streams, args.results, labels, budget,
+                      name=f"panel{suffix}.md" if suffix else "panel.md"), end="")
 
 
 if __name__ == "__main__":

@@ -83,8 +83,9 @@ def test_the_runner_replays_and_keeps_the_report(panel):
 
 def test_the_table_shows_the_report_numbers(panel):
     report = json.loads((panel / "tiny__default.json").read_text())
-    lines = (panel / "panel.md").read_text().splitlines()
-    rows = [line for line in lines if line.startswith("| Tiny")]
+    text = (panel / "panel.md").read_text()
+    main, _, alone = text.partition("Each detector alone")
+    rows = [line for line in main.splitlines() if line.startswith("| Tiny")]
     assert len(rows) == 2
     cells = [c.strip() for c in rows[0].replace("\\|", "¦").strip("|").split("|")]
     assert cells[0] == "Tiny ¦ synthetic" and cells[1] == "default"
@@ -95,6 +96,15 @@ def test_the_table_shows_the_report_numbers(panel):
     assert cells[6] == f"{report['recall_at_budget']:.3f} (1.00)"  # ceiling 0.01 * 1500 / 15 = 1
     assert cells[7] == "a ¦ b: ROC AUC 0.9, AP 0.5"
     assert "loo (= default: nothing tuned)" in rows[1] and rows[1].endswith("| ″ |")
+    # the second table: each detector of the defaults alone, beside the ensemble
+    head = next(line for line in alone.splitlines() if line.startswith("| stream (default)"))
+    names = [c.strip() for c in head.strip("|").split("|")][2:]
+    assert names == sorted(report["detectors"]) and "hst" in names
+    row = next(line for line in alone.splitlines() if line.startswith("| Tiny"))
+    cells = [c.strip() for c in row.replace("\\|", "¦").strip("|").split("|")]
+    assert cells[1] == f"{report['roc_auc']:.3f} / {report['pr_auc']:.3f}"
+    hst = report["detectors"]["hst"]
+    assert cells[2 + names.index("hst")] == f"{hst['roc_auc']:.3f} / {hst['pr_auc']:.3f}"
 
 
 def test_table_formatting_of_protocol_nab_and_ceiling(tmp_path):
@@ -128,3 +138,14 @@ def test_fraud_data_converter_sorts_by_purchase_time_and_keeps_the_ip():
     assert [r[1] for r in rows] == ["2", "1"]
     assert rows[1][:6] == ["2015-04-18T02:47:00Z", "1", "2015-02-24T22:55:00Z", "34", "D1", "732758368"]
     assert rows[0][-1] == "1"
+
+
+def test_a_label_delay_reaches_every_stream_without_its_own(tmp_path):
+    plain = {"name": "p", "kind": "replay", "args": ["--type", "order"]}
+    own = {"name": "h", "kind": "replay", "args": ["--label-delay", "7d", "--label-every", "1h"]}
+    cmd = run.replay_command(plain, tmp_path / "p.csv", None, 0.005, tmp_path / "r.json", "1h", "10m")
+    i = cmd.index("--label-delay")
+    assert cmd[i:i + 4] == ["--label-delay", "1h", "--label-every", "10m"]
+    cmd = run.replay_command(own, tmp_path / "h.csv", None, 0.005, tmp_path / "r.json", "1h", "10m")
+    assert cmd.count("--label-delay") == 1 and cmd[cmd.index("--label-delay") + 1] == "7d"
+    assert "--label-delay" not in run.replay_command(plain, tmp_path / "p.csv", None, 0.005, tmp_path / "r.json")
