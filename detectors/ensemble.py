@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.adaptive import WeightAdapter
 from detectors.bandit import ReviewAllocator, drivers
 from detectors.base import Detector, Features, Frame
 from detectors.calibration import TailCalibrator
@@ -271,6 +272,11 @@ class Ensemble:
         ``max_pending``), or None (the default): no allocator. With one, alert slots go by ``q'``, the rank of
         ``-ln(q) + strength * ln(theta_arm)`` (each alert's driver's sampled reviewed precision); ``q`` and the
         rank risk then are ``q'``, and the engine feeds the allocator the verdicts on alerted events.
+    adaptive
+        Parameters of a :class:`~detectors.adaptive.WeightAdapter` (``prior_positives``, ``window``,
+        ``refresh_every``, ``max_pending``), or None (the default): fixed weights. With one, the engine hands it
+        the evidence vector of every scored event and the labels that arrive, and each batch is combined with
+        the weights it measured (the configured ``weights`` are its prior and stay in :meth:`config_dict`).
 
     Examples
     --------
@@ -291,6 +297,8 @@ class Ensemble:
     risk = "rank"
     #: Class default, so that an ensemble pickled before the allocator existed loads without one.
     allocator: ReviewAllocator | None = None
+    #: Likewise for the weight adapter.
+    adapter: WeightAdapter | None = None
 
     def __init__(
         self,
@@ -304,6 +312,7 @@ class Ensemble:
         actions: Mapping[str, str] | None = None,
         risk: str = "rank",
         bandit: Mapping[str, Any] | None = None,
+        adaptive: Mapping[str, Any] | None = None,
     ) -> None:
         if not detectors:
             raise ValueError("an ensemble needs at least one detector")
@@ -358,6 +367,11 @@ class Ensemble:
             if extra:
                 raise ValueError(f"unknown bandit parameter(s): {', '.join(sorted(extra))}")
             self.allocator = ReviewAllocator(**bandit, calibration_window=calibration_window)
+        if adaptive is not None:
+            extra = set(adaptive) - {"prior_positives", "window", "refresh_every", "max_pending"}
+            if extra:
+                raise ValueError(f"unknown adaptive parameter(s): {', '.join(sorted(extra))}")
+            self.adapter = WeightAdapter(list(self.detectors), self._weights, **adaptive)
 
     # -- processing ------------------------------------------------------------------------------------------
 
@@ -373,6 +387,8 @@ class Ensemble:
         p: dict[str, np.ndarray] = {}
         raws: dict[str, np.ndarray] = {}
         evidence = np.zeros(n)
+        if self.adapter is not None:  # the weights measured on the labels that arrived before this batch
+            self._weights = self.adapter.weights()
         protect = self.protect
         for name, det in self.detectors.items():
             if not getattr(det, "learns", True):
@@ -476,7 +492,7 @@ class Ensemble:
             dets[name] = {"type": kind, "params": _canonical(det._get_params())}
         return _canonical({
             "detectors": dets,
-            "weights": self._weights,
+            "weights": self.adapter.prior if self.adapter is not None else self._weights,
             "budget": self.budget,
             "calibration_window": self.calibration_window,
             "protect": self.protect,
@@ -485,6 +501,7 @@ class Ensemble:
             "actions": self.actions,
             **({"risk": self.risk} if self.risk != "rank" else {}),  # the default leaves older hashes as they were
             **({"bandit": self.allocator.params()} if self.allocator is not None else {}),
+            **({"adaptive": self.adapter.params()} if self.adapter is not None else {}),
         })
 
     def config_hash(self) -> str:

@@ -517,14 +517,16 @@ class CompiledEngine(Engine):
 
 def new_engine(settings: Settings, *, clock: Callable[[Event], float] | None = None) -> Engine:
     """The engine ``[engine] core`` names: :class:`CompiledEngine` (the default) or the Python reference; the
-    Python one also when a setting the core does not run is on (``[ensemble.bandit]``), with a logged warning."""
+    Python one also when a setting the core does not run is on (``[ensemble.bandit]``, ``[ensemble.adaptive]``),
+    with a logged warning."""
     if settings.engine.get("core", "compiled") == "python":
         return Engine(settings, clock=clock)
-    if settings.ensemble.get("bandit", {}).get("enabled", False):
-        why = ("[ensemble.bandit] is enabled and the compiled core does not run the review allocator: the Python "
-               "reference engine runs instead (set [engine] core = \"python\" to say so)")
-        if why not in _TOLD:
-            _TOLD.add(why)
-            log.warning("compiled engine: %s", why)
-        return Engine(settings, clock=clock)
+    for section, what in (("bandit", "the review allocator"), ("adaptive", "adaptive weights")):
+        if settings.ensemble.get(section, {}).get("enabled", False):
+            why = (f"[ensemble.{section}] is enabled and the compiled core does not run {what}: the Python "
+                   "reference engine runs instead (set [engine] core = \"python\" to say so)")
+            if why not in _TOLD:
+                _TOLD.add(why)
+                log.warning("compiled engine: %s", why)
+            return Engine(settings, clock=clock)
     return CompiledEngine(settings, clock=clock)

@@ -117,6 +117,8 @@ class Settings:
             del out["ensemble"]["risk"]
         if not out.get("ensemble", {}).get("bandit", {}).get("enabled", False):  # likewise the allocator, when off
             out.get("ensemble", {}).pop("bandit", None)
+        if not out.get("ensemble", {}).get("adaptive", {}).get("enabled", False):  # and the adaptive weights
+            out.get("ensemble", {}).pop("adaptive", None)
         for section in ("features", "links"):  # likewise the entity caps, while they are the defaults
             if out.get(section, {}).get("max_entities") == DEFAULTS[section]["max_entities"]:
                 del out[section]["max_entities"]

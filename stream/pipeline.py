@@ -87,9 +87,11 @@ def build_ensemble(settings: Settings) -> Ensemble:
     ens = settings.ensemble
     weights = {k: float(v) for k, v in ens.pop("weights", {}).items() if k in dets}
     bandit = dict(ens.pop("bandit", {}))
+    adaptive = dict(ens.pop("adaptive", {}))
     try:
         return Ensemble(dets, weights=weights or None, budget=settings.budget,
-                        bandit=bandit if bandit.pop("enabled", False) else None, **ens)
+                        bandit=bandit if bandit.pop("enabled", False) else None,
+                        adaptive=adaptive if adaptive.pop("enabled", False) else None, **ens)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"ensemble: {e}") from None
 
@@ -160,6 +162,8 @@ class Engine:
         #: Whether a review allocator (``[ensemble.bandit]``) spends the alert budget: it learns from the verdicts
         #: on alerted events, so label events matter.
         self.allocates = any(ens.allocator is not None for ens in self.ensembles.values())
+        #: Whether the ensembles' weights adapt to the arrived labels (``[ensemble.adaptive]``).
+        self.adapts = any(ens.adapter is not None for ens in self.ensembles.values())
         #: The stored rule pack version the rules detector runs (:meth:`set_rules`); None: the configuration's.
         self.rules_version: int | None = None
 
@@ -172,7 +176,8 @@ class Engine:
     @property
     def uses_labels(self) -> bool:
         """Whether label events change anything (a label-learning detector, entity risk or the link graph)."""
-        return self.learns_labels or self.entity_risk is not None or self.graph is not None or self.allocates
+        return (self.learns_labels or self.entity_risk is not None or self.graph is not None or self.allocates
+                or self.adapts)
 
     # -- live rule packs -------------------------------------------------------------------------------------
 
@@ -254,6 +259,10 @@ class Engine:
             for ens in self.ensembles.values():
                 if ens.allocator is not None and ens.allocator.learn(label.ref_event_id, int(label.label or 0)):
                     break
+        if self.adapts:  # any label of a scored event teaches its ensemble's weights
+            for ens in self.ensembles.values():
+                if ens.adapter is not None and ens.adapter.learn(label.ref_event_id, int(label.label or 0)):
+                    break
         store = self.label_store
         store.advance(label.ts)
         joined = store.join(label.ref_event_id, int(label.label or 0))
@@ -324,6 +333,10 @@ class Engine:
             for name, pv in verdicts.p.items():
                 calibrated.setdefault(name, np.full(n, np.nan))[idx] = pv
             found.extend((idx[j], verdicts, int(j)) for j in np.flatnonzero(alert))
+            if ensemble.adapter is not None:
+                rows = np.column_stack([-np.log(verdicts.p[name]) for name in ensemble.adapter.names])
+                for j, i in enumerate(idx):
+                    ensemble.adapter.remember(scored[i].event_id, rows[j])
             if verdicts.arms is not None and ensemble.allocator is not None:
                 for j in np.flatnonzero(alert).tolist():
                     ensemble.allocator.remember(scored[idx[j]].event_id, verdicts.arms[j])
