@@ -238,3 +238,17 @@ def test_replay_with_the_autoencoder_gives_reasons_naming_features(tmp_path):
     assert reasons, "some alert is driven by the autoencoder"
     for r in reasons:
         assert r["feature"] and r["detail"].startswith(f"{r['feature']}=") and "reconstructed as" in r["detail"]
+
+
+def test_config_show_says_detection_falls_back_to_python_for_the_autoencoder(tmp_path):
+    cfg = tmp_path / "ae.toml"
+    cfg.write_text("[detectors.autoencoder]\n[ensemble.weights]\nautoencoder = 1.0\n")
+    res = CliRunner().invoke(cli, ["config", "show", "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert ("# engine: compiled; detection runs in Python: detector 'autoencoder' (Autoencoder) has no compiled "
+            "version") in res.output
+    res = CliRunner().invoke(cli, ["config", "show"])
+    assert "# engine: compiled (features and detection in the core)" in res.output
+    cfg.write_text("[detectors.autoencoder]\nhiden = [3]\n")
+    res = CliRunner().invoke(cli, ["config", "show", "-c", str(cfg)])
+    assert res.exit_code == 2 and "unexpected keyword argument 'hiden'" in res.output
