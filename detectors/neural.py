@@ -450,8 +450,9 @@ class Autoencoder(Detector):
 
     def describe(self, x: Features, feature: str) -> str:
         """One line on ``feature`` in ``x`` (for alert reasons): its value, what the network reconstructed from
-        the event (in the feature's own units), and the squared error in standard units beside the event's mean:
-        ``order_amount=950 (reconstructed as 41.2 from the other features; squared error 31.7 in standard
+        the event through the bottleneck (in the feature's own units), and the squared error in standard units
+        beside the event's mean:
+        ``order_amount=950 (reconstructed as 41.2 through the bottleneck; squared error 31.7 in standard
         units, event mean 2.05)``."""
         if not self.ready or self._names is None or feature not in self._names:
             return f"{feature} is not reconstructed by the autoencoder yet"
@@ -464,7 +465,7 @@ class Autoencoder(Detector):
         value = x.get(feature)
         v = "missing" if value is None else number(value)
         mean = float(err[0].sum() / max(int((~np.isnan(t[0])).sum()), 1))
-        return (f"{feature}={v} (reconstructed as {number(shown)} from the other features; squared error "
+        return (f"{feature}={v} (reconstructed as {number(shown)} through the bottleneck; squared error "
                 f"{number(float(err[0, i]), 3)} in standard units, event mean {number(mean, 3)})")
 
 
