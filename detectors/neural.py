@@ -237,7 +237,8 @@ class Autoencoder(Detector):
     Notes
     -----
     Memory is fixed: the weights and Adam's moments (``3 * sum(a * b + b)`` floats over the layer sizes), the
-    scaler (``3 * d``) and the batch buffer (``batch_size * d``); 77 KB for 30 features and the default layers (a 79 KB pickle).
+    scaler (``3 * d``) and the batch buffer (``batch_size * d``); 77 KB for 30 features and the default layers
+    (a 79 KB pickle).
     ``batch_size = 64, lr = 0.002`` against ``32, 0.001``: the same ROC AUC and AP on the first 60,000 ULB events
     (0.953 / 0.238) at three quarters of the CPU time (14 against 19 µs per event).
     :meth:`explain` returns the features with the largest squared reconstruction errors (standardised units);
