@@ -11,6 +11,9 @@ Models (``model``):
 - ``"logreg"``: ``StandardScaler | LogisticRegression`` (river), the handbook's first baseline, online;
 - ``"forest"``: river's adaptive random forest (``forest.ARFClassifier``), the tree ensemble;
 - ``"both"`` (default): the mean of the two probabilities;
+- ``"mlp"``: a small ``tanh`` network in numpy (:class:`detectors.neural.MLPClassifier`) trained online with Adam
+  on class-balanced replay of the newest ``max_rows`` labelled rows of each class (one step every 4 labels, a
+  minibatch of 64 drawn half from the frauds, half from the legitimate events, seeded); no under-sampler;
 - ``"boosting"``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``) refit from scratch
   on the labelled vectors kept so far, when the learner becomes ready and then every ``refit_every`` labels
   (sooner while the labels are few: whenever their number doubled). Labels still arrive one at a time and
@@ -51,11 +54,12 @@ import numpy as np
 from river import compose, forest, imblearn, linear_model, optim, preprocessing
 
 from detectors.base import Detector, Features, ask_gate
+from detectors.neural import MLPClassifier, _sizes
 from detectors.registry import register
 
 __all__ = ["Supervised"]
 
-_MODELS = ("logreg", "forest", "both", "boosting")
+_MODELS = ("logreg", "forest", "both", "boosting", "mlp")
 _CLIP = 1e9
 
 
@@ -171,7 +175,7 @@ class Supervised(Detector):
     Parameters
     ----------
     model
-        ``"logreg"``, ``"forest"`` or ``"both"`` (mean of the two probabilities).
+        ``"logreg"``, ``"forest"``, ``"both"`` (mean of the two probabilities), ``"boosting"`` or ``"mlp"``.
     features
         Names of the features the learners read (``[]``: every feature of the vector). A name ``"a/b"`` is the
         ratio of features ``a`` and ``b`` (0 where ``b`` is 0), e.g. ``"user_amount_168h/user_orders_168h"``,
@@ -183,17 +187,19 @@ class Supervised(Detector):
     n_models
         Trees of the forest.
     lr
-        Learning rate of the logistic regression (SGD).
+        Learning rate of the logistic regression (SGD), and of the ``"mlp"`` network's Adam.
     seed
         Seed of the under-sampler and the forest.
     refit_every
         ``"boosting"``: labels between two refits, once the labels are many.
     max_rows
-        ``"boosting"``: newest labelled rows kept per class.
+        ``"boosting"`` and ``"mlp"``: newest labelled rows kept per class.
     legit_keep
         ``"boosting"``: share of legitimate labels kept (every fraud is kept), in (0, 1].
     threads
         ``"boosting"``: OpenMP threads scikit-learn may use to fit and predict.
+    hidden
+        ``"mlp"``: widths of the network's ``tanh`` hidden layers.
     """
 
     probabilistic = True
@@ -212,6 +218,7 @@ class Supervised(Detector):
         max_rows: int = 200_000,
         legit_keep: float = 0.2,
         threads: int = 1,
+        hidden: Sequence[int] = (32, 16),
     ) -> None:
         if model not in _MODELS:
             raise ValueError(f"model must be one of {', '.join(_MODELS)}, not {model!r}")
@@ -232,6 +239,7 @@ class Supervised(Detector):
         self.max_rows = max_rows
         self.legit_keep = float(legit_keep)
         self.threads = threads
+        self.hidden = list(_sizes("hidden", hidden))
         self._ratios: dict[str, tuple[str, str]] = {}
         for name in self.features:
             if "/" in name:
@@ -256,6 +264,8 @@ class Supervised(Detector):
         if model == "boosting":
             self._models["boosting"] = _Boosting(self.features, refit_every, max_rows, self.legit_keep, seed,
                                                  threads)
+        if model == "mlp":
+            self._models["mlp"] = MLPClassifier(self.features, self.hidden, self.lr, max_rows, seed)
         self.counts = [0, 0]
 
     @property
@@ -298,7 +308,7 @@ class Supervised(Detector):
         zs = [self._x(x) for x in xs]
         total = np.zeros(len(zs))
         for m in self._models.values():
-            if isinstance(m, _Boosting):
+            if isinstance(m, _Boosting | MLPClassifier):
                 total += m.predict_many(zs)
             else:
                 for i, z in enumerate(zs):
@@ -317,7 +327,11 @@ class Supervised(Detector):
             boost.refit_if_due()
 
     def explain(self, x: Features, top: int = 3) -> list[tuple[str, float]]:
-        """For the logistic regression: ``|weight * scaled value|`` of the features pushing towards fraud."""
+        """For the logistic regression: ``|weight * scaled value|`` of the features pushing towards fraud; for the
+        ``"mlp"`` network: gradient x standardised input of its logit."""
+        mlp = self._models.get("mlp")
+        if mlp is not None:
+            return mlp.explain(self._x(x), top) if self.ready else []
         m = self._models.get("logreg")
         if m is None or not self.ready:
             return []
@@ -334,3 +348,4 @@ class Supervised(Detector):
         yield {"model": "logreg"}
         yield {"model": "both", "n_models": 3, "warmup": 2}
         yield {"model": "boosting", "warmup": 2, "refit_every": 50}
+        yield {"model": "mlp", "warmup": 2, "hidden": [8]}

@@ -515,6 +515,20 @@ class CompiledEngine(Engine):
                               for k, ens in self.ensembles.items()}
 
 
+def engine_summary(settings: Settings) -> str:
+    """Which engine :func:`new_engine` runs for ``settings`` and where detection runs, in one line (``riskstream
+    config show`` prints it): builds the detectors, so a bad detector parameter is a ``ConfigError`` here too."""
+    if settings.engine.get("core", "compiled") == "python":
+        return 'python (the reference engine: [engine] core = "python")'
+    if settings.ensemble.get("bandit", {}).get("enabled", False):
+        return "python ([ensemble.bandit] is enabled and the compiled core does not run the review allocator)"
+    try:
+        detection_specs(Engine(settings))
+    except Unsupported as e:
+        return f"compiled; detection runs in Python: {e}"
+    return "compiled (features and detection in the core)"
+
+
 def new_engine(settings: Settings, *, clock: Callable[[Event], float] | None = None) -> Engine:
     """The engine ``[engine] core`` names: :class:`CompiledEngine` (the default) or the Python reference; the
     Python one also when a setting the core does not run is on (``[ensemble.bandit]``, ``[ensemble.adaptive]``),

@@ -19,7 +19,7 @@ import time
 import urllib.parse
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,10 +181,12 @@ class Produced:
         return self.orders + self.logins
 
 
-def produce_simulated(bootstrap: str, topics: Topics, events: int, seed: int) -> Produced:
+def produce_simulated(bootstrap: str, topics: Topics, events: int, seed: int,
+                      sim: Mapping[str, Any] | None = None) -> Produced:
     """Simulated traffic keyed by user id: orders, logins and labels to their topics (a label is keyed by the
-    user of the event it is about, so it lands in that event's partition unit)."""
-    stream = list(simulate(SimConfig(events=events, seed=seed)))
+    user of the event it is about, so it lands in that event's partition unit); ``sim``: more ``SimConfig``
+    settings (e.g. a shorter ``label_delay_s``)."""
+    stream = list(simulate(SimConfig(events=events, seed=seed, **(sim or {}))))
     user_of = {e.event_id: e.user_id for e in stream if e.type != "label"}
     out = Produced()
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
@@ -431,6 +433,7 @@ class Scenario:
         events: int,
         seed: int,
         poison: Sequence[bytes] = (),
+        sim: Mapping[str, Any] | None = None,
         **kafka: Any,
     ) -> None:
         self.root = root
@@ -440,7 +443,7 @@ class Scenario:
         self.topics = make_topics(bootstrap)
         self.poison_at = produce_raw(bootstrap, self.topics.orders, poison) if poison else []
         self.poison = list(poison)
-        self.produced = produce_simulated(bootstrap, self.topics, events, seed)
+        self.produced = produce_simulated(bootstrap, self.topics, events, seed, sim)
         self.state_dir = root / "state"
         self.config = write_config(
             root / "riskstream.toml",

@@ -91,7 +91,7 @@ def _stream() -> list:
     return evs
 
 
-@pytest.mark.parametrize("model", ["logreg", "boosting"])
+@pytest.mark.parametrize("model", ["logreg", "boosting", "mlp"])
 def test_engine_learns_only_from_arrived_labels_and_is_batch_independent(model: str) -> None:
     settings = _supervised_settings(100, model)
     runs = []
