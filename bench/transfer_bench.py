@@ -46,6 +46,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 HERE = Path(__file__).resolve().parent
 NS = (10, 50)
+BOOT = 200  # paired bootstrap rounds of the AP differences
 HANDBOOK_MAP = ("ts=TX_DATETIME,user_id=CUSTOMER_ID,merchant_id=TERMINAL_ID,amount=TX_AMOUNT,label=TX_FRAUD,"
                 "event_id=TRANSACTION_ID")
 HANDBOOK_DELAY, HANDBOOK_EVERY = 7 * 86400.0, 3600.0
@@ -110,19 +111,34 @@ def _strata(ev: dict[str, np.ndarray], kinds: dict[str, str]) -> dict[str, np.nd
     return out
 
 
-def measure(scores: Path, entities: dict[str, np.ndarray], kinds: dict[str, str]) -> dict[str, Any]:
+def _scored(scores: Path, entities: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Labels, risks and entity columns of the scored labelled orders, in scoring order."""
     t = pq.read_table(scores, columns=["event_id", "event_type", "label", "risk"])
     t = t.filter(pc.and_(pc.equal(t["event_type"], "order"), pc.is_valid(t["label"])))
     ids = t["event_id"].to_numpy(zero_copy_only=False).astype(str)
     where = {e: i for i, e in enumerate(entities["event_id"])}
     idx = np.array([where[e] for e in ids])  # every scored order is in the input (KeyError otherwise)
-    ev = {k: v[idx] for k, v in entities.items()}
-    y, s = t["label"].to_numpy().astype(int), t["risk"].to_numpy()
+    return t["label"].to_numpy().astype(int), t["risk"].to_numpy(), {k: v[idx] for k, v in entities.items()}
+
+
+def measure(y: np.ndarray, s: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, Any]:
     res: dict[str, Any] = {"events": int(len(y)), "frauds": int(y.sum()), "roc_auc": float(roc_auc_score(y, s)),
                            "average_precision": _ap(y, s), "strata": {}}
-    for name, mask in _strata(ev, kinds).items():
+    for name, mask in masks.items():
         res["strata"][name] = {"events": int(mask.sum()), "frauds": int(y[mask].sum()), "ap": _ap(y[mask], s[mask])}
     return res
+
+
+def paired_bootstrap(y: np.ndarray, s0: np.ndarray, s1: np.ndarray, rounds: int = BOOT, seed: int = 0) -> list[float]:
+    """The 2.5 and 97.5 percentiles of AP(s1) - AP(s0) over events resampled with replacement (both runs scored
+    the same events in the same order, so each resample pairs them)."""
+    rng = np.random.default_rng(seed)
+    d = []
+    for _ in range(rounds):
+        i = rng.integers(0, len(y), len(y))
+        if 0 < y[i].sum() < len(i):
+            d.append(average_precision_score(y[i], s1[i]) - average_precision_score(y[i], s0[i]))
+    return [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))] if d else []
 
 
 def handbook_entities(path: Path) -> dict[str, np.ndarray]:
@@ -162,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7, help="sim: simulator seed")
     ap.add_argument("--events", type=int, default=200_000, help="sim: events to simulate")
     ap.add_argument("--work", default=os.environ.get("TRANSFER_WORK", "/tmp/transfer"), help="scratch folder")
+    ap.add_argument("--reuse", action="store_true", help="recompute from the scores of an earlier run in --work")
     ap.add_argument("--tag", default=None, help="name of the outputs (default handbook, sim_seed<seed>)")
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/transfer_<tag>.json)")
     args = ap.parse_args(argv)
@@ -190,27 +207,38 @@ def main(argv: list[str] | None = None) -> int:
         kinds = {"merchant": "merchant", "user": "user"}
         tag = f"sim_seed{args.seed}"
     tag = args.tag or tag
-    results: dict[str, Any] = {"data": args.data, "input": inp.name, "command": " ".join(
-        ["python", "bench/transfer_bench.py", *(argv if argv is not None else sys.argv[1:])]), "runs": {}}
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--reuse"]
+    results: dict[str, Any] = {"data": args.data, "input": inp.name,
+                               "command": " ".join(["python", "bench/transfer_bench.py", *given]), "runs": {}}
+    out = Path(args.out) if args.out else HERE / "results" / f"transfer_{tag}.json"
+    before = json.loads(out.read_text()) if args.reuse and out.exists() else {}
+    scored = {}
     for name, cfg in (("base", base), ("prior", prior)):
         scores, report = work / f"{tag}_{name}.parquet", work / f"{tag}_{name}.json"
-        secs = _run([*rs, "replay", str(inp), "-c", cfg, *replay_args, "--scores-out", str(scores),
-                     "--report", str(report)])
+        secs = before.get("runs", {}).get(name, {}).get("seconds")
+        if not (args.reuse and scores.exists() and report.exists()):
+            secs = round(_run([*rs, "replay", str(inp), "-c", cfg, *replay_args, "--scores-out", str(scores),
+                               "--report", str(report)]), 1)
         rep = json.loads(report.read_text())
+        y, s, ev = _scored(scores, entities)
+        scored[name] = (y, s, ev)
         run = {"config": os.path.relpath(cfg, HERE.parent), "config_hash": rep.get("config_hash"),
-               "seconds": round(secs, 1), **measure(scores, entities, kinds)}
+               "seconds": secs, **measure(y, s, _strata(ev, kinds))}
         if "eval" in rep:
             run["eval"] = rep["eval"]
         results["runs"][name] = run
+    (y, s0, ev), (y1, s1, _) = scored["base"], scored["prior"]
+    assert np.array_equal(y, y1), "both runs scored the same events"
     b, p = results["runs"]["base"], results["runs"]["prior"]
-    results["delta"] = {"average_precision": p["average_precision"] - b["average_precision"],
-                        **{k: (None if p["strata"][k]["ap"] is None or b["strata"][k]["ap"] is None
-                               else p["strata"][k]["ap"] - b["strata"][k]["ap"]) for k in b["strata"]}}
-    out = Path(args.out) if args.out else HERE / "results" / f"transfer_{tag}.json"
+    masks = {"all": np.ones(len(y), dtype=bool), **_strata(ev, kinds)}
+    results["delta"] = {}
+    for k, m in masks.items():
+        b_ap = b["average_precision"] if k == "all" else b["strata"][k]["ap"]
+        p_ap = p["average_precision"] if k == "all" else p["strata"][k]["ap"]
+        if b_ap is not None and p_ap is not None:
+            results["delta"][k] = {"ap": p_ap - b_ap, "ci95": paired_bootstrap(y[m], s0[m], s1[m])}
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps({"overall_ap": [b["average_precision"], p["average_precision"]],
-                      **{k: [b["strata"][k]["ap"], p["strata"][k]["ap"], b["strata"][k]["frauds"]]
-                         for k in b["strata"]}}, indent=1))
+    print(json.dumps(results["delta"], indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -122,6 +122,7 @@ class EntityRisk:
         self._tables: dict[str, dict[str, list[list[float]]]] = {k: {} for k in self.kinds}
         # kind -> the same list over every label of the kind (the cohort; only with a prior)
         self._cohort: dict[str, list[list[float]]] = {k: [] for k in self.kinds}
+        self._csums: dict[str, tuple[int, list[float], list[float]]] = {}  # kind -> (bucket, its cohort sums)
         self._learned = 0
         self._latest = 0
 
@@ -136,6 +137,7 @@ class EntityRisk:
             self._count(self._tables[kind].setdefault(eid, []), b, y)
             if self.prior_strength is not None:
                 self._count(self._cohort[kind], b, y)
+                self._csums.pop(kind, None)
         self._learned += 1
         if self._learned % self.expire_every == 0:
             self._expire()
@@ -143,6 +145,7 @@ class EntityRisk:
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Load a pickle, one made before the prior included (3-name tuples, no cohort lists: no prior)."""
         self.__dict__.update(state)
+        self.__dict__.setdefault("_csums", {})
         if "_cohort" not in state:
             self._cohort = {k: [] for k in self.kinds}
             self._names = {k: [(*names, f"risk_{k}_shrunk_{window_label(w)}")
@@ -182,8 +185,11 @@ class EntityRisk:
         for kind in self.kinds:
             eid = entities.get(kind)
             n, f = self._sums(self._tables[kind].get(eid) if eid is not None else None, b)
-            if k is not None:
-                cn, cf = self._sums(self._cohort[kind], b)
+            if k is not None:  # the cohort's sums change only with a label or a new bucket: kept between them
+                c = self._csums.get(kind)
+                if c is None or c[0] != b:
+                    c = self._csums[kind] = (b, *self._sums(self._cohort[kind], b))
+                _, cn, cf = c
             for j, (nn, nf, nr, ns) in enumerate(self._names[kind]):
                 out[nn] = n[j]
                 out[nf] = f[j]

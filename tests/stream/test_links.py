@@ -271,7 +271,7 @@ def test_shrunk_rate_survives_pickle_and_old_pickles_load_without_it() -> None:
     old = EntityRisk(kinds=("merchant",), windows=(DAY,))
     old.learn({"merchant": "m1"}, 1, arrived=0.0)
     state = dict(old.__dict__)
-    del state["prior_strength"], state["_cohort"]
+    del state["prior_strength"], state["_cohort"], state["_csums"]
     state["_names"] = {k: [n[:3] for n in v] for k, v in state["_names"].items()}
     revived = EntityRisk.__new__(EntityRisk)
     revived.__setstate__(state)
