@@ -7,7 +7,8 @@ confirm. The stream is cut at every label, as the engine cuts its batches. Two c
 
 - ``default``: the engine's defaults (graph on, ``link_flagged`` off, graph-only store entries: user id only);
 - ``risk``: also entity risk (six kinds, 1/7/30 days) and full store entries (every id; vectors are the detectors'
-  business and are not stored here).
+  business and are not stored here);
+- ``risk+prior``: the same with the cohort prior (``prior_strength = 10``: the shrunk rates, one cohort per kind).
 
 Printed per configuration: µs/event of Python, of Rust called through its batch methods (with the conversion
 of Python strings), and of the Rust core alone (timed inside the core; label calls included through the
@@ -37,6 +38,8 @@ from stream.labels import LabelStore
 from stream.links import EntityRisk, LinkGraph
 from stream.pipeline import _shows_control, entity_ids
 from stream.sim import SimConfig, simulate
+
+PRIOR = 10.0  # prior_strength of the risk+prior configuration
 
 KINDS = core.ENTITY_KINDS
 DAY = 86400.0
@@ -69,9 +72,9 @@ def segments(events: list) -> list[tuple[str, Any]]:
     return out
 
 
-def run_python(segs: list, risk_on: bool, keep: bool = True) -> tuple[float, list, Any]:
+def run_python(segs: list, risk_on: bool | str, keep: bool = True) -> tuple[float, list, Any]:
     graph = LinkGraph(window=7 * DAY, flagged=False)
-    risk = EntityRisk() if risk_on else None
+    risk = EntityRisk(prior_strength=PRIOR if risk_on == "prior" else None) if risk_on else None
     store = LabelStore(max_size=500_000, ttl=45 * DAY)
     shared: dict[str, dict[str, str]] = {}
     rows = []
@@ -103,9 +106,9 @@ def run_python(segs: list, risk_on: bool, keep: bool = True) -> tuple[float, lis
     return time.perf_counter() - t0, rows, (graph, risk, store)
 
 
-def run_rust(segs: list, risk_on: bool, keep: bool = True) -> tuple[float, tuple[int, ...], list, Any]:
+def run_rust(segs: list, risk_on: bool | str, keep: bool = True) -> tuple[float, tuple[int, ...], list, Any]:
     graph = core.LinkGraphCore(window=7 * DAY, flagged=False)
-    risk = core.EntityRiskCore() if risk_on else None
+    risk = core.EntityRiskCore(prior_strength=PRIOR if risk_on == "prior" else None) if risk_on else None
     store = core.LabelStoreCore(max_size=500_000, ttl=45 * DAY)
     out = []
     label_ns = 0
@@ -153,7 +156,7 @@ def main() -> None:
     n = sum(len(s["users"]) for w, s in segs if w == "score")
     labels = sum(w == "label" for w, _ in segs)
     print(f"seed {args.seed}: {len(events)} events ({n} orders/logins, {labels} labels, {len(segs)} segments)")
-    for name, risk_on in (("default", False), ("risk", True)):
+    for name, risk_on in (("default", False), ("risk", True), ("risk+prior", "prior")):
         wall_rs, (g_ns, s_ns, r_ns, l_ns), mats, (g_rs, r_rs, s_rs) = run_rust(segs, risk_on)
         core_s = (g_ns + s_ns + r_ns + l_ns) / 1e9
         wall_py, rows, (g_py, r_py, s_py) = run_python(segs, risk_on)

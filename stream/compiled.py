@@ -57,7 +57,7 @@ def engine_params(engine: Engine) -> dict[str, Any]:
                      "max_entities": fx.max_entities},
         "graph": None if graph is None else {k: graph[k] for k in ("window", "max_users", "max_values",
                                                                      "max_group", "flagged", "max_entries")},
-        "entity_risk": None if risk is None else (list(risk.kinds), list(risk.windows)),
+        "entity_risk": None if risk is None else (list(risk.kinds), list(risk.windows), risk.prior_strength),
         "store_size": engine.label_store.max_size,
         "store_ttl": engine.label_store.ttl,
         # a blocklist reads every event's entity ids (so the label store fills, as in Python)

@@ -119,6 +119,9 @@ class Settings:
             out.get("ensemble", {}).pop("bandit", None)
         if not out.get("ensemble", {}).get("adaptive", {}).get("enabled", False):  # and the adaptive weights
             out.get("ensemble", {}).pop("adaptive", None)
+        if not out.get("links", {}).get("risk_prior", False):  # likewise the cohort prior, when off
+            out.get("links", {}).pop("risk_prior", None)
+            out.get("links", {}).pop("prior_strength", None)
         for section in ("features", "links"):  # likewise the entity caps, while they are the defaults
             if out.get(section, {}).get("max_entities") == DEFAULTS[section]["max_entities"]:
                 del out[section]["max_entities"]
@@ -257,6 +260,11 @@ def _validate(data: Mapping[str, Any], ref: Mapping[str, Any], path: tuple[str, 
         if not math.isfinite(v):
             raise ConfigError(f"config key 'kafka.decision_prune_interval_s' must be a finite number of seconds "
                               f"(0 = never prune), not {v!r}")
+    if path == ("links",) and "prior_strength" in data:
+        v = data["prior_strength"]
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"config key 'links.prior_strength' must be a finite number of labels > 0 (the "
+                              f"cohort's weight), not {v!r}")
     if path == ("engine",):
         b = data.get("budget", 0.005)
         if not 0 < b < 1:
@@ -379,7 +387,7 @@ def engine_feature_names(data: Mapping[str, Any]) -> set[str]:
     try:
         names = set(FeatureExtractor(windows=features["windows"]).feature_names())
         names.update(LINK_FEATURES)
-        names.update(risk_feature_names(links["risk_kinds"], links["risk_windows"]))
+        names.update(risk_feature_names(links["risk_kinds"], links["risk_windows"], prior=True))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"features/links: {e}") from None
     if features["passthrough"]:

@@ -8,6 +8,10 @@ Two feature families are added to an event's vector before it is scored (see ``d
 (frauds / labels, 0 when none). Counting by arrival time is what respects the delay: with a 7-day delay, a
 7-day window holds the events of 14 to 7 days ago, exactly the handbook's "terminal risk with a delay period".
 Counts live in day-wide (``bucket`` seconds) buckets, at most ``max(windows) / bucket + 1`` per entity.
+With ``prior_strength=k`` (transfer from the cohort, ``[links] risk_prior``), each window also gets
+``risk_<kind>_shrunk_<w>`` = ``(frauds + k * p) / (labels + k)``, where ``p`` is the fraud rate of every label of
+that kind that arrived in the same window (the cohort: all entities of the kind, one bucket list per kind): an
+entity with no labels is scored with its cohort's rate, then, as its labels arrive, with its own.
 
 :class:`LinkGraph` — accounts (users) linked through shared devices, IPs, payments and addresses seen within
 ``window`` seconds: ``link_neighbours`` (other users sharing a value with this one), ``link_group`` (users
@@ -29,11 +33,18 @@ Both are plain dicts and lists: they pickle with the engine's checkpoint.
 (2.0, 1.0, 0.5)
 >>> risk.features({"merchant": "t1"}, ts=2 * 86400.0)["risk_merchant_labels_1d"]  # out of the window
 0.0
+>>> prior = EntityRisk(kinds=("merchant",), windows=(86400.0,), prior_strength=2.0)
+>>> for t, y in (("t1", 1), ("t1", 0), ("t2", 0), ("t2", 0)): prior.learn({"merchant": t}, y, arrived=10.0)
+>>> prior.features({"merchant": "new"}, ts=30.0)["risk_merchant_shrunk_1d"]  # no labels: the cohort's 1/4
+0.25
+>>> prior.features({"merchant": "t1"}, ts=30.0)["risk_merchant_shrunk_1d"]  # (1 + 2 * 0.25) / (2 + 2)
+0.375
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,14 +65,16 @@ def window_label(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
-def risk_feature_names(kinds: Sequence[str], windows: Sequence[float]) -> list[str]:
-    """Every feature an :class:`EntityRisk` of these kinds and windows emits.
+def risk_feature_names(kinds: Sequence[str], windows: Sequence[float], prior: bool = False) -> list[str]:
+    """Every feature an :class:`EntityRisk` of these kinds and windows emits (``prior``: with a prior strength).
 
     >>> risk_feature_names(["ip"], [86400.0])
     ['risk_ip_labels_1d', 'risk_ip_frauds_1d', 'risk_ip_rate_1d']
+    >>> risk_feature_names(["ip"], [86400.0], prior=True)[-1]
+    'risk_ip_shrunk_1d'
     """
-    return [f"risk_{k}_{what}_{window_label(float(w))}" for k in kinds for w in windows
-            for what in ("labels", "frauds", "rate")]
+    whats = ("labels", "frauds", "rate", "shrunk") if prior else ("labels", "frauds", "rate")
+    return [f"risk_{k}_{what}_{window_label(float(w))}" for k in kinds for w in windows for what in whats]
 
 
 class EntityRisk:
@@ -77,26 +90,39 @@ class EntityRisk:
         Bucket width in seconds (the windows' resolution).
     expire_every
         Every this many learned labels, entities with no label within the largest window are dropped.
+    prior_strength
+        ``None`` (the default): no prior. A number ``k > 0`` of labels: emit ``risk_<kind>_shrunk_<w>``, the
+        entity's rate shrunk toward its kind's rate over the same window with the weight of ``k`` labels.
     """
+
+    prior_strength: float | None = None  # class default: instances pickled before the option had no prior
 
     def __init__(self, kinds: Sequence[str] = ("merchant", "user", "device", "ip", "payment", "address"),
                  windows: Sequence[float] = (DAY, 7 * DAY, 30 * DAY), bucket: float = DAY,
-                 expire_every: int = 100_000) -> None:
+                 expire_every: int = 100_000, prior_strength: float | None = None) -> None:
         if not windows or any(not w > 0 for w in windows):
             raise ValueError(f"windows must be positive seconds, got {windows!r}")
         if not bucket > 0:
             raise ValueError(f"bucket must be > 0 seconds, got {bucket!r}")
         if isinstance(expire_every, bool) or not isinstance(expire_every, int) or expire_every < 1:
             raise ValueError(f"expire_every must be an integer >= 1, got {expire_every!r}")
+        if prior_strength is not None and (isinstance(prior_strength, bool) or not isinstance(
+                prior_strength, int | float) or not math.isfinite(prior_strength) or not prior_strength > 0):
+            raise ValueError(f"prior_strength must be a finite number of labels > 0, got {prior_strength!r}")
+        self.prior_strength = None if prior_strength is None else float(prior_strength)
         self.kinds = tuple(kinds)
         self.windows = tuple(sorted(float(w) for w in windows))
         self.bucket = float(bucket)
         self.expire_every = int(expire_every)
         self._nb = [max(1, round(w / self.bucket)) for w in self.windows]  # buckets per window
         self._names = {k: [(f"risk_{k}_labels_{window_label(w)}", f"risk_{k}_frauds_{window_label(w)}",
-                            f"risk_{k}_rate_{window_label(w)}") for w in self.windows] for k in self.kinds}
+                            f"risk_{k}_rate_{window_label(w)}", f"risk_{k}_shrunk_{window_label(w)}")
+                           for w in self.windows] for k in self.kinds}
         # kind -> entity id -> list of [bucket index, labels, frauds], oldest first
         self._tables: dict[str, dict[str, list[list[float]]]] = {k: {} for k in self.kinds}
+        # kind -> the same list over every label of the kind (the cohort; only with a prior)
+        self._cohort: dict[str, list[list[float]]] = {k: [] for k in self.kinds}
+        self._csums: dict[str, tuple[int, list[float], list[float]]] = {}  # kind -> (bucket, its cohort sums)
         self._learned = 0
         self._latest = 0
 
@@ -108,43 +134,69 @@ class EntityRisk:
             eid = entities.get(kind)
             if eid is None:
                 continue
-            rec = self._tables[kind].setdefault(eid, [])
-            if rec and rec[-1][0] >= b:
-                rec[-1][1] += 1
-                rec[-1][2] += y
-            else:
-                rec.append([b, 1, y])
-                horizon = b - self._nb[-1]
-                while rec and rec[0][0] <= horizon:
-                    rec.pop(0)
+            self._count(self._tables[kind].setdefault(eid, []), b, y)
+            if self.prior_strength is not None:
+                self._count(self._cohort[kind], b, y)
+                self._csums.pop(kind, None)
         self._learned += 1
         if self._learned % self.expire_every == 0:
             self._expire()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Load a pickle, one made before the prior included (3-name tuples, no cohort lists: no prior)."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_csums", {})
+        if "_cohort" not in state:
+            self._cohort = {k: [] for k in self.kinds}
+            self._names = {k: [(*names, f"risk_{k}_shrunk_{window_label(w)}")
+                               for names, w in zip(self._names[k], self.windows, strict=True)] for k in self.kinds}
+
+    def _count(self, rec: list[list[float]], b: int, y: int) -> None:
+        if rec and rec[-1][0] >= b:
+            rec[-1][1] += 1
+            rec[-1][2] += y
+        else:
+            rec.append([b, 1, y])
+            horizon = b - self._nb[-1]
+            while rec and rec[0][0] <= horizon:
+                rec.pop(0)
+
+    def _sums(self, rec: list[list[float]] | None, b: int) -> tuple[list[float], list[float]]:
+        """Labels and frauds of ``rec`` in each window, at bucket ``b``."""
+        nbs = self._nb
+        n = [0.0] * len(nbs)
+        f = [0.0] * len(nbs)
+        if rec:
+            for bi, cnt, fr in reversed(rec):
+                age = b - bi  # 0 = the current bucket
+                if age >= nbs[-1]:
+                    break
+                for j, nb in enumerate(nbs):
+                    if age < nb:
+                        n[j] += cnt
+                        f[j] += fr
+        return n, f
 
     def features(self, entities: Mapping[str, str], ts: float) -> dict[str, float]:
         """The risk features of an event at ``ts`` with these entities (zeros for unknown entities)."""
         out: dict[str, float] = {}
         b = int(ts // self.bucket)
-        nbs = self._nb
+        k = self.prior_strength
         for kind in self.kinds:
             eid = entities.get(kind)
-            rec = self._tables[kind].get(eid) if eid is not None else None
-            names = self._names[kind]
-            n = [0.0] * len(nbs)
-            f = [0.0] * len(nbs)
-            if rec:
-                for bi, cnt, fr in reversed(rec):
-                    age = b - bi  # 0 = the current bucket
-                    if age >= nbs[-1]:
-                        break
-                    for j, nb in enumerate(nbs):
-                        if age < nb:
-                            n[j] += cnt
-                            f[j] += fr
-            for j, (nn, nf, nr) in enumerate(names):
+            n, f = self._sums(self._tables[kind].get(eid) if eid is not None else None, b)
+            if k is not None:  # the cohort's sums change only with a label or a new bucket: kept between them
+                c = self._csums.get(kind)
+                if c is None or c[0] != b:
+                    c = self._csums[kind] = (b, *self._sums(self._cohort[kind], b))
+                _, cn, cf = c
+            for j, (nn, nf, nr, ns) in enumerate(self._names[kind]):
                 out[nn] = n[j]
                 out[nf] = f[j]
                 out[nr] = f[j] / n[j] if n[j] else 0.0
+                if k is not None:
+                    p = cf[j] / cn[j] if cn[j] else 0.0
+                    out[ns] = (f[j] + k * p) / (n[j] + k)
         return out
 
     def _expire(self) -> None:

@@ -140,7 +140,9 @@ class Engine:
         labels = settings.data.get("labels", {})
         links = settings.data.get("links", {})
         try:
-            self.entity_risk = EntityRisk(kinds=links["risk_kinds"], windows=links["risk_windows"]) \
+            self.entity_risk = EntityRisk(
+                kinds=links["risk_kinds"], windows=links["risk_windows"],
+                prior_strength=float(links["prior_strength"]) if links.get("risk_prior") else None) \
                 if links.get("entity_risk") else None
             # The graph starts with the first event that carries a device, IP, payment or address: a stream
             # that never does (a card export such as ULB) pays nothing for it and gets no link features.

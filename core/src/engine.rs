@@ -33,8 +33,8 @@ pub struct GraphParams {
 pub struct EngineParams {
     pub features: FeatureParams,
     pub graph: Option<GraphParams>,
-    /// `(kinds, windows)` of the entity-risk features, or `None`.
-    pub entity_risk: Option<(Vec<String>, Vec<f64>)>,
+    /// `(kinds, windows, prior strength)` of the entity-risk features, or `None`.
+    pub entity_risk: Option<(Vec<String>, Vec<f64>, Option<f64>)>,
     pub store_size: i64,
     pub store_ttl: f64,
     /// Whether a detector reads every event's entity ids (a blocklist): the label store then fills even
@@ -128,9 +128,9 @@ impl Engine {
             Self::build_graph(g).map_err(|e| format!("links: {e}"))?;
         }
         let entity_risk = match &params.entity_risk {
-            Some((kinds, windows)) => {
+            Some((kinds, windows, prior)) => {
                 let k: Vec<&str> = kinds.iter().map(String::as_str).collect();
-                Some(EntityRisk::new(&k, windows, 86400.0, 100_000).map_err(|e| format!("links: {e}"))?)
+                Some(EntityRisk::new(&k, windows, 86400.0, 100_000, *prior).map_err(|e| format!("links: {e}"))?)
             }
             None => None,
         };

@@ -110,12 +110,14 @@ pub fn window_label(seconds: f64) -> String {
     format!("{}s", seconds.trunc() as i64)
 }
 
-/// Every feature an [`EntityRisk`] of these kinds and windows emits (`stream.links.risk_feature_names`).
-pub fn risk_feature_names(kinds: &[&str], windows: &[f64]) -> Vec<String> {
+/// Every feature an [`EntityRisk`] of these kinds and windows emits (`stream.links.risk_feature_names`; `prior`:
+/// with a prior strength, the shrunk rate after each window's rate).
+pub fn risk_feature_names(kinds: &[&str], windows: &[f64], prior: bool) -> Vec<String> {
+    let whats: &[&str] = if prior { &["labels", "frauds", "rate", "shrunk"] } else { &["labels", "frauds", "rate"] };
     let mut out = Vec::new();
     for k in kinds {
         for &w in windows {
-            for what in ["labels", "frauds", "rate"] {
+            for what in whats {
                 out.push(format!("risk_{k}_{what}_{}", window_label(w)));
             }
         }
@@ -149,14 +151,55 @@ pub struct EntityRisk {
     names: Vec<String>,
     /// one per distinct kind name: entity id -> buckets, oldest first
     tables: Vec<FxHashMap<Box<str>, Vec<Bucket>>>,
+    /// the cohort's weight in labels (`None`: no shrunk rates)
+    prior: Option<f64>,
+    /// one per distinct kind name: the buckets of every label of the kind (only with a prior)
+    cohort: Vec<Vec<Bucket>>,
     learned: i64,
     latest: i64,
 }
 
+/// Count a label of bucket `b` in `rec` (Python's `EntityRisk._count`).
+fn count(rec: &mut Vec<Bucket>, b: i64, y: i64, horizon_nb: i64) {
+    match rec.last_mut() {
+        Some(last) if last.b >= b => {
+            last.labels += 1;
+            last.frauds += y;
+        }
+        _ => {
+            rec.push(Bucket { b, labels: 1, frauds: y });
+            let horizon = b - horizon_nb;
+            let drop = rec.iter().take_while(|r| r.b <= horizon).count();
+            rec.drain(..drop);
+        }
+    }
+}
+
+/// Labels and frauds of `rec` in each window (`nbs` buckets each) at bucket `b`, into `n` and `f`.
+fn sums(rec: Option<&Vec<Bucket>>, b: i64, nbs: &[i64], n: &mut [f64], f: &mut [f64]) {
+    n.fill(0.0);
+    f.fill(0.0);
+    let last = nbs[nbs.len() - 1];
+    if let Some(rec) = rec {
+        for r in rec.iter().rev() {
+            let age = b - r.b;
+            if age >= last {
+                break;
+            }
+            for (j, &nb) in nbs.iter().enumerate() {
+                if age < nb {
+                    n[j] += r.labels as f64;
+                    f[j] += r.frauds as f64;
+                }
+            }
+        }
+    }
+}
+
 impl EntityRisk {
-    /// `EntityRisk(kinds, windows, bucket, expire_every)`; the same validation as Python, plus
+    /// `EntityRisk(kinds, windows, bucket, expire_every, prior_strength)`; the same validation as Python, plus
     /// `expire_every >= 1` (Python would divide by zero at the first label).
-    pub fn new(kinds: &[&str], windows: &[f64], bucket: f64, expire_every: i64) -> Result<Self, String> {
+    pub fn new(kinds: &[&str], windows: &[f64], bucket: f64, expire_every: i64, prior: Option<f64>) -> Result<Self, String> {
         if windows.is_empty() || windows.iter().any(|w| !(*w > 0.0)) {
             return Err(format!("windows must be positive seconds, got {windows:?}"));
         }
@@ -165,6 +208,11 @@ impl EntityRisk {
         }
         if expire_every < 1 {
             return Err(format!("expire_every must be an integer >= 1, got {expire_every}"));
+        }
+        if let Some(k) = prior {
+            if !(k.is_finite() && k > 0.0) {
+                return Err(format!("prior_strength must be a finite number of labels > 0, got {k:?}"));
+            }
         }
         let mut ws: Vec<f64> = windows.to_vec();
         ws.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -180,7 +228,7 @@ impl EntityRisk {
         }
         Ok(EntityRisk {
             kinds: kinds.iter().map(|k| k.to_string()).collect(),
-            names: risk_feature_names(kinds, &ws),
+            names: risk_feature_names(kinds, &ws, prior.is_some()),
             windows: ws,
             bucket,
             expire_every,
@@ -188,6 +236,8 @@ impl EntityRisk {
             kind_pos: kinds.iter().map(|k| kind_index(k)).collect(),
             kind_table,
             tables: vec![FxHashMap::default(); distinct.len()],
+            prior,
+            cohort: vec![Vec::new(); distinct.len()],
             learned: 0,
             latest: 0,
         })
@@ -215,22 +265,15 @@ impl EntityRisk {
         let horizon_nb = *self.nb.last().unwrap();
         for i in 0..self.kinds.len() {
             let Some(eid) = self.kind_pos[i].and_then(|p| ids.get(p)) else { continue };
-            let table = &mut self.tables[self.kind_table[i]];
+            let t = self.kind_table[i];
+            let table = &mut self.tables[t];
             let rec = match table.get_mut(eid) {
                 Some(r) => r,
                 None => table.entry(eid.into()).or_default(),
             };
-            match rec.last_mut() {
-                Some(last) if last.b >= b => {
-                    last.labels += 1;
-                    last.frauds += y;
-                }
-                _ => {
-                    rec.push(Bucket { b, labels: 1, frauds: y });
-                    let horizon = b - horizon_nb;
-                    let drop = rec.iter().take_while(|r| r.b <= horizon).count();
-                    rec.drain(..drop);
-                }
+            count(rec, b, y, horizon_nb);
+            if self.prior.is_some() {
+                count(&mut self.cohort[t], b, y, horizon_nb);
             }
         }
         self.learned += 1;
@@ -246,40 +289,34 @@ impl EntityRisk {
         let b = py_int_floordiv(ts, self.bucket);
         let nbs = &self.nb;
         let w = nbs.len();
-        let last = nbs[w - 1];
-        let mut n = [0.0f64; 8];
-        let mut f = [0.0f64; 8];
-        let (mut nv, mut fv);
-        let (n, f): (&mut [f64], &mut [f64]) = if w <= 8 {
-            (&mut n[..w], &mut f[..w])
+        let per = if self.prior.is_some() { 4 } else { 3 };
+        let mut buf = [0.0f64; 32];
+        let mut bufv;
+        let buf: &mut [f64] = if w <= 8 {
+            &mut buf[..4 * w]
         } else {
-            nv = vec![0.0; w];
-            fv = vec![0.0; w];
-            (&mut nv[..], &mut fv[..])
+            bufv = vec![0.0; 4 * w];
+            &mut bufv[..]
         };
+        let (n, rest) = buf.split_at_mut(w);
+        let (f, rest) = rest.split_at_mut(w);
+        let (cn, cf) = rest.split_at_mut(w);
         for i in 0..self.kinds.len() {
-            n.fill(0.0);
-            f.fill(0.0);
-            let rec = self.kind_pos[i].and_then(|p| ids.get(p)).and_then(|eid| self.tables[self.kind_table[i]].get(eid));
-            if let Some(rec) = rec {
-                for r in rec.iter().rev() {
-                    let age = b - r.b;
-                    if age >= last {
-                        break;
-                    }
-                    for (j, &nb) in nbs.iter().enumerate() {
-                        if age < nb {
-                            n[j] += r.labels as f64;
-                            f[j] += r.frauds as f64;
-                        }
-                    }
-                }
+            let t = self.kind_table[i];
+            let rec = self.kind_pos[i].and_then(|p| ids.get(p)).and_then(|eid| self.tables[t].get(eid));
+            sums(rec, b, nbs, n, f);
+            if self.prior.is_some() {
+                sums(Some(&self.cohort[t]), b, nbs, cn, cf);
             }
-            let o = &mut out[i * 3 * w..(i + 1) * 3 * w];
+            let o = &mut out[i * per * w..(i + 1) * per * w];
             for j in 0..w {
-                o[3 * j] = n[j];
-                o[3 * j + 1] = f[j];
-                o[3 * j + 2] = if n[j] != 0.0 { f[j] / n[j] } else { 0.0 };
+                o[per * j] = n[j];
+                o[per * j + 1] = f[j];
+                o[per * j + 2] = if n[j] != 0.0 { f[j] / n[j] } else { 0.0 };
+                if let Some(k) = self.prior {
+                    let p = if cn[j] != 0.0 { cf[j] / cn[j] } else { 0.0 };
+                    o[per * j + 3] = (f[j] + k * p) / (n[j] + k);
+                }
             }
         }
     }
@@ -971,12 +1008,13 @@ mod tests {
         assert_eq!(window_label(90.0), "90s");
         assert_eq!(window_label(120.0), "2m");
         assert_eq!(window_label(90.7), "90s");
-        assert_eq!(risk_feature_names(&["ip"], &[86400.0]), ["risk_ip_labels_1d", "risk_ip_frauds_1d", "risk_ip_rate_1d"]);
+        assert_eq!(risk_feature_names(&["ip"], &[86400.0], false), ["risk_ip_labels_1d", "risk_ip_frauds_1d", "risk_ip_rate_1d"]);
+        assert_eq!(risk_feature_names(&["ip"], &[86400.0], true)[3], "risk_ip_shrunk_1d");
     }
 
     #[test]
     fn entity_risk_counts_arrived_labels_per_window() {
-        let mut risk = EntityRisk::new(&["merchant", "user"], &[7.0 * DAY, DAY], DAY, 100_000).unwrap();
+        let mut risk = EntityRisk::new(&["merchant", "user"], &[7.0 * DAY, DAY], DAY, 100_000, None).unwrap();
         for d in 0..5 {
             let u = format!("u{d}");
             risk.learn(&ids(&[("merchant", "t1"), ("user", &u)]), (d >= 3) as i64, d as f64 * DAY + 10.0);
@@ -990,8 +1028,27 @@ mod tests {
         assert_eq!(risk.feature_names()[0], "risk_merchant_labels_1d"); // windows sorted
         let back = EntityRisk::restore(&risk.snapshot()).unwrap();
         assert_eq!(back.features(&ids(&[("merchant", "t1")]), 5.0 * DAY), risk.features(&ids(&[("merchant", "t1")]), 5.0 * DAY));
-        assert!(EntityRisk::new(&["ip"], &[], DAY, 1).is_err());
-        assert!(EntityRisk::new(&["ip"], &[f64::NAN], DAY, 1).is_err());
+        assert!(EntityRisk::new(&["ip"], &[], DAY, 1, None).is_err());
+        assert!(EntityRisk::new(&["ip"], &[f64::NAN], DAY, 1, None).is_err());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(EntityRisk::new(&["ip"], &[DAY], DAY, 1, Some(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn entity_risk_shrinks_toward_the_cohort() {
+        let mut risk = EntityRisk::new(&["merchant"], &[DAY], DAY, 100_000, Some(2.0)).unwrap();
+        for (t, y) in [("t1", 1), ("t1", 0), ("t2", 0), ("t2", 0)] {
+            risk.learn(&ids(&[("merchant", t)]), y, 10.0);
+        }
+        let get = |r: &EntityRisk, m: &str, ts: f64| -> f64 {
+            r.features(&ids(&[("merchant", m)]), ts).into_iter().find(|(n, _)| *n == "risk_merchant_shrunk_1d").unwrap().1
+        };
+        assert_eq!(get(&risk, "new", 30.0), 0.25); // no labels: the cohort's rate
+        assert_eq!(get(&risk, "t1", 30.0), 0.375); // (1 + 2 * 0.25) / (2 + 2)
+        assert_eq!(get(&risk, "new", 2.0 * DAY), 0.0); // the cohort's labels left the window
+        let back = EntityRisk::restore(&risk.snapshot()).unwrap();
+        assert_eq!(get(&back, "t1", 30.0), 0.375);
     }
 
     #[test]

@@ -270,7 +270,7 @@ impl CoreEngine {
             _ => None,
         };
         let entity_risk = match params.get_item("entity_risk")? {
-            Some(r) if !r.is_none() => Some(r.extract::<(Vec<String>, Vec<f64>)>()?),
+            Some(r) if !r.is_none() => Some(r.extract::<(Vec<String>, Vec<f64>, Option<f64>)>()?),
             _ => None,
         };
         let p = EngineParams {

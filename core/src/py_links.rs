@@ -310,12 +310,13 @@ pub struct EntityRiskCore {
 #[pymethods]
 impl EntityRiskCore {
     #[new]
-    #[pyo3(signature = (kinds=None, windows=None, bucket=DAY, expire_every=None))]
+    #[pyo3(signature = (kinds=None, windows=None, bucket=DAY, expire_every=None, prior_strength=None))]
     fn new(
         kinds: Option<&Bound<'_, PyAny>>,
         windows: Option<Vec<f64>>,
         bucket: f64,
         expire_every: Option<&Bound<'_, PyAny>>,
+        prior_strength: Option<f64>,
     ) -> PyResult<Self> {
         let kinds = match kinds {
             Some(k) => strings(k)?,
@@ -327,7 +328,7 @@ impl EntityRiskCore {
             Some(v) => py_int(v)?,
             None => 100_000,
         };
-        let inner = EntityRisk::new(&kinds, &windows, bucket, expire_every).map_err(value_error)?;
+        let inner = EntityRisk::new(&kinds, &windows, bucket, expire_every, prior_strength).map_err(value_error)?;
         Ok(EntityRiskCore { inner, core_ns: 0 })
     }
 

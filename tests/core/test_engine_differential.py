@@ -81,9 +81,17 @@ def test_entity_risk_graph_flagged_and_small_caps() -> None:
     _assert_same(events, settings)
 
 
-def test_restored_state_continues_exactly() -> None:
+def test_entity_risk_with_the_cohort_prior() -> None:
+    events = _sim(5)
+    settings = load_settings(overrides={"links.entity_risk": True, "links.risk_prior": True,
+                                        "links.prior_strength": 4.0})
+    _assert_same(events, settings)
+
+
+@pytest.mark.parametrize("prior", [False, True])
+def test_restored_state_continues_exactly(prior: bool) -> None:
     events = _sim(11)
-    settings = load_settings(overrides={"links.entity_risk": True})
+    settings = load_settings(overrides={"links.entity_risk": True, "links.risk_prior": prior})
     expected = _python_vectors(Engine(settings), events, 2000)
     core = core_engine(Engine(settings))
     half = len(events) // 2
@@ -126,7 +134,8 @@ def test_handbook_stream_with_entity_risk() -> None:
     mapping = ColumnMapping.parse(type="order", map_spec="ts=TX_DATETIME,user_id=CUSTOMER_ID,merchant_id=TERMINAL_ID,"
                                   "amount=TX_AMOUNT,label=TX_FRAUD,event_id=TRANSACTION_ID")
     events = _file_events(path, mapping, 20_000)
-    settings = load_settings(overrides={"links.entity_risk": True, "links.risk_kinds": ["merchant", "user"]})
+    settings = load_settings(overrides={"links.entity_risk": True, "links.risk_kinds": ["merchant", "user"],
+                                        "links.risk_prior": True})
     _assert_same(events, settings)
 
 

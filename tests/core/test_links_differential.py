@@ -190,12 +190,15 @@ SMALL_RISK = {"kinds": ("merchant", "user", "ip", "device"), "windows": (7200.0,
 
 
 @pytest.mark.parametrize("seed", [7, 11, 13, 17])
-@pytest.mark.parametrize("config", ["default-full", "small-full", "default-graph-only", "small-graph-only"])
+@pytest.mark.parametrize("config", ["default-full", "small-full", "default-graph-only", "small-graph-only",
+                                    "default-prior-full", "small-prior-full"])
 def test_sim_stream_replays_identically(seed: int, config: str) -> None:
     small = config.startswith("small")
     full = config.endswith("full")
-    r = Replay(graph=SMALL_GRAPH if small else DEFAULT_GRAPH,
-               risk=(SMALL_RISK if small else DEFAULT_RISK) if full else None,
+    risk = dict(SMALL_RISK if small else DEFAULT_RISK)
+    if "prior" in config:  # the cohort prior: shrunk rates, and a cohort bucket list per kind
+        risk["prior_strength"] = 3.0 if small else 10.0
+    r = Replay(graph=SMALL_GRAPH if small else DEFAULT_GRAPH, risk=risk if full else None,
                store={"max_size": 2500, "ttl": 2.5 * 3600.0} if small else {"max_size": 500_000, "ttl": 45 * DAY},
                full=full)
     events = sim_stream(seed)
@@ -257,7 +260,8 @@ def test_parameters_are_validated_alike() -> None:
         for cls in (LinkGraph, core.LinkGraphCore):
             with pytest.raises(ValueError):
                 cls(**bad)
-    for bad in ({"windows": ()}, {"windows": (DAY, -1.0)}, {"bucket": 0.0}):
+    for bad in ({"windows": ()}, {"windows": (DAY, -1.0)}, {"bucket": 0.0}, {"prior_strength": 0.0},
+                {"prior_strength": -2.0}, {"prior_strength": float("nan")}, {"prior_strength": float("inf")}):
         for cls in (EntityRisk, core.EntityRiskCore):
             with pytest.raises(ValueError):
                 cls(**bad)
@@ -289,7 +293,8 @@ def test_handbook_entity_risk_replays_identically() -> None:
     src.close()
     events = [e for b in DelayedLabels(ListSource(orders, batch_size=2000), delay=DAY, every=3600.0)
               for e in b.events]
-    r = Replay(graph=None, risk={"kinds": ("merchant", "user"), "windows": (DAY, 7 * DAY, 30 * DAY)},
+    r = Replay(graph=None, risk={"kinds": ("merchant", "user"), "windows": (DAY, 7 * DAY, 30 * DAY),
+                                 "prior_strength": 10.0},
                store={"max_size": 500_000, "ttl": 45 * DAY}, full=True)
     r.run(events, batch=2000, round_trip_at=len(events) // 2)
     assert r.stats["joined"] > 20_000

@@ -33,6 +33,12 @@ def test_file_overrides_defaults_key_by_key(tmp_path):
         ("[kafka]\ngroup_id = 3\n", "kafka.group_id"),
         ("[nope]\nx = 1\n", "nope"),
         ("[engine\n", "invalid TOML"),
+        ("[links]\nprior_strength = 0\n", "links.prior_strength"),
+        ("[links]\nprior_strength = -3.0\n", "links.prior_strength"),
+        ("[links]\nprior_strength = nan\n", "links.prior_strength"),
+        ("[links]\nprior_strength = inf\n", "links.prior_strength"),
+        ("[links]\nprior_strength = '10'\n", "links.prior_strength"),
+        ("[links]\nrisk_prior = 1\n", "links.risk_prior"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path, text, needle):
@@ -66,6 +72,11 @@ def test_config_hash_tracks_detection_settings_only(tmp_path):
     assert base.replace({"engine.batch_size": 7}).config_hash == base.config_hash
     assert base.replace({"engine.budget": 0.01}).config_hash != base.config_hash
     assert base.replace({"detectors.hst.seed": 1}).config_hash != base.config_hash
+    # the cohort prior (added later): off, its strength changes nothing, and the hash is the one from before it
+    assert base.replace({"links.prior_strength": 3.0}).config_hash == base.config_hash
+    assert base.replace({"links.risk_prior": True}).config_hash != base.config_hash
+    on = base.replace({"links.risk_prior": True})
+    assert on.replace({"links.prior_strength": 3.0}).config_hash != on.config_hash
 
 
 def test_disabled_detector_is_left_out(tmp_path):

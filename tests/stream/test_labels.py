@@ -197,3 +197,21 @@ def test_a_store_pickled_before_it_kept_an_ordered_dict_loads_in_order_and_evict
     old.put("e3", 4.0, {"x": 3.0})  # full: the oldest, e0, goes
     assert old.join("e0", 1) is None and old.stats()["expired"] == 1
     assert old.join("e1", 1).x == {"x": 9.0} and old.join("e2", 0) is not None
+
+
+def test_engine_snapshot_keeps_the_cohort_prior() -> None:
+    base = _supervised_settings(100)
+    settings = base.replace({"links.risk_prior": True, "links.prior_strength": 5.0})
+    engine = Engine(settings)
+    batches = list(DelayedLabels(ListSource(_stream(), batch_size=100), delay=200.0))
+    for b in batches[:6]:
+        engine.process(b.events)
+    copy = Engine(settings)
+    copy.restore(engine.snapshot())
+    fresh = {"merchant": "never-seen"}
+    assert copy.entity_risk.features(fresh, 600.0) == engine.entity_risk.features(fresh, 600.0)
+    assert engine.entity_risk.features(fresh, 600.0)["risk_merchant_shrunk_1d"] > 0  # the cohort's rate
+    for b in batches[6:]:  # both go on alike
+        a, c = engine.process(b.events), copy.process(b.events)
+        assert a.risk.tolist() == c.risk.tolist()
+    assert copy.entity_risk.features(fresh, 1400.0) == engine.entity_risk.features(fresh, 1400.0)

@@ -210,3 +210,80 @@ def test_the_graph_is_capped_at_max_entries_least_recently_used_first() -> None:
     g.observe("new", {"device": "shared"}, ts=20_000.0)
     assert g.features("new", {"device": "shared"}, ts=20_001.0)["link_neighbours"] == 1.0  # "old", still linked
 
+
+
+# --- transfer: the cohort prior (risk_<kind>_shrunk_<w>) --------------------------------------------------------
+
+
+def _cohort(k: float = 4.0) -> EntityRisk:
+    """Merchant labels at day 0: m1..m4 one label each, two of them frauds (the cohort's rate is 1/2 with t1's)."""
+    risk = EntityRisk(kinds=("merchant",), windows=(DAY, 7 * DAY), prior_strength=k)
+    for m, y in (("m1", 1), ("m2", 1), ("m3", 0), ("m4", 0)):
+        risk.learn({"merchant": m}, y, arrived=100.0)
+    return risk
+
+
+def test_shrunk_rate_of_an_entity_with_no_labels_is_its_cohort_rate() -> None:
+    risk = _cohort()
+    f = risk.features({"merchant": "fresh"}, ts=200.0)
+    assert f["risk_merchant_labels_7d"] == 0.0 and f["risk_merchant_rate_7d"] == 0.0  # the rate knows nothing
+    assert f["risk_merchant_shrunk_7d"] == 0.5 and f["risk_merchant_shrunk_1d"] == 0.5  # the cohort's rate
+    assert risk.features({}, ts=200.0)["risk_merchant_shrunk_7d"] == 0.5  # an event without a merchant too
+    plain = EntityRisk(kinds=("merchant",), windows=(DAY,))
+    assert not any("shrunk" in n for n in plain.features({"merchant": "m"}, 0.0))  # off by default
+
+
+def test_shrunk_rate_moves_to_the_entity_own_rate_as_its_labels_grow() -> None:
+    risk = _cohort(k=4.0)
+    seen = []
+    for i in range(200):  # t1: every label a fraud
+        risk.learn({"merchant": "t1"}, 1, arrived=200.0 + i)
+        f = risk.features({"merchant": "t1"}, ts=500.0)
+        seen.append(f["risk_merchant_shrunk_1d"])
+    assert seen[0] > 0.5  # one fraud already moves it above the cohort's rate
+    assert all(b > a for a, b in zip(seen[:-1], seen[1:], strict=True))  # then closer with every label
+    f = risk.features({"merchant": "t1"}, ts=500.0)
+    n, fr = f["risk_merchant_labels_1d"], f["risk_merchant_frauds_1d"]
+    p = (2 + 200) / (4 + 200)  # the cohort now holds t1's labels too
+    assert f["risk_merchant_shrunk_1d"] == pytest.approx((fr + 4.0 * p) / (n + 4.0))
+    assert seen[-1] > 0.99 and f["risk_merchant_rate_1d"] == 1.0
+
+
+def test_shrunk_rate_counts_labels_by_arrival_time_in_its_window() -> None:
+    risk = _cohort(k=4.0)  # the cohort's labels arrived on day 0
+    risk.learn({"merchant": "t1"}, 1, arrived=3 * DAY + 10.0)  # t1's one fraud arrives on day 3
+    f = risk.features({"merchant": "t1"}, ts=3 * DAY + 20.0)
+    # 1-day window: only t1's label (cohort rate 1): (1 + 4 * 1) / (1 + 4) = 1
+    assert f["risk_merchant_shrunk_1d"] == 1.0
+    # 7-day window: the cohort holds 5 labels, 3 frauds: (1 + 4 * 0.6) / (1 + 4)
+    assert f["risk_merchant_shrunk_7d"] == pytest.approx((1 + 4 * 0.6) / 5)
+    assert risk.features({"merchant": "fresh"}, ts=3 * DAY + 20.0)["risk_merchant_shrunk_1d"] == 1.0
+    gone = risk.features({"merchant": "fresh"}, ts=20 * DAY)
+    assert gone["risk_merchant_shrunk_7d"] == 0.0  # every label left the window: no rate to back off to
+    assert len(risk._cohort["merchant"]) <= 7 + 1  # the cohort is bucketed like an entity: bounded
+
+
+def test_shrunk_rate_survives_pickle_and_old_pickles_load_without_it() -> None:
+    risk = _cohort()
+    back = pickle.loads(pickle.dumps(risk))
+    assert back.features({"merchant": "m1"}, 200.0) == risk.features({"merchant": "m1"}, 200.0)
+    # a pickle made before the option: no prior_strength, no cohort lists, 3-name tuples
+    old = EntityRisk(kinds=("merchant",), windows=(DAY,))
+    old.learn({"merchant": "m1"}, 1, arrived=0.0)
+    state = dict(old.__dict__)
+    del state["prior_strength"], state["_cohort"], state["_csums"]
+    state["_names"] = {k: [n[:3] for n in v] for k, v in state["_names"].items()}
+    revived = EntityRisk.__new__(EntityRisk)
+    revived.__setstate__(state)
+    assert revived.prior_strength is None
+    assert revived.features({"merchant": "m1"}, 10.0) == {"risk_merchant_labels_1d": 1.0,
+                                                          "risk_merchant_frauds_1d": 1.0,
+                                                          "risk_merchant_rate_1d": 1.0}
+    revived.learn({"merchant": "m1"}, 0, arrived=20.0)
+    assert revived.features({"merchant": "m1"}, 30.0)["risk_merchant_rate_1d"] == 0.5
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("nan"), float("inf"), True, "3"])
+def test_bad_prior_strength_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="prior_strength"):
+        EntityRisk(prior_strength=bad)  # type: ignore[arg-type]
