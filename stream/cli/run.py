@@ -38,6 +38,46 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+log = logging.getLogger("riskstream.runtime")
+
+#: Consecutive in-process restarts after a transient Kafka error before the member gives up (exit 1); a run that
+#: lasted RESTART_RESET_S resets the count.
+MAX_RESTARTS = 5
+RESTART_RESET_S = 60.0
+
+
+def run_with_restarts(run: Any, *, sleep: Any = None, clock: Any = None) -> None:
+    """``run()``, started again after a transient Kafka error (a connection refused or reset while a broker
+    restarts) instead of exiting: the member leaves the group without a checkpoint and joins again, resuming
+    from its last checkpoints exactly as a restarted process would (what a kill -9 and a restart prove in the
+    fault suite). Backoff 1, 2, 4 ... 30 s; after MAX_RESTARTS in a row the error is raised."""
+    import time
+
+    from kafka import errors as kerrors
+
+    names = ("KafkaConnectionError", "NoBrokersAvailable")  # the second is gone in kafka-python 3
+    transient = tuple(getattr(kerrors, n) for n in names if hasattr(kerrors, n))
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    restarts = 0
+    while True:
+        started = clock()
+        try:
+            run()
+            return
+        except transient as e:
+            if clock() - started >= RESTART_RESET_S:
+                restarts = 0
+            if restarts >= MAX_RESTARTS:
+                raise
+            backoff = min(30.0, 2.0 ** restarts)
+            restarts += 1
+            log.warning("event=restart error=%s retry_in_s=%s attempt=%d note=\"a transient Kafka error; this member "
+                        "leaves the group and joins again from its checkpoints\"", f"{type(e).__name__}: {e}",
+                        backoff, restarts, exc_info=True)
+            sleep(backoff)
+
+
 def _setup_logging(fmt: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -140,7 +180,8 @@ def run(
         except OSError as e:
             raise ConfigError(f"metrics: cannot listen on {metrics_host}:{port}: {e.strerror or e}") from None
     try:
-        run_consumer(settings, event_time_clock=event_time_clock, install_signal_handlers=True, stats=stats)
+        run_with_restarts(lambda: run_consumer(settings, event_time_clock=event_time_clock,
+                                               install_signal_handlers=True, stats=stats))
     except KAFKA_ERRORS as e:
         raise SourceError(f"Kafka: {type(e).__name__}: {e}") from e
     finally:
