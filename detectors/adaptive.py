@@ -109,6 +109,16 @@ class WeightAdapter:
         if len(pending) > self.max_pending:
             pending.popitem(last=False)
 
+    def remember_many(self, event_ids: Sequence[str], evidence: np.ndarray) -> None:
+        """:meth:`remember` for a batch: row ``i`` of ``evidence`` is ``event_ids[i]``'s vector (one conversion
+        for the batch, not one per event)."""
+        rows = np.asarray(evidence, dtype=np.float32)
+        pending = self._pending
+        for event_id, row in zip(event_ids, rows, strict=True):
+            pending[event_id] = row
+        while len(pending) > self.max_pending:
+            pending.popitem(last=False)
+
     def learn(self, event_id: str, y: int) -> bool:
         """A label arrived for ``event_id``: whether this adapter had its evidence (then it is learned)."""
         vec = self._pending.pop(event_id, None)

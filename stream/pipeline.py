@@ -336,9 +336,9 @@ class Engine:
                 calibrated.setdefault(name, np.full(n, np.nan))[idx] = pv
             found.extend((idx[j], verdicts, int(j)) for j in np.flatnonzero(alert))
             if ensemble.adapter is not None:
-                rows = np.column_stack([-np.log(verdicts.p[name]) for name in ensemble.adapter.names])
-                for j, i in enumerate(idx):
-                    ensemble.adapter.remember(scored[i].event_id, rows[j])
+                ensemble.adapter.remember_many(
+                    [scored[i].event_id for i in idx],
+                    np.column_stack([-np.log(verdicts.p[name]) for name in ensemble.adapter.names]))
             if verdicts.arms is not None and ensemble.allocator is not None:
                 for j in np.flatnonzero(alert).tolist():
                     ensemble.allocator.remember(scored[idx[j]].event_id, verdicts.arms[j])

@@ -64,19 +64,9 @@ def replay(
     collector = Collector()
     stage = {"source": 0.0, "features": 0.0, "detectors": 0.0, "decision": 0.0, "sinks": 0.0}
     start = time.perf_counter()
-    t_prev = start
     n_batches = 0
-    it = iter(source)
-    failure: SourceError | None = None
-    while True:
-        try:
-            batch = next(it, None)
-        except SourceError as e:
-            batch, failure = None, e
-        t_src = time.perf_counter()
-        stage["source"] += t_src - t_prev
-        if batch is None:
-            break
+    failed: list[SourceError] = []
+    for batch in _timed(iter(source), stage, failed):
         outcome = engine.process(batch.events)
         for k, v in outcome.timings.items():
             stage[k] += v
@@ -86,14 +76,13 @@ def replay(
         if n_batches % flush_every == 0:
             _flush(sinks, dead_letters)
         collector.add(outcome, invalid=len(batch.invalid), reasons=(d.reason for d in batch.invalid))
-        t_prev = time.perf_counter()
-        stage["sinks"] += t_prev - t_sink
+        stage["sinks"] += time.perf_counter() - t_sink
         if on_batch is not None:
             on_batch(batch, outcome)
     t_end = time.perf_counter()
     _flush(sinks, dead_letters)
     stage["sinks"] += time.perf_counter() - t_end
-    return _result(engine, settings, collector, stage, start, failure)
+    return _result(engine, settings, collector, stage, start, failed[0] if failed else None)
 
 
 def _result(engine: Engine, settings: Settings, collector: Collector, stage: dict[str, float], start: float,
@@ -155,20 +144,10 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
     collector = Collector()
     stage = {"source": 0.0, "features": 0.0, "detectors": 0.0, "decision": 0.0, "sinks": 0.0}
     start = time.perf_counter()
-    t_prev = start
     n_batches = 0
-    it = source.raw_batches()
-    failure: SourceError | None = None
+    failed: list[SourceError] = []
     last_ts = -math.inf
-    while True:
-        try:
-            batch = next(it, None)
-        except SourceError as e:
-            batch, failure = None, e
-        t_src = time.perf_counter()
-        stage["source"] += t_src - t_prev
-        if batch is None:
-            break
+    for batch in _timed(source.raw_batches(), stage, failed):
         recs = batch.records
         ts_a, status_a, label_a, scen_a, names = scan_meta(recs)
         status = status_a.tolist()
@@ -231,14 +210,30 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
                              ts=(float(ts_a[scored[0]]), float(ts_a[scored[-1]])) if scored else None,
                              n_labels=len(outcome.labels), invalid=len(batch.invalid),
                              reasons=[d.reason for d in batch.invalid])
-        t_prev = time.perf_counter()
-        stage["sinks"] += t_prev - t_sink
+        stage["sinks"] += time.perf_counter() - t_sink
         if on_batch is not None:
             on_batch(batch, outcome)
     t_end = time.perf_counter()
     _flush(sinks, dead_letters)
     stage["sinks"] += time.perf_counter() - t_end
-    return _result(engine, settings, collector, stage, start, failure)
+    return _result(engine, settings, collector, stage, start, failed[0] if failed else None)
+
+
+def _timed(it: Iterator[Any], stage: dict[str, float], failed: list[SourceError]) -> Iterator[Any]:
+    """The source's batches (both replay paths), the time spent reading them added to ``stage["source"]``; a
+    :class:`SourceError` ends them and is kept in ``failed`` (the report says where the input broke)."""
+    while True:
+        t0 = time.perf_counter()
+        try:
+            batch = next(it, None)
+        except SourceError as e:
+            failed.append(e)
+            return
+        finally:
+            stage["source"] += time.perf_counter() - t0
+        if batch is None:
+            return
+        yield batch
 
 
 def _deliver(sinks: Sequence[Sink], dead_letters: DeadLetterSink | None, alerts: Sequence[Alert],
