@@ -23,7 +23,7 @@ import hashlib
 import math
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,6 +46,19 @@ DEFAULTS: dict[str, Any] = _load_defaults()
 _DETECTION_SECTIONS = ("engine", "features", "ensemble", "detectors", "labels", "links")
 #: Sections that hold free-form tables (keys are checked by their consumers, not against the defaults).
 _OPEN_TABLES = {("detectors",), ("ensemble", "weights"), ("detectors", "rules", "blocklists")}
+
+
+#: Options added after alert ids were first issued: ``(section, kept, keys)``. While ``kept(section)`` is false (the
+#: option is off, or at the default it was added with) its keys stay out of :meth:`Config.detection_dict`, so the
+#: config hash, and with it every alert id made before the option existed, does not change.
+_LATER_OPTIONS: tuple[tuple[str, Callable[[dict[str, Any]], bool], tuple[str, ...]], ...] = (
+    ("ensemble", lambda s: s.get("risk", "rank") != "rank", ("risk",)),
+    ("ensemble", lambda s: bool(s.get("bandit", {}).get("enabled", False)), ("bandit",)),
+    ("ensemble", lambda s: bool(s.get("adaptive", {}).get("enabled", False)), ("adaptive",)),
+    ("links", lambda s: bool(s.get("risk_prior", False)), ("risk_prior", "prior_strength")),
+    ("features", lambda s: s.get("max_entities") != DEFAULTS["features"]["max_entities"], ("max_entities",)),
+    ("links", lambda s: s.get("max_entities") != DEFAULTS["links"]["max_entities"], ("max_entities",)),
+)
 
 
 @dataclass(frozen=True)
@@ -113,18 +126,11 @@ class Settings:
         out["engine"].pop("batch_size", None)  # results do not depend on it
         out["engine"].pop("core", None)  # nor on which engine computes them (tests/core/)
         out["features"].pop("upstream", None)  # only checked against the rules, changes no score
-        if out.get("ensemble", {}).get("risk") == "rank":  # the default, added later: keep the hashes made before
-            del out["ensemble"]["risk"]
-        if not out.get("ensemble", {}).get("bandit", {}).get("enabled", False):  # likewise the allocator, when off
-            out.get("ensemble", {}).pop("bandit", None)
-        if not out.get("ensemble", {}).get("adaptive", {}).get("enabled", False):  # and the adaptive weights
-            out.get("ensemble", {}).pop("adaptive", None)
-        if not out.get("links", {}).get("risk_prior", False):  # likewise the cohort prior, when off
-            out.get("links", {}).pop("risk_prior", None)
-            out.get("links", {}).pop("prior_strength", None)
-        for section in ("features", "links"):  # likewise the entity caps, while they are the defaults
-            if out.get(section, {}).get("max_entities") == DEFAULTS[section]["max_entities"]:
-                del out[section]["max_entities"]
+        for section, keeps, keys in _LATER_OPTIONS:
+            part = out.get(section)
+            if isinstance(part, dict) and not keeps(part):
+                for key in keys:
+                    part.pop(key, None)
         return out
 
     @property

@@ -171,3 +171,17 @@ def test_a_rules_pack_under_another_section_name_is_checked_too(tmp_path):
                    'rules = [{ name = "x", when = "device_paymnts_24h >= 5", score = 0.9, action = "review" }]\n')
     with pytest.raises(ConfigError, match="detectors.rules2: rule 'x' names unknown feature 'device_paymnts_24h'"):
         load_settings(cfg, env={})
+
+
+def test_options_added_later_leave_the_hash_alone_while_off():
+    """Every option added after alert ids were first issued stays out of the hash at its off/default value (so old
+    alert ids keep matching a replay) and changes it once set."""
+    base = default_settings()
+    pinned = base.config_hash
+    for change in ({"ensemble.risk": "evidence"}, {"ensemble.bandit.enabled": True},
+                   {"ensemble.adaptive.enabled": True}, {"links.risk_prior": True},
+                   {"features.max_entities": 999}, {"links.max_entities": 999}):
+        assert base.replace(change).config_hash != pinned, change
+    for same in ({"ensemble.risk": "rank"}, {"ensemble.bandit.seed": 7},
+                 {"ensemble.adaptive.window": 77}, {"links.prior_strength": 9.0}):
+        assert base.replace(same).config_hash == pinned, same
