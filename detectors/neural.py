@@ -62,7 +62,8 @@ def _symexp(v: float) -> float:
 
 def _mm(a: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``a @ w`` with one BLAS call per row of ``a``: a row's result does not depend on the other rows."""
-    return np.matmul(a[:, None, :], w)[:, 0, :]
+    # C order first: a strided row (a column-major frame's) takes another BLAS kernel with other floats (numpy 2.4)
+    return np.matmul(np.ascontiguousarray(a)[:, None, :], w)[:, 0, :]
 
 
 class RunningScaler:
