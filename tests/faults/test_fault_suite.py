@@ -65,3 +65,22 @@ def test_fault_scenario_equals_the_replay(scenario, shared_services, tmp_path):
     assert r.state_events_delta == 0, detail
     assert all(code == 0 for code in r.exit_codes.values()), detail
     assert r.ok, detail
+
+
+def test_an_in_process_restart_is_counted_not_reported_as_a_crash():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from stream.bench.faults import _crashes, _log_counts
+
+    restart = ("2026-12-06 02:20:00,100 WARNING riskstream.runtime event=restart error=KafkaConnectionError "
+               "retry_in_s=1 attempt=1\nTraceback (most recent call last):\n  File \"x.py\", line 1, in poll\n"
+               "kafka.errors.KafkaConnectionError: 111 ECONNREFUSED\n"
+               "2026-12-06 02:20:01,218 INFO riskstream.runtime event=transaction_ready unit=3\n")
+    crash = ("2026-12-06 02:20:02,000 ERROR riskstream.runtime event=failed\nTraceback (most recent call last):\n"
+             "  File \"y.py\", line 2, in score\nValueError: boom\n")
+    proc = lambda text: SimpleNamespace(output=lambda: text, log=Path("m1.log"))  # noqa: E731
+    assert _crashes([proc(restart)]) == []
+    assert _log_counts([proc(restart)])["restart"] == 1
+    found = _crashes([proc(restart + crash)])
+    assert len(found) == 1 and "ValueError: boom" in found[0] and "ECONNREFUSED" not in found[0]
