@@ -104,12 +104,9 @@ class WeightAdapter:
 
     def remember(self, event_id: str, evidence: Sequence[float] | np.ndarray) -> None:
         """The evidence vector (``-ln p`` per detector, in ``names`` order) an event was scored with."""
-        pending = self._pending
-        pending[event_id] = np.asarray(evidence, dtype=np.float32)
-        if len(pending) > self.max_pending:
-            pending.popitem(last=False)
+        self.remember_many([event_id], [evidence])
 
-    def remember_many(self, event_ids: Sequence[str], evidence: np.ndarray) -> None:
+    def remember_many(self, event_ids: Sequence[str], evidence: np.ndarray | Sequence[Sequence[float]]) -> None:
         """:meth:`remember` for a batch: row ``i`` of ``evidence`` is ``event_ids[i]``'s vector (one conversion
         for the batch, not one per event)."""
         rows = np.asarray(evidence, dtype=np.float32)

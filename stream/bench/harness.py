@@ -458,6 +458,26 @@ class Scenario:
         self.end = end_offsets(bootstrap, self.topics.input_partitions())
         self.total = sum(self.end.values())
 
+    def configure(self, toml: str) -> None:
+        """Append ``toml`` to the members' config file (read when each starts) and reload :attr:`settings`."""
+        with open(self.config, "a") as fh:
+            fh.write("\n" + toml)
+        self.settings = settings_for(self.config)
+
+    def kill_and_resume(self, name: str = "p1", at: float = 0.4) -> tuple[RunProcess, list[Alert]]:
+        """One member killed (-9) once ``at`` of the input is committed, restarted, run to the end: it and the
+        uninterrupted replay's alerts, which the store and the alerts topic were checked to hold exactly."""
+        p = self.start(name)
+        at_kill = self.wait_progress(at)
+        p.kill()
+        p.start()
+        self.wait_done(timeout=300)
+        self.stop_all()
+        assert at_kill < 1.0, "the kill came after the input was consumed"
+        reference = self.reference()
+        self.assert_exact(reference)
+        return p, reference
+
     def start(self, name: str) -> RunProcess:
         p = RunProcess(
             self.config, self.root / f"{name}.log", database=self.database, bootstrap=self.bootstrap

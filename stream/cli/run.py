@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -46,26 +48,21 @@ MAX_RESTARTS = 5
 RESTART_RESET_S = 60.0
 
 
-def run_with_restarts(run: Any, *, sleep: Any = None, clock: Any = None) -> None:
+def run_with_restarts(run: Callable[[], None], *, sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> None:
     """``run()``, started again after a transient Kafka error (a connection refused or reset while a broker
     restarts) instead of exiting: the member leaves the group without a checkpoint and joins again, resuming
     from its last checkpoints exactly as a restarted process would (what a kill -9 and a restart prove in the
     fault suite). Backoff 1, 2, 4 ... 30 s; after MAX_RESTARTS in a row the error is raised."""
-    import time
+    from kafka.errors import KafkaConnectionError  # kafka-python >= 3 (pyproject): its one connection error
 
-    from kafka import errors as kerrors
-
-    names = ("KafkaConnectionError", "NoBrokersAvailable")  # the second is gone in kafka-python 3
-    transient = tuple(getattr(kerrors, n) for n in names if hasattr(kerrors, n))
-    sleep = sleep or time.sleep
-    clock = clock or time.monotonic
     restarts = 0
     while True:
         started = clock()
         try:
             run()
             return
-        except transient as e:
+        except KafkaConnectionError as e:
             if clock() - started >= RESTART_RESET_S:
                 restarts = 0
             if restarts >= MAX_RESTARTS:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.bench.harness import reference_alerts, settings_for
+from stream.bench.harness import reference_alerts
 
 pytestmark = pytest.mark.kafka
 
@@ -16,18 +16,8 @@ ADAPTIVE = "[ensemble.adaptive]\nenabled = true\nrefresh_every = 10\nprior_posit
 
 def test_run_with_adaptive_weights_resumes_from_its_checkpoint_like_an_uninterrupted_replay(scenario):
     sc = scenario(events=12_000, seed=29, sim={"label_delay_s": 600.0})  # labels 10 min late: the weights move
-    with open(sc.config, "a") as fh:
-        fh.write("\n[engine]\nbudget = 0.01\n\n" + ADAPTIVE)
-    sc.settings = settings_for(sc.config)
-    p = sc.start("p1")
-    at_kill = sc.wait_progress(0.4)
-    p.kill()
-    p.start()
-    sc.wait_done(timeout=300)
-    sc.stop_all()
-    assert at_kill < 1.0, "the kill came after the input was consumed"
-    reference = sc.reference()
-    sc.assert_exact(reference)
+    sc.configure("[engine]\nbudget = 0.01\n\n" + ADAPTIVE)
+    p, reference = sc.kill_and_resume()  # and the store and the topic hold exactly the replay's alerts
     assert "[ensemble.adaptive] is enabled" in p.output()  # the Python engine ran, and said why
     fixed = reference_alerts(sc.settings.replace({"ensemble.adaptive.enabled": False}))
     # the same events scored with other weights: other risks (labels split over the partition units, so few of the

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from stream.bench.harness import settings_for
-
 pytestmark = pytest.mark.kafka
 
 AUTOENCODER = ("[detectors.autoencoder]\nhidden = [16, 4, 16]\nwarmup = 500\nlr = 0.005\n\n"
@@ -19,18 +17,8 @@ MLP = ('[detectors.supervised]\nmodel = "mlp"\nwarmup = 5\n\n[ensemble.weights]\
 def test_run_with_a_neural_detector_resumes_from_its_checkpoint_like_an_uninterrupted_replay(
         scenario, detector, section):
     sc = scenario(events=12_000, seed=23, sim={"label_delay_s": 600.0})  # labels 10 min late: the network trains
-    with open(sc.config, "a") as fh:
-        fh.write("\n[engine]\nbudget = 0.01\n\n" + section)
-    sc.settings = settings_for(sc.config)
-    p = sc.start("p1")
-    at_kill = sc.wait_progress(0.4)
-    p.kill()
-    p.start()
-    sc.wait_done(timeout=300)
-    sc.stop_all()
-    assert at_kill < 1.0, "the kill came after the input was consumed"
-    reference = sc.reference()
-    sc.assert_exact(reference)
+    sc.configure("[engine]\nbudget = 0.01\n\n" + section)
+    p, reference = sc.kill_and_resume()  # and the store and the topic hold exactly the replay's alerts
     assert any(r["detector"] == detector for a in reference for r in a.reasons), \
         f"{detector} drove some alert of the replay"
     assert f"detection runs in Python: detector '{detector}'" in p.output()
