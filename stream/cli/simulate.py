@@ -32,13 +32,13 @@ def attack_overrides(specs: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def sim_config(events: int, seed: int, users: int | None, attacks: Sequence[str]):
+def sim_config(events: int, seed: int, users: int | None, attacks: Sequence[str], login_labels: bool = False):
     import dataclasses
 
     from stream.sim import AttackRates, SimConfig
 
     rates = dataclasses.replace(AttackRates(), **attack_overrides(attacks))
-    kwargs: dict[str, Any] = {"events": events, "seed": seed, "attacks": rates}
+    kwargs: dict[str, Any] = {"events": events, "seed": seed, "attacks": rates, "login_labels": login_labels}
     if users is not None:
         kwargs["users"] = users
     return SimConfig(**kwargs)
@@ -52,6 +52,9 @@ def sim_config(events: int, seed: int, users: int | None, attacks: Sequence[str]
               help="Number of users (default scales with --events).")
 @click.option("--attack", "attacks", multiple=True, metavar="NAME=RATE",
               help="Override an attack's rate (see docs/simulator.md), e.g. --attack card_testing=2.")
+@click.option("--login-labels", is_flag=True,
+              help="Label logins too (attack logins as often as fraud orders, others as often as other orders; "
+                   "see docs/simulator.md). Off: the stream of a seed is what it always was.")
 @click.option("--out", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Output file (.jsonl or .jsonl.gz); required unless --to-kafka.")
 @click.option("--to-kafka", is_flag=True,
@@ -70,7 +73,7 @@ def sim_config(events: int, seed: int, users: int | None, attacks: Sequence[str]
 @click.option("--replication-factor", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --to-kafka: replication factor of the topics it creates.")
 @fail_cleanly
-def simulate(events: int, seed: int, users: int | None, attacks: tuple[str, ...], out: str | None,
+def simulate(events: int, seed: int, users: int | None, attacks: tuple[str, ...], login_labels: bool, out: str | None,
              to_kafka: bool, bootstrap: str | None, config: str | None, rate: float, partitions: int,
              replication_factor: int) -> None:
     """Generate realistic labelled e-commerce traffic with injected attacks, to a file or to Kafka.
@@ -89,7 +92,7 @@ def simulate(events: int, seed: int, users: int | None, attacks: tuple[str, ...]
                                "unless --to-kafka is given")
     if not to_kafka and (rate or bootstrap or config):
         raise click.UsageError("--rate, --bootstrap and --config apply to --to-kafka only")
-    cfg = sim_config(events, seed, users, attacks)
+    cfg = sim_config(events, seed, users, attacks, login_labels)
     if out is not None:
         n = write_jsonl(run_sim(cfg), out)
         click.echo(f"wrote {n} events to {out}", err=True)

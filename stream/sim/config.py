@@ -74,6 +74,11 @@ class SimConfig:
         Median delay of a label after its order, in seconds (log-normal, sigma 0.7, at least 600 s).
     label_fraud_fraction, label_normal_fraction
         Share of fraud orders (label 1) and of other orders (label 0) that receive a label event.
+    login_labels
+        Label logins too, at the same shares and delays (``source="account_review"`` for attacks: a victim's
+        report, a security review of a stuffing IP; ``"review"`` otherwise). Off by default: the streams of
+        every seed stay what they were. Drawn from their own generator, so the events themselves do not change,
+        only the label events between them (and so the event ids that follow).
     """
 
     events: int = 100_000
@@ -88,6 +93,7 @@ class SimConfig:
     label_delay_s: float = 36 * 3600.0
     label_fraud_fraction: float = 0.7
     label_normal_fraction: float = 0.02
+    login_labels: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.events, bool) or not isinstance(self.events, int) or self.events < 0:
@@ -100,6 +106,8 @@ class SimConfig:
             raise ConfigError(f"rate_per_hour: must be > 0, not {self.rate_per_hour!r}")
         if not 1 <= self.merchants <= 1_000_000:
             raise ConfigError(f"merchants: must be within [1, 1000000], not {self.merchants!r}")
+        if not isinstance(self.login_labels, bool):
+            raise ConfigError(f"login_labels: must be true or false, not {self.login_labels!r}")
         if not self.label_delay_s > 0:
             raise ConfigError(f"label_delay_s: must be > 0, not {self.label_delay_s!r}")
         for name in ("label_fraud_fraction", "label_normal_fraction"):

@@ -65,6 +65,8 @@ sample of orders: a chargeback (``source="chargeback"``, ``label=1``) for ``labe
 orders, a review outcome (``source="review"``, ``label=0``) for ``label_normal_fraction`` of the others, after
 a log-normal delay of median ``label_delay_s`` (at least 10 minutes). Real chargebacks take weeks; the delay
 is shortened so that labels land inside a stream of days. Labels due after the stream's end are not emitted.
+With ``login_labels=True`` logins are labelled too, at the same shares and delays (``source="account_review"``
+for attacks, ``"review"`` otherwise), from a generator of their own: the events do not change.
 
 >>> events = list(simulate(SimConfig(events=2000, seed=1)))
 >>> len(events), all(a.ts <= b.ts for a, b in zip(events, events[1:]))
@@ -389,6 +391,8 @@ class Simulator:
             (c.label_fraud_fraction, c.label_normal_fraction) if c.labels else (0.0, 0.0)
         )
         delay_mu = math.log(c.label_delay_s)
+        # login labels draw from their own generator: turning them on leaves every event of the stream as it was
+        r_login = random.Random(f"login-labels-{c.seed}") if c.labels and c.login_labels else None
         while emitted < c.events:
             t_camp = camp[0] if camp is not None else inf
             if heap and heap[0][0] <= t_sess and heap[0][0] <= t_camp:
@@ -406,6 +410,20 @@ class Simulator:
                                 "ref_event_id": ev.event_id,
                                 "label": lab,
                                 "source": "chargeback" if lab else "review",
+                                "scenario": kw["scenario"],
+                            },
+                        )
+                elif r_login is not None and cls is Login:
+                    lab = kw["label"]
+                    if r_login.random() < (label_fraud if lab else label_normal):
+                        due = round(ts + max(600.0, math.exp(r_login.gauss(delay_mu, 0.7))), 3)
+                        self.push(
+                            Label,
+                            {
+                                "ts": due,
+                                "ref_event_id": ev.event_id,
+                                "label": lab,
+                                "source": "account_review" if lab else "review",
                                 "scenario": kw["scenario"],
                             },
                         )
