@@ -1,11 +1,20 @@
 """Scoring: river-based unsupervised detectors, rules, calibration and the ensemble.
 
 Importing the package registers the built-in detectors (``hst``, ``zscore``, ``coldstart``, ``rules``, ``rate``,
-``supervised``, ``autoencoder``):
+``supervised``, ``autoencoder``, ``multitask``):
 ``available()`` lists them and ``build(name, params)`` makes one.
 """
 
-from detectors import coldstart, hst, neural, rate, rules, supervised, zscore  # noqa: F401  (registers the built-ins)
+from detectors import (  # noqa: F401  (registers the built-ins)
+    coldstart,
+    hst,
+    multitask,
+    neural,
+    rate,
+    rules,
+    supervised,
+    zscore,
+)
 from detectors.base import Detector, Features, Gate
 from detectors.calibration import TailCalibrator
 from detectors.ensemble import Ensemble, Verdicts

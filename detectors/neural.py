@@ -166,6 +166,11 @@ class Net:
         """One Adam step on the rows of ``x``; ``dloss(output)`` gives d loss / d output. Returns the output."""
         acts = self.forward(x, exact=False)
         grads, _ = self.gradients(acts, dloss(acts[-1]))
+        self.apply(grads)
+        return acts[-1]
+
+    def apply(self, grads: list[np.ndarray]) -> None:
+        """One Adam update with ``grads`` (the weights' gradients, then the biases', as :meth:`gradients` gives)."""
         self.t += 1
         lr_t = self.lr * math.sqrt(1.0 - _B2**self.t) / (1.0 - _B1**self.t)
         params = self.w + self.b
@@ -175,7 +180,6 @@ class Net:
             v *= _B2
             v += (1.0 - _B2) * (g * g)
             p -= lr_t * m / (np.sqrt(v) + _EPS)
-        return acts[-1]
 
 
 def _sizes(what: str, v: Any) -> list[int]:

@@ -96,6 +96,16 @@ def build_ensemble(settings: Settings) -> Ensemble:
         raise ConfigError(f"ensemble: {e}") from None
 
 
+def join_tasks(ensembles: dict[str, Ensemble]) -> None:
+    """Hand every detector that learns across event types (one with a ``join_tasks`` method, such as
+    ``multitask``) its counterparts in the other types' ensembles: ``{"order": det, "login": det}``."""
+    first = next(iter(ensembles.values()))
+    for name, det in first.detectors.items():
+        join = getattr(det, "join_tasks", None)
+        if callable(join):
+            join({kind: ens.detectors[name] for kind, ens in ensembles.items()})
+
+
 @dataclass(slots=True)
 class Outcome:
     """What the engine made of one batch.
@@ -134,6 +144,7 @@ class Engine:
         # Orders and logins live in different feature spaces with different normal behaviour, so each type gets
         # its own detectors, calibrators and budget (the budget then holds for each type and so overall).
         self.ensembles = {"order": build_ensemble(settings), "login": build_ensemble(settings)}
+        join_tasks(self.ensembles)
         self.events_seen = 0
         # Delayed labels: the vectors events were scored with wait in the store for their label event; a joined
         # label trains the detectors that learn from labels and feeds the entity-risk and link state.
