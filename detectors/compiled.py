@@ -3,8 +3,9 @@ spec it is built from.
 
 The Rust core runs the built-in HST, robust z-score, cold-start and rules detectors (rules without blocklists,
 or with the caller matching blocklists: :meth:`DetectorCore.process` takes a ``blocked`` flag per event) and
-the ensemble around them, with the Python classes here as the reference it must equal (``tests/core/``). An
-ensemble with any other detector (supervised, rate, a plug-in) keeps the Python path: :func:`core_spec` raises
+the ensemble around them, adaptive weights (``[ensemble.adaptive]``) included, with the Python classes here as
+the reference it must equal (``tests/core/``). An ensemble with any other detector (supervised, rate, a plug-in)
+or the review allocator (``[ensemble.bandit]``) keeps the Python path: :func:`core_spec` raises
 :class:`Unsupported` for it.
 
 The spec is read from a *built* :class:`~detectors.ensemble.Ensemble`, so the configuration is validated once, by
@@ -57,6 +58,8 @@ def core_spec(ensemble: Ensemble) -> dict[str, Any]:
     """
     if ensemble.seen:
         raise Unsupported("the ensemble has processed events; build the core from a fresh one")
+    if ensemble.allocator is not None:
+        raise Unsupported("[ensemble.bandit] is enabled and the compiled core does not run the review allocator")
     dets = []
     for name, det in ensemble.detectors.items():
         kind, params = _params(name, det)
@@ -70,6 +73,7 @@ def core_spec(ensemble: Ensemble) -> dict[str, Any]:
         "severity": [(k, float(v)) for k, v in ensemble.severity.items()],
         "actions": list(ensemble.actions.items()),
         "risk": ensemble.risk,
+        "adaptive": ensemble.adapter.params() if ensemble.adapter is not None else None,
     }
 
 

@@ -217,7 +217,7 @@ class CompiledEngine(Engine):
 
     @property
     def uses_labels(self) -> bool:
-        return self.learns_labels or self._risk_on or self.core.has_graph
+        return self.learns_labels or self._risk_on or self.core.has_graph or self.adapts
 
     def set_rules(self, params: dict[str, Any], version: int | None) -> None:
         """:meth:`Engine.set_rules`, in the core too when detection runs there (its rules detector is replaced,
@@ -271,7 +271,7 @@ class CompiledEngine(Engine):
         out.raw = dict(zip(names, raw, strict=True))
         out.calibrated = dict(zip(names, p, strict=True))
         out.alerts = [self._compiled_alert(event(j), x, explain, float(risk[j]), float(q[j]), int(sev[j]),
-                                           int(act[j]), p[:, j]) for j, x, explain in found]
+                                           int(act[j]), p[:, j], weights) for j, x, explain, weights in found]
         self.events_seen += len(risk)
 
     def process_raw(self, records: list[bytes], provenance: Callable[[int], Provenance | None] | None = None,
@@ -429,11 +429,13 @@ class CompiledEngine(Engine):
         return out
 
     def _compiled_alert(self, e: Order | Login, x: dict[str, float], explain: list[Any], risk: float, q: float,
-                        sev: int, act: int, p: np.ndarray) -> Alert:
+                        sev: int, act: int, p: np.ndarray, weights: list[float]) -> Alert:
         """The alert of an event the core alerted on, as :meth:`Engine._alert` builds it: the reasons through
-        :func:`detectors.ensemble.alert_reasons` with the core's explain data in place of the models."""
+        :func:`detectors.ensemble.alert_reasons` with the core's explain data in place of the models, and the
+        weights the core combined the event's stretch with (adaptive weights change at labels)."""
         ens: Ensemble = self.ensembles[e.type]
         names = self._names
+        ens._weights = dict(zip(names, weights, strict=True))  # noqa: SLF001 - the core's, as they stood
         explainers: dict[str, Any] = {}
         for name, ex in zip(names, explain, strict=True):
             explainers[name] = ens.detectors[name] if ex is None else _VIEWS[ex[0]](ex[1])
@@ -453,6 +455,10 @@ class CompiledEngine(Engine):
 
     def _learn_label(self, label: Label) -> None:
         self.core.vectors([label])  # entity risk and the graph, if labels matter to them
+        if self.adapts:  # detection in Python: its ensembles' weights learn as in the reference
+            for ens in self.ensembles.values():
+                if ens.adapter is not None and ens.adapter.learn(label.ref_event_id, int(label.label or 0)):
+                    break
         if self.learns_labels:
             store = self.label_store
             store.advance(label.ts)
@@ -531,16 +537,14 @@ def engine_summary(settings: Settings) -> str:
 
 def new_engine(settings: Settings, *, clock: Callable[[Event], float] | None = None) -> Engine:
     """The engine ``[engine] core`` names: :class:`CompiledEngine` (the default) or the Python reference; the
-    Python one also when a setting the core does not run is on (``[ensemble.bandit]``, ``[ensemble.adaptive]``),
-    with a logged warning."""
+    Python one also when a setting the core does not run is on (``[ensemble.bandit]``), with a logged warning."""
     if settings.engine.get("core", "compiled") == "python":
         return Engine(settings, clock=clock)
-    for section, what in (("bandit", "the review allocator"), ("adaptive", "adaptive weights")):
-        if settings.ensemble.get(section, {}).get("enabled", False):
-            why = (f"[ensemble.{section}] is enabled and the compiled core does not run {what}: the Python "
-                   "reference engine runs instead (set [engine] core = \"python\" to say so)")
-            if why not in _TOLD:
-                _TOLD.add(why)
-                log.warning("compiled engine: %s", why)
-            return Engine(settings, clock=clock)
+    if settings.ensemble.get("bandit", {}).get("enabled", False):
+        why = ("[ensemble.bandit] is enabled and the compiled core does not run the review allocator: the Python "
+               "reference engine runs instead (set [engine] core = \"python\" to say so)")
+        if why not in _TOLD:
+            _TOLD.add(why)
+            log.warning("compiled engine: %s", why)
+        return Engine(settings, clock=clock)
     return CompiledEngine(settings, clock=clock)

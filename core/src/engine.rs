@@ -169,10 +169,27 @@ impl Engine {
     }
 
     /// Score, decide and learn the vector `v` of an event with its type's ensemble (see [`Ensemble::process`]).
-    pub fn detect(&mut self, v: &Vector, out: &mut Verdict) {
+    /// An adaptive ensemble keeps the event's tail probabilities for its label.
+    pub fn detect(&mut self, e: &EventRef<'_>, v: &Vector, out: &mut Verdict) {
         let kind = v.kind.expect("a vectorized event");
         let ens = &mut self.detectors.as_mut().expect("detection runs in the core")[kind as usize];
         ens.process(&self.vectors[kind as usize].schema, &v.row, false, out);
+        ens.remember(&e.event_id, &out.p);
+    }
+
+    /// Whether the ensembles re-weight their detectors on arrived labels (`[ensemble.adaptive]`).
+    pub fn adapts(&self) -> bool {
+        self.detectors.as_ref().is_some_and(|d| d.iter().any(|e| e.adapter().is_some()))
+    }
+
+    /// The ensembles' weights in use (order, login), when detection runs here.
+    pub fn weights(&self, kind: Kind) -> Option<&[f64]> {
+        self.detectors.as_ref().map(|d| d[kind as usize].weights())
+    }
+
+    /// The ensembles (order, login), when detection runs here.
+    pub fn ensembles(&self) -> Option<&[Ensemble; 2]> {
+        self.detectors.as_ref()
     }
 
     /// A verdict buffer for the ensembles (both have the same detectors).
@@ -223,7 +240,7 @@ impl Engine {
 
     /// Whether label events change anything (Python's `uses_labels`; label-learning detectors are not compiled).
     pub fn uses_labels(&self) -> bool {
-        self.params.learns_labels || self.entity_risk.is_some() || self.graph.is_some()
+        self.params.learns_labels || self.entity_risk.is_some() || self.graph.is_some() || self.adapts()
     }
 
     fn ids_needed(&self) -> bool {
@@ -347,6 +364,15 @@ impl Engine {
             return;
         }
         self.end_stretch();
+        if let Some(ensembles) = &mut self.detectors {
+            // any label of a scored event teaches its ensemble's weights (the first that scored it)
+            let y = e.label.unwrap_or(0) != 0;
+            for ens in ensembles.iter_mut() {
+                if ens.learn_label(&e.ref_event_id, y) {
+                    break;
+                }
+            }
+        }
         self.label_store.advance(e.ts);
         let y = e.label.unwrap_or(0) as i64;
         let Some(joined) = self.label_store.join(&e.ref_event_id, y) else {

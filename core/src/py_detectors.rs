@@ -126,7 +126,15 @@ pub fn ensemble(spec: &Bound<'_, PyDict>) -> PyResult<Ensemble> {
         actions,
         risk,
     };
-    Ok(Ensemble::new(dets, config))
+    let mut ens = Ensemble::new(dets, config);
+    if let Some(a) = spec.get_item("adaptive")? {
+        if !a.is_none() {
+            let a = a.cast_into::<PyDict>().map_err(|_| bad("core spec: \"adaptive\" must be a dict or None"))?;
+            ens.set_adapter(get(&a, "prior_positives")?, get(&a, "window")?, get(&a, "refresh_every")?,
+                            get(&a, "max_pending")?);
+        }
+    }
+    Ok(ens)
 }
 
 /// The compiled detection stack of one event type.

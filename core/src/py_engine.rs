@@ -168,7 +168,7 @@ impl CoreEngine {
         let mut v = std::mem::take(&mut self.vector);
         self.engine.vectorize(ev, &mut v);
         let verdict = &mut acc.verdict;
-        self.engine.detect(&v, verdict);
+        self.engine.detect(ev, &v, verdict);
         if verdict.alert {
             acc.held.push((acc.risk.len(), ev.kind(), v.row.clone(), v.order.clone()));
         }
@@ -217,7 +217,8 @@ impl CoreEngine {
     }
 
     /// The explain data of the alerts of a stretch (against the ensembles as they stand at its end), appended to
-    /// `out` as `(scored index, x, [per detector: None | ("hst", [...]) | ("zscore", [...]) | ("coldstart", [...])])`.
+    /// `out` as `(scored index, x, [per detector: None | ("hst", [...]) | ("zscore", [...]) | ("coldstart", [...])],
+    /// weights)`: the weights the ensemble combined the stretch with (they change only at labels).
     fn explain_stretch(&mut self, py: Python<'_>, held: &mut Vec<(usize, Kind, Vec<f64>, Vec<usize>)>,
                        out: &Bound<'_, PyList>) -> PyResult<()> {
         for (i, kind, row, order) in held.drain(..) {
@@ -231,7 +232,8 @@ impl CoreEngine {
                     Explain::Rules => per.append(py.None())?,
                 }
             }
-            out.append((i, x, per))?;
+            let weights = self.engine.weights(kind).map(<[f64]>::to_vec).unwrap_or_default();
+            out.append((i, x, per, weights))?;
         }
         Ok(())
     }
@@ -575,6 +577,25 @@ impl CoreEngine {
         ls.set_item("expired", expired)?;
         d.set_item("label_store", ls)?;
         Ok(d)
+    }
+
+    /// The weights the ensemble of ``kind`` ("order" or "login") combines its detectors with now (adaptive
+    /// weights move at labels), and its adapter's state: ``(weights, auc, pending, (legit, frauds))`` (``auc``
+    /// NaN before the first measurement; the last three ``None`` without ``[ensemble.adaptive]``); ``None`` when
+    /// detection does not run in the core.
+    #[allow(clippy::type_complexity)]
+    fn weights(&self, kind: &str) -> PyResult<Option<(Vec<f64>, Option<Vec<f64>>, Option<usize>, Option<(u64, u64)>)>> {
+        let k = match kind {
+            "order" => Kind::Order,
+            "login" => Kind::Login,
+            other => return Err(PyValueError::new_err(format!("kind must be \"order\" or \"login\", not {other:?}"))),
+        };
+        Ok(self.engine.ensembles().map(|e| {
+            let ens = &e[k as usize];
+            let a = ens.adapter();
+            (ens.weights().to_vec(), a.map(|a| a.auc.clone()), a.map(|a| a.pending()),
+             a.map(|a| { let f = a.filled(); (f[0], f[1]) }))
+        }))
     }
 
     #[getter]

@@ -272,3 +272,66 @@ def test_detection_in_the_core_with_the_coldstart_detector_gives_the_same_alerts
     cold = [r for a in alerts for r in a.reasons if r.get("detector") == "coldstart"]
     assert cold, "no alert gave a cold-start reason: the reasons are not compared"
     assert any(" tail: " in r["detail"] for r in cold), cold[:3]
+
+
+_ADAPTIVE = {"ensemble.adaptive.enabled": True, "ensemble.adaptive.refresh_every": 10,
+             "ensemble.adaptive.prior_positives": 2, "ensemble.adaptive.window": 300}
+
+
+@pytest.mark.parametrize("seed", [7, 11, 13, 17])
+def test_adaptive_weights_in_the_core_equal_the_python_engine(seed) -> None:
+    """``[ensemble.adaptive]`` runs in the core: the same weights after every label, so the same scores, alerts
+    and reasons (which name the weights the stretch was combined with), at any batch split."""
+    events = list(simulate(SimConfig(events=12_000, seed=seed, label_delay_s=2 * 3600.0)))
+    s = load_settings(overrides={**_ADAPTIVE, "engine.budget": 0.02, "ensemble.min_history": 100})
+    py, co = new_engine(s.replace({"engine.core": "python"})), new_engine(s)
+    assert isinstance(co, CompiledEngine) and co.detection == "compiled" and co.adapts and co.uses_labels
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s) > 10
+    _run(py, events, 1000)
+    _run(co, events, 1000)
+    for kind in ("order",):
+        ens = py.ensembles[kind]
+        weights, auc, pending, (legit, frauds) = co.core.weights(kind)
+        assert weights == [ens._weights[n] for n in ens.detectors]
+        assert weights != [ens.adapter.prior[n] for n in ens.detectors], "the labels moved the weights"
+        assert auc == [ens.adapter.auc[n] for n in ens.detectors]
+        assert (pending, legit, frauds) == (len(ens.adapter._pending), ens.adapter._filled[0], ens.adapter._filled[1])
+    assert co.core.weights("login")[3] == (0, 0), "the simulator labels orders only"
+
+
+def test_adaptive_weights_in_the_core_continue_from_a_checkpoint_and_the_raw_path_agrees(events) -> None:
+    s = _settings("compiled", **_ADAPTIVE)
+    whole = new_engine(s)
+    a_all, r_all = _run(whole, events, 900)
+    first = new_engine(s)
+    a1, r1 = _run(first, events[:4100], 900)
+    second = new_engine(s)
+    second.restore(first.snapshot())
+    a2, r2 = _run(second, events[4100:], 900)
+    assert r1 + r2 == r_all
+    # (reasons read the models as they stand after each batch: the split at 4100 moves their numbers)
+    key = [(a.alert_id, a.score, a.severity, a.action) for a in a_all]
+    assert [(a.alert_id, a.score, a.severity, a.action) for a in a1 + a2] == key and len(a_all) > 20
+    assert second.core.weights("order") == whole.core.weights("order")
+    from stream.events import encode
+
+    raw = new_engine(s)
+    out, refused = raw.process_raw([encode(e) for e in events])
+    assert not refused and out.risk.tolist() == r_all
+    assert [(a.alert_id, a.score) for a in out.alerts] == [(a.alert_id, a.score) for a in a_all]
+    assert raw.core.weights("order") == whole.core.weights("order")
+
+
+def test_adaptive_weights_with_detection_in_python_learn_there(events, tmp_path) -> None:
+    """A detector the core does not run (the supervised learner) keeps detection in Python; the adaptive weights
+    then learn in the Python ensembles, as in the reference engine."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[detectors.supervised]\nmodel = \"logreg\"\n")
+    s = load_settings(cfg, overrides={**_ADAPTIVE, "engine.budget": 0.02, "ensemble.min_history": 100})
+    co, py = new_engine(s), new_engine(s.replace({"engine.core": "python"}))
+    assert isinstance(co, CompiledEngine) and co.detection == "python"
+    a_co, r_co = _run(co, events, 1000)
+    a_py, r_py = _run(py, events, 1000)
+    assert r_co == r_py and _alerts_json(a_co) == _alerts_json(a_py)
+    assert co.ensembles["order"]._weights == py.ensembles["order"]._weights
+    assert co.ensembles["order"]._weights != co.ensembles["order"].adapter.prior

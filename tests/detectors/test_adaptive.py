@@ -145,7 +145,7 @@ def test_adaptive_weights_mute_a_detector_the_labels_contradict():
     assert adaptive == _replay(Engine(_settings(True)), split=333)
 
 
-def test_state_survives_a_snapshot_and_the_compiled_engine_falls_back(caplog):
+def test_state_survives_a_snapshot_and_the_compiled_engine_runs_it_in_the_core():
     eng = Engine(_settings(True))
     days = _stream(n_days=3)
     eng.process(days[0])
@@ -156,10 +156,16 @@ def test_state_survives_a_snapshot_and_the_compiled_engine_falls_back(caplog):
     a, b = eng.process(days[1]), twin.process(days[1])
     assert [x.alert_id for x in a.alerts] == [x.alert_id for x in b.alerts]
     assert np.array_equal(a.risk, b.risk)
-    with caplog.at_level("WARNING"):
-        assert type(new_engine(_settings(True, core="compiled"))) is Engine
-    assert "adaptive weights" in caplog.text
-    assert type(new_engine(_settings(False, core="compiled"))) is not Engine
+    compiled = new_engine(_settings(True, core="compiled"))
+    assert type(compiled) is not Engine and compiled.detection == "compiled"
+    compiled.process(days[0])
+    compiled.process([Label(event_id=f"l-{e.event_id}", ts=days[0][-1].ts + 1, ref_event_id=e.event_id,
+                            label=e.label) for e in days[0]])
+    c = compiled.process(days[1])
+    assert [x.alert_id for x in c.alerts] == [x.alert_id for x in a.alerts]
+    assert np.abs(c.risk - a.risk).max() <= 1e-9
+    assert compiled.core.weights("order")[0] == [twin.ensembles["order"]._weights[n] for n in
+                                                 twin.ensembles["order"].detectors]
 
 
 def test_adaptive_off_keeps_the_configuration_hash_and_bad_values_are_config_errors():

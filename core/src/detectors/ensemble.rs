@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::adaptive::WeightAdapter;
 use super::calibration::TailCalibrator;
 use super::coldstart::ColdStart;
 use super::hst::HalfSpaceTrees;
@@ -135,6 +136,25 @@ pub struct Ensemble {
     thresholds: Vec<(f64, u8)>,
     total_weight: f64,
     pub seen: u64,
+    /// Weights measured on the arrived labels (`[ensemble.adaptive]`), or `None`: the configured ones.
+    adapter: Option<WeightAdapter>,
+}
+
+/// `sum(w for w in weights if w) or 1.0`, in configuration order (the denominator of `risk = "evidence"`).
+fn total_weight(weights: &[f64]) -> f64 {
+    let mut total = 0.0;
+    let mut any = false;
+    for &w in weights {
+        if w != 0.0 {
+            total = if any { total + w } else { w };
+            any = true;
+        }
+    }
+    if any && total != 0.0 {
+        total
+    } else {
+        1.0
+    }
 }
 
 const REFRESH_EVERY: usize = 256; // TailCalibrator's default, as the reference's ensemble uses
@@ -152,28 +172,60 @@ impl Ensemble {
         thresholds.sort_by(|a, b| {
             a.0.partial_cmp(&b.0).unwrap().then(severity_name_rank(a.1).cmp(severity_name_rank(b.1)))
         });
-        // sum(w for w in weights if w) or 1.0, in configuration order
-        let mut total = 0.0;
-        let mut any = false;
-        for (_, _, w) in &detectors {
-            if *w != 0.0 {
-                total = if any { total + w } else { *w };
-                any = true;
-            }
-        }
+        let weights: Vec<f64> = detectors.iter().map(|d| d.2).collect();
         let n = detectors.len();
         let window = config.calibration_window;
         Ensemble {
             names: detectors.iter().map(|d| d.0.clone()).collect(),
-            weights: detectors.iter().map(|d| d.2).collect(),
+            total_weight: total_weight(&weights),
+            weights,
             detectors: detectors.into_iter().map(|d| d.1).collect(),
             calibrators: (0..n).map(|_| TailCalibrator::new(window, REFRESH_EVERY)).collect(),
             last: TailCalibrator::new(window, REFRESH_EVERY),
             thresholds,
-            total_weight: if any && total != 0.0 { total } else { 1.0 },
             config,
             seen: 0,
+            adapter: None,
         }
+    }
+
+    /// Re-weight the detectors on the labels that arrive from now on (Python's `Ensemble(adaptive=...)`), from
+    /// the configured weights.
+    pub fn set_adapter(&mut self, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize) {
+        self.adapter = Some(WeightAdapter::new(self.weights.clone(), prior_positives, window, refresh_every, max_pending));
+    }
+
+    pub fn adapter(&self) -> Option<&WeightAdapter> {
+        self.adapter.as_ref()
+    }
+
+    /// The weights in use, in configuration order.
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// Keep the tail probabilities `p` an event was scored with until its label arrives (with an adapter).
+    pub fn remember(&mut self, event_id: &str, p: &[f64]) {
+        if let Some(a) = &mut self.adapter {
+            a.remember(event_id, p);
+        }
+    }
+
+    /// A label of `event_id` arrived: whether this ensemble scored it (then its adapter learned it, and the
+    /// weights from the next event on are the adapter's).
+    pub fn learn_label(&mut self, event_id: &str, y: bool) -> bool {
+        let Some(a) = &mut self.adapter else {
+            return false;
+        };
+        if !a.learn(event_id, y) {
+            return false;
+        }
+        if self.weights != a.weights() {
+            self.weights.clear();
+            self.weights.extend_from_slice(a.weights());
+            self.total_weight = total_weight(&self.weights);
+        }
+        true
     }
 
     /// Replace the rules detector's rules by `rules` (a live rule pack switch), keeping its calibrator and every

@@ -1,5 +1,6 @@
 //! The default detection stack, ported from `detectors/` (the Python reference): Half-Space Trees, the robust
-//! z-score, the cold-start tails, rules, the tail calibrator and the ensemble that combines them.
+//! z-score, the cold-start tails, rules, the tail calibrator, the ensemble that combines them and the weight
+//! adapter that re-weights them on arrived labels.
 //!
 //! Semantics are the per-event loop the Python vectorised code is defined to equal: for each event and each
 //! detector in configuration order, score, calibrate, learn if the gate allows; then combine and decide. Rows
@@ -7,6 +8,7 @@
 //! state and resolve them to columns lazily (the schema only grows), so a snapshot does not depend on column
 //! numbers. No Python types here: `py_detectors.rs` wraps [`ensemble::Ensemble`].
 
+pub mod adaptive;
 pub mod calibration;
 pub mod coldstart;
 pub mod ensemble;

@@ -1,0 +1,223 @@
+//! `detectors.adaptive.WeightAdapter`: detector weights measured on the labels that arrived (see the Python
+//! module's docstring for the method). The same state and the same arithmetic, so the weights are equal bit for
+//! bit:
+//!
+//! - an event's evidence vector (`-ln p` per detector) is kept as float32 until its label arrives (at most
+//!   `max_pending`, the oldest remembered first dropped; remembering an id again replaces its vector in place);
+//! - a label moves it into the ring of its class (`window` vectors each);
+//! - every `refresh_every` labels each detector's Mann-Whitney AUC on the rings sets its weight.
+//!
+//! The AUC's rank sum is a sum of half-integers far below 2^52, exact in any order, so it equals numpy's.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WeightAdapter {
+    prior: Vec<f64>,
+    prior_positives: u64,
+    window: usize,
+    refresh_every: u64,
+    max_pending: usize,
+    /// event id -> (insertion number, evidence vector)
+    pending: FxHashMap<String, (u64, Vec<f32>)>,
+    /// `(insertion number, event id)` in insertion order; entries whose id was learned (or re-remembered under
+    /// a newer number) are stale and skipped
+    queue: VecDeque<(u64, String)>,
+    next: u64,
+    /// per class, `window` vectors of `d` floats, written round-robin
+    rings: [Vec<f32>; 2],
+    filled: [u64; 2],
+    labels: u64,
+    weights: Vec<f64>,
+    /// the last measured AUC per detector (NaN before the first measurement)
+    pub auc: Vec<f64>,
+}
+
+/// Mann-Whitney AUC of `pos` above `neg` (ties count one half), from average ranks, as `_auc` computes it.
+fn auc(pos: &[f64], neg: &[f64], buf: &mut Vec<(f64, bool)>) -> f64 {
+    buf.clear();
+    buf.extend(pos.iter().map(|&v| (v, true)));
+    buf.extend(neg.iter().map(|&v| (v, false)));
+    buf.sort_by(|a, b| a.0.partial_cmp(&b.0).expect("evidence is never NaN"));
+    let mut r_pos = 0.0;
+    let mut i = 0;
+    while i < buf.len() {
+        let mut j = i + 1;
+        while j < buf.len() && buf[j].0 == buf[i].0 {
+            j += 1;
+        }
+        // the run [i, j) covers the 1-based ranks i+1 ..= j: its average rank is j - (count - 1) / 2
+        let count = (j - i) as f64;
+        let avg = j as f64 - (count - 1.0) / 2.0;
+        let k = buf[i..j].iter().filter(|t| t.1).count();
+        r_pos += avg * k as f64;
+        i = j;
+    }
+    let np = pos.len() as f64;
+    (r_pos - np * (np + 1.0) / 2.0) / (np * neg.len() as f64)
+}
+
+impl WeightAdapter {
+    pub fn new(prior: Vec<f64>, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize) -> Self {
+        assert!(window >= 2 && refresh_every >= 1 && max_pending >= 1, "validated by the Python side");
+        let d = prior.len();
+        WeightAdapter {
+            weights: prior.clone(),
+            auc: vec![f64::NAN; d],
+            prior,
+            prior_positives,
+            window,
+            refresh_every,
+            max_pending,
+            pending: FxHashMap::default(),
+            queue: VecDeque::new(),
+            next: 0,
+            rings: [vec![0.0; window * d], vec![0.0; window * d]],
+            filled: [0, 0],
+            labels: 0,
+        }
+    }
+
+    /// The weights to use now, in the ensemble's order.
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn filled(&self) -> [u64; 2] {
+        self.filled
+    }
+
+    /// The evidence an event was scored with: `-ln p` of each detector's tail probability `p`.
+    pub fn remember(&mut self, event_id: &str, p: &[f64]) {
+        let d = self.prior.len();
+        debug_assert_eq!(p.len(), d);
+        if let Some(entry) = self.pending.get_mut(event_id) {
+            // an id remembered again keeps its place (Python's OrderedDict assignment)
+            for (slot, &pv) in entry.1.iter_mut().zip(p) {
+                *slot = (-pv.ln()) as f32;
+            }
+        } else {
+            let vec: Vec<f32> = p.iter().map(|&pv| (-pv.ln()) as f32).collect();
+            self.pending.insert(event_id.to_owned(), (self.next, vec));
+            self.queue.push_back((self.next, event_id.to_owned()));
+            self.next += 1;
+        }
+        while self.pending.len() > self.max_pending {
+            let (n, id) = self.queue.pop_front().expect("every pending id is queued");
+            if self.pending.get(&id).is_some_and(|e| e.0 == n) {
+                self.pending.remove(&id);
+            }
+        }
+        if self.queue.len() > 2 * self.pending.len() + 1024 {
+            // drop the stale entries of learned ids, so the queue stays within twice the pending map
+            let pending = &self.pending;
+            self.queue.retain(|(n, id)| pending.get(id).is_some_and(|e| e.0 == *n));
+        }
+    }
+
+    /// A label arrived for `event_id`: whether this adapter had its evidence (then it is learned, and the weights
+    /// may change).
+    pub fn learn(&mut self, event_id: &str, y: bool) -> bool {
+        let Some((_, vec)) = self.pending.remove(event_id) else {
+            return false;
+        };
+        let c = y as usize;
+        let d = self.prior.len();
+        let at = (self.filled[c] % self.window as u64) as usize * d;
+        self.rings[c][at..at + d].copy_from_slice(&vec);
+        self.filled[c] += 1;
+        self.labels += 1;
+        if self.labels.is_multiple_of(self.refresh_every) {
+            self.refresh();
+        }
+        true
+    }
+
+    fn refresh(&mut self) {
+        let d = self.prior.len();
+        let n_pos = self.filled[1].min(self.window as u64) as usize;
+        let n_neg = self.filled[0].min(self.window as u64) as usize;
+        if n_pos == 0 || n_neg == 0 {
+            return;
+        }
+        let mut learned = vec![0.0; d];
+        let (mut pos, mut neg, mut buf) = (Vec::with_capacity(n_pos), Vec::with_capacity(n_neg), Vec::new());
+        for j in 0..d {
+            pos.clear();
+            neg.clear();
+            pos.extend((0..n_pos).map(|i| self.rings[1][i * d + j] as f64));
+            neg.extend((0..n_neg).map(|i| self.rings[0][i * d + j] as f64));
+            let a = auc(&pos, &neg, &mut buf);
+            self.auc[j] = a;
+            learned[j] = if self.prior[j] > 0.0 { (2.0 * a - 1.0).max(0.0) } else { 0.0 };
+        }
+        // Python's sum(): from 0, in order
+        let total_prior = self.prior.iter().fold(0.0, |s, w| s + w);
+        let total = learned.iter().fold(0.0, |s, w| s + w);
+        if total <= 0.0 {
+            self.weights.clone_from(&self.prior);
+            return;
+        }
+        let f1 = self.filled[1] as f64;
+        let a = f1 / (f1 + self.prior_positives as f64);
+        for j in 0..d {
+            self.weights[j] = (1.0 - a) * self.prior[j] + a * learned[j] * total_prior / total;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_counts_ties_as_one_half() {
+        let mut buf = Vec::new();
+        assert_eq!(auc(&[3.0, 4.0], &[1.0, 2.0], &mut buf), 1.0);
+        assert_eq!(auc(&[1.0], &[1.0], &mut buf), 0.5);
+        assert_eq!(auc(&[2.0, 0.0], &[1.0, 2.0], &mut buf), 0.375);
+    }
+
+    #[test]
+    fn a_detector_that_separates_the_labels_gains_weight() {
+        // the Python docstring's example
+        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 100, 10, 200_000);
+        for i in 0..40u32 {
+            let y = i % 4 == 0;
+            let good = if y { 3.0 } else { 0.1 * (i % 3) as f64 };
+            let bad = if y { 0.1 } else { 2.0 + (i % 5) as f64 };
+            a.remember(&format!("e{i}"), &[(-good).exp(), (-bad).exp()]);
+            assert!(a.learn(&format!("e{i}"), y));
+        }
+        let w = a.weights();
+        assert!(w[0] > 1.5 && w[1] < 0.5, "{w:?}");
+        assert!(!a.learn("e0", true), "a label is learned once");
+    }
+
+    #[test]
+    fn pending_is_bounded_and_drops_the_oldest_first() {
+        let mut a = WeightAdapter::new(vec![1.0], 20, 10, 5, 3);
+        for i in 0..5 {
+            a.remember(&format!("e{i}"), &[0.5]);
+        }
+        assert_eq!(a.pending(), 3);
+        assert!(!a.learn("e1", true) && a.learn("e2", true));
+        a.remember("e3", &[0.25]); // in place: e3 stays older than e4
+        a.remember("e5", &[0.5]);
+        a.remember("e6", &[0.5]);
+        assert!(!a.learn("e3", false) && a.learn("e4", false));
+        for i in 0..5000 {
+            let id = format!("x{i}");
+            a.remember(&id, &[0.5]);
+            a.learn(&id, i % 2 == 0);
+        }
+        assert!(a.queue.len() <= 2 * a.pending() + 1025);
+    }
+}
