@@ -91,7 +91,7 @@ _RULES = [{"name": "tiny", "when": "order_amount < 1", "score": 0.9}]
 def _settings(adaptive: bool, core: str = "python"):
     over = {"engine.budget": 0.02, "engine.core": core, "ensemble.min_history": 100,
             "detectors.hst.enabled": False, "detectors.coldstart.enabled": False, "detectors.rules.rules": _RULES,
-            "links.graph": False}
+            "links.graph": False, "ensemble.adaptive.enabled": False}
     if adaptive:
         over.update({"ensemble.adaptive.enabled": True, "ensemble.adaptive.refresh_every": 200,
                      "ensemble.adaptive.prior_positives": 10})
@@ -169,8 +169,10 @@ def test_state_survives_a_snapshot_and_the_compiled_engine_runs_it_in_the_core()
 
 
 def test_adaptive_off_keeps_the_configuration_hash_and_bad_values_are_config_errors():
-    assert default_settings().config_hash == default_settings().replace(
+    fixed = default_settings().replace({"ensemble.adaptive.enabled": False})
+    assert fixed.config_hash == fixed.replace(
         {"ensemble.adaptive.window": 99}).config_hash  # off: its parameters do not change what alerts
+    assert default_settings().config_hash != default_settings().replace({"ensemble.adaptive.window": 99}).config_hash
     assert _settings(True).config_hash != _settings(False).config_hash
     with pytest.raises(ConfigError):
         Engine(default_settings().replace({"ensemble.adaptive.enabled": True, "ensemble.adaptive.window": 0}))

@@ -104,7 +104,7 @@ _RULES = [{"name": "noisy", "when": "order_amount < 1", "score": 0.9},
 def _settings(bandit: bool):
     over = {"engine.budget": 0.02, "engine.core": "python", "ensemble.min_history": 100,
             "detectors.hst.enabled": False, "detectors.zscore.enabled": False, "detectors.rules.rules": _RULES,
-            "links.graph": False}
+            "links.graph": False, "ensemble.adaptive.enabled": False}  # the bandit's effect alone
     if bandit:
         over.update({"ensemble.bandit.enabled": True, "ensemble.bandit.seed": 1,
                      "ensemble.bandit.resample_every": 100})

@@ -179,9 +179,12 @@ def test_options_added_later_leave_the_hash_alone_while_off():
     base = default_settings()
     pinned = base.config_hash
     for change in ({"ensemble.risk": "evidence"}, {"ensemble.bandit.enabled": True},
-                   {"ensemble.adaptive.enabled": True}, {"links.risk_prior": True},
+                   {"ensemble.adaptive.enabled": False}, {"ensemble.adaptive.window": 77}, {"links.risk_prior": True},
                    {"features.max_entities": 999}, {"links.max_entities": 999}):
         assert base.replace(change).config_hash != pinned, change
-    for same in ({"ensemble.risk": "rank"}, {"ensemble.bandit.seed": 7},
-                 {"ensemble.adaptive.window": 77}, {"links.prior_strength": 9.0}):
+    for same in ({"ensemble.risk": "rank"}, {"ensemble.bandit.seed": 7}, {"links.prior_strength": 9.0}):
         assert base.replace(same).config_hash == pinned, same
+    # adaptive weights joined the defaults later: turned off, the hash (and every alert id) is the one before
+    fixed = base.replace({"ensemble.adaptive.enabled": False})
+    assert fixed.config_hash == "7172ee3f28d85cfe"
+    assert fixed.replace({"ensemble.adaptive.window": 77}).config_hash == fixed.config_hash
