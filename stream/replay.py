@@ -108,10 +108,17 @@ def _result(engine: Engine, settings: Settings, collector: Collector, stage: dic
 
 class _Lazy(Sequence[Event]):
     """The events of some records of a raw batch, decoded in Python only if someone reads them (an ``on_batch``
-    observer such as the replay CLI's evaluation window); the replay's own report does not."""
+    observer such as ``--scores-out``); the replay's own report does not, nor does the evaluation window, which
+    reads :meth:`columns` (``stream.eval.metrics.WindowCollector``)."""
 
-    def __init__(self, batch: RawBatch, rows: list[int]) -> None:
-        self._batch, self._rows, self._events = batch, rows, None
+    def __init__(self, batch: RawBatch, rows: list[int], columns: dict[str, Any] | None = None) -> None:
+        self._batch, self._rows, self._events, self._columns = batch, rows, None, columns
+
+    def columns(self) -> dict[str, Any] | None:
+        """What the evaluation window reads of each event, in order, without decoding it: ``ts``, ``card`` (the
+        user id, else the event id), ``label`` (-1: none), ``scenario`` (None: none) and ``fraud_id`` (the event
+        id of an event labelled 1, else None); None when not known."""
+        return self._columns
 
     def _all(self) -> list[Event]:
         if self._events is None:
@@ -149,7 +156,7 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
     last_ts = -math.inf
     for batch in _timed(source.raw_batches(), stage, failed):
         recs = batch.records
-        ts_a, status_a, label_a, scen_a, names = scan_meta(recs)
+        ts_a, status_a, label_a, scen_a, names, cards, fraud_ids = scan_meta(recs)
         status = status_a.tolist()
         valid = recs
         rows = list(range(len(recs)))
@@ -173,6 +180,9 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
                     continue
                 rows.append(i)
                 to_python = True
+                if e.type != "label":
+                    cards[i] = getattr(e, "user_id", None) or e.event_id
+                    fraud_ids[i] = e.event_id if e.label == 1 else None
                 status[i] = {"order": 0, "login": 1, "label": 2}[e.type]
                 ts_l[i] = e.ts
                 labels_l[i] = -1 if e.label is None or e.type == "label" else e.label
@@ -195,7 +205,11 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
                                                                                               b.line_nos[r[j]]))
             if refused:
                 raise RuntimeError(f"the core refused records it had accepted: {refused[:3]}")
-            outcome.scored = _Lazy(batch, scored)  # type: ignore[assignment]
+            scen_of = scen_a[scored].tolist() if scored else []
+            outcome.scored = _Lazy(batch, scored, {  # type: ignore[assignment]
+                "ts": np.asarray(ts_a)[scored], "card": [cards[i] for i in scored],
+                "label": np.asarray(label_a)[scored], "scenario": [None if c < 0 else names[c] for c in scen_of],
+                "fraud_id": [fraud_ids[i] for i in scored]})
             outcome.labels = _Lazy(batch, [rows[k] for k in np.flatnonzero(st == 2).tolist()])  # type: ignore
         for k, v in outcome.timings.items():
             stage[k] += v

@@ -163,8 +163,11 @@ pub fn scan_raw<'py>(
 }
 
 /// :func:`scan_raw` plus what a replay's quality report reads of each record: `(ts, status, label, scenario,
-/// scenarios)`, where `label` is the inline label (-1 when absent or not decoded) and `scenario` an index into
-/// `scenarios` (the distinct scenario names of this batch, in order of first appearance; -1 when absent).
+/// scenarios, cards, fraud_ids)`, where `label` is the inline label (-1 when absent or not decoded), `scenario` an
+/// index into `scenarios` (the distinct scenario names of this batch, in order of first appearance; -1 when
+/// absent), `cards` an order's or login's card key for the evaluation window (its user id, its event id when
+/// that is empty; None for other records) and `fraud_ids` the event id of a scored record labelled 1 inline
+/// (None otherwise).
 #[pyfunction]
 pub fn scan_meta<'py>(
     py: Python<'py>,
@@ -176,16 +179,25 @@ pub fn scan_meta<'py>(
     let mut label: Vec<i8> = Vec::with_capacity(n);
     let mut scen: Vec<i32> = Vec::with_capacity(n);
     let mut names: Vec<String> = Vec::new();
+    let mut cards: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut fraud_ids: Vec<Option<String>> = Vec::with_capacity(n);
     for item in records.iter() {
         if item.is_none() {
             ts.push(f64::NAN);
             status.push(5u8);
             label.push(-1);
             scen.push(-1);
+            cards.push(None);
+            fraud_ids.push(None);
             continue;
         }
         match decode(item.cast::<PyBytes>()?.as_bytes()) {
             Ok(ev) => {
+                let scored = ev.kind() != Kind::Label;
+                cards.push(scored.then(|| {
+                    if ev.user_id.is_empty() { ev.event_id.to_string() } else { ev.user_id.to_string() }
+                }));
+                fraud_ids.push((scored && ev.label == Some(1)).then(|| ev.event_id.to_string()));
                 ts.push(ev.ts);
                 status.push(ev.kind() as u8);
                 label.push(ev.label.map_or(-1, |l| l as i8));
@@ -205,6 +217,8 @@ pub fn scan_meta<'py>(
                 status.push(if matches!(r, Refused::Invalid(_)) { 3 } else { 4 });
                 label.push(-1);
                 scen.push(-1);
+                cards.push(None);
+                fraud_ids.push(None);
             }
         }
     }
@@ -214,6 +228,8 @@ pub fn scan_meta<'py>(
         numpy::PyArray1::from_vec(py, label),
         numpy::PyArray1::from_vec(py, scen),
         names,
+        cards,
+        fraud_ids,
     )
         .into_pyobject(py)
 }

@@ -348,6 +348,41 @@ class WindowCollector:
     def add(self, outcome: Any) -> None:
         lo = -np.inf if self.eval_from is None else self.eval_from
         hi = np.inf if self.eval_to is None else self.eval_to
+        known = getattr(outcome.scored, "columns", None)
+        known = known() if known is not None else None
+        if known is not None:  # the raw replay path: the same columns, without an event object per record
+            self._add_columns(known, outcome, lo, hi)
+        else:
+            self._add_events(outcome, lo, hi)
+        for lab in outcome.labels:
+            if lab.label == 1:
+                seen = self._fraud_card.pop(lab.ref_event_id, None)
+                if seen is None:
+                    continue
+                card, tx_ts = seen
+                self.known_since.setdefault(card, lab.ts)
+                if self.known_from is None or tx_ts >= self.known_from:
+                    self.protocol_known_since.setdefault(card, lab.ts)
+
+    def _add_columns(self, c: dict[str, Any], outcome: Any, lo: float, hi: float) -> None:
+        ts = np.asarray(c["ts"], dtype=np.float64)
+        for i, fid in enumerate(c["fraud_id"]):
+            if fid is not None:
+                self._fraud_card[fid] = (c["card"][i], float(ts[i]))
+        keep = np.flatnonzero((ts >= lo) & (ts < hi)).tolist()
+        if not keep:
+            return
+        cols = self._cols
+        risk, alerted, labels = (np.asarray(outcome.risk).tolist(), np.asarray(outcome.alerted).tolist(),
+                                 np.asarray(c["label"]).tolist())
+        cols["ts"].extend(ts[keep].tolist())
+        cols["card"].extend(c["card"][i] for i in keep)
+        cols["y"].extend(labels[i] for i in keep)
+        cols["s"].extend(risk[i] for i in keep)
+        cols["a"].extend(alerted[i] for i in keep)
+        cols["sc"].extend(c["scenario"][i] for i in keep)
+
+    def _add_events(self, outcome: Any, lo: float, hi: float) -> None:
         cols = self._cols
         for e, r, a in zip(outcome.scored, np.asarray(outcome.risk).tolist(),
                            np.asarray(outcome.alerted).tolist(), strict=True):
@@ -361,15 +396,6 @@ class WindowCollector:
                 cols["s"].append(r)
                 cols["a"].append(a)
                 cols["sc"].append(e.scenario)
-        for lab in outcome.labels:
-            if lab.label == 1:
-                seen = self._fraud_card.pop(lab.ref_event_id, None)
-                if seen is None:
-                    continue
-                card, tx_ts = seen
-                self.known_since.setdefault(card, lab.ts)
-                if self.known_from is None or tx_ts >= self.known_from:
-                    self.protocol_known_since.setdefault(card, lab.ts)
 
     def arrays(self) -> dict[str, np.ndarray]:
         c = self._cols

@@ -84,3 +84,38 @@ def test_an_observer_still_sees_the_events(tmp_path):
     ref = []
     _replay(path, "python", on_batch=lambda b, o: ref.extend(e.event_id for e in o.scored))
     assert seen == ref and len(seen) > 1000
+
+
+def test_the_evaluation_window_reads_the_raw_path_without_decoding_events(tmp_path, monkeypatch):
+    """The replay CLI's evaluation window (the report's ``eval`` block: detection delays, card precision, the
+    handbook protocol) takes the raw path's columns, not event objects, and gives the Python engine's figures."""
+    import importlib
+    import json
+
+    from click.testing import CliRunner
+
+    from stream.cli import cli
+
+    rp = importlib.import_module("stream.replay")  # the module (the package exports a function of that name)
+
+    path = _write(tmp_path / "s.jsonl", 13, events=8000)
+    cfg = tmp_path / "py.toml"
+    cfg.write_text('[engine]\ncore = "python"\n')
+    args = ["replay", str(path), "--budget", "0.02", "--eval-from", "2024-03-01", "--known-from", "2024-03-01",
+            "--k", "20", "-q"]
+    res = CliRunner().invoke(cli, [*args, "--report", str(tmp_path / "py.json"), "-c", str(cfg)])
+    assert res.exit_code == 0, res.output
+
+    decode_all = rp._Lazy._all
+
+    def no_decoding(self):  # the scored events carry columns; the label events (few) are still decoded
+        if self.columns() is not None:
+            raise AssertionError("the evaluation window decoded the raw batch's scored events")
+        return decode_all(self)
+
+    monkeypatch.setattr(rp._Lazy, "_all", no_decoding)
+    res = CliRunner().invoke(cli, [*args, "--report", str(tmp_path / "raw.json")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    py, raw = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("py", "raw"))
+    assert raw["eval"] == py["eval"]
+    assert raw["eval"]["detection_delay"] and raw["eval"]["handbook_protocol"]
