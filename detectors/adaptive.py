@@ -111,10 +111,11 @@ class WeightAdapter:
         for the batch, not one per event)."""
         rows = np.asarray(evidence, dtype=np.float32)
         pending = self._pending
+        cap = self.max_pending
         for event_id, row in zip(event_ids, rows, strict=True):
-            pending[event_id] = row
-        while len(pending) > self.max_pending:
-            pending.popitem(last=False)
+            pending[event_id] = row  # an id remembered again keeps its place
+            if len(pending) > cap:  # after each event, as one at a time would: the same at any batch split
+                pending.popitem(last=False)
 
     def learn(self, event_id: str, y: int) -> bool:
         """A label arrived for ``event_id``: whether this adapter had its evidence (then it is learned)."""

@@ -133,11 +133,13 @@ class SharedModel:
             self._step()
 
     def _step(self) -> None:
+        # the scaler takes in the rows that arrived since the last step whether or not a task can train yet, so
+        # they never pile up (a stream whose labels are all frauds would otherwise grow them without end)
+        self.scaler.update(np.array(self._new))
+        self._new = []
         ready = [t for t in sorted(self.heads) if all(r.n for r in self.rings[t])]
         if not ready:
             return
-        self.scaler.update(np.array(self._new))
-        self._new = []
         half = self.batch // 2
         trunk_grads: list[np.ndarray] | None = None
         for task in ready:

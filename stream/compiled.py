@@ -217,7 +217,7 @@ class CompiledEngine(Engine):
 
     @property
     def uses_labels(self) -> bool:
-        return self.learns_labels or self._risk_on or self.core.has_graph or self.adapts
+        return self.learns_labels or self._risk_on or self.core.has_graph or self.adapts or self.allocates
 
     def set_rules(self, params: dict[str, Any], version: int | None) -> None:
         """:meth:`Engine.set_rules`, in the core too when detection runs there (its rules detector is replaced,
@@ -455,6 +455,10 @@ class CompiledEngine(Engine):
 
     def _learn_label(self, label: Label) -> None:
         self.core.vectors([label])  # entity risk and the graph, if labels matter to them
+        if self.allocates:  # detection in Python: a verdict teaches the allocator, as in the reference
+            for ens in self.ensembles.values():
+                if ens.allocator is not None and ens.allocator.learn(label.ref_event_id, int(label.label or 0)):
+                    break
         if self.adapts:  # detection in Python: its ensembles' weights learn as in the reference
             for ens in self.ensembles.values():
                 if ens.adapter is not None and ens.adapter.learn(label.ref_event_id, int(label.label or 0)):

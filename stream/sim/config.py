@@ -78,7 +78,8 @@ class SimConfig:
         Label logins too, at the same shares and delays (``source="account_review"`` for attacks: a victim's
         report, a security review of a stuffing IP; ``"review"`` otherwise). Off by default: the streams of
         every seed stay what they were. Drawn from their own generator, so the events themselves do not change,
-        only the label events between them (and so the event ids that follow).
+        only the label events between them (and so the event ids that follow); label events count towards
+        ``events``, so the stream ends a little earlier.
     """
 
     events: int = 100_000

@@ -335,3 +335,27 @@ def test_adaptive_weights_with_detection_in_python_learn_there(events, tmp_path)
     assert r_co == r_py and _alerts_json(a_co) == _alerts_json(a_py)
     assert co.ensembles["order"]._weights == py.ensembles["order"]._weights
     assert co.ensembles["order"]._weights != co.ensembles["order"].adapter.prior
+
+
+def test_adaptive_pending_evidence_drops_the_oldest_after_each_event_in_both_engines() -> None:
+    """An id seen again after its first copy was dropped, in one stretch: both engines drop after every event
+    (so the same at any batch split), and learn the same labels."""
+    from stream.events import Label, Order
+
+    def order(i: int, eid: str) -> Order:
+        return Order(event_id=eid, ts=1000.0 + i, user_id=f"u{i}", order_id=f"o{i}", amount=10.0 + i,
+                     currency="EUR", merchant_id="m1")
+
+    events = [order(i, eid) for i, eid in enumerate("ABCDA")]
+    events += [Label(event_id="lb", ts=2000.0, ref_event_id="B", label=1),
+               Label(event_id="la", ts=2001.0, ref_event_id="A", label=0)]
+    over = {"ensemble.adaptive.enabled": True, "ensemble.adaptive.max_pending": 3, "links.graph": False}
+    s = load_settings(overrides=over)
+    for batch in (len(events), 1, 3):
+        py, co = new_engine(s.replace({"engine.core": "python"})), new_engine(s)
+        _run(py, events, batch)
+        _run(co, events, batch)
+        ad = py.ensembles["order"].adapter
+        assert list(ad._pending) == ["C", "D"] and ad._filled == {0: 1, 1: 0}, batch  # B dropped, A learned
+        _, _, pending, filled = co.core.weights("order")
+        assert (pending, filled) == (2, (1, 0)), batch
