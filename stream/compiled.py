@@ -16,7 +16,7 @@ import logging
 import math
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -323,7 +323,7 @@ class CompiledEngine(Engine):
         return out, sorted(refused)
 
     def process_csv(self, data: bytes, reader: CsvReader, start: int = 0, *, eof: bool = True,
-                    limit: int | None = None) -> tuple[Outcome, list[DeadLetter], int]:
+                    limit: int | None = None, columns: bool = False) -> tuple[Outcome, list[DeadLetter], int]:
         """:meth:`process_raw` for CSV: the rows of ``data`` (whole lines of one file, as
         :meth:`stream.sources.CsvReader.chunks` gives them) from byte ``start``, at most ``limit`` of them, decoded
         by the core with ``reader``'s compiled mapping and run through the whole pipeline in the core, in one
@@ -332,7 +332,11 @@ class CompiledEngine(Engine):
         :meth:`process`'s outcome over ``FileSource``'s batch of the same rows: the same scores and alerts (with
         their reasons). Returns the outcome (``scored`` and ``labels`` empty, as :meth:`process_raw`'s), the dead
         letters (as ``FileSource`` makes them) and the byte where the next row starts (a record that may go on
-        past a chunk that is not the last, ``eof`` false, is left there). Needs detection in the core."""
+        past a chunk that is not the last, ``eof`` false, is left there). Needs detection in the core.
+
+        ``columns``: the outcome's ``scored`` is a :class:`LazyEvents` (each event decoded in Python only when
+        read, and ``columns()``: what a replay's report reads of them, from the core) and ``labels`` the label
+        events, as a replay's observers want them."""
         if self.detection != "compiled":
             raise RuntimeError(f"process_csv needs detection in the core ({self.detection_fallback})")
         t0 = time.perf_counter()
@@ -357,7 +361,8 @@ class CompiledEngine(Engine):
                 if event is not None:
                     events.append(event)
             out = self.process(events)
-            out.scored, out.labels = [], []
+            if not columns:
+                out.scored, out.labels = [], []
             return out, dead, pos
         python_events: dict[int, Event] = {}
 
@@ -374,7 +379,8 @@ class CompiledEngine(Engine):
 
         if pos < n and left > 0:
             stop, reader.line_no, reader.last_ts, _, invalid, where, lines, *res = self.core.process_csv(
-                data, pos, reader.core, reader.line_no, reader.last_ts, left, fallback)
+                data, pos, reader.core, reader.line_no, reader.last_ts, left, fallback, columns)
+            meta = res.pop() if columns else None
             for line_no, field, reason, s, e, last in invalid:
                 dead.append(DeadLetter(reason=f"{field}: {reason}", raw=_csv_line(_row_at(data, s, e)),
                                        source=name, position=line_no, ts=last if math.isfinite(last) else 0.0))
@@ -390,7 +396,17 @@ class CompiledEngine(Engine):
             pos = stop
         else:
             out = self._concat([])
+            meta = None
         out.scored, out.labels = [], []
+        if columns:
+            if meta is None:
+                out.scored = LazyEvents(0, lambda j: None, {"ts": np.empty(0), "label": np.empty(0, dtype=np.int8),
+                                                            "card": [], "fraud_id": [], "scenario": []})
+            else:
+                labels = meta.pop("labels")
+                out.scored = LazyEvents(len(out.risk), event_of, meta)  # type: ignore[arg-type]
+                out.labels = [Label(event_id=i, ts=t, ref_event_id=r, label=None if y < 0 else y)
+                              for i, t, r, y in labels]
         out.timings = {"features": 0.0, "detectors": time.perf_counter() - t0, "decision": 0.0}
         return out, dead, pos
 
@@ -523,6 +539,31 @@ class CompiledEngine(Engine):
         if self.detection == "compiled":
             self._blockers = {k: [(n, d) for n, d in ens.detectors.items() if getattr(d, "can_block", False)]
                               for k, ens in self.ensembles.items()}
+
+
+class LazyEvents(Sequence[Event]):
+    """Scored events of a core call, each decoded in Python only when read (``event(j)``), with :meth:`columns`:
+    what a replay's report and evaluation window read of them, from the core (``ts``, ``label`` -1 for none,
+    ``card``, ``fraud_id``, ``scenario``)."""
+
+    def __init__(self, n: int, event: Callable[[int], Any], columns: dict[str, Any]) -> None:
+        self._n, self._event, self._columns = n, event, columns
+
+    def columns(self) -> dict[str, Any]:
+        return self._columns
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def]
+        if isinstance(i, slice):
+            return [self._event(j) for j in range(*i.indices(self._n))]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._event(i % self._n)
+
+    def __iter__(self) -> Iterator[Event]:
+        return (self._event(j) for j in range(self._n))
 
 
 def engine_summary(settings: Settings) -> str:

@@ -555,6 +555,13 @@ class FileSource:
             yield event.ts, seq, event
 
     @property
+    def csv_capable(self) -> bool:
+        """Whether one CSV file with a column mapping, which the compiled core can read (``process_csv``), is all
+        this source reads."""
+        return (len(self.paths) == 1 and self.formats[0] == "csv" and not self.mapping.is_identity
+                and self.core_csv and _core_module() is not None)
+
+    @property
     def raw_capable(self) -> bool:
         """Whether :meth:`raw_batches` applies: one JSONL file, records taken as they are (no column mapping)."""
         return len(self.paths) == 1 and self.formats[0] == "jsonl" and self.mapping.is_identity

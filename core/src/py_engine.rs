@@ -239,6 +239,35 @@ impl CoreEngine {
     }
 }
 
+/// What a replay's report and evaluation window read of the records of one `process_csv` call, in order, so
+/// that no event object is built for them: per scored event its time, inline label (-1: none), card key (user
+/// id, else event id), event id when labelled 1 and scenario; per label event its id, time, referenced event and
+/// label (-1: none).
+#[derive(Default)]
+struct CsvMeta {
+    ts: Vec<f64>,
+    label: Vec<i8>,
+    card: Vec<String>,
+    fraud_id: Vec<Option<String>>,
+    scenario: Vec<Option<String>>,
+    labels: Vec<(String, f64, String, i8)>,
+}
+
+impl CsvMeta {
+    fn push(&mut self, ev: &EventRef<'_>) {
+        let y = ev.label.map_or(-1, |l| l as i8);
+        if ev.kind() == Kind::Label {
+            self.labels.push((ev.event_id.to_string(), ev.ts, ev.ref_event_id.to_string(), y));
+            return;
+        }
+        self.ts.push(ev.ts);
+        self.label.push(y);
+        self.card.push(if ev.user_id.is_empty() { ev.event_id.to_string() } else { ev.user_id.to_string() });
+        self.fraud_id.push((y == 1).then(|| ev.event_id.to_string()));
+        self.scenario.push(ev.scenario.as_deref().map(str::to_string));
+    }
+}
+
 #[pymethods]
 impl CoreEngine {
     /// ``CoreEngine(params)``: ``params`` as :func:`stream.compiled.engine_params` builds them from settings.
@@ -424,18 +453,21 @@ impl CoreEngine {
     /// the record may go on past ``data``) or ``(end, lines, event)``: where the next row starts, how many lines
     /// the record took, and its ``stream.events`` object (``None`` for a refused row, which ``fallback`` keeps),
     /// which then goes through the pipeline in the same call, as :meth:`process` would take it in a batch.
+    /// ``with_meta``: one more item at the end, a dict of what the report reads of the records (``CsvMeta``).
     #[pyo3(signature = (data, start, mapping, line_no=0, last_ts=f64::NEG_INFINITY, limit=usize::MAX,
-                        fallback=None))]
+                        fallback=None, with_meta=false))]
     #[allow(clippy::too_many_arguments)]
     fn process_csv<'py>(&mut self, py: Python<'py>, data: &Bound<'py, PyBytes>, start: usize,
                         mapping: &Bound<'py, PyCsvMapping>, mut line_no: usize, mut last_ts: f64,
-                        limit: usize, fallback: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyTuple>> {
+                        limit: usize, fallback: Option<Bound<'py, PyAny>>, with_meta: bool)
+                        -> PyResult<Bound<'py, PyTuple>> {
         let t0 = std::time::Instant::now();
         let data = data.as_bytes();
         let m = &mapping.get().inner;
         let mut acc = self.batch(py, 1024)?;
         let invalid = PyList::empty(py);
         let mut where_lines: Vec<usize> = Vec::new();
+        let mut meta = CsvMeta::default();
         let mut cells = Vec::with_capacity(m.width);
         let mut pos = start;
         let mut taken = 0usize;
@@ -452,6 +484,9 @@ impl CoreEngine {
                         where_lines.push(line_no + 1);
                     }
                     last_ts = ev.ts;
+                    if with_meta {
+                        meta.push(&ev);
+                    }
                     self.step(py, &ev, pos, &mut acc)?;
                 }
                 Err(Refused::Invalid(bad)) => {
@@ -473,6 +508,9 @@ impl CoreEngine {
                             where_lines.push(line_no);
                         }
                         last_ts = ev.ts;
+                        if with_meta {
+                            meta.push(&ev);
+                        }
                         self.step(py, &ev, pos, &mut acc)?;
                     }
                     pos = end;
@@ -487,7 +525,17 @@ impl CoreEngine {
         let out = self.finish(py, acc, t0)?;
         let head = (pos.min(data.len()), line_no, last_ts, taken, invalid, at, numpy::PyArray1::from_vec(py, lines))
             .into_pyobject(py)?;
-        let all: Vec<Bound<'py, PyAny>> = head.iter().chain(out.iter()).collect();
+        let mut all: Vec<Bound<'py, PyAny>> = head.iter().chain(out.iter()).collect();
+        if with_meta {
+            let cols = PyDict::new(py);
+            cols.set_item("ts", numpy::PyArray1::from_vec(py, meta.ts))?;
+            cols.set_item("label", numpy::PyArray1::from_vec(py, meta.label))?;
+            cols.set_item("card", meta.card)?;
+            cols.set_item("fraud_id", meta.fraud_id)?;
+            cols.set_item("scenario", meta.scenario)?;
+            cols.set_item("labels", meta.labels)?;
+            all.push(cols.into_any());
+        }
         PyTuple::new(py, all)
     }
 
