@@ -10,6 +10,10 @@ link graph read it as usual). Reported per day: reviews, frauds found, frauds pe
 
     python bench/bandit_bench.py sim   --data s7.jsonl.gz --k 100 --out bench/results/bandit_sim_seed7.json
     python bench/bandit_bench.py handbook --k 100 --out bench/results/bandit_handbook_k100.json
+    python bench/bandit_bench.py ulb --period 1h --k 10 --budget 0.002 --out bench/results/bandit_ulb_k10h.json
+
+ULB spans two days, so its review "day" is ``--period`` (an hour: the team works the last hour's top ``--k``
+alerts), and ``--warmup-days`` / ``--review-days`` count periods.
 
 Both runs use the Python engine (the compiled core does not run the allocator), so they differ only in it.
 """
@@ -29,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from review_loop import DAY, DROP, MAP, ReviewLoop, _day_start  # noqa: E402
+from review_loop import DROP, MAP, ReviewLoop, _day_start  # noqa: E402
 
 from stream.config import load_settings  # noqa: E402
 from stream.eval.data import shared_data_dir  # noqa: E402
@@ -37,6 +41,9 @@ from stream.eval.delayed_labels import parse_duration  # noqa: E402
 from stream.events import Label  # noqa: E402
 from stream.replay import replay  # noqa: E402
 from stream.sources import Batch, ColumnMapping, FileSource  # noqa: E402
+
+ULB_MAP = "ts=Time,amount=Amount,label=Class"
+ULB_SET = "user_id=card,merchant_id=unknown"
 
 
 class _NoLabels:
@@ -78,13 +85,17 @@ def run(args: argparse.Namespace, bandit: bool) -> dict[str, Any]:
         mapping = ColumnMapping.parse(type="order", map_spec=MAP, set_spec=[], features="none", drop=DROP,
                                       ts_origin=None, ts_unit="s")
         src: Any = FileSource([str(args.data)], batch_size=int(settings.engine["batch_size"]), mapping=mapping)
+    elif args.stream == "ulb":
+        mapping = ColumnMapping.parse(type="order", map_spec=ULB_MAP, set_spec=ULB_SET)
+        src = FileSource([str(args.data)], batch_size=int(settings.engine["batch_size"]), mapping=mapping)
     else:
         src = _NoLabels(FileSource([str(args.data)], batch_size=int(settings.engine["batch_size"])))
+    period = args.period
     start = _day_start(args.start)
-    review_start = start + args.warmup_days * DAY
-    end = review_start + args.review_days * DAY
+    review_start = start + args.warmup_days * period
+    end = review_start + args.review_days * period
     loop = _Counted(src, start=start, end=end, review_start=review_start, review_end=end, k=args.k,
-                    delay=args.delay, mode="review")
+                    delay=args.delay, mode="review", period=period)
     t0 = time.perf_counter()
     alerts_per_day: dict[int, int] = defaultdict(int)
 
@@ -99,7 +110,7 @@ def run(args: argparse.Namespace, bandit: bool) -> dict[str, Any]:
     finally:
         loop.close()
     days = []
-    first = int((review_start - start) // DAY)
+    first = int((review_start - start) // period)
     for d in range(first, first + args.review_days):
         n, f = loop.per_day.get(d, [0, 0])
         days.append({"day": d, "alerts": alerts_per_day.get(d, 0), "reviewed": n, "frauds": f,
@@ -123,7 +134,7 @@ def run(args: argparse.Namespace, bandit: bool) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stream", choices=["sim", "handbook"])
+    ap.add_argument("stream", choices=["sim", "handbook", "ulb"])
     ap.add_argument("--data", type=Path, default=None,
                     help="the stream (sim: a `riskstream simulate` file; handbook: default the shared CSV)")
     ap.add_argument("--config", default=None, help="config TOML (handbook default: bench/review-loop.toml)")
@@ -132,26 +143,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--review-days", type=int, default=None, help="reviewed days (sim 6, handbook 21)")
     ap.add_argument("--k", type=int, default=100, help="reviews a day (top alerts by score)")
     ap.add_argument("--budget", type=float, required=True, help="alert budget: about --k alerts a day")
-    ap.add_argument("--delay", default="1d", help="a verdict reaches the engine this long after its event")
+    ap.add_argument("--delay", default=None, help="a verdict reaches the engine this long after its event "
+                    "(default 1d; ulb 1h)")
+    ap.add_argument("--period", default=None, help="the review period (default 1d; ulb 1h)")
     ap.add_argument("--seed", type=int, default=0, help="the allocator's seed")
     ap.add_argument("--strength", type=float, default=1.0, help="the allocator's strength")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    sim = args.stream == "sim"
+    sim, ulb = args.stream == "sim", args.stream == "ulb"
     if args.data is None:
         if sim:
             ap.error("sim needs --data (a `riskstream simulate` file)")
-        args.data = shared_data_dir("fraud_handbook") / "transactions.csv.gz"
-    if args.config is None and not sim:
+        args.data = shared_data_dir("creditcard_ulb") / "creditcard.csv.gz" if ulb else \
+            shared_data_dir("fraud_handbook") / "transactions.csv.gz"
+    if args.config is None and args.stream == "handbook":
         args.config = str(ROOT / "bench" / "review-loop.toml")
-    args.start = args.start or ("2024-03-01" if sim else "2018-04-01")
-    args.warmup_days = args.warmup_days if args.warmup_days is not None else (1 if sim else 30)
-    args.review_days = args.review_days or (6 if sim else 21)
-    args.delay = parse_duration(args.delay)
+    args.start = args.start or ("2024-03-01" if sim else "1970-01-01" if ulb else "2018-04-01")
+    args.warmup_days = args.warmup_days if args.warmup_days is not None else (1 if sim else 6 if ulb else 30)
+    args.review_days = args.review_days or (6 if sim else 40 if ulb else 21)
+    args.delay = parse_duration(args.delay or ("1h" if ulb else "1d"))
+    args.period = parse_duration(args.period or ("1h" if ulb else "1d"))
     runs = {"fixed": run(args, False), "bandit": run(args, True)}
     report = {"command": "python bench/bandit_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "stream": args.stream, "data": str(args.data), "config": args.config, "k": args.k,
-              "budget": args.budget, "delay_s": args.delay, "seed": args.seed, "strength": args.strength,
+              "budget": args.budget, "delay_s": args.delay, "period_s": args.period, "seed": args.seed,
+              "strength": args.strength,
               "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -71,7 +71,8 @@ class ReviewLoop:
     """
 
     def __init__(self, source: Any, *, start: float, end: float, review_start: float, review_end: float, k: int,
-                 delay: float, mode: str) -> None:
+                 delay: float, mode: str, period: float = DAY) -> None:
+        self.period = period  # a review "day": the queue is worked at the end of each period
         self.source, self.start, self.end = source, start, end
         self.review_start, self.review_end = review_start, review_end
         self.k, self.delay, self.mode = k, delay, mode
@@ -82,7 +83,7 @@ class ReviewLoop:
         self.fraud_known_at: dict[str, float] = {}  # card -> when its first fraud label reached the engine
 
     def _day(self, ts: float) -> int:
-        return int((ts - self.start) // DAY)
+        return int((ts - self.start) // self.period)
 
     def observe(self, outcome: Any) -> None:
         if self.mode != "review":
@@ -93,7 +94,7 @@ class ReviewLoop:
 
     def _close(self, day: int, pending: list[tuple[float, int, Label]]) -> None:
         """The team works day ``day``'s queue: its top ``k`` alerts by score get their verdicts."""
-        day_end = self.start + (day + 1) * DAY
+        day_end = self.start + (day + 1) * self.period
         top = heapq.nlargest(self.k, self.queue.pop(day, []), key=lambda x: (x[0], x[1]))
         for _, eid, y, ts, user in top:
             self._push(pending, eid, y, max(ts + self.delay, day_end), user)
