@@ -259,7 +259,7 @@ def test_replay_same_report_alerts_dead_letters(tmp_path):
         src = FileSource([path], mapping=ColumnMapping.parse(**MAPPINGS[0]), batch_size=50)
         src.core_csv = core
         report = dict(replay(src, settings, sinks=[sink], dead_letters=letters))  # type: ignore[list-item, arg-type]
-        for k in ("seconds", "events_per_second", "stage_share"):
+        for k in ("seconds", "events_per_second", "scored_per_second", "stage_share"):
             report.pop(k)
         out[core] = (report, [(a.alert_id, a.event_id, a.score, a.reasons) for a in alerts],
                      [(d.reason, d.raw, d.position, d.ts) for d in dead])

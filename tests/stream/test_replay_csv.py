@@ -69,7 +69,7 @@ def test_csv_replay_equals_the_event_path(ulb_head, chunk, monkeypatch):
     assert [b[1:] for b in batches] == [b[1:] for b in ref_batches]  # the same batches, and alerts in each
     assert alerts == ref_alerts and len(alerts) > 20  # reasons included
     assert dead == ref_dead and len(dead) == 3
-    skip = {"seconds", "events_per_second", "stage_share", "feature_memory"}
+    skip = {"seconds", "events_per_second", "scored_per_second", "stage_share", "feature_memory"}
     assert {k: v for k, v in rep.items() if k not in skip} == {k: v for k, v in ref_rep.items() if k not in skip}
     assert rep["events"] == 8997 and rep["invalid"] == 3
 

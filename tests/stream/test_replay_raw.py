@@ -37,7 +37,7 @@ def _replay(path, core, on_batch=None):
 
 
 def _same_report(a, b):
-    skip = {"seconds", "events_per_second", "stage_share", "feature_memory"}
+    skip = {"seconds", "events_per_second", "scored_per_second", "stage_share", "feature_memory"}
     return {k: v for k, v in a.items() if k not in skip}, {k: v for k, v in b.items() if k not in skip}
 
 
