@@ -95,10 +95,7 @@ def _result(engine: Engine, settings: Settings, collector: Collector, stage: dic
     report["config_hash"] = engine.config_hash
     report["config_source"] = settings.source
     report["seconds"] = round(elapsed, 3)
-    report["events_per_second"] = round((collector.events + collector.invalid + collector.labels_seen) / elapsed, 1) \
-        if elapsed > 0 else None
-    # orders and logins only: a replay with --label-delay adds a label event per record, which doubles the above
-    report["scored_per_second"] = round(collector.events / elapsed, 1) if elapsed > 0 else None
+    report.update(collector.rates(elapsed))
     total = sum(stage.values()) or 1.0
     report["stage_share"] = {k: round(v / total, 4) for k, v in stage.items()}
     report["feature_memory"] = engine.memory_stats()

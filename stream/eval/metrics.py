@@ -152,6 +152,15 @@ class Collector:
         self.first_ts = ts0 if self.first_ts is None else min(self.first_ts, ts0)
         self.last_ts = ts1 if self.last_ts is None else max(self.last_ts, ts1)
 
+    def rates(self, elapsed: float) -> dict[str, float | None]:
+        """Throughput over ``elapsed`` seconds: ``events_per_second`` counts every record read (orders, logins,
+        label events, refused records), ``scored_per_second`` the orders and logins scored (a replay with
+        delayed labels adds a label event per labelled record, which the first counts)."""
+        if elapsed <= 0:
+            return {"events_per_second": None, "scored_per_second": None}
+        return {"events_per_second": round((self.events + self.invalid + self.labels_seen) / elapsed, 1),
+                "scored_per_second": round(self.events / elapsed, 1)}
+
     def add_arrays(self, outcome: Any, *, labels: np.ndarray, scenarios: list[str | None],
                    ts: tuple[float, float] | None, n_labels: int, invalid: int = 0,
                    reasons: Iterable[str] = ()) -> None:

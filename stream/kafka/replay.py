@@ -251,8 +251,7 @@ def replay_kafka(
     report["config_hash"] = settings.config_hash
     report["config_source"] = settings.source
     report["seconds"] = round(elapsed, 3)
-    total = collector.events + collector.invalid + collector.labels_seen
-    report["events_per_second"] = round(total / elapsed, 1) if elapsed > 0 else None
+    report.update(collector.rates(elapsed))
     report["kafka"] = {
         "topics": names,
         "offsets": {f"{tp.topic}/{tp.partition}": [start[tp], stop[tp]] for tp in tps},
