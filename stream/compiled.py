@@ -361,7 +361,10 @@ class CompiledEngine(Engine):
                 if event is not None:
                     events.append(event)
             out = self.process(events)
-            if not columns:
+            if columns:
+                scored = out.scored
+                out.scored = LazyEvents(len(scored), scored.__getitem__, event_columns(scored))  # type: ignore
+            else:
                 out.scored, out.labels = [], []
             return out, dead, pos
         python_events: dict[int, Event] = {}
@@ -539,6 +542,15 @@ class CompiledEngine(Engine):
         if self.detection == "compiled":
             self._blockers = {k: [(n, d) for n, d in ens.detectors.items() if getattr(d, "can_block", False)]
                               for k, ens in self.ensembles.items()}
+
+
+def event_columns(events: Sequence[Order | Login]) -> dict[str, Any]:
+    """:meth:`LazyEvents.columns` of events already decoded."""
+    return {"ts": np.array([e.ts for e in events], dtype=np.float64),
+            "label": np.array([-1 if e.label is None else e.label for e in events], dtype=np.int8),
+            "card": [e.user_id or e.event_id for e in events],
+            "fraud_id": [e.event_id if e.label == 1 else None for e in events],
+            "scenario": [e.scenario for e in events]}
 
 
 class LazyEvents(Sequence[Event]):

@@ -260,9 +260,12 @@ def _replay_csv(source: FileSource, engine: Any, settings: Settings, *, sinks: S
                 flush_every: int) -> ReplayResult:
     """:func:`replay` of one CSV file through ``CompiledEngine.process_csv``: the core reads, decodes and scores
     ``batch_size`` rows a call, and hands back what the report and the evaluation window read of them as columns,
-    with no event object per row. The same batches, scores, alerts (reasons included) and dead letters as the event
-    path (``tests/stream/test_replay_csv.py``); only a record spanning lines across the end of a read chunk (4 MB)
-    can end a batch early there, which moves the numbers in that batch's reasons, never the alerts."""
+    with no event object per row. The same batches, scores, alerts and dead letters as the event path
+    (``tests/stream/test_replay_csv.py``): a batch the read chunk cannot fill waits for the next chunk, and one
+    that a record spanning lines still cuts at the chunk's end is completed from the next chunk in a second call
+    (then only the reasons of that batch's alerts before the cut may read the models at the cut, not at the
+    batch's end). A file that breaks mid-read (a truncated ``.gz``) still has every row read before the break
+    scored, as on the event path."""
     import numpy as np
 
     from stream.sources import CsvReader
@@ -275,43 +278,93 @@ def _replay_csv(source: FileSource, engine: Any, settings: Settings, *, sinks: S
     path = source.paths[0]
     reader = CsvReader(path.name, source.mapping)
     size = source.batch_size
+    parts: list[tuple[Outcome, list[DeadLetter]]] = []  # the calls of a batch not yet complete
+
+    def taken() -> int:
+        return sum(len(o.risk) + len(o.labels) + len(d) for o, d in parts)
+
+    def deliver() -> None:
+        nonlocal n_batches
+        if not parts:
+            return
+        outcome, dead = _merge_csv(engine, parts)
+        parts.clear()
+        batch = CsvBatch(path.name, outcome, dead)
+        if not len(batch):
+            return
+        source.records_read += len(batch)
+        for k, v in outcome.timings.items():
+            stage[k] += v
+        t_sink = time.perf_counter()
+        _deliver(sinks, dead_letters, outcome.alerts, dead)
+        n_batches += 1
+        if n_batches % flush_every == 0:
+            _flush(sinks, dead_letters)
+        cols = outcome.scored.columns()  # type: ignore[attr-defined]
+        ts = cols["ts"]
+        collector.add_arrays(outcome, labels=np.asarray(cols["label"], dtype=np.int8), scenarios=cols["scenario"],
+                             ts=(float(ts[0]), float(ts[-1])) if len(ts) else None, n_labels=len(outcome.labels),
+                             invalid=len(dead), reasons=[d.reason for d in dead])
+        stage["sinks"] += time.perf_counter() - t_sink
+        if on_batch is not None:
+            on_batch(batch, outcome)
+
+    def consume(data: bytes, eof: bool, hold: bool = True) -> int:
+        """Run the rows of ``data`` through the core; the byte where the unread rest starts. ``hold``: rows that
+        cannot fill the batch wait for the next chunk."""
+        pos, lines = 0, data.count(b"\n")  # lines left from pos (counted once: a row takes at least one)
+        while pos < len(data):
+            want = size - taken()
+            if hold and not eof and lines < want + (reader.header is None):
+                break  # the chunk cannot fill the batch: the rest waits for the next chunk
+            outcome, dead, stop = engine.process_csv(data, reader, pos, eof=eof, limit=want, columns=True)
+            parts.append((outcome, dead))
+            if taken() >= size:
+                deliver()
+            if stop == pos:
+                break
+            lines -= data.count(b"\n", pos, stop)
+            pos = stop
+        return pos
+
     with source._open(path) as fh:  # noqa: SLF001 - its progress (bytes_read) is the source's
         for data, eof in _timed(reader.chunks(fh), stage, failed):
-            pos = 0
-            while pos < len(data):
-                # a batch the chunk cannot fill waits for the next chunk (a row takes at least one line), so the
-                # batches are FileSource's and the alerts' reasons read the models where the event path does
-                if not eof and data.count(b"\n", pos) < size + (reader.header is None):
-                    break
-                outcome, dead, stop = engine.process_csv(data, reader, pos, eof=eof, limit=size, columns=True)
-                batch = CsvBatch(path.name, outcome, dead)
-                if len(batch):
-                    source.records_read += len(batch)
-                    for k, v in outcome.timings.items():
-                        stage[k] += v
-                    t_sink = time.perf_counter()
-                    _deliver(sinks, dead_letters, outcome.alerts, dead)
-                    n_batches += 1
-                    if n_batches % flush_every == 0:
-                        _flush(sinks, dead_letters)
-                    cols = outcome.scored.columns()  # type: ignore[attr-defined]
-                    ts = cols["ts"]
-                    collector.add_arrays(outcome, labels=np.asarray(cols["label"], dtype=np.int8),
-                                         scenarios=cols["scenario"],
-                                         ts=(float(ts[0]), float(ts[-1])) if len(ts) else None,
-                                         n_labels=len(outcome.labels), invalid=len(dead),
-                                         reasons=[d.reason for d in dead])
-                    stage["sinks"] += time.perf_counter() - t_sink
-                    if on_batch is not None:
-                        on_batch(batch, outcome)
-                if stop == pos:
-                    break
-                pos = stop
+            pos = consume(data, eof)
             reader.carry(data[pos:])
+        if failed and reader._pending:  # noqa: SLF001 - whole lines read before the file broke: score them too
+            rest, reader._pending = reader._pending, b""  # noqa: SLF001
+            consume(rest, False, hold=False)
+    deliver()
     t_end = time.perf_counter()
     _flush(sinks, dead_letters)
     stage["sinks"] += time.perf_counter() - t_end
     return _result(engine, settings, collector, stage, start, failed[0] if failed else None)
+
+
+def _merge_csv(engine: Any, parts: list[tuple[Outcome, list[DeadLetter]]]) -> tuple[Outcome, list[DeadLetter]]:
+    """One batch's outcome and dead letters from the ``process_csv`` calls it took (usually one)."""
+    if len(parts) == 1:
+        return parts[0]
+    import numpy as np
+
+    from stream.compiled import LazyEvents
+
+    outs = [o for o, _ in parts]
+    merged = engine._concat(outs)  # noqa: SLF001 - risk, alerted, raw, calibrated and alerts
+    offsets = np.cumsum([0] + [len(o.risk) for o in outs]).tolist()
+    cols = [o.scored.columns() for o in outs]  # type: ignore[attr-defined]
+    columns = {"ts": np.concatenate([c["ts"] for c in cols]), "label": np.concatenate([c["label"] for c in cols])}
+    for k in ("card", "fraud_id", "scenario"):
+        columns[k] = [v for c in cols for v in c[k]]
+
+    def event(j: int) -> Event:
+        p = int(np.searchsorted(offsets, j, side="right")) - 1
+        return outs[p].scored[j - offsets[p]]
+
+    merged.scored = LazyEvents(offsets[-1], event, columns)  # type: ignore[assignment]
+    merged.labels = [lab for o in outs for lab in o.labels]
+    merged.timings = {k: sum(o.timings.get(k, 0.0) for o in outs) for k in outs[0].timings}
+    return merged, [x for _, ds in parts for x in ds]
 
 
 def _timed(it: Iterator[Any], stage: dict[str, float], failed: list[SourceError]) -> Iterator[Any]:

@@ -149,9 +149,10 @@ fn py_strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii() && py_space(c as u8))
 }
 
-/// Python's `float(text)` for ASCII `text`: `Some(value)`, or `None` where it raises `ValueError`.
+/// Python's `float(text)` for ASCII `text`: `Some(value)`, or `None` where it raises `ValueError`. `float()`
+/// strips only ASCII whitespace (`" \t\n\r\x0b\x0c"`), not the separators `\x1c`-`\x1f` that `str.strip()` takes.
 pub fn py_float(text: &str) -> Option<f64> {
-    let t = py_strip(text).as_bytes();
+    let t = text.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')).as_bytes();
     let mut i = 0;
     if matches!(t.first(), Some(b'+' | b'-')) {
         i = 1;
@@ -472,6 +473,8 @@ mod tests {
     #[test]
     fn floats() {
         assert_eq!(py_float(" 1_000.5 "), Some(1000.5));
+        assert_eq!(py_float("1\x1c"), None, "float() does not strip the information separators");
+        assert_eq!(py_float("\x0b2\x0c"), Some(2.0));
         assert_eq!(py_float("1__0"), None);
         assert_eq!(py_float("_1"), None);
         assert_eq!(py_float("1_"), None);

@@ -76,6 +76,8 @@ impl CoreEngine {
             event_id: req_str(e, intern!(py, "event_id"))?,
             ts: e.getattr(intern!(py, "ts"))?.extract()?,
             label: e.getattr(intern!(py, "label"))?.extract()?,
+            // the scenario is not scored, but a replay's report reads it (process_csv's CsvMeta)
+            scenario: opt_str(e, intern!(py, "scenario"))?,
             ..Default::default()
         };
         if kind == Kind::Label {
