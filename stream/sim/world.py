@@ -400,33 +400,10 @@ class Simulator:
                 ev = cls(event_id=f"{prefix}{emitted:09d}", **kw)
                 emitted += 1
                 if cls is Order:
-                    lab = kw["label"]
-                    if r.random() < (label_fraud if lab else label_normal):
-                        due = round(ts + max(600.0, math.exp(r.gauss(delay_mu, 0.7))), 3)
-                        self.push(
-                            Label,
-                            {
-                                "ts": due,
-                                "ref_event_id": ev.event_id,
-                                "label": lab,
-                                "source": "chargeback" if lab else "review",
-                                "scenario": kw["scenario"],
-                            },
-                        )
+                    self._maybe_label(r, ts, ev.event_id, kw, label_fraud, label_normal, delay_mu, "chargeback")
                 elif r_login is not None and cls is Login:
-                    lab = kw["label"]
-                    if r_login.random() < (label_fraud if lab else label_normal):
-                        due = round(ts + max(600.0, math.exp(r_login.gauss(delay_mu, 0.7))), 3)
-                        self.push(
-                            Label,
-                            {
-                                "ts": due,
-                                "ref_event_id": ev.event_id,
-                                "label": lab,
-                                "source": "account_review" if lab else "review",
-                                "scenario": kw["scenario"],
-                            },
-                        )
+                    self._maybe_label(r_login, ts, ev.event_id, kw, label_fraud, label_normal, delay_mu,
+                                      "account_review")
                 yield ev
             elif camp is not None and t_camp <= t_sess:
                 CAMPAIGNS[camp[1]](self, t_camp)
@@ -435,6 +412,16 @@ class Simulator:
                 if u_sess.busy_until <= t_sess and u_sess.last_ts <= t_sess:  # a campaign may have taken them
                     self._session(t_sess, u_sess)
                 t_sess, u_sess = self._next_session(t_sess)
+
+    def _maybe_label(self, rng: random.Random, ts: float, event_id: str, kw: dict[str, Any], p_fraud: float,
+                     p_normal: float, delay_mu: float, fraud_source: str) -> None:
+        """With probability ``p_fraud`` (a fraud) or ``p_normal`` (the others), a label for the event emitted at
+        ``ts``, due a log-normal delay (median ``exp(delay_mu)``, at least 10 minutes) later, drawn from ``rng``."""
+        lab = kw["label"]
+        if rng.random() < (p_fraud if lab else p_normal):
+            due = round(ts + max(600.0, math.exp(rng.gauss(delay_mu, 0.7))), 3)
+            self.push(Label, {"ts": due, "ref_event_id": event_id, "label": lab,
+                              "source": fraud_source if lab else "review", "scenario": kw["scenario"]})
 
     def _schedule(self) -> Iterator[tuple[float, str]]:
         """Campaign start times in order, stratified over the expected span of the stream; lazy, so memory
