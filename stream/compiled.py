@@ -31,6 +31,7 @@ from sinks.alert import Alert
 from sinks.deadletter import DeadLetter
 from stream.config import Settings
 from stream.errors import CheckpointError, ConfigError, InvalidEvent
+from stream.eval.metrics import event_columns
 from stream.events import Event, Label, Login, Order, Provenance, decode, from_dict
 from stream.pipeline import Engine, Outcome, entity_ids
 from stream.sources import CsvReader, _csv_line, _row_at
@@ -403,8 +404,7 @@ class CompiledEngine(Engine):
         out.scored, out.labels = [], []
         if columns:
             if meta is None:
-                out.scored = LazyEvents(0, lambda j: None, {"ts": np.empty(0), "label": np.empty(0, dtype=np.int8),
-                                                            "card": [], "fraud_id": [], "scenario": []})
+                out.scored = LazyEvents(0, lambda j: None, event_columns([]))
             else:
                 labels = meta.pop("labels")
                 out.scored = LazyEvents(len(out.risk), event_of, meta)  # type: ignore[arg-type]
@@ -474,14 +474,7 @@ class CompiledEngine(Engine):
 
     def _learn_label(self, label: Label) -> None:
         self.core.vectors([label])  # entity risk and the graph, if labels matter to them
-        if self.allocates:  # detection in Python: a verdict teaches the allocator, as in the reference
-            for ens in self.ensembles.values():
-                if ens.allocator is not None and ens.allocator.learn(label.ref_event_id, int(label.label or 0)):
-                    break
-        if self.adapts:  # detection in Python: its ensembles' weights learn as in the reference
-            for ens in self.ensembles.values():
-                if ens.adapter is not None and ens.adapter.learn(label.ref_event_id, int(label.label or 0)):
-                    break
+        self._teach_ensembles(label)  # detection in Python: allocator and weights learn as in the reference
         if self.learns_labels:
             store = self.label_store
             store.advance(label.ts)
@@ -542,15 +535,6 @@ class CompiledEngine(Engine):
         if self.detection == "compiled":
             self._blockers = {k: [(n, d) for n, d in ens.detectors.items() if getattr(d, "can_block", False)]
                               for k, ens in self.ensembles.items()}
-
-
-def event_columns(events: Sequence[Order | Login]) -> dict[str, Any]:
-    """:meth:`LazyEvents.columns` of events already decoded."""
-    return {"ts": np.array([e.ts for e in events], dtype=np.float64),
-            "label": np.array([-1 if e.label is None else e.label for e in events], dtype=np.int8),
-            "card": [e.user_id or e.event_id for e in events],
-            "fraud_id": [e.event_id if e.label == 1 else None for e in events],
-            "scenario": [e.scenario for e in events]}
 
 
 class LazyEvents(Sequence[Event]):

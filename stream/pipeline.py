@@ -267,15 +267,21 @@ class Engine:
         out.timings = timings
         return out
 
+    def _teach_ensembles(self, label: Label) -> None:
+        """A label teaches the review allocator (a verdict on an alerted event; on any other: nothing) and the
+        adaptive weights (any label of a scored event) of the ensemble that scored its event."""
+        y = int(label.label or 0)
+        if self.allocates:
+            for ens in self.ensembles.values():
+                if ens.allocator is not None and ens.allocator.learn(label.ref_event_id, y):
+                    break
+        if self.adapts:
+            for ens in self.ensembles.values():
+                if ens.adapter is not None and ens.adapter.learn(label.ref_event_id, y):
+                    break
+
     def _learn_label(self, label: Label) -> None:
-        if self.allocates:  # a verdict on an alerted event teaches its ensemble's allocator (on any other: nothing)
-            for ens in self.ensembles.values():
-                if ens.allocator is not None and ens.allocator.learn(label.ref_event_id, int(label.label or 0)):
-                    break
-        if self.adapts:  # any label of a scored event teaches its ensemble's weights
-            for ens in self.ensembles.values():
-                if ens.adapter is not None and ens.adapter.learn(label.ref_event_id, int(label.label or 0)):
-                    break
+        self._teach_ensembles(label)
         store = self.label_store
         store.advance(label.ts)
         joined = store.join(label.ref_event_id, int(label.label or 0))

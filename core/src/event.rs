@@ -67,6 +67,11 @@ pub struct EventRef<'a> {
 }
 
 impl<'a> EventRef<'a> {
+    /// The card an evaluation window groups a scored event under (Python's `e.user_id or e.event_id`).
+    pub fn card_key(&self) -> String {
+        if self.user_id.is_empty() { self.event_id.to_string() } else { self.user_id.to_string() }
+    }
+
     pub fn kind(&self) -> Kind {
         self.kind.expect("a decoded event has a kind")
     }

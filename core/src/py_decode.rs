@@ -194,9 +194,7 @@ pub fn scan_meta<'py>(
         match decode(item.cast::<PyBytes>()?.as_bytes()) {
             Ok(ev) => {
                 let scored = ev.kind() != Kind::Label;
-                cards.push(scored.then(|| {
-                    if ev.user_id.is_empty() { ev.event_id.to_string() } else { ev.user_id.to_string() }
-                }));
+                cards.push(scored.then(|| ev.card_key()));
                 fraud_ids.push((scored && ev.label == Some(1)).then(|| ev.event_id.to_string()));
                 ts.push(ev.ts);
                 status.push(ev.kind() as u8);

@@ -264,7 +264,7 @@ impl CsvMeta {
         }
         self.ts.push(ev.ts);
         self.label.push(y);
-        self.card.push(if ev.user_id.is_empty() { ev.event_id.to_string() } else { ev.user_id.to_string() });
+        self.card.push(ev.card_key());
         self.fraud_id.push((y == 1).then(|| ev.event_id.to_string()));
         self.scenario.push(ev.scenario.as_deref().map(str::to_string));
     }

@@ -329,6 +329,17 @@ def detection_delays(ts: np.ndarray, scenario: np.ndarray, entity: np.ndarray, a
     return out
 
 
+def event_columns(events: Sequence[Any]) -> dict[str, Any]:
+    """What :class:`WindowCollector` reads of scored events, as columns: ``ts``, ``label`` (-1: none), ``card`` (the
+    user id, else the event id), ``fraud_id`` (the event id of an event labelled 1, else None) and ``scenario``. The
+    raw replay paths build the same columns in the core, with no event object (their ``scored.columns()``)."""
+    return {"ts": np.array([e.ts for e in events], dtype=np.float64),
+            "label": np.array([-1 if e.label is None else e.label for e in events], dtype=np.int8),
+            "card": [getattr(e, "user_id", None) or e.event_id for e in events],
+            "fraud_id": [e.event_id if e.label == 1 else None for e in events],
+            "scenario": [e.scenario for e in events]}
+
+
 class WindowCollector:
     """What the handbook-style evaluation needs: per-event time, card, label, risk, alert and scenario, kept
     for the events inside ``[eval_from, eval_to)`` (epoch seconds; None = open), while the stream runs whole.
@@ -358,11 +369,9 @@ class WindowCollector:
         lo = -np.inf if self.eval_from is None else self.eval_from
         hi = np.inf if self.eval_to is None else self.eval_to
         known = getattr(outcome.scored, "columns", None)
-        known = known() if known is not None else None
-        if known is not None:  # the raw replay path: the same columns, without an event object per record
-            self._add_columns(known, outcome, lo, hi)
-        else:
-            self._add_events(outcome, lo, hi)
+        cols = known() if known is not None else None
+        # the raw replay paths give the columns without an event object per record; events give them here
+        self._add_columns(event_columns(outcome.scored) if cols is None else cols, outcome, lo, hi)
         for lab in outcome.labels:
             if lab.label == 1:
                 seen = self._fraud_card.pop(lab.ref_event_id, None)
@@ -390,21 +399,6 @@ class WindowCollector:
         cols["s"].extend(risk[i] for i in keep)
         cols["a"].extend(alerted[i] for i in keep)
         cols["sc"].extend(c["scenario"][i] for i in keep)
-
-    def _add_events(self, outcome: Any, lo: float, hi: float) -> None:
-        cols = self._cols
-        for e, r, a in zip(outcome.scored, np.asarray(outcome.risk).tolist(),
-                           np.asarray(outcome.alerted).tolist(), strict=True):
-            card = getattr(e, "user_id", None) or e.event_id
-            if e.label == 1:
-                self._fraud_card[e.event_id] = (card, e.ts)
-            if lo <= e.ts < hi:
-                cols["ts"].append(e.ts)
-                cols["card"].append(card)
-                cols["y"].append(-1 if e.label is None else e.label)
-                cols["s"].append(r)
-                cols["a"].append(a)
-                cols["sc"].append(e.scenario)
 
     def arrays(self) -> dict[str, np.ndarray]:
         c = self._cols
