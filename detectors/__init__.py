@@ -1,6 +1,6 @@
 """Scoring: river-based unsupervised detectors, rules, calibration and the ensemble.
 
-Importing the package registers the built-in detectors (``hst``, ``zscore``, ``coldstart``, ``rules``, ``rate``,
+Importing the package registers the built-in detectors (``hst``, ``zscore``, ``coldstart``, ``rules``, ``priors``, ``rate``,
 ``supervised``, ``autoencoder``, ``multitask``):
 ``available()`` lists them and ``build(name, params)`` makes one.
 """
@@ -10,6 +10,7 @@ from detectors import (  # noqa: F401  (registers the built-ins)
     hst,
     multitask,
     neural,
+    priors,
     rate,
     rules,
     supervised,

@@ -22,6 +22,13 @@ ones. Keeping the total fixed keeps the scale of ``S`` comparable with the score
 calibrator's window, which ranks each event's ``S`` against recent ones: a change of weights shows in the alerts
 gradually, as that window turns over. A detector weighted 0 in the configuration stays at 0.
 
+A detector whose evidence is the same on every labelled event in the windows (it never fired: a prior on a
+feature the stream lacks, cold start on a stream without accounts) is *blind*, not bad: it is not measured, keeps
+its configured weight (so it counts as configured if it starts to fire), and its configured weight is left out of
+the total the others share (``sum(prior)`` above is over the detectors that showed evidence). Handing a blind
+detector's share to the others would raise the scale of ``S`` while it stays blind, and every event after that
+would rank high against the older sums in the calibration window.
+
 It is bounded (``max_pending`` vectors plus two windows of ``window`` vectors) and pickles with the ensemble.
 
 >>> a = WeightAdapter(["good", "bad"], {"good": 1.0, "bad": 1.0}, prior_positives=2, window=100, refresh_every=10)
@@ -135,18 +142,22 @@ class WeightAdapter:
         if not n_pos or not n_neg:
             return
         pos, neg = self._rings[1][:n_pos], self._rings[0][:n_neg]
-        learned: dict[str, float] = {}
+        learned: dict[str, float] = {}  # the detectors that showed evidence
         for j, name in enumerate(self.names):
-            auc = _auc(pos[:, j].astype(np.float64), neg[:, j].astype(np.float64))
+            p_col, n_col = pos[:, j], neg[:, j]
+            auc = _auc(p_col.astype(np.float64), n_col.astype(np.float64))
             self.auc[name] = auc
-            learned[name] = max(0.0, 2.0 * auc - 1.0) if self.prior[name] > 0 else 0.0
-        total_prior = sum(self.prior.values())
+            lo, hi = min(p_col.min(), n_col.min()), max(p_col.max(), n_col.max())
+            if lo != hi:  # else blind on every labelled event: not measured, and its share not handed out
+                learned[name] = max(0.0, 2.0 * auc - 1.0) if self.prior[name] > 0 else 0.0
+        total_prior = sum(self.prior[n] for n in learned)
         total = sum(learned.values())
         if total <= 0:  # nothing separates the classes yet: keep the configured weights
             self._weights = dict(self.prior)
             return
         a = self._filled[1] / (self._filled[1] + self.prior_positives)
-        self._weights = {n: (1.0 - a) * self.prior[n] + a * learned[n] * total_prior / total for n in self.names}
+        self._weights = {n: (1.0 - a) * self.prior[n] + a * learned[n] * total_prior / total if n in learned
+                         else self.prior[n] for n in self.names}
 
     def stats(self) -> dict[str, Any]:
         return {"pending": len(self._pending), "frauds": self._filled[1], "legit": self._filled[0],

@@ -1,7 +1,7 @@
 """The compiled detection stack (``stream._core.DetectorCore``, Rust): which ensembles it can run, and the plain
 spec it is built from.
 
-The Rust core runs the built-in HST, robust z-score, cold-start and rules detectors (rules without blocklists,
+The Rust core runs the built-in HST, robust z-score, cold-start, rules and priors detectors (rules without blocklists,
 or with the caller matching blocklists: :meth:`DetectorCore.process` takes a ``blocked`` flag per event) and
 the ensemble around them, adaptive weights (``[ensemble.adaptive]``) included, with the Python classes here as
 the reference it must equal (``tests/core/``). An ensemble with any other detector (supervised, rate, a plug-in)
@@ -19,6 +19,7 @@ from typing import Any
 from detectors.coldstart import ColdStart
 from detectors.ensemble import Ensemble
 from detectors.hst import HalfSpaceTrees
+from detectors.priors import Priors
 from detectors.rules import Rules
 from detectors.zscore import RobustZScore
 
@@ -47,6 +48,10 @@ def _params(name: str, det: Any) -> tuple[str, dict[str, Any]]:
         rules = [{"name": r.name, "clauses": [(c.feature, c.op, float(c.value)) for c in r.clauses],
                   "score": float(r.score), "action": r.action} for r in det._rules]
         return "rules", {"combine": det.combine, "rules": rules}
+    if type(det) is Priors:  # each rule's score slot holds its stated rate p
+        rules = [{"name": r.name, "clauses": [(c.feature, c.op, float(c.value)) for c in r.clauses],
+                  "score": float(r.score), "action": "review"} for r in det._rules]
+        return "priors", {"combine": "product", "rules": rules}
     raise Unsupported(f"detector {name!r} ({type(det).__name__}) has no compiled version")
 
 

@@ -46,6 +46,13 @@ __all__ = ["Ensemble", "Verdicts", "SEVERITY_LEVELS", "alert_reasons"]
 #: Floor of a probabilistic detector's p = 1 - P(fraud) (P = 1 would make -ln p infinite).
 _P_FLOOR = 1e-12
 _RISKS = ("rank", "evidence")
+
+
+def neg_log(p: np.ndarray) -> np.ndarray:
+    """``-ln p`` with libm's ``log`` (``math.log``, which the Rust core's ``f64::ln`` also calls): numpy's own
+    vectorised ``log`` can differ in the last bit, and with ``risk = "evidence"`` the risk shows every bit."""
+    log = math.log
+    return np.array([-log(v) for v in np.asarray(p, dtype=np.float64).tolist()], dtype=np.float64)
 #: Severities from most to least severe (an alerted event is one of these).
 SEVERITY_LEVELS = ("critical", "high", "medium", "low")
 _DEFAULT_SEVERITY = {"critical": 0.05, "high": 0.2, "medium": 0.5}
@@ -404,7 +411,7 @@ class Ensemble:
                 p[name] = pa
                 w = self._weights[name]
                 if w:
-                    evidence += w * -np.log(pa)
+                    evidence += w * neg_log(pa)
                 continue
             gate: _Gate
             if self.risk == "evidence" and det.probabilistic:
@@ -418,18 +425,20 @@ class Ensemble:
             p[name] = pa
             w = self._weights[name]
             if w:
-                evidence += w * -np.log(pa)
+                evidence += w * neg_log(pa)
         q = self._final.update_many(evidence)
         forced = self._forced(xs, entity_ids)
         arms: list[str] | None = None
         if self.allocator is not None:
-            contrib = {name: self._weights[name] * -np.log(pa) for name, pa in p.items()}
+            contrib = {name: self._weights[name] * neg_log(pa) for name, pa in p.items()}
             rule_arm = {name: d for name, d in self.detectors.items() if hasattr(d, "fired")}
             arms = drivers(contrib, rule_arm, xs, forced)
             q = self.allocator.allocate(q, arms, self.seen)
         if self.risk == "evidence":  # 1 - the weighted geometric mean of the p's: P itself for one supervised model
             total = sum(w for w in self._weights.values() if w) or 1.0
-            risk = -np.expm1(-evidence / total)
+            # libm's expm1 (math, as the Rust core's f64::exp_m1), not numpy's: they differ in the last bit
+            expm1 = math.expm1
+            risk = np.array([-expm1(v) for v in (-evidence / total).tolist()], dtype=np.float64)
         else:
             risk = 1.0 - q
         seen_before = self.seen + np.arange(n)

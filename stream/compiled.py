@@ -464,7 +464,7 @@ class CompiledEngine(Engine):
         for name in names:  # the ensemble's sum, in its order (numpy adds detector after detector)
             w = ens._weights[name]  # noqa: SLF001
             if w:
-                evidence += w * -np.log(np.float64(ps[name]))
+                evidence += w * -math.log(ps[name])  # libm, as the core and the reference (neg_log)
         severity, action = self._severities[sev], self._actions[act]
         ids = entity_ids(e)
         reasons = alert_reasons(ens, explainers, x, ids, q=q, severity=severity, action=action, forced=forced,

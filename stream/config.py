@@ -131,6 +131,13 @@ class Settings:
             if isinstance(part, dict) and not keeps(part):
                 for key in keys:
                     part.pop(key, None)
+        # `priors` joined the defaults later: disabled, it and its weight stay out (the hash before it returns)
+        priors = out["detectors"].get("priors")
+        if isinstance(priors, dict) and priors.get("enabled", True) is False:
+            del out["detectors"]["priors"]
+            weights = out["ensemble"].get("weights")
+            if isinstance(weights, dict):
+                weights.pop("priors", None)
         return out
 
     @property

@@ -23,7 +23,7 @@ import numpy as np
 import detectors.supervised  # noqa: F401  (registers the "supervised" detector)
 from detectors import build
 from detectors.base import Detector
-from detectors.ensemble import Ensemble
+from detectors.ensemble import Ensemble, neg_log
 from sinks.alert import Alert, alert_id
 from stream.config import Settings
 from stream.errors import CheckpointError, ConfigError
@@ -355,7 +355,7 @@ class Engine:
             if ensemble.adapter is not None:
                 ensemble.adapter.remember_many(
                     [scored[i].event_id for i in idx],
-                    np.column_stack([-np.log(verdicts.p[name]) for name in ensemble.adapter.names]))
+                    np.column_stack([neg_log(verdicts.p[name]) for name in ensemble.adapter.names]))
             if verdicts.arms is not None and ensemble.allocator is not None:
                 for j in np.flatnonzero(alert).tolist():
                     ensemble.allocator.remember(scored[idx[j]].event_id, verdicts.arms[j])

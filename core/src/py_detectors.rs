@@ -74,7 +74,7 @@ pub fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
             get(p, "refresh_every")?,
             get(p, "min_count")?,
         )),
-        "rules" => {
+        "rules" | "priors" => {
             let combine: String = get(p, "combine")?;
             let mut rules = Vec::new();
             for r in get::<Bound<'_, PyList>>(p, "rules")?.iter() {
@@ -87,7 +87,12 @@ pub fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
                 let action: String = get(&r, "action")?;
                 rules.push(Rule { name: get(&r, "name")?, clauses, score: get(&r, "score")?, block: action == "block" });
             }
-            Detector::Rules(Rules::new(rules, combine == "sum"))
+            let rules = Rules::new(rules, combine == "sum");
+            if kind == "priors" {
+                Detector::Priors(rules)
+            } else {
+                Detector::Rules(rules)
+            }
         }
         other => return Err(bad(format!("the compiled core has no detector {other:?}"))),
     })

@@ -28,6 +28,7 @@ from detectors.coldstart import ColdStart
 from detectors.compiled import Unsupported, compile_ensemble, core_spec
 from detectors.ensemble import Ensemble
 from detectors.hst import HalfSpaceTrees
+from detectors.priors import Priors
 from detectors.rules import Rules
 from detectors.supervised import Supervised
 from detectors.zscore import RobustZScore
@@ -219,8 +220,12 @@ def _custom(risk: str = "evidence") -> Ensemble:
             "cold2": ColdStart(low=["order_amount", "user_seconds_since_prev_login"],
                                high=["ip_logins_1m", "user_devices_24h", "absent_feature"], window=64,
                                refresh_every=64, min_count=64),
+            "prior": Priors(rules=[{"name": "young", "when": "account_age_days < 2", "p": 0.01},
+                                   {"name": "busy_ip", "when": "ip_logins_1m >= 3", "p": 0.05},
+                                   {"name": "young_big", "when": "account_age_days < 30 and order_amount >= 150",
+                                    "p": 0.003}]),
         },
-        weights={"trees": 0.5, "z": 1.5, "z2": 0.0, "r": 3.0, "cold": 1.0, "cold2": 0.7},
+        weights={"trees": 0.5, "z": 1.5, "z2": 0.0, "r": 3.0, "cold": 1.0, "cold2": 0.7, "prior": 1.2},
         budget=0.02, calibration_window=3000, protect=0.05, min_history=100,
         severity={"critical": 0.1, "medium": 0.6}, actions={"low": "allow", "medium": "block"}, risk=risk,
     )
@@ -237,6 +242,13 @@ def test_custom_configuration_equals_python(risk):
         if kind == "order":
             assert out_py["forced"].any(), "the block rule never fired: the test checks nothing"
             assert (out_py["action"] == ACT.index("allow")).sum() > (~out_py["alert"]).sum(), "low -> allow unused"
+        fired = np.unique(out_py["raw"]["prior"])
+        assert len(fired) >= 3, f"the priors fired in too few combinations to check anything: {fired}"
+        if risk == "evidence":  # stated evidence as is, not a rank: -ln(1 - P) = the sum of -ln p fired
+            p = out_py["p"]["prior"]
+            np.testing.assert_allclose(p, 1.0 - out_py["raw"]["prior"])
+            assert set(np.round(-np.log(p[p < 1]), 6)) <= {round(-math.log(v), 6) for v in (
+                0.01, 0.05, 0.003, 0.01 * 0.05, 0.01 * 0.003, 0.05 * 0.003, 0.01 * 0.05 * 0.003)}
 
 
 def test_blocklist_matches_passed_by_the_caller_force_a_block():

@@ -43,12 +43,32 @@ def test_weights_follow_the_measured_separation_and_keep_the_total():
     _train(a, 2000, np.random.default_rng(1))
     w = a.weights()
     assert sum(w.values()) == pytest.approx(sum(prior.values()))
-    assert w["good"] > 3.0 and w["bad"] < 0.1 and w["blind"] < 0.1
+    # 'good' takes the share of 'bad'; 'blind' never fired, so it is not measured and keeps its own
+    assert w["good"] > 1.9 and w["bad"] < 0.1 and w["blind"] == 2.0
     assert a.auc["good"] > 0.9 and a.auc["bad"] < 0.2 and a.auc["blind"] == pytest.approx(0.5)
     # few frauds: mostly the prior still
     b = WeightAdapter(list(prior), prior, prior_positives=1000, window=1000, refresh_every=50)
     _train(b, 500, np.random.default_rng(1))
-    assert abs(b.weights()["blind"] - 2.0) < 0.2
+    assert abs(b.weights()["good"] - 1.0) < 0.2 and b.weights()["blind"] == 2.0
+
+
+def test_a_blind_detector_does_not_change_the_others_weights():
+    """Its share handed to the others would scale S up while it stays blind (more alerts against older sums)."""
+    with_blind = WeightAdapter(["good", "bad", "blind"], {"good": 1.0, "bad": 1.0, "blind": 3.0},
+                               prior_positives=20, window=1000, refresh_every=50)
+    without = WeightAdapter(["good", "bad"], {"good": 1.0, "bad": 1.0}, prior_positives=20, window=1000,
+                            refresh_every=50)
+    _train(with_blind, 2000, np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    for i in range(2000):  # the same draws as _train, without the blind column
+        y = int(rng.random() < 0.2)
+        good = rng.exponential(1.0) + (3.0 if y else 0.0)
+        bad = rng.exponential(1.0) + (0.0 if y else 2.0)
+        without.remember(f"e{i}", [good, bad])
+        assert without.learn(f"e{i}", y)
+    w, v = with_blind.weights(), without.weights()
+    assert w["good"] == v["good"] and w["bad"] == v["bad"] and w["blind"] == 3.0
+    assert w["good"] > 1.9
 
 
 def test_a_muted_detector_stays_muted_and_unknown_or_late_labels_teach_nothing():

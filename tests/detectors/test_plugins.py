@@ -137,7 +137,7 @@ def spike_module(tmp_path, monkeypatch):
 def test_a_plugin_that_fires_gives_alerts_whose_reasons_name_it(spike_module):
     s = _settings(spike={"class": "myplug:Spike", "threshold": 300.0},
                   hst={"enabled": False}, zscore={"enabled": False}, coldstart={"enabled": False},
-                  rules={"enabled": False})
+                  rules={"enabled": False}, priors={"enabled": False})
     s = s.replace({"ensemble.min_history": 0, "engine.budget": 0.05})
     events = list(simulate(SimConfig(events=4000, seed=1)))
     out = Engine(s).process(events)

@@ -98,7 +98,7 @@ def test_toml_dump_round_trips():
          "config key 'ensemble.weights.hts' weighs detector 'hts', which is not configured (did you mean 'hst'?)"),
         ("[ensemble.weights]\nforest = 1.0\n",
          "config key 'ensemble.weights.forest' weighs detector 'forest', which is not configured "
-         "(configured: coldstart, hst, rules, zscore)"),
+         "(configured: coldstart, hst, priors, rules, zscore)"),
         ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "devce_users_24h >= 3"\n',
          "detectors.rules: rule 'mine' names unknown feature 'devce_users_24h' (did you mean 'device_users_24h'?)"),
         ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "order_amount > 5 and V14 < -5"\n',
@@ -178,13 +178,17 @@ def test_options_added_later_leave_the_hash_alone_while_off():
     alert ids keep matching a replay) and changes it once set."""
     base = default_settings()
     pinned = base.config_hash
-    for change in ({"ensemble.risk": "evidence"}, {"ensemble.bandit.enabled": True},
+    for change in ({"ensemble.risk": "rank"}, {"ensemble.bandit.enabled": True}, {"detectors.priors.enabled": False},
                    {"ensemble.adaptive.enabled": False}, {"ensemble.adaptive.window": 77}, {"links.risk_prior": True},
                    {"features.max_entities": 999}, {"links.max_entities": 999}):
         assert base.replace(change).config_hash != pinned, change
-    for same in ({"ensemble.risk": "rank"}, {"ensemble.bandit.seed": 7}, {"links.prior_strength": 9.0}):
+    for same in ({"ensemble.bandit.seed": 7}, {"links.prior_strength": 9.0}):
         assert base.replace(same).config_hash == pinned, same
-    # adaptive weights joined the defaults later: turned off, the hash (and every alert id) is the one before
-    fixed = base.replace({"ensemble.adaptive.enabled": False})
+    # the evidence risk and the priors joined the defaults later: without them the hash (and every alert id) is
+    # the one before (bench/panel/before-priors.toml); without adaptive weights too, the one before those
+    before = base.replace({"ensemble.risk": "rank", "detectors.priors.enabled": False})
+    assert before.config_hash == "7f93a8a49d93b52b"
+    assert load_settings(Path(__file__).parents[2] / "bench/panel/before-priors.toml").config_hash == before.config_hash
+    fixed = before.replace({"ensemble.adaptive.enabled": False})
     assert fixed.config_hash == "7172ee3f28d85cfe"
     assert fixed.replace({"ensemble.adaptive.window": 77}).config_hash == fixed.config_hash

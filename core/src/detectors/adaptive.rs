@@ -190,19 +190,23 @@ impl WeightAdapter {
             return;
         }
         let mut learned = vec![0.0; d];
+        // blind: the same evidence on every labelled event (never fired); not measured, its share not handed out
+        let mut blind = vec![false; d];
         let mut keys: Vec<u64> = Vec::with_capacity(n_pos + n_neg);
         let mut tmp: Vec<u64> = Vec::with_capacity(n_pos + n_neg);
         for j in 0..d {
             keys.clear();
             keys.extend((0..n_pos).map(|i| (ordered(self.rings[1][i * d + j]) as u64) << 1 | 1));
             keys.extend((0..n_neg).map(|i| (ordered(self.rings[0][i * d + j]) as u64) << 1));
+            let first = keys[0] >> 1;
+            blind[j] = keys.iter().all(|&k| k >> 1 == first);
             let a = auc(&mut keys, n_pos, &mut tmp);
             self.auc[j] = a;
-            learned[j] = if self.prior[j] > 0.0 { (2.0 * a - 1.0).max(0.0) } else { 0.0 };
+            learned[j] = if self.prior[j] > 0.0 && !blind[j] { (2.0 * a - 1.0).max(0.0) } else { 0.0 };
         }
-        // Python's sum(): from 0, in order
-        let total_prior = self.prior.iter().fold(0.0, |s, w| s + w);
-        let total = learned.iter().fold(0.0, |s, w| s + w);
+        // Python's sum(): from 0, in order, over the detectors that showed evidence
+        let total_prior = (0..d).filter(|&j| !blind[j]).fold(0.0, |s, j| s + self.prior[j]);
+        let total = (0..d).filter(|&j| !blind[j]).fold(0.0, |s, j| s + learned[j]);
         if total <= 0.0 {
             self.weights.clone_from(&self.prior);
             return;
@@ -210,7 +214,8 @@ impl WeightAdapter {
         let f1 = self.filled[1] as f64;
         let a = f1 / (f1 + self.prior_positives as f64);
         for j in 0..d {
-            self.weights[j] = (1.0 - a) * self.prior[j] + a * learned[j] * total_prior / total;
+            self.weights[j] =
+                if blind[j] { self.prior[j] } else { (1.0 - a) * self.prior[j] + a * learned[j] * total_prior / total };
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum Detector {
     Rules(Rules),
     /// last, so snapshots written before it existed keep their variant indices
     ColdStart(ColdStart),
+    /// `detectors.priors.Priors`: rules with a stated rate `p` in genuine traffic; probabilistic
+    Priors(Rules),
 }
 
 impl Detector {
@@ -49,6 +51,7 @@ impl Detector {
             Detector::ZScore(d) => d.score(schema, row),
             Detector::Rules(d) => d.score(schema, row),
             Detector::ColdStart(d) => d.score(schema, row),
+            Detector::Priors(d) => d.prior(schema, row),
         }
     }
 
@@ -57,20 +60,25 @@ impl Detector {
         match self {
             Detector::Hst(d) => d.learn(schema, row),
             Detector::ZScore(d) => d.learn(schema, row),
-            Detector::Rules(_) => {}
+            Detector::Rules(_) | Detector::Priors(_) => {}
             Detector::ColdStart(d) => d.learn(schema, row),
         }
     }
 
     pub fn learns(&self) -> bool {
-        !matches!(self, Detector::Rules(_))
+        !matches!(self, Detector::Rules(_) | Detector::Priors(_))
+    }
+
+    /// Its score is a fraud probability `P`: under `risk = "evidence"` its `p` is `1 - P`, not a tail rank.
+    pub fn probabilistic(&self) -> bool {
+        matches!(self, Detector::Priors(_))
     }
 
     fn rebuild(&mut self) {
         match self {
             Detector::Hst(d) => d.rebuild(),
             Detector::ZScore(d) => d.rebuild(),
-            Detector::Rules(d) => d.rebuild(),
+            Detector::Rules(d) | Detector::Priors(d) => d.rebuild(),
             Detector::ColdStart(d) => d.rebuild(),
         }
     }
@@ -156,6 +164,9 @@ fn total_weight(weights: &[f64]) -> f64 {
         1.0
     }
 }
+
+/// Floor of a probabilistic detector's `p = 1 - P` (`detectors.ensemble._P_FLOOR`).
+const P_FLOOR: f64 = 1e-12;
 
 const REFRESH_EVERY: usize = 256; // TailCalibrator's default, as the reference's ensemble uses
 
@@ -263,7 +274,11 @@ impl Ensemble {
         for i in 0..self.detectors.len() {
             let det = &mut self.detectors[i];
             let raw = det.score(schema, row);
-            let p = self.calibrators[i].update(raw);
+            let p = if self.config.risk == Risk::Evidence && det.probabilistic() {
+                (1.0 - raw).max(P_FLOOR)
+            } else {
+                self.calibrators[i].update(raw)
+            };
             if det.learns() {
                 if p > protect {
                     det.learn(schema, row);
@@ -317,7 +332,7 @@ impl Ensemble {
             .map(|d| match d {
                 Detector::Hst(h) => Explain::Hst(h.explain(schema, row, top)),
                 Detector::ZScore(z) => Explain::ZScore(z.explain(schema, row, top)),
-                Detector::Rules(_) => Explain::Rules,
+                Detector::Rules(_) | Detector::Priors(_) => Explain::Rules,
                 Detector::ColdStart(c) => Explain::ColdStart(c.explain(schema, row, top)),
             })
             .collect()

@@ -124,6 +124,26 @@ impl Rules {
         out
     }
 
+    /// `detectors.priors.Priors`: `1 - prod(p)` over the rules that fire, in configuration order, each rule's
+    /// `score` holding its stated rate `p` in genuine traffic (0 when none fires).
+    pub fn prior(&mut self, schema: &Schema, row: &[f64]) -> f64 {
+        self.bind(schema);
+        let mut prod = 1.0;
+        let mut at = 0;
+        for r in &self.rules {
+            let n = r.clauses.len();
+            let fires = r.clauses.iter().zip(&self.cols[at..at + n]).all(|(c, &col)| {
+                let v = value(row, col);
+                !v.is_nan() && c.op.holds(v, c.value)
+            });
+            if fires {
+                prod *= r.score;
+            }
+            at += n;
+        }
+        1.0 - prod
+    }
+
     /// Whether a `block` rule fired on the last scored row.
     pub fn blocked(&self) -> bool {
         self.blocked
