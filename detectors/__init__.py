@@ -1,7 +1,7 @@
 """Scoring: river-based unsupervised detectors, rules, calibration and the ensemble.
 
-Importing the package registers the built-in detectors (``hst``, ``zscore``, ``coldstart``, ``rules``, ``priors``, ``rate``,
-``supervised``, ``autoencoder``, ``multitask``):
+Importing the package registers the built-in detectors (``hst``, ``zscore``, ``coldstart``, ``rules``,
+``priors``, ``rate``, ``supervised``, ``autoencoder``, ``multitask``):
 ``available()`` lists them and ``build(name, params)`` makes one.
 """
 
