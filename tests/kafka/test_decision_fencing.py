@@ -419,20 +419,22 @@ _ZOMBIE = textwrap.dedent("""
     stall_file, note = sys.argv[1], sys.argv[2]
     real = local.LocalStateStore.append_decision
 
+    def publish(path, data):  # whole or not at all: the test reads a file as soon as it exists
+        with open(path + ".tmp", "wb") as fh:
+            fh.write(data)
+        os.replace(path + ".tmp", path)
+
     def append_decision(self, group, unit, cut, *, epoch=None):
         if os.path.exists(stall_file):
             os.unlink(stall_file)
-            with open(note, "wb") as fh:
-                fh.write(orjson.dumps({"unit": unit, "epoch": epoch, "cut": dict(cut)}))
+            publish(note, orjson.dumps({"unit": unit, "epoch": epoch, "cut": dict(cut)}))
             os.kill(os.getpid(), signal.SIGSTOP)  # a stall exactly at the decision: resumed by the test
             try:
                 real(self, group, unit, cut, epoch=epoch)
             except Exception as e:
-                with open(note + ".outcome", "w") as fh:
-                    fh.write(type(e).__name__)
+                publish(note + ".outcome", type(e).__name__.encode())
                 raise
-            with open(note + ".outcome", "w") as fh:
-                fh.write("recorded")
+            publish(note + ".outcome", b"recorded")
             return
         return real(self, group, unit, cut, epoch=epoch)
 
