@@ -406,6 +406,21 @@ impl Engine {
         bincode::serialize(&state).expect("serialisable")
     }
 
+    /// Bytes of each part of [`to_bytes`](Self::to_bytes): what a checkpoint of this engine holds.
+    pub fn snapshot_sizes(&self) -> Vec<(&'static str, usize)> {
+        let mut out = vec![
+            ("features", self.features.to_bytes().len()),
+            ("graph", self.graph.as_ref().map_or(0, |g| g.snapshot().len())),
+            ("entity_risk", self.entity_risk.as_ref().map_or(0, |r| r.snapshot().len())),
+            ("label_store", self.label_store.snapshot().len()),
+        ];
+        if let Some(d) = &self.detectors {
+            out.push(("order_detectors", d[0].snapshot().len()));
+            out.push(("login_detectors", d[1].snapshot().len()));
+        }
+        out
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let s: State = bincode::deserialize(bytes).map_err(|e| format!("engine state does not load: {e}"))?;
         let detectors = match s.detectors {

@@ -662,6 +662,11 @@ impl CoreEngine {
         PyBytes::new(py, &self.engine.to_bytes())
     }
 
+    /// Bytes of each part of `snapshot()`: `[(part, bytes)]`.
+    fn snapshot_sizes(&self) -> Vec<(&'static str, usize)> {
+        self.engine.snapshot_sizes()
+    }
+
     fn restore(&mut self, data: &[u8]) -> PyResult<()> {
         self.engine = Engine::from_bytes(data).map_err(PyValueError::new_err)?;
         self.names = Default::default();
