@@ -88,13 +88,22 @@ def input_topics(settings: Settings) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: kafka-python's own default is 100 ms; a first transactional commit waits twice for it while the producer looks
+#: up the consumer group's coordinator (bench/README.md).
+DEFAULT_RETRY_BACKOFF_MS = 20
+
+
 def _common(settings: Settings, bootstrap: str | None) -> dict[str, Any]:
     k = settings.kafka
     servers = bootstrap or str(k["bootstrap_servers"])
+    backoff = k.get("retry_backoff_ms", DEFAULT_RETRY_BACKOFF_MS)
+    if isinstance(backoff, bool) or not isinstance(backoff, int) or not 1 <= backoff <= 60_000:
+        raise ConfigError(f"kafka.retry_backoff_ms must be an integer from 1 to 60000, got {backoff!r}")
     return {
         "bootstrap_servers": [s.strip() for s in servers.split(",") if s.strip()],
         "client_id": str(k.get("client_id") or "riskstream"),
         "bootstrap_timeout_ms": int(k.get("bootstrap_timeout_ms") or DEFAULT_BOOTSTRAP_TIMEOUT_MS),
+        "retry_backoff_ms": backoff,
     }
 
 

@@ -876,6 +876,8 @@ class _Runtime:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         failed: list[tuple[int, SinkError]] = []
         saved = 0
+        todo: list[tuple[int, PartitionUnit, dict[str, int]]] = []
+        commits: dict[int, dict[str, int]] = {}  # unit -> the offsets its transaction commits
         for p in units:
             unit = self.units.get(p)
             if unit is None:
@@ -892,14 +894,19 @@ class _Runtime:
                 # publish those records' alerts a second time.
                 nxt_commit = {t: max(off, unit.published.get(t, off)) for t, off in nxt.items()}
                 if unit.txn.open or nxt_commit != unit.committed:
-                    try:
-                        unit.txn.commit({unit.tps[t]: OffsetAndMetadata(off, EOS_OFFSETS_MARK, -1)
-                                         for t, off in nxt_commit.items()}, self._group_metadata())
-                    except SinkError as e:
-                        failed.append((p, e))
-                        continue  # neither committed nor saved: the unit is rewound or dropped
-                    unit.committed = dict(nxt_commit)
-                    self.stats.transactions += 1
+                    commits[p] = nxt_commit
+            todo.append((p, unit, nxt))
+        outcome = self._commit_all({p: (self.units[p], c) for p, c in commits.items()})
+        for p, unit, nxt in todo:
+            if p in commits:
+                err = outcome[p]
+                if isinstance(err, SinkError):
+                    failed.append((p, err))
+                    continue  # neither committed nor saved: the unit is rewound or dropped
+                if err is not None:
+                    raise err
+                unit.committed = dict(commits[p])
+                self.stats.transactions += 1
             if unit.dirty and unit.engine is not None:
                 self.store.save(
                     self.group,
@@ -1000,6 +1007,36 @@ class _Runtime:
     def _close_retired(self) -> None:
         while self.retired:
             self.retired.pop().close(1.0)
+
+    def _commit_all(self, commits: Mapping[int, tuple[PartitionUnit, Mapping[str, int]]]
+                    ) -> dict[int, BaseException | None]:
+        """Commit each unit's transaction with its offsets, the units at once (each has its own producer, so the
+        broker round trips overlap): per unit ``None`` (committed) or the exception its commit raised."""
+        group = self._group_metadata() if commits else None
+
+        def one(unit: PartitionUnit, off: Mapping[str, int]) -> BaseException | None:
+            assert unit.txn is not None
+            try:
+                unit.txn.commit({unit.tps[t]: OffsetAndMetadata(o, EOS_OFFSETS_MARK, -1) for t, o in off.items()},
+                                group)
+            except Exception as e:  # noqa: BLE001 - handed back, in unit order
+                return e
+            return None
+
+        if len(commits) <= 1:
+            return {p: one(u, off) for p, (u, off) in commits.items()}
+        out: dict[int, BaseException | None] = {}
+
+        def run(p: int, unit: PartitionUnit, off: Mapping[str, int]) -> None:
+            out[p] = one(unit, off)
+
+        threads = [threading.Thread(target=run, args=(p, u, off), name=f"riskstream-commit-{p}", daemon=True)
+                   for p, (u, off) in commits.items()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()  # each commit is bounded by its own timeouts (KafkaTransaction)
+        return out
 
     def close_transactions(self) -> None:
         """Close every transaction (at the end of a run, after the last checkpoint)."""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from kafka import OffsetAndMetadata, TopicPartition
 
-from sinks.errors import Fenced
+from sinks.errors import Fenced, SinkError
 from stream.config import load_settings
 from stream.errors import CheckpointError
 from stream.events import Order
@@ -277,3 +277,66 @@ def test_a_rebalance_while_the_state_store_is_down_waits_for_it_instead_of_stopp
 @pytest.fixture(autouse=True)
 def _quiet(monkeypatch):
     monkeypatch.setattr(runtime_module, "_log", lambda *a, **k: None)
+
+
+class BarrierTxn(FakeTxn):
+    """Every unit's commit waits until all of them are in commit at once (sequential commits never get there),
+    and the one of ``failing`` raises a retriable error."""
+
+    barrier: Any = None
+    failing: str = ""
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], group_metadata: Any) -> None:
+        BarrierTxn.barrier.wait()
+        if self.transactional_id == BarrierTxn.failing:
+            raise SinkError("kafka transaction: commit_transaction not confirmed within 10 s", retriable=True)
+        super().commit(offsets, group_metadata)
+
+
+def test_a_checkpoint_commits_its_units_transactions_at_once_and_saves_each_only_after_its_own(tmp_path):
+    """The units' commits overlap (each has its own producer: three broker round trips in the time of one), and
+    a unit whose commit fails is neither saved nor reported committed, while the others are both."""
+    import threading
+
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    outputs.open = lambda tid: BarrierTxn(outputs, tid)  # type: ignore[method-assign]
+    rt = _runtime(tmp_path, consumer, outputs)
+    tps = [TopicPartition(ORDERS, p) for p in range(3)]
+    for tp in tps:
+        consumer.high[tp] = 10
+    _assign(rt, consumer, *tps)
+    rt._start_transactions()
+    rt._resolve_pending()
+    for p, unit in rt.units.items():
+        for i in range(3):
+            unit.merge.add(ORDERS, i, _order(10 * p + i))
+    rt._process()
+    BarrierTxn.barrier = threading.Barrier(3, timeout=10)  # broken (an error in every commit) if not concurrent
+    BarrierTxn.failing = rt.units[1].txn.transactional_id
+    offsets, failed = rt._checkpoint(sorted(rt.units), reason="interval")
+    assert [p for p, _ in failed] == [1] and isinstance(failed[0][1], SinkError)
+    assert sorted(c[ORDERS] for c in outputs.commits) == [3, 3]
+    assert rt.units[0].committed == {ORDERS: 3} and rt.units[2].committed == {ORDERS: 3}
+    assert rt.units[1].committed != {ORDERS: 3}
+    assert rt.store.load(GROUP, 0).offsets == {ORDERS: 3} and rt.store.load(GROUP, 2).offsets == {ORDERS: 3}
+    assert rt.store.load(GROUP, 1) is None  # not saved: its transaction did not commit
+    assert rt.stats.transactions == 2
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, "20", True, 60_001])
+def test_a_bad_retry_backoff_is_a_config_error_naming_the_key(tmp_path, value):
+    from stream.errors import ConfigError
+    from stream.kafka.client import consumer_config, producer_config
+
+    for make in (producer_config, lambda s: consumer_config(s, group_id="g")):
+        with pytest.raises(ConfigError, match=r"kafka.retry_backoff_ms'? must be"):  # the loader's, or the client's
+            make(_settings(tmp_path).replace({"kafka.retry_backoff_ms": value}))
+
+
+def test_clients_retry_after_the_configured_backoff(tmp_path):
+    from stream.kafka.client import consumer_config, producer_config
+
+    assert producer_config(_settings(tmp_path))["retry_backoff_ms"] == 20  # the default, not kafka-python's 100
+    s = _settings(tmp_path).replace({"kafka.retry_backoff_ms": 250})
+    assert producer_config(s)["retry_backoff_ms"] == consumer_config(s, group_id="g")["retry_backoff_ms"] == 250
