@@ -180,7 +180,9 @@ def drivers(contrib: Mapping[str, np.ndarray], rule_arm: Mapping[str, Any], xs: 
         if det is not None and mat[int(top[i]), i] > 0 and not math.isnan(mat[int(top[i]), i]):
             fired = det.fired(xs[i])
             if fired:
-                best = max(fired, key=lambda r: (r.score, r.name))
+                # the strongest rule: the highest score, or for priors (whose slot holds p) the rarest
+                sign = -1.0 if getattr(det, "probabilistic", False) else 1.0
+                best = max(fired, key=lambda r: (sign * r.score, r.name))
                 name = f"{name}:{best.name}"
         out.append(name)
     return out

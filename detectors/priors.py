@@ -27,7 +27,7 @@ payment form).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -142,6 +142,10 @@ class Priors(Rules):
             for s in out.tolist():
                 gate(s)
         return out
+
+    def unknown_features(self, known: Collection[str]) -> list[tuple[str, str]]:
+        """``(prior, feature)`` for each feature a prior reads that the feature vectors cannot hold."""
+        return [(f"prior {r.name!r}", c.feature) for r in self._rules for c in r.clauses if c.feature not in known]
 
     def explain(self, x: Features, top: int = 3) -> list[tuple[str, float]]:
         fired = sorted(self.fired(x), key=lambda r: r.score)

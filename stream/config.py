@@ -131,6 +131,12 @@ class Settings:
             if isinstance(part, dict) and not keeps(part):
                 for key in keys:
                     part.pop(key, None)
+        # Adaptive weights stopped handing a blind detector's weight to the others (detectors/adaptive.py): with
+        # labels the same configuration decides differently than before, so it must not keep the hash (and alert
+        # ids, and checkpoints) of before. A version of the adapter's rules, not an option.
+        adaptive = out["ensemble"].get("adaptive")
+        if isinstance(adaptive, dict):
+            adaptive["blind"] = "kept"
         # `priors` joined the defaults later: disabled, it and its weight stay out (the hash before it returns)
         priors = out["detectors"].get("priors")
         if isinstance(priors, dict) and priors.get("enabled", True) is False:

@@ -97,3 +97,22 @@ def test_a_burst_from_the_first_event_on_ranks_above_later_traffic_only_with_the
     ens = _ensemble(True)
     v = ens.process_many(xs[:500])
     assert np.allclose(-np.log(v.p["prior"][bots[:500]]), -math.log(0.001))
+
+
+def test_a_review_arm_is_named_after_the_rarest_fired_prior_and_the_highest_scored_rule():
+    from detectors.bandit import drivers
+    from detectors.rules import Rules
+
+    pri = Priors(rules=[{"name": "common", "when": "a > 0", "p": 0.2}, {"name": "rare", "when": "a > 1", "p": 0.001}])
+    rules = Rules(rules=[{"name": "weak", "when": "a > 0", "score": 0.3}, {"name": "strong", "when": "a > 1",
+                                                                            "score": 0.9}])
+    xs = [{"a": 2.0}, {"a": 2.0}]
+    contrib = {"prior": np.array([5.0, 0.1]), "rules": np.array([0.1, 5.0])}
+    assert drivers(contrib, {"prior": pri, "rules": rules}, xs, [[], []]) == ["prior:rare", "rules:strong"]
+
+
+def test_a_prior_on_an_unknown_feature_is_a_config_error_naming_the_prior(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[detectors.priors.rules]]\nname = "fast"\nwhen = "acount_age_days < 0.001"\np = 0.01\n')
+    with pytest.raises(ConfigError, match="prior 'fast' names unknown feature 'acount_age_days'"):
+        load_settings(cfg, env={})
