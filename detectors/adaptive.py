@@ -13,7 +13,8 @@ window of the last ``window`` labelled frauds or of the last ``window`` labelled
 ``refresh_every`` labels (at fixed label counts, so a replay cut into other batches makes the same changes) it
 measures each detector's ROC AUC on those windows and sets::
 
-    learned_d = max(0, 2 * AUC_d - 1)                 # 0 for a detector no better than chance, or worse
+    learned_d = max(0, (AP_d - b) / (1 - b))          # measure = "precision" (b: the windows' fraud share)
+              or max(0, 2 * AUC_d - 1)                # measure = "auc"; 0 for no better than chance
     learned   = learned * sum(prior) / sum(learned)   # the same total weight as the configured one
     w_d       = (1 - a) * prior_d + a * learned_d,   a = frauds / (frauds + prior_positives)
 
@@ -62,6 +63,23 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((r_pos - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg)))
 
 
+def _average_precision(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Average precision of ranking ``pos`` above ``neg``, ties taken as one threshold (a run of equal values
+    enters at once): ``sum over thresholds, highest first, of precision * positives at it``, over ``len(pos)``.
+    Cumulative sums are sequential, so the Rust core's loop gives the same float."""
+    both = np.concatenate([pos, neg])
+    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    vals, inverse = np.unique(both, return_inverse=True)
+    tp = np.bincount(inverse, weights=y, minlength=len(vals))[::-1]
+    n = np.bincount(inverse, minlength=len(vals))[::-1].astype(np.float64)
+    prec = np.cumsum(tp) / np.cumsum(n)
+    return float(np.cumsum(prec * tp)[-1] / len(pos))
+
+
+#: How a detector's separation is measured (``[ensemble.adaptive] measure``).
+MEASURES = ("precision", "auc")
+
+
 class WeightAdapter:
     """Detector weights measured on the arrived labels (see the module docstring).
 
@@ -79,10 +97,17 @@ class WeightAdapter:
         Labels between two measurements.
     max_pending
         Most scored events whose evidence waits for a label.
+    measure
+        ``"precision"``: each detector's average precision on the windows, ``max(0, (AP - b) / (1 - b))`` with
+        ``b`` the windows' fraud share; ``"auc"``: ``max(0, 2 AUC - 1)``.
     """
 
     def __init__(self, names: Sequence[str], prior: Mapping[str, float], *, prior_positives: int = 20,
-                 window: int = 5000, refresh_every: int = 100, max_pending: int = 200_000) -> None:
+                 window: int = 5000, refresh_every: int = 100, max_pending: int = 200_000,
+                 measure: str = "precision") -> None:
+        if measure not in MEASURES:
+            raise ValueError(f"adaptive measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+        self.measure = measure
         for what, v, lo in (("prior_positives", prior_positives, 0), ("window", window, 2),
                             ("refresh_every", refresh_every, 1), ("max_pending", max_pending, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -103,7 +128,7 @@ class WeightAdapter:
 
     def params(self) -> dict[str, Any]:
         return {"prior_positives": self.prior_positives, "window": self.window,
-                "refresh_every": self.refresh_every, "max_pending": self.max_pending}
+                "refresh_every": self.refresh_every, "max_pending": self.max_pending, "measure": self.measure}
 
     def weights(self) -> dict[str, float]:
         """The weights to use now."""
@@ -143,13 +168,20 @@ class WeightAdapter:
             return
         pos, neg = self._rings[1][:n_pos], self._rings[0][:n_neg]
         learned: dict[str, float] = {}  # the detectors that showed evidence
+        base = n_pos / (n_pos + n_neg)
         for j, name in enumerate(self.names):
             p_col, n_col = pos[:, j], neg[:, j]
-            auc = _auc(p_col.astype(np.float64), n_col.astype(np.float64))
+            p64, n64 = p_col.astype(np.float64), n_col.astype(np.float64)
+            auc = _auc(p64, n64)
             self.auc[name] = auc
             lo, hi = min(p_col.min(), n_col.min()), max(p_col.max(), n_col.max())
             if lo != hi:  # else blind on every labelled event: not measured, and its share not handed out
-                learned[name] = max(0.0, 2.0 * auc - 1.0) if self.prior[name] > 0 else 0.0
+                if self.prior[name] <= 0:
+                    learned[name] = 0.0
+                elif self.measure == "auc":
+                    learned[name] = max(0.0, 2.0 * auc - 1.0)
+                else:
+                    learned[name] = max(0.0, (_average_precision(p64, n64) - base) / (1.0 - base))
         total_prior = sum(self.prior[n] for n in learned)
         total = sum(learned.values())
         if total <= 0:  # nothing separates the classes yet: keep the configured weights

@@ -375,7 +375,7 @@ class Ensemble:
                 raise ValueError(f"unknown bandit parameter(s): {', '.join(sorted(extra))}")
             self.allocator = ReviewAllocator(**bandit, calibration_window=calibration_window)
         if adaptive is not None:
-            extra = set(adaptive) - {"prior_positives", "window", "refresh_every", "max_pending"}
+            extra = set(adaptive) - {"prior_positives", "window", "refresh_every", "max_pending", "measure"}
             if extra:
                 raise ValueError(f"unknown adaptive parameter(s): {', '.join(sorted(extra))}")
             self.adapter = WeightAdapter(list(self.detectors), self._weights, **adaptive)

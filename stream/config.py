@@ -137,6 +137,8 @@ class Settings:
         adaptive = out["ensemble"].get("adaptive")
         if isinstance(adaptive, dict):
             adaptive["blind"] = "kept"
+            if adaptive.get("measure") == "auc":  # the measure before the option existed
+                del adaptive["measure"]
         # `priors` joined the defaults later: disabled, it and its weight stay out (the hash before it returns)
         priors = out["detectors"].get("priors")
         if isinstance(priors, dict) and priors.get("enabled", True) is False:

@@ -23,7 +23,7 @@ pub mod detectors;
 pub mod py_detectors;
 
 /// The core's version and the version of its state format (checkpoints name both).
-pub const STATE_VERSION: u32 = 4;
+pub const STATE_VERSION: u32 = 5;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -196,3 +196,24 @@ def test_adaptive_off_keeps_the_configuration_hash_and_bad_values_are_config_err
     assert _settings(True).config_hash != _settings(False).config_hash
     with pytest.raises(ConfigError):
         Engine(default_settings().replace({"ensemble.adaptive.enabled": True, "ensemble.adaptive.window": 0}))
+
+
+def test_average_precision_takes_ties_as_one_threshold_and_matches_counting():
+    from detectors.adaptive import _average_precision
+
+    assert _average_precision(np.array([3.0, 1.0]), np.array([2.0])) == (1.0 + 2.0 / 3.0) / 2.0
+    assert _average_precision(np.array([1.0, 1.0]), np.array([1.0, 1.0])) == 0.5
+    rng = np.random.default_rng(4)
+    pos, neg = rng.integers(0, 6, 30).astype(float), rng.integers(0, 5, 70).astype(float)
+    # by hand: each distinct threshold, highest first, adds precision-so-far x the positives it admits
+    total, tp, n = 0.0, 0, 0
+    for t in sorted(set(pos) | set(neg), reverse=True):
+        k, m = int((pos == t).sum()), int((pos == t).sum() + (neg == t).sum())
+        tp, n = tp + k, n + m
+        total += tp / n * k
+    assert _average_precision(pos, neg) == pytest.approx(total / len(pos), rel=1e-12)
+
+
+def test_an_unknown_measure_is_refused():
+    with pytest.raises(ValueError, match="adaptive measure must be one of precision, auc"):
+        WeightAdapter(["a"], {"a": 1.0}, measure="f1")

@@ -179,6 +179,7 @@ def test_options_added_later_leave_the_hash_alone_while_off():
     base = default_settings()
     pinned = base.config_hash
     for change in ({"ensemble.risk": "rank"}, {"ensemble.bandit.enabled": True}, {"detectors.priors.enabled": False},
+                   {"ensemble.adaptive.measure": "auc"},
                    {"ensemble.adaptive.enabled": False}, {"ensemble.adaptive.window": 77}, {"links.risk_prior": True},
                    {"features.max_entities": 999}, {"links.max_entities": 999}):
         assert base.replace(change).config_hash != pinned, change
@@ -188,7 +189,8 @@ def test_options_added_later_leave_the_hash_alone_while_off():
     # (a blind detector keeps its weight) that decides differently once labels arrive: the previous defaults
     # (bench/panel/before-priors.toml) therefore have a new hash, not 7f93a8a49d93b52b; without adaptive weights
     # nothing of that applies, and the hash (and every alert id) is the one before adaptive weights
-    before = base.replace({"ensemble.risk": "rank", "detectors.priors.enabled": False})
+    before = base.replace({"ensemble.risk": "rank", "detectors.priors.enabled": False,
+                           "ensemble.adaptive.measure": "auc"})
     assert before.config_hash == "fbe896e76dc535c7" != "7f93a8a49d93b52b"
     assert load_settings(Path(__file__).parents[2] / "bench/panel/before-priors.toml").config_hash == before.config_hash
     fixed = before.replace({"ensemble.adaptive.enabled": False})

@@ -32,6 +32,8 @@ pub struct WeightAdapter {
     filled: [u64; 2],
     labels: u64,
     weights: Vec<f64>,
+    /// `measure = "precision"`: average precision (else ROC AUC) decides the learned weights
+    precision: bool,
     /// the last measured AUC per detector (NaN before the first measurement)
     pub auc: Vec<f64>,
 }
@@ -102,11 +104,36 @@ fn auc(keys: &mut Vec<u64>, n_pos: usize, tmp: &mut Vec<u64>) -> f64 {
     (r_pos - np * (np + 1.0) / 2.0) / (np * nn)
 }
 
+/// Average precision of the positives (key bit 0 set) over `keys` sorted ascending (as [`auc`] leaves them): runs
+/// of equal values enter at once, highest first; `sum(precision * positives of the run) / n_pos`, summed in that
+/// order (`detectors.adaptive._average_precision`).
+fn average_precision(keys: &[u64], n_pos: usize) -> f64 {
+    let (mut ctp, mut cn, mut acc) = (0.0f64, 0.0f64, 0.0f64);
+    let mut j = keys.len();
+    while j > 0 {
+        let v = keys[j - 1] >> 1;
+        let mut i = j - 1;
+        let mut tp = (keys[i] & 1) as usize;
+        while i > 0 && keys[i - 1] >> 1 == v {
+            i -= 1;
+            tp += (keys[i] & 1) as usize;
+        }
+        let tp = tp as f64;
+        ctp += tp;
+        cn += (j - i) as f64;
+        acc += ctp / cn * tp;
+        j = i;
+    }
+    acc / n_pos as f64
+}
+
 impl WeightAdapter {
-    pub fn new(prior: Vec<f64>, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize) -> Self {
+    pub fn new(prior: Vec<f64>, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize,
+               precision: bool) -> Self {
         assert!(window >= 2 && refresh_every >= 1 && max_pending >= 1, "validated by the Python side");
         let d = prior.len();
         WeightAdapter {
+            precision,
             weights: prior.clone(),
             auc: vec![f64::NAN; d],
             prior,
@@ -190,6 +217,7 @@ impl WeightAdapter {
             return;
         }
         let mut learned = vec![0.0; d];
+        let base = n_pos as f64 / (n_pos + n_neg) as f64;
         // blind: the same evidence on every labelled event (never fired); not measured, its share not handed out
         let mut blind = vec![false; d];
         let mut keys: Vec<u64> = Vec::with_capacity(n_pos + n_neg);
@@ -202,7 +230,13 @@ impl WeightAdapter {
             blind[j] = keys.iter().all(|&k| k >> 1 == first);
             let a = auc(&mut keys, n_pos, &mut tmp);
             self.auc[j] = a;
-            learned[j] = if self.prior[j] > 0.0 && !blind[j] { (2.0 * a - 1.0).max(0.0) } else { 0.0 };
+            learned[j] = if self.prior[j] <= 0.0 || blind[j] {
+                0.0
+            } else if self.precision {
+                ((average_precision(&keys, n_pos) - base) / (1.0 - base)).max(0.0)
+            } else {
+                (2.0 * a - 1.0).max(0.0)
+            };
         }
         // Python's sum(): from 0, in order, over the detectors that showed evidence
         let total_prior = (0..d).filter(|&j| !blind[j]).fold(0.0, |s, j| s + self.prior[j]);
@@ -228,6 +262,23 @@ mod tests {
         let mut keys: Vec<u64> = pos.iter().map(|&v| (ordered(v) as u64) << 1 | 1).collect();
         keys.extend(neg.iter().map(|&v| (ordered(v) as u64) << 1));
         auc(&mut keys, pos.len(), &mut Vec::new())
+    }
+
+    fn ap_of(pos: &[f32], neg: &[f32]) -> f64 {
+        let mut keys: Vec<u64> = pos.iter().map(|&v| (ordered(v) as u64) << 1 | 1).collect();
+        keys.extend(neg.iter().map(|&v| (ordered(v) as u64) << 1));
+        auc(&mut keys, pos.len(), &mut Vec::new()); // sorts the keys
+        average_precision(&keys, pos.len())
+    }
+
+    #[test]
+    fn average_precision_takes_ties_as_one_threshold() {
+        // ranked 3 (+), 2 (-), 1 (+): precisions 1 and 2/3 at the positives
+        assert_eq!(ap_of(&[3.0, 1.0], &[2.0]), (1.0 + 2.0 / 3.0) / 2.0);
+        // all tied: one threshold, precision 2/4 for both positives
+        assert_eq!(ap_of(&[1.0, 1.0], &[1.0, 1.0]), 0.5);
+        // perfect
+        assert_eq!(ap_of(&[5.0, 4.0], &[1.0, 0.0, -0.0]), 1.0);
     }
 
     #[test]
@@ -259,7 +310,7 @@ mod tests {
     #[test]
     fn a_detector_that_separates_the_labels_gains_weight() {
         // the Python docstring's example
-        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 100, 10, 200_000);
+        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 100, 10, 200_000, false);
         for i in 0..40u32 {
             let y = i % 4 == 0;
             let good = if y { 3.0 } else { 0.1 * (i % 3) as f64 };
@@ -274,7 +325,7 @@ mod tests {
 
     #[test]
     fn pending_is_bounded_and_drops_the_oldest_first() {
-        let mut a = WeightAdapter::new(vec![1.0], 20, 10, 5, 3);
+        let mut a = WeightAdapter::new(vec![1.0], 20, 10, 5, 3, false);
         for i in 0..5 {
             a.remember(&format!("e{i}"), &[0.5]);
         }

@@ -202,8 +202,10 @@ impl Ensemble {
 
     /// Re-weight the detectors on the labels that arrive from now on (Python's `Ensemble(adaptive=...)`), from
     /// the configured weights.
-    pub fn set_adapter(&mut self, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize) {
-        self.adapter = Some(WeightAdapter::new(self.weights.clone(), prior_positives, window, refresh_every, max_pending));
+    pub fn set_adapter(&mut self, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize,
+                       precision: bool) {
+        self.adapter = Some(WeightAdapter::new(self.weights.clone(), prior_positives, window, refresh_every,
+                                               max_pending, precision));
     }
 
     pub fn adapter(&self) -> Option<&WeightAdapter> {
