@@ -87,7 +87,8 @@ def long_reference_gate(window: int) -> None:
         long = long_of(self.cal)
         for i, s in enumerate(np.asarray(scores, dtype=np.float64).ravel().tolist()):
             p = self.cal.update(s)
-            ok = p > self.protect and long.update(s) > self.protect
+            pl = long.update(s)  # learns every score, flagged or not
+            ok = p > self.protect and pl > self.protect
             out.append(p)
             allow.append(ok)
             if stop is not None and stop[i] and not ok:
@@ -110,10 +111,10 @@ def main(argv: list[str]) -> None:
         long_reference_gate(k)
     from stream.cli import main as riskstream
 
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
-        f.write('[engine]\ncore = "python"\n')
-    args = argv[2:]
-    riskstream([args[0], *args[1:], "-c", f.name])
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Path(tmp) / "python-engine.toml"
+        engine.write_text('[engine]\ncore = "python"\n')
+        riskstream([*argv[2:], "-c", str(engine)])
 
 
 if __name__ == "__main__":
