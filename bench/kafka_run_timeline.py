@@ -2,7 +2,9 @@
 
     PYTHONPATH=. python bench/kafka_run_timeline.py 50000 1 kafka.idle_timeout_s=0.1 kafka.idle_decision_interval_s=0.05
 
-Arguments: events, exactly once (1 or 0), then numeric config overrides. Needs RISKSTREAM_KAFKA_BOOTSTRAP.
+Arguments: events, exactly once (1 or 0), then config overrides (numbers, or true / false). Needs
+RISKSTREAM_KAFKA_BOOTSTRAP. The drain column is the main thread waiting for the engine thread (kafka.overlap)
+and handing its alerts over; the checkpoint column includes a checkpoint's own drain.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 import stream.kafka.consumer as C
 from stream.bench.kafka import _delete_topics, _raw_consume, ensure_topics, produce_events
@@ -37,7 +39,7 @@ def main() -> None:
     ov.update({"kafka.bootstrap_servers": boot, "kafka.group_id": f"prof-{x}", "state.dir": tempfile.mkdtemp(),
                "sinks.database": "", "sinks.jsonl": "", "sinks.dead_letter": "", "kafka.exactly_once": eos})
     for k, v in extra.items():
-        ov[k] = float(v) if "." in v else int(v)  # numeric overrides only
+        ov[k] = (v == "true") if v in ("true", "false") else float(v) if "." in v else int(v)
     s = load_settings(None).replace(ov)
     inputs = [names["orders_topic"], names["logins_topic"], names["labels_topic"]]
     ensure_topics(boot, list(names.values()), partitions=4, copartitioned=inputs)
@@ -46,9 +48,21 @@ def main() -> None:
     print("raw", raw, flush=True)
 
     timeline: list[tuple[Any, ...]] = []
-    acc = {"ingest": 0.0, "process": 0.0, "ckpt": 0.0, "n": 0.0}
+    acc = {"poll": 0.0, "drain": 0.0, "ingest": 0.0, "process": 0.0, "ckpt": 0.0, "n": 0.0}
     orig_step, orig_ingest = C._Runtime.step, C._Runtime._ingest
     orig_process, orig_ck = C._Runtime._process, C._Runtime._checkpoint
+    orig_drain, orig_poll = C._Runtime._drain, KafkaConsumer.poll
+
+    def poll(self: Any, *a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        r = orig_poll(self, *a, **k)
+        acc["poll"] += time.perf_counter() - t
+        return r
+
+    def drain(self: Any) -> None:  # waiting for the engine thread (kafka.overlap) and taking its batches
+        t = time.perf_counter()
+        orig_drain(self)
+        acc["drain"] += time.perf_counter() - t
 
     def ingest(self: Any, tp: Any, recs: Any) -> None:
         t = time.perf_counter()
@@ -73,11 +87,12 @@ def main() -> None:
         orig_step(self)
         dt = time.perf_counter() - t
         timeline.append((t, round(dt, 3), int(acc["n"] - before["n"]),
-                         *(round(acc[k] - before[k], 3) for k in ("ingest", "process", "ckpt")),
+                         *(round(acc[k] - before[k], 3) for k in ("poll", "drain", "ingest", "process", "ckpt")),
                          self.stats.events, self.stats.buffered, len(self.paused)))
 
     C._Runtime.step, C._Runtime._ingest, C._Runtime._process, C._Runtime._checkpoint = (
         step, ingest, process, checkpoint)
+    C._Runtime._drain, KafkaConsumer.poll = drain, poll
     stats, stop = RuntimeStats(), threading.Event()
     th = threading.Thread(target=run_consumer, args=(s,), kwargs={
         "stop": stop, "bootstrap": boot, "stats": stats, "event_time_clock": True, "log_every_s": 3600})
@@ -97,7 +112,7 @@ def main() -> None:
     print(f"run: startup {t_first - t0:.2f}s processing {t_done - t_first:.2f}s stop {t_end - t_done:.2f}s -> "
           f"{rate:.0f} ev/s; ratio {rate / raw['records_per_second']:.3f}; alerts {stats.alerts} "
           f"ckpt {stats.checkpoints}")
-    print("t step_s recs ingest process ckpt events buffered paused")
+    print("t step_s recs poll drain ingest process ckpt events buffered paused")
     for r in timeline:
         print(round(r[0] - t_first, 3), *r[1:])
     print("totals", {k: round(v, 3) for k, v in acc.items()})

@@ -21,7 +21,8 @@ use crate::features::Params as FeatureParams;
 use crate::py_features::{opt_str, req_str};
 use numpy::PyArrayMethods;
 
-/// What a detecting batch accumulates (see `CoreEngine.process`).
+/// What a detecting batch accumulates (see `CoreEngine.process`). No Python object: `process_raw` fills it with
+/// the GIL released.
 struct Batch {
     verdict: Verdict,
     nd: usize,
@@ -34,9 +35,88 @@ struct Batch {
     p: Vec<f64>,
     /// the input index of each scored event
     at: Vec<usize>,
-    alerts: Py<PyList>,
+    /// the alerts of the stretches that ended, explained
+    explained: Vec<Explained>,
     /// the alerts of the current stretch, explained when it ends
     held: Vec<(usize, Kind, Vec<f64>, Vec<usize>)>,
+}
+
+/// An alert's explain data, taken against the ensembles as they stood at the end of its stretch: its scored
+/// index, kind, vector (values and column order), each detector's explanation and the ensemble's weights.
+struct Explained {
+    at: usize,
+    kind: Kind,
+    row: Vec<f64>,
+    order: Vec<usize>,
+    per: Vec<Explain>,
+    weights: Vec<f64>,
+}
+
+impl Batch {
+    fn new(engine: &Engine, cap: usize) -> PyResult<Batch> {
+        if !engine.has_detectors() {
+            return Err(PyValueError::new_err("detection does not run in the core (set_detection)"));
+        }
+        let verdict = engine.verdict();
+        let nd = verdict.raw.len();
+        Ok(Batch {
+            verdict,
+            nd,
+            risk: Vec::with_capacity(cap),
+            q: Vec::with_capacity(cap),
+            alert: Vec::with_capacity(cap),
+            sev: Vec::with_capacity(cap),
+            act: Vec::with_capacity(cap),
+            raw: Vec::with_capacity(cap * nd),
+            p: Vec::with_capacity(cap * nd),
+            at: Vec::new(),
+            explained: Vec::new(),
+            held: Vec::new(),
+        })
+    }
+
+    /// One event of a detecting batch: a label is joined (ending the stretch where the Python engine cuts its
+    /// batch), an order or login vectorized, detected and kept for its label. `at`: its index in the input.
+    fn step(&mut self, engine: &mut Engine, vector: &mut Vector, ev: &EventRef<'_>, at: usize) {
+        if ev.kind() == Kind::Label {
+            if engine.cuts_at_label() {
+                engine.end_stretch();
+                self.explain_stretch(engine);
+            }
+            engine.label(ev);
+            return;
+        }
+        engine.vectorize(ev, vector);
+        let verdict = &mut self.verdict;
+        engine.detect(ev, vector, verdict);
+        if verdict.alert {
+            self.held.push((self.risk.len(), ev.kind(), vector.row.clone(), vector.order.clone()));
+        }
+        self.risk.push(verdict.risk);
+        self.q.push(verdict.q);
+        self.alert.push(verdict.alert);
+        self.sev.push(verdict.severity);
+        self.act.push(verdict.action);
+        self.raw.extend_from_slice(&verdict.raw);
+        self.p.extend_from_slice(&verdict.p);
+        self.at.push(at);
+        engine.scored(ev, vector, verdict.alert);
+    }
+
+    /// Explain the alerts of the stretch that just ended, against the ensembles as they stand now.
+    fn explain_stretch(&mut self, engine: &mut Engine) {
+        for (at, kind, row, order) in self.held.drain(..) {
+            let per = engine.explain(kind, &row, 3);
+            let weights = engine.weights(kind).map(<[f64]>::to_vec).unwrap_or_default();
+            self.explained.push(Explained { at, kind, row, order, per, weights });
+        }
+    }
+
+    /// End the batch's last stretch (the Python engine's batch ends there too).
+    fn seal(&mut self, engine: &mut Engine) {
+        engine.end_stretch();
+        self.explain_stretch(engine);
+    }
 }
 
 /// One unit's compiled features, entity risk, link graph and label join, and detection when it runs here.
@@ -134,62 +214,25 @@ impl CoreEngine {
         Ok(d)
     }
 
-    fn batch(&mut self, py: Python<'_>, cap: usize) -> PyResult<Batch> {
-        if !self.engine.has_detectors() {
-            return Err(PyValueError::new_err("detection does not run in the core (set_detection)"));
-        }
-        let verdict = self.engine.verdict();
-        let nd = verdict.raw.len();
-        Ok(Batch {
-            verdict,
-            nd,
-            risk: Vec::with_capacity(cap),
-            q: Vec::with_capacity(cap),
-            alert: Vec::with_capacity(cap),
-            sev: Vec::with_capacity(cap),
-            act: Vec::with_capacity(cap),
-            raw: Vec::with_capacity(cap * nd),
-            p: Vec::with_capacity(cap * nd),
-            at: Vec::new(),
-            alerts: PyList::empty(py).unbind(),
-            held: Vec::new(),
-        })
-    }
-
-    /// One event of a detecting batch: a label is joined (ending the stretch where the Python engine cuts its
-    /// batch), an order or login vectorized, detected and kept for its label. `at`: its index in the input.
-    fn step(&mut self, py: Python<'_>, ev: &EventRef<'_>, at: usize, acc: &mut Batch) -> PyResult<()> {
-        if ev.kind() == Kind::Label {
-            if self.engine.cuts_at_label() {
-                self.engine.end_stretch();
-                self.explain_stretch(py, &mut acc.held, acc.alerts.bind(py))?;
+    /// The arrays of a sealed batch, and its alerts' explain data as `(scored index, x, [per detector: None |
+    /// ("hst", [...]) | ("zscore", [...]) | ("coldstart", [...])], weights)`, where the weights are those the
+    /// ensemble combined the alert's stretch with (they change only at labels).
+    fn finish<'py>(&mut self, py: Python<'py>, acc: Batch, t0: std::time::Instant) -> PyResult<Bound<'py, PyTuple>> {
+        debug_assert!(acc.held.is_empty(), "finish() of a batch that was not sealed");
+        let alerts = PyList::empty(py);
+        for e in &acc.explained {
+            let x = self.dict_of(py, e.kind, &e.row, &e.order)?;
+            let per = PyList::empty(py);
+            for d in &e.per {
+                match d {
+                    Explain::Hst(top) => per.append(("hst", top))?,
+                    Explain::ZScore(top) => per.append(("zscore", top))?,
+                    Explain::ColdStart(top) => per.append(("coldstart", top))?,
+                    Explain::Rules => per.append(py.None())?,
+                }
             }
-            self.engine.label(ev);
-            return Ok(());
+            alerts.append((e.at, x, per, &e.weights))?;
         }
-        let mut v = std::mem::take(&mut self.vector);
-        self.engine.vectorize(ev, &mut v);
-        let verdict = &mut acc.verdict;
-        self.engine.detect(ev, &v, verdict);
-        if verdict.alert {
-            acc.held.push((acc.risk.len(), ev.kind(), v.row.clone(), v.order.clone()));
-        }
-        acc.risk.push(verdict.risk);
-        acc.q.push(verdict.q);
-        acc.alert.push(verdict.alert);
-        acc.sev.push(verdict.severity);
-        acc.act.push(verdict.action);
-        acc.raw.extend_from_slice(&verdict.raw);
-        acc.p.extend_from_slice(&verdict.p);
-        acc.at.push(at);
-        self.engine.scored(ev, &v, verdict.alert);
-        self.vector = v;
-        Ok(())
-    }
-
-    fn finish<'py>(&mut self, py: Python<'py>, mut acc: Batch, t0: std::time::Instant) -> PyResult<Bound<'py, PyTuple>> {
-        self.engine.end_stretch();
-        self.explain_stretch(py, &mut acc.held, acc.alerts.bind(py))?;
         let (n, nd) = (acc.risk.len(), acc.nd);
         // raw and p were filled event-major; hand them over detector-major
         let transpose = |a: Vec<f64>| -> Vec<f64> {
@@ -212,33 +255,12 @@ impl CoreEngine {
             numpy::PyArray1::from_vec(py, acc.act),
             raw,
             p,
-            acc.alerts.bind(py).clone(),
+            alerts,
             secs,
         )
             .into_pyobject(py)
     }
 
-    /// The explain data of the alerts of a stretch (against the ensembles as they stand at its end), appended to
-    /// `out` as `(scored index, x, [per detector: None | ("hst", [...]) | ("zscore", [...]) | ("coldstart", [...])],
-    /// weights)`: the weights the ensemble combined the stretch with (they change only at labels).
-    fn explain_stretch(&mut self, py: Python<'_>, held: &mut Vec<(usize, Kind, Vec<f64>, Vec<usize>)>,
-                       out: &Bound<'_, PyList>) -> PyResult<()> {
-        for (i, kind, row, order) in held.drain(..) {
-            let x = self.dict_of(py, kind, &row, &order)?;
-            let per = PyList::empty(py);
-            for e in self.engine.explain(kind, &row, 3) {
-                match e {
-                    Explain::Hst(top) => per.append(("hst", top))?,
-                    Explain::ZScore(top) => per.append(("zscore", top))?,
-                    Explain::ColdStart(top) => per.append(("coldstart", top))?,
-                    Explain::Rules => per.append(py.None())?,
-                }
-            }
-            let weights = self.engine.weights(kind).map(<[f64]>::to_vec).unwrap_or_default();
-            out.append((i, x, per, weights))?;
-        }
-        Ok(())
-    }
 }
 
 /// What a replay's report and evaluation window read of the records of one `process_csv` call, in order, so
@@ -395,11 +417,12 @@ impl CoreEngine {
     /// label that cuts the batch in the Python engine, or at the end) as the reference reads reasons.
     fn process<'py>(&mut self, py: Python<'py>, events: &Bound<'py, PyList>) -> PyResult<Bound<'py, PyTuple>> {
         let t0 = std::time::Instant::now();
-        let mut acc = self.batch(py, events.len())?;
+        let mut acc = Batch::new(&self.engine, events.len())?;
         for e in events.iter() {
             let ev = self.read(py, &e)?;
-            self.step(py, &ev, 0, &mut acc)?;
+            acc.step(&mut self.engine, &mut self.vector, &ev, 0);
         }
+        acc.seal(&mut self.engine);
         self.finish(py, acc, t0)
     }
 
@@ -413,27 +436,43 @@ impl CoreEngine {
                         -> PyResult<Bound<'py, PyTuple>> {
         let t0 = std::time::Instant::now();
         let n = records.len();
-        let mut acc = self.batch(py, n.saturating_sub(start))?;
-        let mut statuses: Vec<u8> = Vec::with_capacity(n.saturating_sub(start));
-        let invalid = PyList::empty(py);
-        let mut stop = n;
+        let mut acc = Batch::new(&self.engine, n.saturating_sub(start))?;
+        // The records are borrowed for the whole call (the list holds them, and so does `held`, whatever
+        // another thread does to the list meanwhile); decoding and detection then run with the GIL released,
+        // so that a Kafka consumer's fetch and record parsing (Python) go on on another core meanwhile.
+        let mut held: Vec<Bound<'py, PyBytes>> = Vec::with_capacity(n.saturating_sub(start));
         for i in start..n {
-            let item = records.get_item(i)?;
-            let raw = item.cast::<PyBytes>()?.as_bytes();
-            match decode(raw) {
-                Ok(ev) => {
-                    statuses.push(ev.kind() as u8);
-                    self.step(py, &ev, i, &mut acc)?;
-                }
-                Err(Refused::Invalid(bad)) => {
-                    invalid.append((i, bad.field, bad.reason))?;
-                    statuses.push(3);
-                }
-                Err(Refused::Fallback) => {
-                    stop = i;
-                    break;
+            held.push(records.get_item(i)?.cast_into::<PyBytes>()?);
+        }
+        let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
+        let (engine, vector) = (&mut self.engine, &mut self.vector);
+        let (statuses, bad, stop) = py.detach(|| {
+            let mut statuses: Vec<u8> = Vec::with_capacity(raws.len());
+            let mut bad: Vec<(usize, String, String)> = Vec::new();
+            let mut stop = n;
+            for (k, raw) in raws.iter().enumerate() {
+                let i = start + k;
+                match decode(raw) {
+                    Ok(ev) => {
+                        statuses.push(ev.kind() as u8);
+                        acc.step(engine, vector, &ev, i);
+                    }
+                    Err(Refused::Invalid(b)) => {
+                        bad.push((i, b.field, b.reason));
+                        statuses.push(3);
+                    }
+                    Err(Refused::Fallback) => {
+                        stop = i;
+                        break;
+                    }
                 }
             }
+            acc.seal(engine);
+            (statuses, bad, stop)
+        });
+        let invalid = PyList::empty(py);
+        for b in bad {
+            invalid.append(b)?;
         }
         let at = numpy::PyArray1::from_vec(py, std::mem::take(&mut acc.at));
         let out = self.finish(py, acc, t0)?;
@@ -466,7 +505,7 @@ impl CoreEngine {
         let t0 = std::time::Instant::now();
         let data = data.as_bytes();
         let m = &mapping.get().inner;
-        let mut acc = self.batch(py, 1024)?;
+        let mut acc = Batch::new(&self.engine, 1024)?;
         let invalid = PyList::empty(py);
         let mut where_lines: Vec<usize> = Vec::new();
         let mut meta = CsvMeta::default();
@@ -489,7 +528,7 @@ impl CoreEngine {
                     if with_meta {
                         meta.push(&ev);
                     }
-                    self.step(py, &ev, pos, &mut acc)?;
+                    acc.step(&mut self.engine, &mut self.vector, &ev, pos);
                 }
                 Err(Refused::Invalid(bad)) => {
                     taken += 1;
@@ -513,7 +552,7 @@ impl CoreEngine {
                         if with_meta {
                             meta.push(&ev);
                         }
-                        self.step(py, &ev, pos, &mut acc)?;
+                        acc.step(&mut self.engine, &mut self.vector, &ev, pos);
                     }
                     pos = end;
                     continue;
@@ -523,6 +562,7 @@ impl CoreEngine {
             pos = next;
         }
         let lines = where_lines;
+        acc.seal(&mut self.engine);
         let at = numpy::PyArray1::from_vec(py, std::mem::take(&mut acc.at));
         let out = self.finish(py, acc, t0)?;
         let head = (pos.min(data.len()), line_no, last_ts, taken, invalid, at, numpy::PyArray1::from_vec(py, lines))

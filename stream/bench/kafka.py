@@ -376,9 +376,10 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         member already running (the configuration's idle timeout; 0: skip).
 
     Returns a dict with ``produce``, ``raw_consume``, ``run_consumer`` (exactly once),
-    ``run_consumer_at_least_once``, ``replay_kafka`` (seconds and events/s each), ``ratio`` (run_consumer /
-    raw consume events/s), ``exactly_once_ratio`` (exactly once / at least once events/s), ``replay_ratio``
-    and where it ran.
+    ``run_consumer_at_least_once``, ``run_consumer_no_overlap`` (exactly once with ``kafka.overlap = false``;
+    None when the settings turn overlap off already), ``replay_kafka`` (seconds and events/s each), ``ratio``
+    (run_consumer / raw consume events/s), ``exactly_once_ratio`` (exactly once / at least once events/s),
+    ``overlap_ratio`` (overlap on / off), ``replay_ratio`` and where it ran.
     """
     from stream.sim import SimConfig, simulate
 
@@ -388,6 +389,7 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
              "labels_topic": f"bench-{x}-labels", "alerts_topic": f"bench-{x}-alerts",
              "dead_letter_topic": f"bench-{x}-dead-letters"}
     alo_alerts = f"bench-{x}-alerts-alo"
+    serial_alerts = f"bench-{x}-alerts-serial"
     state_dir = tempfile.mkdtemp(prefix="riskstream-bench-state-")
     overrides: dict[str, Any] = {f"kafka.{k}": v for k, v in names.items()}
     overrides.update({"kafka.bootstrap_servers": boot, "kafka.group_id": f"bench-{x}", "state.dir": state_dir,
@@ -397,7 +399,9 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
                                                         "kafka.idle_decision_interval_s": idle_timeout_s / 2})
     inputs = [names["orders_topic"], names["logins_topic"], names["labels_topic"]]
     lat_names = {k: f"{v}-lat" for k, v in names.items()}
-    created = [*names.values(), alo_alerts, *(lat_names.values() if rate > 0 else ())]
+    overlap = bool(settings.kafka.get("overlap", True))
+    created = [*names.values(), alo_alerts, *([serial_alerts] if overlap else ()),
+               *(lat_names.values() if rate > 0 else ())]
     try:
         ensure_topics(boot, created, partitions=partitions, copartitioned=inputs)
         stream = list(simulate(SimConfig(events=events, seed=seed)))
@@ -413,6 +417,14 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         alo = _run_group_member(timed.replace({"kafka.exactly_once": False, "kafka.group_id": f"bench-{x}-alo",
                                                "kafka.alerts_topic": alo_alerts, "state.dir": f"{state_dir}/alo"}),
                                 boot, total, timeout_s)
+        # The same exactly-once member scoring on its main thread (kafka.overlap off): what the engine thread
+        # gains, in this run.
+        serial = None
+        if overlap:
+            serial = _run_group_member(timed.replace({"kafka.exactly_once": True, "kafka.overlap": False,
+                                                      "kafka.group_id": f"bench-{x}-serial",
+                                                      "kafka.alerts_topic": serial_alerts,
+                                                      "state.dir": f"{state_dir}/serial"}), boot, total, timeout_s)
         replay = _run_replay(s, boot, total)
         latency = None
         if rate > 0:
@@ -435,9 +447,11 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         "raw_consume": raw,
         "run_consumer": group,
         "run_consumer_at_least_once": alo,
+        "run_consumer_no_overlap": serial,
         "replay_kafka": replay,
         "ratio": round(group["events_per_second"] / raw["records_per_second"], 4),
         "exactly_once_ratio": round(group["events_per_second"] / alo["events_per_second"], 4),
+        "overlap_ratio": round(group["events_per_second"] / serial["events_per_second"], 4) if serial else None,
         "replay_ratio": round(replay["events_per_second"] / raw["records_per_second"], 4),
         "processed_ratio": round(total / group["processed_seconds"] / raw["records_per_second"], 4),
         "latency": latency,
@@ -480,6 +494,10 @@ def print_bench_kafka(result: Mapping[str, Any]) -> None:
     if alo:
         rows.append(("riskstream run (1 member, alerts topic, at least once)", alo["events_per_second"],
                      alo["seconds"], alo["alerts"]))
+    serial = result.get("run_consumer_no_overlap")
+    if serial:
+        rows.append(("riskstream run (exactly once, kafka.overlap = false)", serial["events_per_second"],
+                     serial["seconds"], serial["alerts"]))
     rows.append(("riskstream replay --kafka-topic", rep["events_per_second"], rep["seconds"], rep["alerts"]))
     for name, rate, seconds, alerts in rows:
         t.add_row(name, f"{rate:,.0f}", f"{seconds:.2f}", f"{alerts:,}" if alerts != "" else "")
@@ -487,6 +505,8 @@ def print_bench_kafka(result: Mapping[str, Any]) -> None:
     if alo:
         console.print(f"exactly once / at least once: [bold]{result['exactly_once_ratio']:.3f}[/] "
                       f"({grp['checkpoints']} and {alo['checkpoints']} checkpoints)")
+    if serial:
+        console.print(f"overlap on / off (exactly once): [bold]{result['overlap_ratio']:.3f}[/]")
     console.print(f"end to end / raw consume: [bold]{result['ratio']:.3f}[/]   replay / raw consume: "
                   f"{result['replay_ratio']:.3f}   (group join before the first record: "
                   f"{grp['startup_seconds']:.1f} s, not counted)")

@@ -22,6 +22,15 @@ Merge rule (determinism)
     :func:`replay_kafka` over the same offsets produces the same alerts. Records that do not decode go to the
     dead-letter sinks as soon as they reach the head of their queue; they advance the offset like any record.
 
+Overlap (compiled core, ``kafka.overlap = true``)
+    A unit's released records are scored on one engine thread (``CoreEngine.process_raw`` releases the GIL)
+    while the main thread's next ``poll()`` parses the following fetch; the results are taken (alerts to the
+    sinks and the unit's transaction, in order) right after that poll returns, and before anything else reads
+    or changes a unit: a checkpoint, a rule pack switch, a rebalance listener, a fence or a rewind. The records
+    and their order are the same as without it, so are the alerts, the checkpoints and the decisions; only the
+    moment an alert reaches the sinks moves, by at most one poll (which does not wait for new records while a
+    batch is being scored).
+
 Live rule packs
     At a checkpoint boundary of a unit, when the store's active rule pack version (polled at most every
     ``kafka.rules_poll_interval_s``) differs from the unit's, the switch is recorded in the decision log at the
@@ -59,6 +68,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,11 +273,18 @@ class _Runtime:
         self.rules = rules
         #: Versions that could not be switched in (logged once each).
         self._refused_rules: set[int] = set()
+        #: ``kafka.overlap``: the engine thread scoring released records while the next poll runs (see the
+        #: module's "Overlap"), and the units' batches it has in hand, in submission order.
+        self._engine_thread: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskstream-engine")
+            if self.raw and bool(k.get("overlap", True)) else None)
+        self._in_flight: list[tuple[_Unit, list[Any], Future[list[Any]]]] = []
 
     # -- rebalance callbacks (IO thread, main thread blocked in poll/close) ----------------------------------
 
     def on_assign(self, assigned: set[TopicPartition]) -> None:
         try:
+            self._drain()
             self.stats.rebalances += 1
             by_unit: dict[int, set[str]] = {}
             for tp in assigned:
@@ -366,6 +383,8 @@ class _Runtime:
         gone = sorted({tp.partition for tp in revoked} & set(self.units))
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         try:
+            if not self.poisoned:
+                self._drain()  # the batches scored meanwhile belong to the units before they go
             if gone and self.poisoned:
                 _log(
                     logging.WARNING,
@@ -419,8 +438,10 @@ class _Runtime:
         try:
             while not self.stop.is_set():
                 self.step()
+            self._drain()
         except BaseException:
             self.poisoned = True
+            self._abandon()
             raise
         self.final_checkpoint()
 
@@ -435,7 +456,19 @@ class _Runtime:
         if self._wake_at is not None:
             timeout_ms = max(0, min(timeout_ms, int((self._wake_at - time.monotonic()) * 1000.0) + 1))
             self._wake_at = None
+        if self._in_flight:
+            timeout_ms = 0  # parse what is fetched while the engine thread scores; never wait for more meanwhile
         records = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
+        if records and self.fatal is None and self._in_flight and not self._in_flight[-1][2].done():
+            # The engine thread is still scoring: buffer these records and poll again (a unit's merge is not the
+            # engine's; nothing else of the units is touched until the batches in hand are taken).
+            self.sought.clear()
+            self.stats.last_poll_at = time.time()
+            for tp, recs in records.items():
+                self._ingest(tp, recs)
+            return
+        if self.fatal is None:
+            self._drain()
         # Seeks made inside poll() (the assign listener) came before its fetch was handed out: only those made
         # from here on make this poll's records stale.
         self.sought.clear()
@@ -719,6 +752,7 @@ class _Runtime:
                 continue  # its transaction is not open yet: nothing may be processed
             self._materialize(unit)
             if unit.rules_due and not unit.dirty and not unit.merge.cuts:
+                self._drain()
                 self._maybe_switch(unit)
                 if self.units.get(unit.merge.partition) is not unit:
                     continue  # fenced: it stepped down from the unit
@@ -726,6 +760,7 @@ class _Runtime:
                 if not self._process_unit(unit):
                     break
                 # release() stopped at a recorded rule pack switch: what it released ran on the old rules
+                self._drain()
                 self._apply_recorded_switch(unit.merge.partition, unit.engine, unit.merge.reached)  # type: ignore[arg-type]
                 unit.merge.reached = None
                 unit.dirty = True
@@ -759,35 +794,80 @@ class _Runtime:
                     reason=d.reason[:200],
                 )
         if items:
-            n_alerts = 0
-            part = unit.merge.partition
-            for i in range(0, len(items), self.batch_size):
-                chunk = items[i : i + self.batch_size]
-                if self.raw and all(type(it[1]) is bytes for it in chunk):
-                    outcome, refused = unit.engine.process_raw(  # type: ignore[union-attr]
-                        [it[1] for it in chunk], lambda j, c=chunk, p=part: Provenance(c[j][4], p, c[j][0]))
-                    if refused:  # the merge took in only records the same decoder accepted
-                        raise RuntimeError(f"unit {part}: the core refused records it had accepted: {refused[:3]}")
-                elif self.raw:  # a record the core left to Python: process_raw would end its explain stretch
-                    # there (alert reasons read the models at that point), so the batch takes the event path
-                    outcome = unit.engine.process([  # type: ignore[union-attr]
-                        it[1] if type(it[1]) is not bytes
-                        else decode_record(it[4], part, it[0], it[1]) for it in chunk])
-                else:
-                    outcome = unit.engine.process([it[1] for it in chunk])  # type: ignore[union-attr]
-                for a in outcome.alerts:
-                    for s in self.alert_sinks:
-                        s.add(a)
-                    if unit.txn is not None and not _published(unit, a.topic, a.offset):
-                        unit.txn.add(a)
-                n_alerts += len(outcome.alerts)
-            now_ms = time.time() * 1000.0
-            stamps = np.fromiter((it[2] for it in items), np.float64, len(items))
-            self.stats.observe_latency_array((now_ms - stamps[stamps >= 0]) / 1000.0)
-            self.stats.events += len(items)
-            self.stats.alerts += n_alerts
             unit.dirty = True
+            if self._engine_thread is not None and all(type(it[1]) is bytes for it in items):
+                job = self._engine_thread.submit(self._score, unit, items)
+                self._in_flight.append((unit, items, job))
+            else:
+                self._drain()  # in order: the unit's (and every) earlier batch first
+                self._take(unit, items, self._score(unit, items))
         return unit.merge.reached is not None
+
+    def _score(self, unit: _Unit, items: list[Any]) -> list[Any]:
+        """Run released ``items`` through the unit's engine, in ``batch_size`` chunks: their outcomes (on the
+        engine thread with ``kafka.overlap``; it touches nothing but the unit's engine)."""
+        part = unit.merge.partition
+        engine: Any = unit.engine
+        outcomes: list[Any] = []
+        for i in range(0, len(items), self.batch_size):
+            chunk = items[i : i + self.batch_size]
+            if self.raw and all(type(it[1]) is bytes for it in chunk):
+                outcome, refused = engine.process_raw(
+                    [it[1] for it in chunk], lambda j, c=chunk, p=part: Provenance(c[j][4], p, c[j][0]))
+                if refused:  # the merge took in only records the same decoder accepted
+                    raise RuntimeError(f"unit {part}: the core refused records it had accepted: {refused[:3]}")
+            elif self.raw:  # a record the core left to Python: process_raw would end its explain stretch
+                # there (alert reasons read the models at that point), so the batch takes the event path
+                outcome = engine.process([
+                    it[1] if type(it[1]) is not bytes
+                    else decode_record(it[4], part, it[0], it[1]) for it in chunk])
+            else:
+                outcome = engine.process([it[1] for it in chunk])
+            outcomes.append(outcome)
+        return outcomes
+
+    def _take(self, unit: _Unit, items: list[Any], outcomes: list[Any]) -> None:
+        """Hand a scored batch's alerts to the sinks and the unit's transaction, in order, and count it."""
+        n_alerts = 0
+        for outcome in outcomes:
+            for a in outcome.alerts:
+                for s in self.alert_sinks:
+                    s.add(a)
+                if unit.txn is not None and not _published(unit, a.topic, a.offset):
+                    unit.txn.add(a)
+            n_alerts += len(outcome.alerts)
+        now_ms = time.time() * 1000.0
+        stamps = np.fromiter((it[2] for it in items), np.float64, len(items))
+        self.stats.observe_latency_array((now_ms - stamps[stamps >= 0]) / 1000.0)
+        self.stats.events += len(items)
+        self.stats.alerts += n_alerts
+        unit.dirty = True
+
+    def _drain(self) -> None:
+        """Wait for the engine thread's batches and take them, in the order they were released (a no-op without
+        ``kafka.overlap`` or with nothing in hand). An engine error is raised here, after the batches before it
+        were taken."""
+        while self._in_flight:
+            unit, items, job = self._in_flight[0]
+            outcomes = job.result()
+            self._in_flight.pop(0)
+            self._take(unit, items, outcomes)
+
+    def _abandon(self) -> None:
+        """After an error: wait for the engine thread to be idle (an engine is never read while it runs) and drop
+        what it scored; the units' state is not saved any more (``poisoned``)."""
+        for _, _, job in self._in_flight:
+            try:
+                job.result()
+            except BaseException:  # noqa: BLE001, S110 - the error that poisoned the run is raised already
+                pass
+        self._in_flight.clear()
+
+    def shutdown(self) -> None:
+        """Stop the engine thread (after :meth:`run` returned or raised)."""
+        if self._engine_thread is not None:
+            self._abandon()
+            self._engine_thread.shutdown(wait=True)
 
     def _idle_decision(self, unit: _Unit) -> tuple[list[Any], list[Any]]:
         """When the merge has waited ``idle_timeout_s`` for empty topics that are all caught up (at their high
@@ -869,6 +949,7 @@ class _Runtime:
         transactions) and the units whose transaction failed, with why (the caller rewinds or drops them). A
         sink or state store failure raises."""
         t0 = time.perf_counter()
+        self._drain()  # every batch released so far is scored and its alerts handed over before the flush
         for s in self.alert_sinks:
             s.flush()
         for d in self.dl_sinks:
@@ -1047,6 +1128,7 @@ class _Runtime:
     def _rewind(self, p: int, error: BaseException) -> None:
         """Roll unit ``p`` back to its last checkpoint after its transaction failed: everything it processed
         since was in that transaction, which is never committed now; it is processed again in a new one."""
+        self._drain()
         self._retire(self.units.pop(p, None))
         self.stats.rewinds += 1
         _log(logging.WARNING, "rewind", unit=p, error=f"{type(error).__name__}: {error}",
@@ -1059,6 +1141,7 @@ class _Runtime:
         unit over while this one stalled), or the broker aborted its transaction, or another member claimed its
         decision log (``what = "decision_fenced"``). Its partitions stay paused until a rebalance says who owns
         them (see :meth:`_check_fenced`)."""
+        self._drain()
         self._retire(self.units.pop(p, None))
         self.fenced[p] = (self._generation(), time.monotonic())
         self.stats.fenced += 1
@@ -1380,6 +1463,7 @@ def run_consumer(
         except Exception:  # noqa: BLE001 - already closed or the broker is gone; leaving the group is best effort
             pass
         if runtime is not None:
+            runtime.shutdown()
             runtime.close_transactions()
         if rules is not None:
             rules.close()

@@ -23,14 +23,14 @@ from stream.sim import SimConfig, simulate
 pytestmark = pytest.mark.kafka
 
 
-def _settings(bootstrap, topics, core, state_dir):
+def _settings(bootstrap, topics, core, state_dir, **extra):
     return load_settings(None, env={}, overrides={
         "kafka.bootstrap_servers": bootstrap, "kafka.orders_topic": topics.orders,
         "kafka.logins_topic": topics.logins, "kafka.labels_topic": topics.labels,
         "kafka.alerts_topic": topics.alerts, "kafka.dead_letter_topic": topics.dead_letters,
         "kafka.session_timeout_ms": 6000, "kafka.heartbeat_interval_ms": 1000, "kafka.poll_timeout_ms": 200,
         "kafka.idle_timeout_s": 0.3, "kafka.idle_decision_interval_s": 0.1, "kafka.exactly_once": False,
-        "kafka.group_id": f"{topics.orders}-{core}", "engine.core": core, "state.dir": state_dir})
+        "kafka.group_id": f"{topics.orders}-{core}", "engine.core": core, "state.dir": state_dir, **extra})
 
 
 def _odd_records(seed_event):
@@ -80,7 +80,8 @@ def _comparable(alerts: list[Alert]) -> dict[str, dict]:
     return out
 
 
-def test_run_from_raw_bytes_equals_the_python_path(kafka_bootstrap, topics, tmp_path):
+def _produce(kafka_bootstrap, topics) -> int:
+    """The simulated stream with odd records among it, keyed as ``simulate --to-kafka`` keys it: how many."""
     events = list(simulate(SimConfig(events=4000, seed=11)))
     odd = _odd_records(next(e for e in events if e.type == "order"))
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=10)
@@ -96,8 +97,11 @@ def test_run_from_raw_bytes_equals_the_python_path(kafka_bootstrap, topics, tmp_
                 producer.send(topics.orders if i % 1400 else topics.logins, key=b"odd", value=raw)
     producer.flush()
     producer.close()
-    total = len(events) + len(odd) * len(range(0, len(events), 700))
+    return len(events) + len(odd) * len(range(0, len(events), 700))
 
+
+def test_run_from_raw_bytes_equals_the_python_path(kafka_bootstrap, topics, tmp_path):
+    total = _produce(kafka_bootstrap, topics)
     compiled = _settings(kafka_bootstrap, topics, "compiled", str(tmp_path / "c"))
     alerts_c, dead_c, stats_c = _run(compiled, total)
     alerts_p, dead_p, stats_p = _run(_settings(kafka_bootstrap, topics, "python", str(tmp_path / "p")), total)
@@ -111,6 +115,33 @@ def test_run_from_raw_bytes_equals_the_python_path(kafka_bootstrap, topics, tmp_
     assert letters(dead_c) == letters(dead_p)
     assert len({a["reason"] for a in letters(dead_c)}) == 4  # broken JSON, missing field, bad type, tombstone
     assert all(a.topic and a.offset is not None for a in alerts_c)
+
+
+def test_overlap_scores_on_the_engine_thread_and_changes_no_alert(kafka_bootstrap, topics, tmp_path, monkeypatch):
+    """``kafka.overlap`` (the default) scores released batches on the engine thread while the next poll runs;
+    turned off, the main thread scores them. Same records, same order: the same alerts and dead letters."""
+    total = _produce(kafka_bootstrap, topics)
+    threads: list[str] = []
+    process_raw = CompiledEngine.process_raw
+
+    def spy(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return process_raw(self, *args, **kwargs)
+
+    monkeypatch.setattr(CompiledEngine, "process_raw", spy)
+    alerts_on, dead_on, stats_on = _run(_settings(kafka_bootstrap, topics, "compiled", str(tmp_path / "on"),
+                                                  **{"kafka.group_id": f"{topics.orders}-on"}), total)
+    on, threads[:] = list(threads), []
+    alerts_off, dead_off, stats_off = _run(_settings(kafka_bootstrap, topics, "compiled", str(tmp_path / "off"),
+                                                     **{"kafka.overlap": False,
+                                                        "kafka.group_id": f"{topics.orders}-off"}), total)
+    assert on and all(t.startswith("riskstream-engine") for t in on)
+    assert threads and not any(t.startswith("riskstream-engine") for t in threads)
+    assert alerts_on and _comparable(alerts_on) == _comparable(alerts_off)
+    assert [a.alert_id for a in alerts_on] == [a.alert_id for a in alerts_off]  # handed over in the same order
+    assert sorted((d.source, d.position, d.reason) for d in dead_on) == \
+        sorted((d.source, d.position, d.reason) for d in dead_off)
+    assert stats_on.events == stats_off.events and stats_on.alerts == stats_off.alerts == len(alerts_on)
 
 
 def test_process_raw_with_provenance_gives_the_same_alerts_byte_for_byte():
