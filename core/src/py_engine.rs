@@ -699,7 +699,10 @@ impl CoreEngine {
     }
 
     fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.engine.to_bytes())
+        // serialised with the GIL released: a checkpoint snapshots its units on several threads at once
+        let engine = &self.engine;
+        let bytes = py.detach(|| engine.to_bytes());
+        PyBytes::new(py, &bytes)
     }
 
     /// Bytes of each part of `snapshot()`: `[(part, bytes)]`.

@@ -32,7 +32,8 @@ from stream.cli.base import column_mapping, fail_cleanly, mapping_options, setti
               help="With --kafka: partitions of each fresh input topic.")
 @click.option("--idle-timeout", "idle_timeout", type=click.FloatRange(min=0.01), default=0.1, show_default=True,
               help="With --kafka: kafka.idle_timeout_s of the timed run members (the topics are complete before "
-                   "they start: the merge waits for it only at the end of each unit's topics).")
+                   "they start: the merge waits for it only at the end of each unit's topics; their poll "
+                   "timeout is then at most 100 ms).")
 @click.option("--rate", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="With --kafka: also measure run's event-to-decision latency with events produced at this "
                    "rate (events/s) into a running member (the configuration's idle timeout); 0: skip.")
