@@ -44,7 +44,9 @@ class TokenBucket:
     """Pace work to ``rate`` units per second with bursts of at most ``burst`` units (time.monotonic).
 
     Tokens accumulate at ``rate`` per second up to ``burst``, so a stall is never made up for by an unbounded
-    burst. ``rate <= 0`` means no pacing.
+    burst. ``rate <= 0`` means no pacing. A debt is slept off only once it is worth ``min_sleep`` seconds: a
+    thread that sleeps gives up the GIL and may wait a whole switch interval (5 ms) to get it back from a busy
+    thread, so sleeping a tenth of a millisecond per event at 10,000 events/s would pace far below the rate.
 
     >>> now = [0.0]
     >>> def sleep(s):
@@ -58,11 +60,14 @@ class TokenBucket:
 
     def __init__(self, rate: float, burst: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, min_sleep: float = 0.005) -> None:
         self.rate = float(rate)
         self.burst = float(burst) if burst is not None else max(1.0, self.rate / 20.0)
         if self.burst < 1.0:
             raise ValueError("burst must be >= 1")
+        if min_sleep < 0:
+            raise ValueError("min_sleep must be >= 0")
+        self.min_sleep = float(min_sleep)
         self._clock = clock
         self._sleep = sleep
         self._tokens = self.burst
@@ -76,7 +81,7 @@ class TokenBucket:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate) - n
         self._last = now
-        if self._tokens < 0:
+        if self._tokens < 0 and -self._tokens >= self.min_sleep * self.rate:
             self._sleep(-self._tokens / self.rate)
 
 

@@ -459,13 +459,18 @@ class _Runtime:
         if self._in_flight:
             timeout_ms = 0  # parse what is fetched while the engine thread scores; never wait for more meanwhile
         records = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
-        if records and self.fatal is None and self._in_flight and not self._in_flight[-1][2].done():
+        if (records and self.fatal is None and self._in_flight and not self._in_flight[-1][2].done()
+                and not any(u.backpressure for u in self.units.values())):
             # The engine thread is still scoring: buffer these records and poll again (a unit's merge is not the
-            # engine's; nothing else of the units is touched until the batches in hand are taken).
+            # engine's; nothing else of the units is touched until the batches in hand are taken). Not while a
+            # unit is over max_buffered_events: then its buffer waits for the release after the batches in hand.
             self.sought.clear()
             self.stats.last_poll_at = time.time()
             for tp, recs in records.items():
                 self._ingest(tp, recs)
+            buffered = sum(u.merge.buffered for u in self.units.values())
+            self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
+            self._apply_pauses()  # a unit this poll took over max_buffered_events pauses now
             return
         if self.fatal is None:
             self._drain()
@@ -1049,16 +1054,19 @@ class _Runtime:
         and records below the committed offsets are re-processed without being published again."""
         assert self.transactional is not None
         reset = str(self.settings.kafka.get("auto_offset_reset", "earliest"))
-        for p, unit in list(self.units.items()):
-            if unit.txn is not None:
+        need = [(p, unit) for p, unit in list(self.units.items()) if unit.txn is None]
+        opened = self._open_transactions([p for p, _ in need])
+        for k, (p, unit) in enumerate(need):
+            got = opened[p]
+            if isinstance(got, SinkError) and got.retriable:
+                _log(logging.WARNING, "transaction_init_failed", unit=p, error=f"{type(got).__name__}: {got}")
                 continue
-            try:
-                txn = self.transactional.open(transactional_id(self.group, p))
-            except SinkError as e:
-                if not e.retriable:
-                    raise
-                _log(logging.WARNING, "transaction_init_failed", unit=p, error=f"{type(e).__name__}: {e}")
-                continue
+            if isinstance(got, BaseException):
+                for q, _ in need[k + 1:]:  # not handed to a unit: closed before the error stops the run
+                    if not isinstance(opened[q], BaseException):
+                        opened[q].close(0.0)
+                raise got
+            txn = got
             try:
                 committed = {t: self.consumer.committed(tp, metadata=True, timeout_ms=self.commit_timeout_ms)
                              for t, tp in unit.tps.items()}
@@ -1092,6 +1100,34 @@ class _Runtime:
             unit.committed = {t: getattr(committed[t], "offset", -1) for t in unit.tps}
             _log(logging.INFO, "transaction_ready", unit=p, transactional_id=txn.transactional_id,
                  published=_fmt_offsets(unit.published) or "-")
+
+    def _open_transactions(self, units: Sequence[int]) -> dict[int, Any]:
+        """Open a transaction for each unit, the units at once (each ``init_transactions`` is a producer of its
+        own with broker round trips: finding the coordinator, fencing the id): per unit the transaction, or
+        the exception its opening raised."""
+        assert self.transactional is not None
+        transactional = self.transactional
+
+        def one(p: int) -> Any:
+            try:
+                return transactional.open(transactional_id(self.group, p))
+            except Exception as e:  # noqa: BLE001 - handed back, in unit order
+                return e
+
+        if len(units) <= 1:
+            return {p: one(p) for p in units}
+        out: dict[int, Any] = {}
+
+        def run(p: int) -> None:
+            out[p] = one(p)
+
+        threads = [threading.Thread(target=run, args=(p,), name=f"riskstream-txn-init-{p}", daemon=True)
+                   for p in units]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()  # each bounded by its producer's max_block_ms
+        return out
 
     def _retire(self, unit: _Unit | None) -> None:
         """Hand a dropped unit's transaction to the main loop to close (its open transaction is aborted by the

@@ -166,3 +166,22 @@ def test_token_bucket_paces_to_the_rate_with_a_bounded_burst():
     for _ in range(1000):
         unpaced.acquire()
     assert clock.slept == before
+
+
+def test_token_bucket_sleeps_off_its_debt_in_coarse_quanta_at_the_same_rate():
+    clock = _FakeClock()
+    sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        clock.sleep(s)
+
+    bucket = TokenBucket(10_000.0, burst=500, clock=clock, sleep=sleep, min_sleep=0.005)
+    for _ in range(500 + 10_000):
+        bucket.acquire()
+    # 10,000 events past the burst take one second, less at most the debt not yet slept off (5 ms) ...
+    assert 0.995 <= clock.now - 1000.0 <= 1.0
+    # ... in 5 ms sleeps, not 10,000 sleeps of 0.1 ms (each a GIL hand-off that can cost a 5 ms switch interval)
+    assert len(sleeps) <= 200 and min(sleeps) >= 0.005 - 1e-9
+    with pytest.raises(ValueError, match="min_sleep"):
+        TokenBucket(10.0, min_sleep=-1)
