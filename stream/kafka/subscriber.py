@@ -38,7 +38,12 @@ with warnings.catch_warnings():  # kafka-python 3.0 deprecates parts of itself o
     import kafka.errors as kerrors
     from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 
-from stream.kafka.client import DEFAULT_BOOTSTRAP_TIMEOUT_MS, unreachable
+from stream.kafka.client import (
+    DEFAULT_BOOTSTRAP_TIMEOUT_MS,
+    prime_group_metadata,
+    rescue_lost_join,
+    unreachable,
+)
 
 __all__ = ["AlertSubscriber", "AlertFilter", "RecentIds"]
 
@@ -207,7 +212,11 @@ class AlertSubscriber:
             raise unreachable(bootstrap, e, cfg["bootstrap_timeout_ms"]) from e
         try:
             if group_id is not None:
+                # the topic's metadata first, so that the group's first join uses it (prime_group_metadata): no
+                # second rebalance right after the start, the one whose result kafka-python drops most often
+                self._consumer.partitions_for_topic(topic)
                 self._consumer.subscribe([topic])
+                prime_group_metadata(self._consumer)
                 self._assigned = True
             else:
                 self._assign_all()
@@ -244,6 +253,10 @@ class AlertSubscriber:
                 time.sleep(timeout_ms / 1000.0)
                 return []
         self._commit()
+        if self.group_id is not None and rescue_lost_join(self._consumer):
+            # the kafka-python coordinator bug the runtime works around too: a group member whose join result
+            # was lost would read nothing until restarted
+            log.warning("kafka-python dropped the result of a rebalance; joining the group again")
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms)
         except kerrors.KafkaError as e:
