@@ -68,7 +68,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -757,7 +757,7 @@ class _Runtime:
                 continue  # its transaction is not open yet: nothing may be processed
             self._materialize(unit)
             if unit.rules_due and not unit.dirty and not unit.merge.cuts:
-                self._drain()
+                # (no batch of this unit is in hand: one makes it dirty when it is handed to the engine thread)
                 self._maybe_switch(unit)
                 if self.units.get(unit.merge.partition) is not unit:
                     continue  # fenced: it stepped down from the unit
@@ -861,11 +861,7 @@ class _Runtime:
     def _abandon(self) -> None:
         """After an error: wait for the engine thread to be idle (an engine is never read while it runs) and drop
         what it scored; the units' state is not saved any more (``poisoned``)."""
-        for _, _, job in self._in_flight:
-            try:
-                job.result()
-            except BaseException:  # noqa: BLE001, S110 - the error that poisoned the run is raised already
-                pass
+        wait([job for _, _, job in self._in_flight])  # their errors are dropped: the run's own is raised already
         self._in_flight.clear()
 
     def shutdown(self) -> None:
@@ -1056,15 +1052,23 @@ class _Runtime:
         reset = str(self.settings.kafka.get("auto_offset_reset", "earliest"))
         need = [(p, unit) for p, unit in list(self.units.items()) if unit.txn is None]
         opened = self._open_transactions([p for p, _ in need])
-        for k, (p, unit) in enumerate(need):
+        try:
+            self._take_transactions(need, opened, reset)
+        finally:
+            # whatever left early (an error stops the run): close each one opened and not handed to its unit
+            for p, unit in need:
+                got = opened.pop(p, None)
+                if got is not None and not isinstance(got, BaseException) and unit.txn is not got:
+                    got.close(0.0)
+
+    def _take_transactions(self, need: Sequence[tuple[int, _Unit]], opened: dict[int, Any], reset: str) -> None:
+        """Hand each unit its opened transaction and settle its start positions (see :meth:`_start_transactions`)."""
+        for p, unit in need:
             got = opened[p]
             if isinstance(got, SinkError) and got.retriable:
                 _log(logging.WARNING, "transaction_init_failed", unit=p, error=f"{type(got).__name__}: {got}")
                 continue
             if isinstance(got, BaseException):
-                for q, _ in need[k + 1:]:  # not handed to a unit: closed before the error stops the run
-                    if not isinstance(opened[q], BaseException):
-                        opened[q].close(0.0)
                 raise got
             txn = got
             try:
@@ -1073,6 +1077,7 @@ class _Runtime:
                 begin = self.consumer.beginning_offsets(list(unit.tps.values())) if unit.pending else {}
             except kerrors.KafkaError as e:
                 _log(logging.INFO, "position_lookup_failed", unit=p, error=f"{type(e).__name__}: {e}")
+                opened[p] = None  # closed here, retried at the next step
                 txn.close(0.0)
                 continue
             unit.txn = txn
@@ -1111,7 +1116,7 @@ class _Runtime:
         def one(p: int) -> Any:
             try:
                 return transactional.open(transactional_id(self.group, p))
-            except Exception as e:  # noqa: BLE001 - handed back, in unit order
+            except BaseException as e:  # noqa: BLE001 - handed back, in unit order
                 return e
 
         if len(units) <= 1:
@@ -1275,6 +1280,10 @@ class _Runtime:
         it was fenced); when a sink or the state store fails, every unit with an open transaction is rewound,
         so that no transaction stays open (and holds back ``read_committed`` readers) while the retries last."""
         now = time.monotonic()
+        # The scored batches first, outside the retry below: an error taking them (a sink's add, the engine) stops
+        # the run, as it would have without the engine thread; retried as a checkpoint failure, the rest of a
+        # batch whose records the merge has passed would be lost.
+        self._drain()
         try:
             offsets, failed = self._checkpoint(sorted(self.units), reason=reason)
             if failed:

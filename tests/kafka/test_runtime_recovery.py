@@ -23,7 +23,7 @@ from kafka import OffsetAndMetadata, TopicPartition
 from sinks.errors import Fenced, SinkError
 from stream.config import load_settings
 from stream.errors import CheckpointError
-from stream.events import Order
+from stream.events import Order, encode
 from stream.kafka import consumer as runtime_module
 from stream.kafka.consumer import EOS_OFFSETS_MARK, _Runtime
 from stream.kafka.stats import RuntimeStats
@@ -322,6 +322,69 @@ def test_a_checkpoint_commits_its_units_transactions_at_once_and_saves_each_only
     assert rt.store.load(GROUP, 0).offsets == {ORDERS: 3} and rt.store.load(GROUP, 2).offsets == {ORDERS: 3}
     assert rt.store.load(GROUP, 1) is None  # not saved: its transaction did not commit
     assert rt.stats.transactions == 2
+
+
+def _three_units_processed(tmp_path, outputs_cls=None):
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    if outputs_cls is not None:
+        outputs.open = lambda tid: outputs_cls(outputs, tid)  # type: ignore[method-assign]
+    rt = _runtime(tmp_path, consumer, outputs)
+    tps = [TopicPartition(ORDERS, p) for p in range(3)]
+    for tp in tps:
+        consumer.high[tp] = 10
+    _assign(rt, consumer, *tps)
+    return rt, consumer, outputs
+
+
+def test_an_error_taking_a_scored_batch_stops_the_run_instead_of_failing_a_checkpoint(tmp_path, monkeypatch):
+    """With kafka.overlap the engine thread's batches are taken at the checkpoint. A sink error there must not be
+    retried as a failed checkpoint: the merge has passed those records, and the rest of the batch would be lost
+    at the next checkpoint. It stops the run (the next start resumes from the last checkpoint), as without the
+    engine thread, where the same error left _process."""
+    rt, _, _ = _three_units_processed(tmp_path)
+    assert rt._engine_thread is not None  # the compiled core, overlap on (the default)
+    rt._start_transactions()
+    rt._resolve_pending()
+    for p, unit in rt.units.items():  # raw record bytes, as _ingest buffers them for the compiled core
+        unit.merge.add_many(ORDERS, [(i, encode(o), -1, o.ts, ORDERS) for i in range(3) for o in [_order(10 * p + i)]])
+
+    def take(unit, items, outcomes):
+        raise SinkError("alerts sink: queue full", retriable=True)
+
+    monkeypatch.setattr(rt, "_take", take)
+    rt._process()
+    assert rt._in_flight  # handed to the engine thread
+    with pytest.raises(SinkError, match="queue full"):
+        rt.try_checkpoint("interval")
+    assert not rt.failing and rt.stats.checkpoints == 0
+
+
+class ClosingTxn(FakeTxn):
+    closed: list[str] = []
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        ClosingTxn.closed.append(self.transactional_id)
+
+
+def test_transactions_opened_at_once_are_closed_when_a_unit_cannot_take_its_own(tmp_path, monkeypatch):
+    """The units' transactions open at once; if settling one unit's start position fails unexpectedly (the run
+    stops), the transactions not handed to their units are closed, not leaked with their fencing producers."""
+    rt, consumer, _ = _three_units_processed(tmp_path, ClosingTxn)
+    ClosingTxn.closed = []
+    plain = consumer.committed
+
+    def committed(tp, metadata=False, timeout_ms=0):
+        if tp.partition == 1:
+            raise RuntimeError("lookup broke")
+        return plain(tp, metadata=metadata, timeout_ms=timeout_ms)
+
+    monkeypatch.setattr(consumer, "committed", committed)
+    with pytest.raises(RuntimeError, match="lookup broke"):
+        rt._start_transactions()
+    assert rt.units[0].txn is not None and rt.units[1].txn is None and rt.units[2].txn is None
+    assert len(ClosingTxn.closed) == 2  # units 1 and 2: opened, never handed over
+    assert rt.units[0].txn.transactional_id not in ClosingTxn.closed
 
 
 @pytest.mark.parametrize("value", [0, -5, 2.5, "20", True, 60_001])
