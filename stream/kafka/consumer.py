@@ -153,6 +153,15 @@ class _Unit:
     rules_due: bool = True
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which cpusets and ``taskset`` narrow; else the
+    machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 # --- the consumer-group runtime -----------------------------------------------------------------------------
 
 
@@ -469,6 +478,7 @@ class _Runtime:
             for tp, recs in records.items():
                 self._ingest(tp, recs)
             buffered = sum(u.merge.buffered for u in self.units.values())
+            self.stats.buffered = buffered
             self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
             self._apply_pauses()  # a unit this poll took over max_buffered_events pauses now
             return
@@ -1015,7 +1025,7 @@ class _Runtime:
             for item in units:
                 yield item, item[1].engine.snapshot()  # type: ignore[union-attr]
             return
-        workers = max(1, min(len(units), os.cpu_count() or 1))
+        workers = max(1, min(len(units), usable_cpus()))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="riskstream-snapshot") as pool:
             todo = list(units)
             ahead: list[tuple[tuple[int, _Unit, dict[str, int]], Future[bytes]]] = []

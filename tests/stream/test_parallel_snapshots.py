@@ -42,7 +42,7 @@ def test_parallel_snapshots_equal_the_sequential_ones_in_unit_order():
 
 
 def test_parallel_snapshots_run_at_once_and_hold_at_most_one_per_thread(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("stream.kafka.consumer.usable_cpus", lambda: 2)
     lock, running, peak, started = threading.Lock(), [0], [0], []
 
     class Slow:
@@ -68,6 +68,16 @@ def test_parallel_snapshots_run_at_once_and_hold_at_most_one_per_thread(monkeypa
             assert len(started) <= len(seen) + 1, (started, seen)
     assert seen == [(p, f"state {p}".encode()) for p in range(5)]
     assert peak[0] == 2
+
+
+def test_usable_cpus_follow_the_affinity_mask(monkeypatch):
+    from stream.kafka.consumer import usable_cpus
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert usable_cpus() == 3
+    monkeypatch.delattr("os.sched_getaffinity", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert usable_cpus() == 1
 
 
 def test_the_python_engine_snapshots_on_the_calling_thread():
