@@ -384,9 +384,9 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
 
     Returns a dict with ``produce``, ``raw_consume``, ``run_consumer`` (exactly once),
     ``run_consumer_at_least_once``, ``run_consumer_no_overlap`` (exactly once with ``kafka.overlap = false``;
-    None when the settings turn overlap off already), ``replay_kafka`` (seconds and events/s each), ``ratio``
-    (run_consumer / raw consume events/s), ``exactly_once_ratio`` (exactly once / at least once events/s),
-    ``overlap_ratio`` (overlap on / off), ``replay_ratio`` and where it ran.
+    None when the settings turn overlap off already, or run the Python engine), ``replay_kafka`` (seconds and
+    events/s each), ``ratio`` (run_consumer / raw consume events/s), ``exactly_once_ratio`` (exactly once / at
+    least once events/s), ``overlap_ratio`` (overlap on / off), ``replay_ratio`` and where it ran.
     """
     from stream.sim import SimConfig, simulate
 
@@ -408,7 +408,8 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         "kafka.poll_timeout_ms": min(int(s.kafka["poll_timeout_ms"]), 100)})
     inputs = [names["orders_topic"], names["logins_topic"], names["labels_topic"]]
     lat_names = {k: f"{v}-lat" for k, v in names.items()}
-    overlap = bool(settings.kafka.get("overlap", True))
+    # (the Python engine never overlaps: its member without the overlap would be the same member again)
+    overlap = bool(settings.kafka.get("overlap", True)) and str(settings.engine.get("core", "compiled")) != "python"
     created = [*names.values(), alo_alerts, *([serial_alerts] if overlap else ()),
                *(lat_names.values() if rate > 0 else ())]
     try:

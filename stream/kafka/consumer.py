@@ -24,12 +24,11 @@ Merge rule (determinism)
 
 Overlap (compiled core, ``kafka.overlap = true``)
     A unit's released records are scored on one engine thread (``CoreEngine.process_raw`` releases the GIL)
-    while the main thread's next ``poll()`` parses the following fetch; the results are taken (alerts to the
-    sinks and the unit's transaction, in order) right after that poll returns, and before anything else reads
-    or changes a unit: a checkpoint, a rule pack switch, a rebalance listener, a fence or a rewind. The records
-    and their order are the same as without it, so are the alerts, the checkpoints and the decisions; only the
-    moment an alert reaches the sinks moves, by at most one poll (which does not wait for new records while a
-    batch is being scored).
+    while the main thread polls on (no wait) and buffers what it fetches into the merges. The scored batches are
+    taken (alerts to the sinks and the unit's transaction, in release order) once the thread is done or a poll
+    comes back empty, and before anything else reads or changes a unit: a checkpoint, a rule pack switch, a
+    rebalance listener, a fence or a rewind. The records and their order are those of the single-threaded loop,
+    and so are the alerts; the moment an alert reaches the sinks moves, by at most one poll.
 
 Live rule packs
     At a checkpoint boundary of a unit, when the store's active rule pack version (polled at most every
@@ -59,6 +58,7 @@ See ``docs/runtime.md`` for failure cases, rebalances, backpressure and configur
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -151,6 +151,33 @@ class _Unit:
     #: At a checkpoint boundary (or the unit's start): the active rule pack version is compared before the next
     #: record is processed.
     rules_due: bool = True
+
+
+def _at_once(calls: Mapping[int, Callable[[], Any]], name: str) -> dict[int, Any]:
+    """Run each unit's call, on a thread of its own when there are several (each a producer of its own: their
+    broker round trips overlap; each call is bounded by its own timeouts): per unit what it returned, or the
+    exception it raised, handed back for the caller to decide in unit order."""
+
+    def one(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except BaseException as e:  # noqa: BLE001 - handed back
+            return e
+
+    if len(calls) <= 1:
+        return {p: one(call) for p, call in calls.items()}
+    out: dict[int, Any] = {}
+
+    def run(p: int, call: Callable[[], Any]) -> None:
+        out[p] = one(call)
+
+    threads = [threading.Thread(target=run, args=(p, call), name=f"riskstream-{name}-{p}", daemon=True)
+               for p, call in calls.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
 
 
 def usable_cpus() -> int:
@@ -477,9 +504,7 @@ class _Runtime:
             self.stats.last_poll_at = time.time()
             for tp, recs in records.items():
                 self._ingest(tp, recs)
-            buffered = sum(u.merge.buffered for u in self.units.values())
-            self.stats.buffered = buffered
-            self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
+            self._observe_buffered()
             self._apply_pauses()  # a unit this poll took over max_buffered_events pauses now
             return
         if self.fatal is None:
@@ -760,10 +785,8 @@ class _Runtime:
              offsets=_fmt_offsets(at))
 
     def _process(self) -> None:
-        buffered = 0
         for unit in list(self.units.values()):
             if self.transactional is not None and unit.txn is None:
-                buffered += unit.merge.buffered
                 continue  # its transaction is not open yet: nothing may be processed
             self._materialize(unit)
             if unit.rules_due and not unit.dirty and not unit.merge.cuts:
@@ -779,7 +802,11 @@ class _Runtime:
                 self._apply_recorded_switch(unit.merge.partition, unit.engine, unit.merge.reached)  # type: ignore[arg-type]
                 unit.merge.reached = None
                 unit.dirty = True
-            buffered += unit.merge.buffered
+        self._observe_buffered()
+
+    def _observe_buffered(self) -> None:
+        """The records the units' merges hold (gauge and peak)."""
+        buffered = sum(u.merge.buffered for u in self.units.values())
         self.stats.buffered = buffered
         self.stats.buffered_peak = max(self.stats.buffered_peak, buffered)
 
@@ -856,7 +883,6 @@ class _Runtime:
         self.stats.observe_latency_array((now_ms - stamps[stamps >= 0]) / 1000.0)
         self.stats.events += len(items)
         self.stats.alerts += n_alerts
-        unit.dirty = True
 
     def _drain(self) -> None:
         """Wait for the engine thread's batches and take them, in the order they were released (a no-op without
@@ -1061,7 +1087,9 @@ class _Runtime:
         assert self.transactional is not None
         reset = str(self.settings.kafka.get("auto_offset_reset", "earliest"))
         need = [(p, unit) for p, unit in list(self.units.items()) if unit.txn is None]
-        opened = self._open_transactions([p for p, _ in need])
+        # at once: each init_transactions finds the coordinator and fences the id, a producer of its own
+        opened = _at_once({p: functools.partial(self.transactional.open, transactional_id(self.group, p))
+                           for p, _ in need}, "txn-init")
         try:
             self._take_transactions(need, opened, reset)
         finally:
@@ -1116,34 +1144,6 @@ class _Runtime:
             _log(logging.INFO, "transaction_ready", unit=p, transactional_id=txn.transactional_id,
                  published=_fmt_offsets(unit.published) or "-")
 
-    def _open_transactions(self, units: Sequence[int]) -> dict[int, Any]:
-        """Open a transaction for each unit, the units at once (each ``init_transactions`` is a producer of its
-        own with broker round trips: finding the coordinator, fencing the id): per unit the transaction, or
-        the exception its opening raised."""
-        assert self.transactional is not None
-        transactional = self.transactional
-
-        def one(p: int) -> Any:
-            try:
-                return transactional.open(transactional_id(self.group, p))
-            except BaseException as e:  # noqa: BLE001 - handed back, in unit order
-                return e
-
-        if len(units) <= 1:
-            return {p: one(p) for p in units}
-        out: dict[int, Any] = {}
-
-        def run(p: int) -> None:
-            out[p] = one(p)
-
-        threads = [threading.Thread(target=run, args=(p,), name=f"riskstream-txn-init-{p}", daemon=True)
-                   for p in units]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()  # each bounded by its producer's max_block_ms
-        return out
-
     def _retire(self, unit: _Unit | None) -> None:
         """Hand a dropped unit's transaction to the main loop to close (its open transaction is aborted by the
         unit's next producer, or by the broker after ``transaction_timeout_ms``)."""
@@ -1161,29 +1161,11 @@ class _Runtime:
         broker round trips overlap): per unit ``None`` (committed) or the exception its commit raised."""
         group = self._group_metadata() if commits else None
 
-        def one(unit: PartitionUnit, off: Mapping[str, int]) -> BaseException | None:
+        def commit(unit: PartitionUnit, off: Mapping[str, int]) -> None:
             assert unit.txn is not None
-            try:
-                unit.txn.commit({unit.tps[t]: OffsetAndMetadata(o, EOS_OFFSETS_MARK, -1) for t, o in off.items()},
-                                group)
-            except Exception as e:  # noqa: BLE001 - handed back, in unit order
-                return e
-            return None
+            unit.txn.commit({unit.tps[t]: OffsetAndMetadata(o, EOS_OFFSETS_MARK, -1) for t, o in off.items()}, group)
 
-        if len(commits) <= 1:
-            return {p: one(u, off) for p, (u, off) in commits.items()}
-        out: dict[int, BaseException | None] = {}
-
-        def run(p: int, unit: PartitionUnit, off: Mapping[str, int]) -> None:
-            out[p] = one(unit, off)
-
-        threads = [threading.Thread(target=run, args=(p, u, off), name=f"riskstream-commit-{p}", daemon=True)
-                   for p, (u, off) in commits.items()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()  # each commit is bounded by its own timeouts (KafkaTransaction)
-        return out
+        return _at_once({p: functools.partial(commit, u, off) for p, (u, off) in commits.items()}, "commit")
 
     def close_transactions(self) -> None:
         """Close every transaction (at the end of a run, after the last checkpoint)."""

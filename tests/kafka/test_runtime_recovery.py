@@ -279,6 +279,21 @@ def _quiet(monkeypatch):
     monkeypatch.setattr(runtime_module, "_log", lambda *a, **k: None)
 
 
+def _three_units(tmp_path, txn_cls=None):
+    """A runtime over the fake consumer holding units 0, 1 and 2 of ``orders`` (their transactions of
+    ``txn_cls``, when given)."""
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    if txn_cls is not None:
+        outputs.open = lambda tid: txn_cls(outputs, tid)  # type: ignore[method-assign]
+    rt = _runtime(tmp_path, consumer, outputs)
+    tps = [TopicPartition(ORDERS, p) for p in range(3)]
+    for tp in tps:
+        consumer.high[tp] = 10
+    _assign(rt, consumer, *tps)
+    return rt, consumer, outputs
+
+
 class BarrierTxn(FakeTxn):
     """Every unit's commit waits until all of them are in commit at once (sequential commits never get there),
     and the one of ``failing`` raises a retriable error."""
@@ -298,14 +313,7 @@ def test_a_checkpoint_commits_its_units_transactions_at_once_and_saves_each_only
     a unit whose commit fails is neither saved nor reported committed, while the others are both."""
     import threading
 
-    consumer = FakeConsumer()
-    outputs = FakeOutputs(consumer)
-    outputs.open = lambda tid: BarrierTxn(outputs, tid)  # type: ignore[method-assign]
-    rt = _runtime(tmp_path, consumer, outputs)
-    tps = [TopicPartition(ORDERS, p) for p in range(3)]
-    for tp in tps:
-        consumer.high[tp] = 10
-    _assign(rt, consumer, *tps)
+    rt, consumer, outputs = _three_units(tmp_path, BarrierTxn)
     rt._start_transactions()
     rt._resolve_pending()
     for p, unit in rt.units.items():
@@ -324,25 +332,12 @@ def test_a_checkpoint_commits_its_units_transactions_at_once_and_saves_each_only
     assert rt.stats.transactions == 2
 
 
-def _three_units_processed(tmp_path, outputs_cls=None):
-    consumer = FakeConsumer()
-    outputs = FakeOutputs(consumer)
-    if outputs_cls is not None:
-        outputs.open = lambda tid: outputs_cls(outputs, tid)  # type: ignore[method-assign]
-    rt = _runtime(tmp_path, consumer, outputs)
-    tps = [TopicPartition(ORDERS, p) for p in range(3)]
-    for tp in tps:
-        consumer.high[tp] = 10
-    _assign(rt, consumer, *tps)
-    return rt, consumer, outputs
-
-
 def test_an_error_taking_a_scored_batch_stops_the_run_instead_of_failing_a_checkpoint(tmp_path, monkeypatch):
     """With kafka.overlap the engine thread's batches are taken at the checkpoint. A sink error there must not be
     retried as a failed checkpoint: the merge has passed those records, and the rest of the batch would be lost
     at the next checkpoint. It stops the run (the next start resumes from the last checkpoint), as without the
     engine thread, where the same error left _process."""
-    rt, _, _ = _three_units_processed(tmp_path)
+    rt, _, _ = _three_units(tmp_path)
     assert rt._engine_thread is not None  # the compiled core, overlap on (the default)
     rt._start_transactions()
     rt._resolve_pending()
@@ -370,7 +365,7 @@ class ClosingTxn(FakeTxn):
 def test_transactions_opened_at_once_are_closed_when_a_unit_cannot_take_its_own(tmp_path, monkeypatch):
     """The units' transactions open at once; if settling one unit's start position fails unexpectedly (the run
     stops), the transactions not handed to their units are closed, not leaked with their fencing producers."""
-    rt, consumer, _ = _three_units_processed(tmp_path, ClosingTxn)
+    rt, consumer, _ = _three_units(tmp_path, ClosingTxn)
     ClosingTxn.closed = []
     plain = consumer.committed
 
