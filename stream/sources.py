@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 import orjson
+from isal import igzip, isal_zlib
+from isal.isal_zlib import _GzipReader as _IsalReader
 
 from sinks.deadletter import DeadLetter
 from stream.errors import ConfigError, InvalidEvent, SourceError
@@ -346,33 +348,72 @@ def open_text(path: str | Path) -> IO[bytes]:
         raise SourceError(f"cannot read {p}: {e.strerror or e}") from None
 
 
-_GZIP_ERRORS = (EOFError, OSError, zlib.error)  # gzip.BadGzipFile is an OSError
+# gzip.BadGzipFile is an OSError; isal_zlib.error is ISA-L's corrupt-data error (zlib.error for the stdlib reader)
+_GZIP_ERRORS = (EOFError, OSError, zlib.error, isal_zlib.error)
 
 
-class _GzipInput(gzip.GzipFile):
-    """A ``.gz`` input whose read errors become a :class:`SourceError` that says where the data broke."""
+class _GzipInput(igzip.IGzipFile):
+    """A ``.gz`` input whose read errors become a :class:`SourceError` that says where the data broke.
+
+    Inflated by ISA-L (``isal``, a subclass of :class:`gzip.GzipFile`): 3.4x the standard library's speed on the ULB
+    file (0.21 s against 0.70 s for its 151 MB), which was a fifth of the compiled engine's time on a CSV input.
+    ISA-L inflates in large blocks and drops the last one when the data breaks, so at the first error the rest is
+    read again with the standard library's reader from the byte where ISA-L stopped: every byte before the break
+    is still handed out, then the error is raised.
+    """
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, "rb")
+        # ISA-L's reader takes in 512 KiB of compressed data at a time; 64 KiB keeps a progress bar on compressed
+        # bytes moving on small files, at the same speed (0.21 s for the ULB file either way)
+        self._buffer = io.BufferedReader(_IsalReader(self.fileobj, 64 << 10))
         self.path = path
+        self._handed = 0  # decompressed bytes handed out so far
+        self._rescue: gzip.GzipFile | None = None  # the stdlib reader, after ISA-L's first error
 
     def read(self, size: int | None = -1) -> bytes:
-        try:
-            return super().read(size)
-        except _GZIP_ERRORS as e:
-            raise self._broken(e) from None
+        return self._read(lambda f: f.read(size))
 
     def read1(self, size: int = -1) -> bytes:
-        try:
-            return super().read1(size)
-        except _GZIP_ERRORS as e:
-            raise self._broken(e) from None
+        return self._read(lambda f: f.read1(size))
 
     def readline(self, size: int | None = -1) -> bytes:
+        return self._read(lambda f: f.readline(size))
+
+    def _read(self, how: Callable[[Any], bytes]) -> bytes:
         try:
-            return super().readline(size)
+            if self._rescue is None:
+                try:
+                    got = how(super())
+                except _GZIP_ERRORS:
+                    self._rescue = self._reopen()
+                    got = how(self._rescue)
+            else:
+                got = how(self._rescue)
         except _GZIP_ERRORS as e:
             raise self._broken(e) from None
+        self._handed += len(got)
+        return got
+
+    def _reopen(self) -> gzip.GzipFile:
+        """The standard library's reader, positioned where this one stopped."""
+        rescue = gzip.GzipFile(self.path, "rb")
+        try:
+            left = self._handed
+            while left:
+                skipped = rescue.read1(min(left, 1 << 20))
+                if not skipped:
+                    raise EOFError("the gzip data ends early (the file is truncated)")
+                left -= len(skipped)
+        except BaseException:
+            rescue.close()
+            raise
+        return rescue
+
+    def close(self) -> None:
+        if self._rescue is not None:
+            self._rescue.close()
+        super().close()
 
     def _broken(self, e: BaseException) -> SourceError:
         """``<file>: <problem> at line N (compressed byte B of SIZE)``; N is the first line not read whole."""
@@ -386,11 +427,12 @@ class _GzipInput(gzip.GzipFile):
                 return SourceError(f"{self.path}: not gzip data at byte 0 (it starts with {head!r}); if it is "
                                    "plain text, drop the .gz from its name")
             problem = "not gzip data after the end of the gzip stream"
-        elif isinstance(e, gzip.BadGzipFile | zlib.error):
+        elif isinstance(e, gzip.BadGzipFile | zlib.error | isal_zlib.error):
             problem = f"corrupt gzip data ({e})"
         else:
             problem = f"cannot read ({getattr(e, 'strerror', None) or e})"
-        raw: Any = self.fileobj  # the compressed file: its position is how far the data was taken in
+        # the compressed file: its position is how far the data was taken in
+        raw: Any = self._rescue.fileobj if self._rescue is not None else self.fileobj
         try:
             pos = raw.tell() if raw is not None else size
         except (OSError, ValueError):
@@ -426,7 +468,7 @@ def _readable_prefix(path: Path) -> tuple[int, int]:
     """Whole lines and bytes that decompress from the start of ``path`` before its data breaks."""
     lines = size = 0
     try:
-        with gzip.open(path, "rb") as fh:
+        with gzip.open(path, "rb") as fh:  # the stdlib reader hands out every byte before the break; ISA-L's does not
             while chunk := fh.read1(1 << 16):
                 lines += chunk.count(b"\n")
                 size += len(chunk)
