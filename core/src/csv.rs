@@ -61,7 +61,8 @@ pub fn parse_line<'a>(line: &'a [u8], cells: &mut Vec<Cow<'a, str>>) -> Result<(
     }
     let b = s.as_bytes();
     if !b.contains(&b'"') {
-        // no quote: the state machine below only splits at commas (the common case, done with memchr)
+        // no quote: the state machine below only splits at commas (the common case, done with memchr; a byte loop
+        // that gives up at the first quote measured 14 % slower on the ULB file)
         for run in s.split(',') {
             if run.len() >= FIELD_LIMIT {
                 return Err(FB);
@@ -149,9 +150,58 @@ fn py_strip(s: &str) -> &str {
     s.trim_matches(|c: char| c.is_ascii() && py_space(c as u8))
 }
 
+/// Powers of ten that are exact doubles.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+    1e20, 1e21, 1e22,
+];
+
+/// The common case of [`py_float`] without building a cleaned copy: `[+-]digits[.digits]` (no whitespace,
+/// underscore or exponent; a digit on at least one side of the point) whose digits, read as an integer `m`, are
+/// at most 2**53, with at most 22 after the point. Then `m` and `10**k` are exact doubles and `m / 10**k` is
+/// the correctly rounded value (Clinger's fast path, the one `str::parse` takes too). `None`: not that case.
+#[inline]
+fn plain_decimal(t: &[u8]) -> Option<f64> {
+    let (neg, mut i) = match t.first()? {
+        b'-' => (true, 1),
+        b'+' => (false, 1),
+        _ => (false, 0),
+    };
+    let mut m: u64 = 0;
+    let mut digits = 0usize;
+    let mut after: Option<usize> = None; // digits after the point, once one was seen
+    while i < t.len() {
+        let c = t[i];
+        if c.is_ascii_digit() {
+            if digits == 19 {
+                return None; // 19 digits cannot overflow a u64; more take the general path
+            }
+            m = m * 10 + (c - b'0') as u64;
+            digits += 1;
+            if let Some(k) = after.as_mut() {
+                *k += 1;
+            }
+        } else if c == b'.' && after.is_none() {
+            after = Some(0);
+        } else {
+            return None;
+        }
+        i += 1;
+    }
+    let k = after.unwrap_or(0);
+    if digits == 0 || m > 1 << 53 || k > 22 {
+        return None;
+    }
+    let x = m as f64 / POW10[k];
+    Some(if neg { -x } else { x })
+}
+
 /// Python's `float(text)` for ASCII `text`: `Some(value)`, or `None` where it raises `ValueError`. `float()`
 /// strips only ASCII whitespace (`" \t\n\r\x0b\x0c"`), not the separators `\x1c`-`\x1f` that `str.strip()` takes.
 pub fn py_float(text: &str) -> Option<f64> {
+    if let Some(x) = plain_decimal(text.as_bytes()) {
+        return Some(x);
+    }
     let t = text.trim_matches(|c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')).as_bytes();
     let mut i = 0;
     if matches!(t.first(), Some(b'+' | b'-')) {
@@ -458,6 +508,56 @@ mod tests {
         let mut v = Vec::new();
         parse_line(line.as_bytes(), &mut v)?;
         Ok(v.into_iter().map(|c| c.into_owned()).collect())
+    }
+
+    #[test]
+    fn the_plain_decimal_fast_path_is_the_correctly_rounded_value_or_declines() {
+        // the fast path's cases, bit for bit against the standard library's correctly rounded parse
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut taken = 0;
+        for n in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = 1 + (x % 20) as usize;
+            let mut t = String::new();
+            match (x >> 8) % 3 {
+                0 => t.push('-'),
+                1 => t.push('+'),
+                _ => {}
+            }
+            let point = ((x >> 16) % (digits as u64 + 2)) as usize;
+            let mut y = x;
+            for d in 0..digits {
+                if d == point {
+                    t.push('.');
+                }
+                t.push((b'0' + (y % 10) as u8) as char);
+                y = y / 10 ^ (n as u64).wrapping_mul(0x9e37_79b9);
+            }
+            if point == digits {
+                t.push('.');
+            }
+            let want: f64 = t.parse().unwrap();
+            match plain_decimal(t.as_bytes()) {
+                Some(got) => {
+                    assert_eq!(got.to_bits(), want.to_bits(), "{t}");
+                    taken += 1;
+                }
+                None => assert!(digits > 15 || t.len() > 22, "declined {t}"),
+            }
+            assert_eq!(py_float(&t).map(f64::to_bits), Some(want.to_bits()), "{t}");
+        }
+        assert!(taken > 100_000, "the fast path took {taken}");
+        for t in ["", "-", "+", ".", "-.", "1.2.3", "1e5", "1_0", " 1", "1 ", "inf", "nan", "0x1", "9007199254740993",
+                  "1.00000000000000000000000"] {
+            assert_eq!(plain_decimal(t.as_bytes()), None, "{t}");
+        }
+        assert_eq!(plain_decimal(b"-0").map(f64::to_bits), Some((-0.0f64).to_bits()));
+        assert_eq!(plain_decimal(b"9007199254740992"), Some(9007199254740992.0));
+        assert_eq!(plain_decimal(b".5"), Some(0.5));
+        assert_eq!(plain_decimal(b"5."), Some(5.0));
+        assert_eq!(plain_decimal(b"-1.3598071336738"), Some(-1.3598071336738));
     }
 
     #[test]
