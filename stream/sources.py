@@ -34,8 +34,15 @@ from pathlib import Path
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 import orjson
-from isal import igzip, isal_zlib
-from isal.isal_zlib import _GzipReader as _IsalReader
+
+try:  # ISA-L's inflate (wheels for x86-64 and ARM64); the standard library's reader elsewhere
+    from isal import igzip, isal_zlib
+    from isal.isal_zlib import _GzipReader as _IsalReader
+
+    _ISAL_ERRORS: tuple[type[BaseException], ...] = (isal_zlib.error,)  # type: ignore[assignment]
+except ImportError:  # pragma: no cover - platforms without isal wheels
+    igzip = None  # type: ignore[assignment]
+    _ISAL_ERRORS = ()
 
 from sinks.deadletter import DeadLetter
 from stream.errors import ConfigError, InvalidEvent, SourceError
@@ -351,7 +358,7 @@ def open_text(path: str | Path) -> IO[bytes]:
 
 
 # gzip.BadGzipFile is an OSError; isal_zlib.error is ISA-L's corrupt-data error (zlib.error for the stdlib reader)
-_GZIP_ERRORS = (EOFError, OSError, zlib.error, isal_zlib.error)
+_GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error, *_ISAL_ERRORS)
 
 
 class _Inflater:
@@ -367,17 +374,19 @@ class _Inflater:
     """
 
     _BLOCK = 1 << 22  # decompressed bytes per hand-over, at most
-    _AHEAD = 4  # blocks inflated ahead of the reader at most
+    _AHEAD = 2  # blocks queued ahead of the reader: with the one being inflated and the one being read, ~16 MiB
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._src: gzip.GzipFile = igzip.IGzipFile(path, "rb")
+        self._src: gzip.GzipFile = igzip.IGzipFile(path, "rb") if igzip is not None else gzip.GzipFile(path, "rb")
         # How much compressed data ISA-L takes in at a time (its default is 512 KiB) and how much the thread hands
         # over at a time: up to 1 MiB and 4 MiB, so that the thread inflates a lot each time it holds the GIL (the
         # compiled engine holds it for a whole batch), down to 64 KiB on small files, so that a progress bar on
         # compressed bytes still moves
         size = _file_size(path)
-        self._src._buffer = io.BufferedReader(_IsalReader(self._src.fileobj, min(1 << 20, max(64 << 10, size >> 6))))
+        if igzip is not None:
+            step = min(1 << 20, max(64 << 10, size >> 6))
+            self._src._buffer = io.BufferedReader(_IsalReader(self._src.fileobj, step))  # type: ignore[arg-type]
         self._step = min(self._BLOCK, max(64 << 10, size >> 4))
         self._blocks: queue.Queue[tuple[bytes, int] | BaseException] = queue.Queue(self._AHEAD)
         self._stop = threading.Event()
@@ -386,6 +395,9 @@ class _Inflater:
         self._broke_at: int | None = None  # the compressed position where the inflating failed
         self._failed: BaseException | None = None
         self._ended = False
+        # what the thread handed over: bytes and lines (an error names the first line not handed over whole)
+        self.handed = 0
+        self.lines = 0
 
     def next_block(self) -> bytes:
         """The next block of decompressed bytes; ``b""`` at the end; the error where the data broke (again on every
@@ -397,7 +409,16 @@ class _Inflater:
         if self._thread is None:
             self._thread = threading.Thread(target=self._inflate, name=f"inflate {self.path.name}", daemon=True)
             self._thread.start()
-        got = self._blocks.get()
+        while True:
+            try:
+                got = self._blocks.get(timeout=1.0)
+                break
+            except queue.Empty:
+                # every way out of the thread hands something over, so a dead thread with nothing queued is one a
+                # fork left behind in the parent
+                if not self._thread.is_alive() and self._blocks.empty():
+                    raise SourceError(f"{self.path}: its inflating thread is gone (was the process forked while "
+                                      "the file was open?)") from None
         if isinstance(got, BaseException):
             self._failed = got
             raise got
@@ -411,22 +432,22 @@ class _Inflater:
         return self._broke_at if self._failed is not None and self._broke_at is not None else self._at
 
     def _inflate(self) -> None:
-        handed = 0
         try:
             while not self._stop.is_set():
                 try:  # read1: what one step inflates, so a break loses none of what came before it
                     block = self._src.read1(self._step)
                 except _GZIP_ERRORS:
-                    if isinstance(self._src, igzip.IGzipFile):
+                    if igzip is not None and isinstance(self._src, igzip.IGzipFile):
                         self._src.close()
-                        self._src = self._reopen(handed)
+                        self._src = self._reopen(self.handed)
                         continue
                     raise
                 raw: Any = self._src.fileobj
+                self.handed += len(block)
+                self.lines += block.count(b"\n")
                 self._put((block, int(raw.tell())))
                 if not block:
                     return
-                handed += len(block)
         except BaseException as e:  # handed to the reader, which raises it after every byte before it
             try:
                 raw = self._src.fileobj
@@ -439,7 +460,7 @@ class _Inflater:
         """The standard library's reader, past the first ``skip`` decompressed bytes."""
         rescue = gzip.GzipFile(self.path, "rb")
         try:
-            while skip:
+            while skip and not self._stop.is_set():
                 skipped = rescue.read1(min(skip, self._step))
                 if not skipped:
                     raise EOFError("the gzip data ends early (the file is truncated)")
@@ -476,6 +497,7 @@ class _GzipInput(io.BufferedIOBase):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
+        self._inflater: _Inflater | None = None  # set last: a failed open leaves nothing for close() to stop
         self._inflater = _Inflater(path)
         self._buf = b""
         self._off = 0
@@ -484,19 +506,25 @@ class _GzipInput(io.BufferedIOBase):
     def readable(self) -> bool:
         return True
 
-    def _more(self, have: bool) -> bool:
-        """Append the next block to the buffer's unread part (which then starts at ``_off = 0``). False at the end,
-        or at the break when ``have`` (unread bytes are handed out first; the next call raises)."""
+    def _next(self, have: bool) -> bytes:
+        """The inflater's next block; ``b""`` at the end, or at the break when ``have`` (unread bytes are handed out
+        first, and the next call raises)."""
         if self._eof:
-            return False
+            return b""
+        assert self._inflater is not None
         try:
             block = self._inflater.next_block()
         except _GZIP_ERRORS as e:
             if have:
-                return False
+                return b""
             raise self._broken(e) from None
+        self._eof = not block
+        return block
+
+    def _more(self, have: bool) -> bool:
+        """Append the next block to the buffer's unread part (which then starts at ``_off = 0``); False if none."""
+        block = self._next(have)
         if not block:
-            self._eof = True
             return False
         self._buf = self._buf[self._off :] + block if self._off < len(self._buf) else block
         self._off = 0
@@ -505,16 +533,25 @@ class _GzipInput(io.BufferedIOBase):
     def read(self, size: int | None = -1) -> bytes:
         self._checkClosed()
         want = -1 if size is None or size < 0 else size
-        while want < 0 or len(self._buf) - self._off < want:
-            if not self._more(len(self._buf) > self._off):
+        parts = [self._buf[self._off :]] if self._off < len(self._buf) else []
+        have = len(parts[0]) if parts else 0
+        self._buf, self._off = b"", 0
+        while want < 0 or have < want:  # blocks gathered in a list and joined once: no copy per block
+            block = self._next(have > 0)
+            if not block:
                 break
-        end = len(self._buf) if want < 0 else min(len(self._buf), self._off + want)
-        out = self._buf[self._off : end]
-        self._off = end
-        return out
+            parts.append(block)
+            have += len(block)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if 0 <= want < len(data):
+            self._buf, self._off = data, want
+            return data[:want]
+        return data
 
     def read1(self, size: int = -1) -> bytes:
         self._checkClosed()
+        if size == 0:
+            return b""
         if self._off >= len(self._buf):
             self._more(False)
         end = len(self._buf) if size < 0 else min(len(self._buf), self._off + size)
@@ -543,17 +580,19 @@ class _GzipInput(io.BufferedIOBase):
         return out
 
     def compressed_position(self) -> int:
-        return self._inflater.compressed_position()
+        return self._inflater.compressed_position() if self._inflater is not None else 0
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self._inflater is not None:
             self._inflater.close()
         super().close()
 
     def _broken(self, e: BaseException) -> SourceError:
         """``<file>: <problem> at line N (compressed byte B of SIZE)``; N is the first line not read whole."""
         size = _file_size(self.path)
-        lines, readable = _readable_prefix(self.path)
+        assert self._inflater is not None
+        # what the inflater handed over before the break; readline never hands out the line it cuts
+        lines, readable = self._inflater.lines, self._inflater.handed
         if isinstance(e, EOFError):
             problem = "the gzip data ends early (the file is truncated)"
         elif isinstance(e, gzip.BadGzipFile) and str(e).startswith("Not a gzipped file"):
@@ -562,7 +601,7 @@ class _GzipInput(io.BufferedIOBase):
                 return SourceError(f"{self.path}: not gzip data at byte 0 (it starts with {head!r}); if it is "
                                    "plain text, drop the .gz from its name")
             problem = "not gzip data after the end of the gzip stream"
-        elif isinstance(e, gzip.BadGzipFile | zlib.error | isal_zlib.error):
+        elif isinstance(e, (gzip.BadGzipFile, zlib.error, *_ISAL_ERRORS)):
             problem = f"corrupt gzip data ({e})"
         else:
             problem = f"cannot read ({getattr(e, 'strerror', None) or e})"
@@ -600,19 +639,6 @@ def _file_size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _readable_prefix(path: Path) -> tuple[int, int]:
-    """Whole lines and bytes that decompress from the start of ``path`` before its data breaks."""
-    lines = size = 0
-    try:
-        with gzip.open(path, "rb") as fh:  # the stdlib reader hands out every byte before the break; ISA-L's does not
-            while chunk := fh.read1(1 << 16):
-                lines += chunk.count(b"\n")
-                size += len(chunk)
-    except _GZIP_ERRORS:
-        pass
-    return lines, size
 
 
 def detect_format(path: str | Path) -> str:

@@ -157,9 +157,10 @@ const POW10: [f64; 23] = [
 ];
 
 /// The common case of [`py_float`] without building a cleaned copy: `[+-]digits[.digits]` (no whitespace,
-/// underscore or exponent; a digit on at least one side of the point) whose digits, read as an integer `m`, are
-/// at most 2**53, with at most 22 after the point. Then `m` and `10**k` are exact doubles and `m / 10**k` is
-/// the correctly rounded value (Clinger's fast path, the one `str::parse` takes too). `None`: not that case.
+/// underscore or exponent; a digit on at least one side of the point) of at most 19 digits, leading zeros
+/// included, whose digits read as an integer `m` are at most 2**53. Then the `k <= 19` digits after the point
+/// make `10**k` an exact double as well (exact up to 10**22), and `m / 10**k` is the correctly rounded value
+/// (Clinger's fast path, the one `str::parse` takes too). `None`: not that case.
 #[inline]
 fn plain_decimal(t: &[u8]) -> Option<f64> {
     let (neg, mut i) = match t.first()? {
@@ -558,6 +559,14 @@ mod tests {
         assert_eq!(plain_decimal(b".5"), Some(0.5));
         assert_eq!(plain_decimal(b"5."), Some(5.0));
         assert_eq!(plain_decimal(b"-1.3598071336738"), Some(-1.3598071336738));
+        for t in ["-.5", "+5.", "00012.5000", "-0.000", "+0", "0.000000000000000001", "900719925474099.2"] {
+            assert_eq!(plain_decimal(t.as_bytes()).map(f64::to_bits), Some(t.parse::<f64>().unwrap().to_bits()), "{t}");
+        }
+        // 19 digits whose value passes 2**53, and 20 digits: declined, and py_float still right
+        for t in ["0.1234567890123456789", "1.2345678901234567890"] {
+            assert_eq!(plain_decimal(t.as_bytes()), None, "{t}");
+            assert_eq!(py_float(t).map(f64::to_bits), Some(t.parse::<f64>().unwrap().to_bits()), "{t}");
+        }
     }
 
     #[test]

@@ -100,3 +100,87 @@ def test_progress_counts_compressed_bytes_handed_out_not_read_ahead(tmp_path):
             seen.append(_position(fh))
     assert seen == sorted(seen) and seen[-1] == size
     assert 0 < seen[0] < size // 4, "after the first read, the position is near the start, not the thread's"
+
+
+def _random_lines(n: int, seed: int = 5) -> bytes:
+    """Lines that compress poorly, so a file of a few hundred thousand of them spans many of the reader's steps."""
+    import random
+
+    rnd = random.Random(seed)
+    return b"".join(b"%d,%s\n" % (i, rnd.randbytes(24).hex().encode()) for i in range(n))
+
+
+@pytest.mark.parametrize("where", [0.2, 0.5])
+def test_in_a_large_file_the_error_names_the_first_line_not_handed_out(tmp_path, where):
+    # ~20 MB: the reader's steps are larger than 64 KiB, where a separate count of the lines before the break
+    # (with another read size) once disagreed with what was handed out by up to 222 lines
+    data = _random_lines(300_000)
+    packed = bytearray(gzip.compress(data, compresslevel=1))
+    at = int(len(packed) * where)
+    packed[at : at + 64] = b"\xff" * 64
+    path = tmp_path / "big_bad.csv.gz"
+    path.write_bytes(bytes(packed))
+    got = []
+    with open_text(path) as fh, pytest.raises(SourceError) as err:
+        for line in fh:
+            got.append(line)
+    assert got and data.startswith(b"".join(got)), "whole lines of the file's start, in order"
+    assert f"at line {len(got) + 1:,} " in str(err.value), (len(got), str(err.value))
+
+
+def test_read_all_read1_zero_and_reads_after_a_break(tmp_path):
+    data = _lines(80_000)
+    path = tmp_path / "all.jsonl.gz"
+    path.write_bytes(gzip.compress(data, compresslevel=1))
+    with open_text(path) as fh:
+        assert fh.read1(0) == b""
+        head = fh.read(10)
+        assert head + fh.read() == data and fh.read() == b""
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(data)[:50_000])
+    with open_text(cut) as fh:
+        first = fh.read()
+        assert first and data.startswith(first), "read() hands out everything before the break"
+        for _ in range(2):  # then every read raises, with the same message
+            with pytest.raises(SourceError, match="truncated"):
+                fh.read(1)
+
+
+def test_a_missing_file_fails_to_open_cleanly(tmp_path, recwarn):
+    import gc
+
+    with pytest.raises(SourceError, match="cannot read"):
+        open_text(tmp_path / "absent.csv.gz")
+    gc.collect()
+    assert not [w for w in recwarn if "_inflater" in str(w.message)]
+
+
+def test_a_forked_child_gets_an_error_rather_than_waiting_forever(tmp_path):
+    import os
+    import time
+
+    path = tmp_path / "big.jsonl.gz"
+    path.write_bytes(gzip.compress(_random_lines(400_000), compresslevel=1))
+    with open_text(path) as fh:
+        assert fh.readline().startswith(b"0,")
+        pid = os.fork()
+        if pid == 0:  # the child: no inflating thread here
+            code = 1
+            try:
+                while fh.read(1 << 20):
+                    pass
+            except SourceError as e:
+                code = 3 if "thread is gone" in str(e) else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child waited forever for its inflating thread")
+            time.sleep(0.05)
+        assert os.waitstatus_to_exitcode(status) == 3
