@@ -30,7 +30,7 @@ const NONE: Option<Val<'static>> = None;
 #[inline]
 pub fn next_line(data: &[u8], pos: usize) -> (usize, usize) {
     let rest = &data[pos..];
-    match rest.iter().position(|&c| c == b'\n' || c == b'\r') {
+    match memchr::memchr2(b'\n', b'\r', rest) {
         None => (data.len(), data.len()),
         Some(i) => {
             let e = pos + i;
