@@ -501,7 +501,6 @@ class _GzipInput(io.BufferedIOBase):
         self._inflater = _Inflater(path)
         self._buf = b""
         self._off = 0
-        self._eof = False
 
     def readable(self) -> bool:
         return True
@@ -509,17 +508,13 @@ class _GzipInput(io.BufferedIOBase):
     def _next(self, have: bool) -> bytes:
         """The inflater's next block; ``b""`` at the end, or at the break when ``have`` (unread bytes are handed out
         first, and the next call raises)."""
-        if self._eof:
-            return b""
         assert self._inflater is not None
         try:
-            block = self._inflater.next_block()
+            return self._inflater.next_block()  # b"" again and again once it has ended
         except _GZIP_ERRORS as e:
             if have:
                 return b""
             raise self._broken(e) from None
-        self._eof = not block
-        return block
 
     def _more(self, have: bool) -> bool:
         """Append the next block to the buffer's unread part (which then starts at ``_off = 0``); False if none."""
@@ -605,10 +600,7 @@ class _GzipInput(io.BufferedIOBase):
             problem = f"corrupt gzip data ({e})"
         else:
             problem = f"cannot read ({getattr(e, 'strerror', None) or e})"
-        try:  # the compressed file's position is how far the data was taken in
-            pos = self.compressed_position()
-        except (OSError, ValueError):
-            pos = size
+        pos = self.compressed_position()  # how far the compressed data was taken in: where it broke
         return SourceError(f"{self.path}: {problem} at line {lines + 1:,} (compressed byte {pos:,} of {size:,})")
 
 
@@ -623,10 +615,7 @@ def _head(path: Path) -> bytes:
 def _position(fh: IO[bytes]) -> int:
     """How far into its file ``fh`` has read: the compressed position of a ``.gz``."""
     if isinstance(fh, _GzipInput):
-        try:
-            return fh.compressed_position()
-        except (OSError, ValueError):
-            return 0
+        return fh.compressed_position()
     raw: Any = fh
     try:
         return int(raw.tell())
