@@ -8,11 +8,11 @@ bench/panel/results/<stream>__<config>.json plus the table, results/panel.md.
     python bench/panel/run.py --table-only      # rebuild results/panel.md from the result files
 
 Configurations. `default` is the embedded defaults (no -c). `--config FILE --label NAME` replays every stream with
-that file laid over the defaults (results/<stream>__NAME.json). `loo` is the leave-one-out configuration: for each
-stream, the configuration tuned on the *other* streams only (`leave_one_out_config`). Nothing is tuned yet, so for
-every stream it is the default configuration itself: run.py does not replay it again, it records the default
-result under `loo` with `"same_as": "default"`, and the table says so. When tuning starts, that function returns
-the file tuned without the stream, and the column becomes an honest held-out score.
+that file laid over the defaults (results/<stream>__NAME.json). `--tune` replays every candidate value of each
+setting in tuning.toml on every stream (results/<stream>__<label>-<value>.json, the candidate's file beside them).
+`loo` is the leave-one-out configuration: for each stream, the values tuning.toml's rule picks from the *other*
+streams' results only (`leave_one_out_config`). Every candidate was replayed on every stream, so run.py does not
+replay it again: it records under `loo` which candidate's result it is (`"same_as"`), and the table says so.
 
 Budget rule (the same for all): --budget from [panel] budget in streams.toml (0.005, the engine's default), and
 precision / recall at the budget are those of the alerts the engine raised online (report keys
@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,7 @@ sys.path.insert(0, str(HERE))
 from fetch import STREAMS, default_cache, load_streams  # noqa: E402
 
 RESULTS = HERE / "results"
+TUNING = HERE / "tuning.toml"
 METRICS = ("roc_auc", "pr_auc", "precision_at_budget", "recall_at_budget")
 
 
@@ -66,9 +68,75 @@ def stream_file(stream: dict, cache: Path, data: Path | None) -> Path:
     return (data if data is not None else shared_data()) / stream["file"]
 
 
-def leave_one_out_config(stream: dict, streams: Sequence[dict]) -> Path | None:
-    """The configuration tuned on every stream but `stream`. Nothing is tuned yet: the defaults (None)."""
-    return None
+def load_tuning(path: Path = TUNING) -> list[dict]:
+    """The settings the panel tunes, each with its candidate values (tuning.toml's ``[[tuned]]``)."""
+    if not path.exists():
+        return []
+    tuned = tomllib.loads(path.read_text()).get("tuned", [])
+    for t in tuned:
+        if not t.get("values") or "min_gain" not in t or t["key"].count(".") < 1:
+            raise SystemExit(f"{path}: each [[tuned]] needs a dotted key, values and min_gain ({t!r})")
+    return tuned
+
+
+def candidate_label(tuned: dict, value: float) -> str:
+    return f"{tuned['label']}-{value:g}"
+
+
+def candidate_config(tuned: dict, value: float, results: Path) -> Path:
+    """One candidate's configuration file (laid over the defaults), written beside its results."""
+    *tables, leaf = tuned["key"].split(".")
+    path = results / f"{candidate_label(tuned, value)}.toml"
+    path.write_text(f"# a candidate of bench/panel/tuning.toml\n[{'.'.join(tables)}]\n{leaf} = {value!r}\n")
+    return path
+
+
+class MissingResult(Exception):
+    """A candidate's result the rule needs was not replayed (``run.py --tune`` replays them all)."""
+
+
+def _roc_auc(stream: dict, results: Path, label: str) -> float:
+    f = results / f"{stream['name']}__{label}.json"
+    if not f.exists():
+        raise MissingResult(f"{f} is missing: run `python bench/panel/run.py --tune` first")
+    roc = measured(stream, json.loads(f.read_text()))["roc_auc"]
+    if roc is None:
+        raise SystemExit(f"{f} has no ROC AUC")
+    return float(roc)
+
+
+def choose(tuned: dict, streams: Sequence[dict], results: Path) -> tuple[float, list[tuple[float, float]]]:
+    """tuning.toml's rule over ``streams`` (NAB reads no detector setting and does not vote): from the first value,
+    move to the next while the mean ROC AUC over the streams gains at least ``min_gain``. The pick, and the mean
+    ROC AUC of every value (for the record)."""
+    voters = [s for s in streams if s["kind"] != "nab"]
+    if not voters:
+        raise MissingResult("no other stream to tune on")
+    means = [(v, sum(_roc_auc(s, results, candidate_label(tuned, v)) for s in voters) / len(voters))
+             for v in tuned["values"]]
+    pick, best = means[0]
+    for v, m in means[1:]:
+        if m - best < tuned["min_gain"]:
+            break
+        pick, best = v, m
+    return pick, means
+
+
+def leave_one_out_config(stream: dict, streams: Sequence[dict], results: Path = RESULTS,
+                         tuning: Sequence[dict] | None = None) -> dict | None:
+    """Which result is ``stream``'s leave-one-out score: the candidate tuning.toml's rule picks from the *other*
+    streams (``{"same_as": label, "why": ...}``), or None when nothing is tuned (then it is the default's).
+    One tuned setting per candidate result: with several, each would need the product of their values."""
+    tuning = load_tuning() if tuning is None else tuning
+    if not tuning or stream["kind"] == "nab":  # NAB reads no detector setting
+        return None
+    if len(tuning) > 1:
+        raise SystemExit("tuning.toml: the runner replays one tuned setting at a time")
+    t = tuning[0]
+    pick, means = choose(t, [o for o in streams if o is not stream], results)
+    shown = ", ".join(f"{v:g}: {m:.4f}" for v, m in means)
+    return {"same_as": candidate_label(t, pick),
+            "why": f"{t['key']} = {pick:g}, picked on the other streams (their mean ROC AUC {shown})"}
 
 
 def replay_command(stream: dict, path: Path, config: Path | None, budget: float, report: Path,
@@ -189,7 +257,9 @@ def table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget:
                 f2 = results / f"{s['name']}__{same_as}.json"
                 rep = json.loads(f2.read_text())
             m = measured(s, rep)
-            shown = f"{label} (= {same_as}: nothing tuned)" if same_as else label
+            shown = label
+            if same_as:
+                shown = f"{label} (= {same_as}{': nothing tuned' if same_as == 'default' else ''})"
             pub = published_cell(s) if label == labels[0] else "″"
             if s["kind"] == "nab":
                 lines.append(f"| {_cell(s['title'])} | {shown} | {m['events']:,} points | NAB standard "
@@ -236,6 +306,23 @@ def detector_table(streams: Sequence[dict], results: Path, label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuning_table(tuned: dict, streams: Sequence[dict], results: Path) -> str:
+    """One tuned setting's candidates on every stream (ROC AUC / AP / precision at the budget), their mean ROC AUC,
+    and the pick of tuning.toml's rule over all the streams."""
+    voters = [s for s in streams if s["kind"] != "nab"]
+    pick, means = choose(tuned, voters, results)
+    lines = [f"| `{tuned['key']}` | " + " | ".join(_cell(s["title"]) for s in voters) + " | mean ROC AUC |",
+             "|---|" + "---:|" * (len(voters) + 1)]
+    for value, mean in means:
+        cells = []
+        for s in voters:
+            m = measured(s, json.loads((results / f"{s['name']}__{candidate_label(tuned, value)}.json").read_text()))
+            cells.append(f"{_f(m['roc_auc'])} / {_f(m['pr_auc'])} / {_f(m['precision_at_budget'])}")
+        shown = f"**{value:g}** (pick)" if value == pick else f"{value:g}"
+        lines.append(f"| {shown} | " + " | ".join(cells) + f" | {mean:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget: float,
                 name: str = "panel.md") -> str:
     text = (f"Budget {budget:g} of the events for every stream; precision / recall of the engine's online alerts "
@@ -262,8 +349,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--label", help="name of the --config results (default: the file's stem)")
     ap.add_argument("--no-default", action="store_true", help="skip the default configuration")
     ap.add_argument("--leave-one-out", dest="loo", action=argparse.BooleanOptionalAction, default=True,
-                    help="also the leave-one-out configuration (default on; today it is the default itself)")
+                    help="also the leave-one-out picks (default on; from the --tune results, no replay)")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--tuning", type=Path, default=TUNING, help="the settings tuned on the panel (tuning.toml)")
+    ap.add_argument("--tune", action="store_true",
+                    help="replay every candidate value of tuning.toml on every stream (then the leave-one-out picks "
+                         "and the table)")
     ap.add_argument("--label-delay", metavar="DURATION",
                     help="labels revealed this late (replay's --label-delay) on every stream without its own; the "
                          "results are labelled '<config>+labels<DURATION>' (no NAB, no leave-one-out)")
@@ -272,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     panel, streams = load_streams(args.streams)
+    every = list(streams)  # the leave-one-out picks look at every other stream, not only those of --only
     budget = float(panel.get("budget", 0.005))
     if args.only:
         unknown = set(args.only) - {s["name"] for s in streams}
@@ -288,19 +380,37 @@ def main(argv: list[str] | None = None) -> None:
     if args.label_delay:
         streams = [s for s in streams if s["kind"] != "nab"]
 
+    if args.tune and not args.table_only:
+        for t in load_tuning(args.tuning):
+            for value in t["values"]:
+                cfg = candidate_config(t, value, args.results)
+                for s in streams:
+                    if s["kind"] == "nab":
+                        continue
+                    entry = run_stream(s, candidate_label(t, value) + suffix, cfg, budget=budget, cache=args.cache,
+                                       data=args.data, results=args.results, label_delay=args.label_delay,
+                                       label_every=args.label_every)
+                    print(f"{s['name']} [{candidate_label(t, value)}{suffix}]: {entry.get('wall_seconds')} s",
+                          file=sys.stderr)
+            pick, means = choose(t, streams, args.results)
+            print(f"{t['key']}: the panel picks {pick:g} (mean ROC AUC "
+                  + ", ".join(f"{v:g}: {m:.4f}" for v, m in means) + ")", file=sys.stderr)
+    if args.tune:
+        try:
+            text = "".join(tuning_table(t, every, args.results) + "\n" for t in load_tuning(args.tuning))
+        except MissingResult as e:
+            print(f"no tuning table yet: {e}", file=sys.stderr)
+        else:
+            (args.results / "tuning.md").write_text(
+                "Each candidate on every stream: ROC AUC / AP / precision at the budget "
+                "(`python bench/panel/run.py --tune`; the rule is in bench/panel/tuning.toml).\n\n" + text)
+            print(text, end="")
     if not args.table_only:
         for s in streams:
             for label in labels:
                 if label == "loo":
-                    cfg = leave_one_out_config(s, [o for o in streams if o is not s])
-                    if cfg is None:
-                        if (args.results / f"{s['name']}__default.json").exists():
-                            (args.results / f"{s['name']}__loo.json").write_text(
-                                json.dumps({"same_as": "default", "why": "nothing is tuned yet: the configuration "
-                                            "tuned on the other streams is the default"}, indent=1) + "\n")
-                        continue
-                else:
-                    cfg = args.config if label != "default" else None
+                    continue
+                cfg = args.config if label != "default" else None
                 entry = run_stream(s, label + suffix, cfg, budget=budget, cache=args.cache, data=args.data,
                                    results=args.results, label_delay=args.label_delay,
                                    label_every=args.label_every)
@@ -309,7 +419,22 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     print(f"{s['name']} [{label}{suffix}]: {entry['wall_seconds']} s  {entry['command']}",
                           file=sys.stderr)
+    for s in streams if "loo" in labels else []:
+        try:
+            loo = leave_one_out_config(s, [o for o in every if o["name"] != s["name"]], args.results,
+                                       load_tuning(args.tuning))
+        except MissingResult as e:
+            print(f"{s['name']}: no leave-one-out pick, {e}", file=sys.stderr)
+            continue
+        if loo is None:
+            loo = {"same_as": "default", "why": "nothing is tuned: the configuration tuned on the other streams "
+                                                "is the default"}
+            if not (args.results / f"{s['name']}__default.json").exists():
+                continue
+        (args.results / f"{s['name']}__loo.json").write_text(json.dumps(loo, indent=1) + "\n")
     labels = [label + suffix for label in labels]
+    if not labels:
+        return
     print(write_table(streams, args.results, labels, budget,
                       name=f"panel{suffix}.md" if suffix else "panel.md"), end="")
 

@@ -67,7 +67,8 @@ def panel(tmp_path_factory):
     cache.mkdir()
     _tiny_stream(cache / "tiny.csv.gz")
     (tmp / "streams.toml").write_text(STREAMS_TOML)
-    run.main(["--streams", str(tmp / "streams.toml"), "--cache", str(cache), "--results", str(results)])
+    run.main(["--streams", str(tmp / "streams.toml"), "--cache", str(cache), "--results", str(results),
+              "--tuning", str(tmp / "no-tuning.toml")])
     return results
 
 
@@ -149,3 +150,47 @@ def test_a_label_delay_reaches_every_stream_without_its_own(tmp_path):
     cmd = run.replay_command(own, tmp_path / "h.csv", None, 0.005, tmp_path / "r.json", "1h", "10m")
     assert cmd.count("--label-delay") == 1 and cmd[cmd.index("--label-delay") + 1] == "7d"
     assert "--label-delay" not in run.replay_command(plain, tmp_path / "p.csv", None, 0.005, tmp_path / "r.json")
+
+
+def _fake_results(results: Path, label: str, rocs: dict[str, dict[float, float]]) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    for name, by_value in rocs.items():
+        for value, roc in by_value.items():
+            (results / f"{name}__{label}-{value:g}.json").write_text(json.dumps({"roc_auc": roc, "pr_auc": 0.1}))
+
+
+def test_the_panel_rule_moves_while_the_mean_gains_and_leave_one_out_ignores_the_held_out_stream(tmp_path):
+    tuned = {"key": "ensemble.weights.hst", "label": "w", "values": [1.0, 0.5, 0.25], "min_gain": 0.001}
+    streams = [{"name": n, "kind": "replay"} for n in ("a", "b", "c")] + [{"name": "nab", "kind": "nab"}]
+    # a and b gain a little at 0.5 and nothing after; c gains a lot at every step (one stream's quirk)
+    _fake_results(tmp_path, "w", {"a": {1.0: 0.80, 0.5: 0.802, 0.25: 0.802},
+                                  "b": {1.0: 0.70, 0.5: 0.702, 0.25: 0.7015},
+                                  "c": {1.0: 0.60, 0.5: 0.70, 0.25: 0.80}})
+    pick, means = run.choose(tuned, streams, tmp_path)  # NAB has no result and no vote
+    assert pick == 0.25 and [v for v, _ in means] == [1.0, 0.5, 0.25]
+    assert means[0][1] == pytest.approx((0.80 + 0.70 + 0.60) / 3)
+    # without c, 0.5 gains 0.002 over 1.0 and 0.25 loses 0.00025: the others pick 0.5 for c
+    loo = run.leave_one_out_config(streams[2], [streams[0], streams[1], streams[3]], tmp_path, [tuned])
+    assert loo["same_as"] == "w-0.5" and "ensemble.weights.hst = 0.5" in loo["why"]
+    # a held out: b and c still gain at each step
+    assert run.leave_one_out_config(streams[0], streams[1:], tmp_path, [tuned])["same_as"] == "w-0.25"
+    # a gain below min_gain stops the walk
+    assert run.choose({**tuned, "min_gain": 0.05}, streams[:2], tmp_path)[0] == 1.0
+    # NAB reads no detector setting: its leave-one-out result is the default's
+    assert run.leave_one_out_config(streams[3], streams[:3], tmp_path, [tuned]) is None
+    # a missing candidate result is named, not guessed
+    (tmp_path / "b__w-0.25.json").unlink()
+    with pytest.raises(run.MissingResult, match="b__w-0.25.json"):
+        run.choose(tuned, streams, tmp_path)
+
+
+def test_candidate_config_lays_one_value_over_the_defaults(tmp_path):
+    import tomllib
+
+    tuned = {"key": "ensemble.weights.hst", "label": "hst-weight", "values": [0.0625], "min_gain": 0.001}
+    path = run.candidate_config(tuned, 0.0625, tmp_path)
+    assert path.name == "hst-weight-0.0625.toml"
+    assert tomllib.loads(path.read_text()) == {"ensemble": {"weights": {"hst": 0.0625}}}
+    # the shipped tuning file parses, and its first value is where the walk starts
+    shipped = run.load_tuning()
+    assert shipped and all(t["values"] and t["min_gain"] > 0 for t in shipped)
