@@ -32,6 +32,7 @@ import time
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -122,21 +123,52 @@ def choose(tuned: dict, streams: Sequence[dict], results: Path) -> tuple[float, 
     return pick, means
 
 
+def default_value(key: str) -> Any:
+    """The value of a dotted key in the embedded defaults (stream/defaults/riskstream.toml)."""
+    node: Any = tomllib.loads((ROOT / "stream" / "defaults" / "riskstream.toml").read_text())
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
 def leave_one_out_config(stream: dict, streams: Sequence[dict], results: Path = RESULTS,
                          tuning: Sequence[dict] | None = None) -> dict | None:
-    """Which result is ``stream``'s leave-one-out score: the candidate tuning.toml's rule picks from the *other*
-    streams (``{"same_as": label, "why": ...}``), or None when nothing is tuned (then it is the default's).
-    One tuned setting per candidate result: with several, each would need the product of their values."""
+    """``stream``'s leave-one-out configuration: for each tuned setting, the value tuning.toml's rule picks from the
+    *other* streams' candidate results (each setting's candidates were replayed with the others at their defaults).
+    None when nothing is tuned or ``stream`` reads no tuned setting (NAB): its score is the default's. Otherwise
+    ``{"picks": {key: value}, "why": ...}`` plus ``"same_as"``, the label of the result that is that configuration
+    when one was replayed already (the picks differ from the defaults in at most one setting), else ``"config"``,
+    the settings to replay."""
     tuning = load_tuning() if tuning is None else tuning
     if not tuning or stream["kind"] == "nab":  # NAB reads no detector setting
         return None
-    if len(tuning) > 1:
-        raise SystemExit("tuning.toml: the runner replays one tuned setting at a time")
-    t = tuning[0]
-    pick, means = choose(t, [o for o in streams if o is not stream], results)
-    shown = ", ".join(f"{v:g}: {m:.4f}" for v, m in means)
-    return {"same_as": candidate_label(t, pick),
-            "why": f"{t['key']} = {pick:g}, picked on the other streams (their mean ROC AUC {shown})"}
+    picks, why, differ = {}, [], []
+    for t in tuning:
+        pick, means = choose(t, streams, results)
+        picks[t["key"]] = pick
+        why.append(f"{t['key']} = {pick:g} (the other streams' mean ROC AUC "
+                   + ", ".join(f"{v:g}: {m:.4f}" for v, m in means) + ")")
+        if pick != default_value(t["key"]):
+            differ.append((t, pick))
+    out: dict[str, Any] = {"picks": picks, "why": "picked on the other streams: " + "; ".join(why)}
+    if not differ:
+        out["same_as"] = "default"
+    elif len(differ) == 1:
+        out["same_as"] = candidate_label(*differ[0])
+    else:
+        out["config"] = {t["key"]: v for t, v in differ}
+    return out
+
+
+def loo_config_file(stream: dict, settings: dict[str, Any], results: Path) -> Path:
+    """A leave-one-out configuration that no candidate replay covers (several picks differ from the defaults)."""
+    lines = ["# leave-one-out picks for " + stream["name"] + " (bench/panel/tuning.toml's rule on the other streams)"]
+    for key, value in settings.items():
+        *tables, leaf = key.split(".")
+        lines += [f"[{'.'.join(tables)}]", f"{leaf} = {value!r}"]
+    path = results / f"loo-{stream['name']}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def replay_command(stream: dict, path: Path, config: Path | None, budget: float, report: Path,
@@ -352,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="also the leave-one-out picks (default on; from the --tune results, no replay)")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--tuning", type=Path, default=TUNING, help="the settings tuned on the panel (tuning.toml)")
+    ap.add_argument("--setting", action="append", metavar="KEY",
+                    help="with --tune: replay only this tuned setting's candidates (repeatable)")
     ap.add_argument("--tune", action="store_true",
                     help="replay every candidate value of tuning.toml on every stream (then the leave-one-out picks "
                          "and the table)")
@@ -382,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.tune and not args.table_only:
         for t in load_tuning(args.tuning):
+            if args.setting and t["key"] not in args.setting:
+                continue
             for value in t["values"]:
                 cfg = candidate_config(t, value, args.results)
                 for s in streams:
@@ -395,6 +431,9 @@ def main(argv: list[str] | None = None) -> None:
             pick, means = choose(t, streams, args.results)
             print(f"{t['key']}: the panel picks {pick:g} (mean ROC AUC "
                   + ", ".join(f"{v:g}: {m:.4f}" for v, m in means) + ")", file=sys.stderr)
+            if pick != default_value(t["key"]):
+                print(f"{t['key']}: the defaults say {default_value(t['key'])!r}, not the panel's pick",
+                      file=sys.stderr)
     if args.tune:
         try:
             text = "".join(tuning_table(t, every, args.results) + "\n" for t in load_tuning(args.tuning))
@@ -429,8 +468,18 @@ def main(argv: list[str] | None = None) -> None:
         if loo is None:
             loo = {"same_as": "default", "why": "nothing is tuned: the configuration tuned on the other streams "
                                                 "is the default"}
-            if not (args.results / f"{s['name']}__default.json").exists():
+        if "config" in loo:  # picks no candidate replay covers: replay them
+            if args.table_only:
                 continue
+            cfg = loo_config_file(s, loo.pop("config"), args.results)
+            entry = run_stream(s, "loo", cfg, budget=budget, cache=args.cache, data=args.data, results=args.results)
+            report = json.loads((args.results / f"{s['name']}__loo.json").read_text())
+            report["loo"] = loo
+            (args.results / f"{s['name']}__loo.json").write_text(json.dumps(report, indent=1) + "\n")
+            print(f"{s['name']} [loo]: {entry.get('wall_seconds')} s", file=sys.stderr)
+            continue
+        if not (args.results / f"{s['name']}__{loo['same_as']}.json").exists():
+            continue
         (args.results / f"{s['name']}__loo.json").write_text(json.dumps(loo, indent=1) + "\n")
     labels = [label + suffix for label in labels]
     if not labels:

@@ -178,6 +178,20 @@ def test_the_panel_rule_moves_while_the_mean_gains_and_leave_one_out_ignores_the
     assert run.choose({**tuned, "min_gain": 0.05}, streams[:2], tmp_path)[0] == 1.0
     # NAB reads no detector setting: its leave-one-out result is the default's
     assert run.leave_one_out_config(streams[3], streams[:3], tmp_path, [tuned]) is None
+    # two tuned settings, each picked away from its default on the other streams: a configuration to replay
+    other = {"key": "ensemble.calibration_window", "label": "cw", "values": [20000, 50000], "min_gain": 0.001}
+    _fake_results(tmp_path, "cw", {"a": {20000: 0.80, 50000: 0.81}, "b": {20000: 0.70, 50000: 0.71},
+                                   "c": {20000: 0.60, 50000: 0.60}})
+    both = run.leave_one_out_config(streams[2], [streams[0], streams[1]], tmp_path, [tuned, other])
+    assert both["config"] == {"ensemble.weights.hst": 0.5, "ensemble.calibration_window": 50000}
+    assert "same_as" not in both
+    cfg = run.loo_config_file(streams[2], both["config"], tmp_path)
+    import tomllib
+
+    assert tomllib.loads(cfg.read_text()) == {"ensemble": {"weights": {"hst": 0.5}, "calibration_window": 50000}}
+    # a pick equal to the default value is the default's result
+    at_default = {**other, "values": [run.default_value("ensemble.calibration_window")]}
+    assert run.leave_one_out_config(streams[2], streams[:2], tmp_path, [at_default])["same_as"] == "default"
     # a missing candidate result is named, not guessed
     (tmp_path / "b__w-0.25.json").unlink()
     with pytest.raises(run.MissingResult, match="b__w-0.25.json"):
