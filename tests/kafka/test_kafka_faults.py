@@ -87,7 +87,7 @@ def test_fuzzed_records_through_run_are_dead_lettered_with_their_bytes_and_the_a
     from stream.sim.junk import junk_records, split_refused
 
     refused, _ = split_refused(junk_records(simulate(SimConfig(events=500, seed=4)), n=1_500, seed=9))
-    sc = scenario(events=4_000, seed=17, poison=refused)
+    sc = scenario(events=12_000, seed=17, poison=refused)
     sc.start("p1")
     sc.wait_done()
     sc.stop_all()
