@@ -96,39 +96,61 @@ class MissingResult(Exception):
     """A candidate's result the rule needs was not replayed (``run.py --tune`` replays them all)."""
 
 
-def _roc_auc(stream: dict, results: Path, label: str) -> float:
+def _measure(stream: dict, results: Path, label: str) -> tuple[float, float]:
+    """ROC AUC and AP of one stream's result (the handbook's by its protocol)."""
     f = results / f"{stream['name']}__{label}.json"
     if not f.exists():
         raise MissingResult(f"{f} is missing: run `python bench/panel/run.py --tune` first")
-    roc = measured(stream, json.loads(f.read_text()))["roc_auc"]
-    if roc is None:
-        raise SystemExit(f"{f} has no ROC AUC")
-    return float(roc)
+    m = measured(stream, json.loads(f.read_text()))
+    if m["roc_auc"] is None or m["pr_auc"] is None:
+        raise MissingResult(f"{f} has no ROC AUC or AP")
+    return float(m["roc_auc"]), float(m["pr_auc"])
+
+
+#: The panel's standing tolerance for a change to a default (since the cold-start detector joined): no stream's
+#: ROC AUC may fall by more than this, nor its AP by more than this fraction of it.
+ROC_AUC_TOLERANCE = 0.005
+AP_TOLERANCE = 0.05
 
 
 def choose(tuned: dict, streams: Sequence[dict], results: Path) -> tuple[float, list[tuple[float, float]]]:
     """tuning.toml's rule over ``streams`` (NAB reads no detector setting and does not vote): from the first value,
-    move to the next while the mean ROC AUC over the streams gains at least ``min_gain``. The pick, and the mean
-    ROC AUC of every value (for the record)."""
+    move to the next while the mean ROC AUC over the streams gains at least ``min_gain`` over the value picked so
+    far and no stream falls below the first value's figures by more than the panel's tolerance (ROC AUC
+    ``ROC_AUC_TOLERANCE``, AP ``AP_TOLERANCE`` of it). The pick, and the mean ROC AUC of every value."""
     voters = [s for s in streams if s["kind"] != "nab"]
     if not voters:
         raise MissingResult("no other stream to tune on")
-    means = [(v, sum(_roc_auc(s, results, candidate_label(tuned, v)) for s in voters) / len(voters))
-             for v in tuned["values"]]
+    figures = {v: [_measure(s, results, candidate_label(tuned, v)) for s in voters] for v in tuned["values"]}
+    means = [(v, sum(roc for roc, _ in figures[v]) / len(voters)) for v in tuned["values"]]
+    start = figures[tuned["values"][0]]
     pick, best = means[0]
     for v, m in means[1:]:
         if m - best < tuned["min_gain"]:
+            break
+        if any(roc < roc0 - ROC_AUC_TOLERANCE or ap < ap0 * (1 - AP_TOLERANCE)
+               for (roc, ap), (roc0, ap0) in zip(figures[v], start, strict=True)):
             break
         pick, best = v, m
     return pick, means
 
 
 def default_value(key: str) -> Any:
-    """The value of a dotted key in the embedded defaults (stream/defaults/riskstream.toml)."""
+    """The value of a dotted key in the embedded defaults (stream/defaults/riskstream.toml); None when the file
+    leaves it to the component's own default."""
     node: Any = tomllib.loads((ROOT / "stream" / "defaults" / "riskstream.toml").read_text())
     for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
         node = node[part]
     return node
+
+
+def current_value(tuned: dict) -> Any:
+    """The value in force: the defaults file's, else the first candidate (tuning.toml lists the setting as it was
+    before the panel tuned it first)."""
+    v = default_value(tuned["key"])
+    return tuned["values"][0] if v is None else v
 
 
 def leave_one_out_config(stream: dict, streams: Sequence[dict], results: Path = RESULTS,
@@ -148,7 +170,7 @@ def leave_one_out_config(stream: dict, streams: Sequence[dict], results: Path = 
         picks[t["key"]] = pick
         why.append(f"{t['key']} = {pick:g} (the other streams' mean ROC AUC "
                    + ", ".join(f"{v:g}: {m:.4f}" for v, m in means) + ")")
-        if pick != default_value(t["key"]):
+        if pick != current_value(t):
             differ.append((t, pick))
     out: dict[str, Any] = {"picks": picks, "why": "picked on the other streams: " + "; ".join(why)}
     if not differ:
@@ -431,9 +453,8 @@ def main(argv: list[str] | None = None) -> None:
             pick, means = choose(t, streams, args.results)
             print(f"{t['key']}: the panel picks {pick:g} (mean ROC AUC "
                   + ", ".join(f"{v:g}: {m:.4f}" for v, m in means) + ")", file=sys.stderr)
-            if pick != default_value(t["key"]):
-                print(f"{t['key']}: the defaults say {default_value(t['key'])!r}, not the panel's pick",
-                      file=sys.stderr)
+            if pick != current_value(t):
+                print(f"{t['key']}: the defaults say {current_value(t)!r}, not the panel's pick", file=sys.stderr)
     if args.tune:
         try:
             text = "".join(tuning_table(t, every, args.results) + "\n" for t in load_tuning(args.tuning))

@@ -174,6 +174,16 @@ def test_the_panel_rule_moves_while_the_mean_gains_and_leave_one_out_ignores_the
     assert loo["same_as"] == "w-0.5" and "ensemble.weights.hst = 0.5" in loo["why"]
     # a held out: b and c still gain at each step
     assert run.leave_one_out_config(streams[0], streams[1:], tmp_path, [tuned])["same_as"] == "w-0.25"
+    # a value that lifts the mean through one stream while another falls beyond the panel's tolerance stops the
+    # walk (ROC AUC -0.005 or AP -5 % of the first value's): one stream's quirk does not make a default
+    quirk = {**tuned, "label": "q"}
+    _fake_results(tmp_path, "q", {"a": {1.0: 0.80, 0.5: 0.79, 0.25: 0.79}, "b": {1.0: 0.70, 0.5: 0.70, 0.25: 0.70},
+                                  "c": {1.0: 0.60, 0.5: 0.75, 0.25: 0.76}})
+    assert run.choose(quirk, streams, tmp_path)[0] == 1.0
+    (tmp_path / "a__q-0.5.json").write_text(json.dumps({"roc_auc": 0.796, "pr_auc": 0.1}))  # within -0.005
+    assert run.choose(quirk, streams, tmp_path)[0] == 0.5
+    (tmp_path / "a__q-0.5.json").write_text(json.dumps({"roc_auc": 0.80, "pr_auc": 0.094}))  # AP -6 %
+    assert run.choose(quirk, streams, tmp_path)[0] == 1.0
     # a gain below min_gain stops the walk
     assert run.choose({**tuned, "min_gain": 0.05}, streams[:2], tmp_path)[0] == 1.0
     # NAB reads no detector setting: its leave-one-out result is the default's
