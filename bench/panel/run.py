@@ -418,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --label-delay: the labels arrive in drops every DURATION (replay's --label-every)")
     args = ap.parse_args(argv)
 
+    if args.tune and args.label_delay:
+        raise SystemExit("--tune picks on the panel without labels (the rule reads those results); drop --label-delay")
     panel, streams = load_streams(args.streams)
     every = list(streams)  # the leave-one-out picks look at every other stream, not only those of --only
     budget = float(panel.get("budget", 0.005))
@@ -450,7 +452,11 @@ def main(argv: list[str] | None = None) -> None:
                                        label_every=args.label_every)
                     print(f"{s['name']} [{candidate_label(t, value)}{suffix}]: {entry.get('wall_seconds')} s",
                           file=sys.stderr)
-            pick, means = choose(t, streams, args.results)
+            try:
+                pick, means = choose(t, streams, args.results)
+            except MissingResult as e:
+                print(f"{t['key']}: no pick, {e}", file=sys.stderr)
+                continue
             print(f"{t['key']}: the panel picks {pick:g} (mean ROC AUC "
                   + ", ".join(f"{v:g}: {m:.4f}" for v, m in means) + ")", file=sys.stderr)
             if pick != current_value(t):
