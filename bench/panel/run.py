@@ -23,6 +23,7 @@ has no ROC AUC; their row shows the NAB standard score instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -84,11 +85,23 @@ def candidate_label(tuned: dict, value: float) -> str:
     return f"{tuned['label']}-{value:g}"
 
 
+def settings_toml(settings: dict[str, Any], comment: str) -> str:
+    """Dotted-key settings as a TOML file laid over the defaults, each table once (TOML refuses a table defined
+    twice, so two keys of ``[ensemble.weights]`` go under one header)."""
+    tables: dict[str, list[str]] = {}
+    for key, value in settings.items():
+        table, leaf = key.rsplit(".", 1)
+        tables.setdefault(table, []).append(f"{leaf} = {value!r}")
+    lines = [f"# {comment}"]
+    for table, rows in tables.items():
+        lines += [f"[{table}]", *rows]
+    return "\n".join(lines) + "\n"
+
+
 def candidate_config(tuned: dict, value: float, results: Path) -> Path:
     """One candidate's configuration file (laid over the defaults), written beside its results."""
-    *tables, leaf = tuned["key"].split(".")
     path = results / f"{candidate_label(tuned, value)}.toml"
-    path.write_text(f"# a candidate of bench/panel/tuning.toml\n[{'.'.join(tables)}]\n{leaf} = {value!r}\n")
+    path.write_text(settings_toml({tuned["key"]: value}, "a candidate of bench/panel/tuning.toml"))
     return path
 
 
@@ -135,10 +148,15 @@ def choose(tuned: dict, streams: Sequence[dict], results: Path) -> tuple[float, 
     return pick, means
 
 
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "stream" / "defaults" / "riskstream.toml").read_text())
+
+
 def default_value(key: str) -> Any:
     """The value of a dotted key in the embedded defaults (stream/defaults/riskstream.toml); None when the file
     leaves it to the component's own default."""
-    node: Any = tomllib.loads((ROOT / "stream" / "defaults" / "riskstream.toml").read_text())
+    node: Any = _defaults()
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -184,12 +202,9 @@ def leave_one_out_config(stream: dict, streams: Sequence[dict], results: Path = 
 
 def loo_config_file(stream: dict, settings: dict[str, Any], results: Path) -> Path:
     """A leave-one-out configuration that no candidate replay covers (several picks differ from the defaults)."""
-    lines = ["# leave-one-out picks for " + stream["name"] + " (bench/panel/tuning.toml's rule on the other streams)"]
-    for key, value in settings.items():
-        *tables, leaf = key.split(".")
-        lines += [f"[{'.'.join(tables)}]", f"{leaf} = {value!r}"]
     path = results / f"loo-{stream['name']}.toml"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(settings_toml(settings, f"leave-one-out picks for {stream['name']} (bench/panel/tuning.toml's "
+                                            "rule on the other streams)"))
     return path
 
 
@@ -438,8 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.label_delay:
         streams = [s for s in streams if s["kind"] != "nab"]
 
+    tuning = load_tuning(args.tuning)
     if args.tune and not args.table_only:
-        for t in load_tuning(args.tuning):
+        for t in tuning:
             if args.setting and t["key"] not in args.setting:
                 continue
             for value in t["values"]:
@@ -463,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{t['key']}: the defaults say {current_value(t)!r}, not the panel's pick", file=sys.stderr)
     if args.tune:
         try:
-            text = "".join(tuning_table(t, every, args.results) + "\n" for t in load_tuning(args.tuning))
+            text = "".join(tuning_table(t, every, args.results) + "\n" for t in tuning)
         except MissingResult as e:
             print(f"no tuning table yet: {e}", file=sys.stderr)
         else:
@@ -487,8 +503,7 @@ def main(argv: list[str] | None = None) -> None:
                           file=sys.stderr)
     for s in streams if "loo" in labels else []:
         try:
-            loo = leave_one_out_config(s, [o for o in every if o["name"] != s["name"]], args.results,
-                                       load_tuning(args.tuning))
+            loo = leave_one_out_config(s, [o for o in every if o["name"] != s["name"]], args.results, tuning)
         except MissingResult as e:
             print(f"{s['name']}: no leave-one-out pick, {e}", file=sys.stderr)
             continue

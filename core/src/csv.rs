@@ -189,8 +189,8 @@ fn plain_decimal(t: &[u8]) -> Option<f64> {
         }
         i += 1;
     }
-    let k = after.unwrap_or(0);
-    if digits == 0 || m > 1 << 53 || k > 22 {
+    let k = after.unwrap_or(0); // at most `digits`, so at most 19: POW10[k] is in range and exact
+    if digits == 0 || m > 1 << 53 {
         return None;
     }
     let x = m as f64 / POW10[k];

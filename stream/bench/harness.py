@@ -512,10 +512,17 @@ class Scenario:
             cks = self.checkpoints()
         except Exception:  # noqa: BLE001 - a checkpoint being replaced; the next poll reads it
             return False
-        return sorted(cks) == list(range(PARTITIONS)) and all(
-            ck is not None and all(off == self.end[TopicPartition(t, u)] for t, off in ck.offsets.items())
-            for u, ck in cks.items()
-        )
+        return sorted(cks) == list(range(PARTITIONS)) and self._state_behind(cks) is None
+
+    def _state_behind(self, cks: dict[int, Any]) -> str | None:
+        """The first unit whose saved offsets are not the end of its input (``unit U TOPIC: OFFSET``), or None."""
+        for unit, ck in cks.items():
+            if ck is None:
+                return f"unit {unit}: no checkpoint"
+            for topic, off in ck.offsets.items():
+                if off != self.end[TopicPartition(topic, unit)]:
+                    return f"unit {unit} {topic}: {off}"
+        return None
 
     def wait_progress(self, fraction: float, timeout: float = 120.0) -> float:
         wait_until(
@@ -592,9 +599,8 @@ class Scenario:
 
         cks = checkpoints(self.state_dir, self.topics.group)
         assert sorted(cks) == list(range(PARTITIONS))
-        for unit, ck in cks.items():
-            for topic, off in ck.offsets.items():
-                assert off == self.end[TopicPartition(topic, unit)], f"unit {unit} {topic}: {off}"
+        behind = self._state_behind(cks)
+        assert behind is None, behind
         # Engine state counts every order and login it absorbed: each exactly once, across crashes and moves.
         assert sum(ck.events for ck in cks.values()) == self.produced.scored
 

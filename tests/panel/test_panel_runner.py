@@ -218,3 +218,14 @@ def test_candidate_config_lays_one_value_over_the_defaults(tmp_path):
     # the shipped tuning file parses, and its first value is where the walk starts
     shipped = run.load_tuning()
     assert shipped and all(t["values"] and t["min_gain"] > 0 for t in shipped)
+
+
+def test_settings_of_one_table_share_its_header():
+    import tomllib
+
+    # two picks under [ensemble.weights]: TOML refuses the table twice, so the file must name it once
+    text = run.settings_toml({"ensemble.weights.hst": 0.25, "ensemble.calibration_window": 50000,
+                              "ensemble.weights.coldstart": 0.5}, "picks")
+    assert text.startswith("# picks\n") and text.count("[ensemble.weights]") == 1
+    assert tomllib.loads(text) == {"ensemble": {"weights": {"hst": 0.25, "coldstart": 0.5},
+                                                "calibration_window": 50000}}
