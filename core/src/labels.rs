@@ -7,18 +7,18 @@
 //!
 //! Same bounds and order as Python's `OrderedDict`: insertion order (a re-put id moves to the back), `max_size`
 //! items at most (oldest out first), and items older than the watermark minus `ttl` popped from the front. The
-//! order is a doubly linked list over a slab of nodes; the index maps an id to its node (the id's one heap copy
-//! is shared by both through an `Arc<str>`).
+//! order is a doubly linked list over a slab of nodes; the index ([`IdIndex`]) maps an id's hash to its node,
+//! which holds the id's one heap copy.
 
 // `!(x > 0.0)` is Python's test, NaN included: kept as written.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Kind;
+use crate::idindex::IdIndex;
 use crate::links::EntityIds;
 
 const NIL: u32 = u32::MAX;
@@ -127,7 +127,7 @@ pub struct LabelStore {
     tail: u32,
     len: usize,
     #[serde(skip)]
-    index: FxHashMap<Arc<str>, u32>,
+    index: IdIndex,
 }
 
 impl LabelStore {
@@ -151,7 +151,7 @@ impl LabelStore {
             head: NIL,
             tail: NIL,
             len: 0,
-            index: FxHashMap::default(),
+            index: IdIndex::default(),
         })
     }
 
@@ -178,7 +178,9 @@ impl LabelStore {
         }
         let ids = OwnedIds::new(ids);
         let row = row.map(|r| r.to_vec().into_boxed_slice());
-        if let Some(&n) = self.index.get(event_id) {
+        let h = IdIndex::hash(event_id);
+        let nodes = &self.nodes;
+        if let Some(n) = self.index.get(h, event_id, |n| &nodes[n as usize].key) {
             // the same key keeps its node (and its one copy of the id); a replayed id moves to the back
             self.unlink(n);
             let node = &mut self.nodes[n as usize];
@@ -200,7 +202,7 @@ impl LabelStore {
                     (self.nodes.len() - 1) as u32
                 }
             };
-            self.index.insert(key, n);
+            self.index.insert_new(h, n);
             self.push_back(n);
             self.len += 1;
         }
@@ -218,7 +220,8 @@ impl LabelStore {
     /// The stored facts of `event_id` with label `y` (any nonzero `y` is 1), removed from the store; `None` if
     /// unknown or expired.
     pub fn join(&mut self, event_id: &str, y: i64) -> Option<Joined> {
-        let Some(n) = self.index.remove(event_id) else {
+        let nodes = &self.nodes;
+        let Some(n) = self.index.remove(IdIndex::hash(event_id), event_id, |n| &nodes[n as usize].key) else {
             self.missed += 1;
             return None;
         };
@@ -253,7 +256,7 @@ impl LabelStore {
                 })
                 .sum::<usize>()
             + self.free.capacity() * 4
-            + self.index.capacity() * (size_of::<(Arc<str>, u32)>() + 1)
+            + self.index.heap_bytes()
     }
 
     /// The event ids held, oldest first.
@@ -276,7 +279,8 @@ impl LabelStore {
             bincode::deserialize(bytes).map_err(|e| format!("label store state does not load: {e}"))?;
         let mut n = s.head;
         while n != NIL {
-            s.index.insert(s.nodes[n as usize].key.clone(), n);
+            let key = &s.nodes[n as usize].key;
+            s.index.insert_new(IdIndex::hash(key), n);
             n = s.nodes[n as usize].next;
         }
         Ok(s)
@@ -287,8 +291,10 @@ impl LabelStore {
         while self.head != NIL {
             let n = self.head;
             if self.len > self.max_size || self.nodes[n as usize].ts < cut {
-                let key = self.nodes[n as usize].key.clone();
-                self.index.remove(&*key);
+                let nodes = &self.nodes;
+                let key: &str = &nodes[n as usize].key;
+                let gone = self.index.remove(IdIndex::hash(key), key, |m| &nodes[m as usize].key);
+                debug_assert_eq!(gone, Some(n));
                 self.take(n);
                 self.expired += 1;
             } else {

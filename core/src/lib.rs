@@ -13,6 +13,7 @@ mod py_csv;
 pub mod engine;
 mod py_engine;
 pub mod event;
+pub mod idindex;
 pub mod labels;
 pub mod links;
 mod py_links;

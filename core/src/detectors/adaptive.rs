@@ -9,10 +9,13 @@
 //!
 //! The AUC's rank sum is a sum of half-integers far below 2^52, exact in any order, so it equals numpy's.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
-use rustc_hash::FxHashMap;
+use serde::de::{Deserializer, Error as _};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
+
+use crate::idindex::IdIndex;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WeightAdapter {
@@ -21,11 +24,8 @@ pub struct WeightAdapter {
     window: usize,
     refresh_every: u64,
     max_pending: usize,
-    /// event id -> (insertion number, evidence vector)
-    pending: FxHashMap<String, (u64, Vec<f32>)>,
-    /// `(insertion number, event id)` in insertion order; entries whose id was learned (or re-remembered under
-    /// a newer number) are stale and skipped
-    queue: VecDeque<(u64, String)>,
+    /// The evidence waiting for its label, in insertion order.
+    pending: Pending,
     next: u64,
     /// per class, `window` vectors of `d` floats, written round-robin
     rings: [Vec<f32>; 2],
@@ -127,6 +127,165 @@ fn average_precision(keys: &[u64], n_pos: usize) -> f64 {
     acc / n_pos as f64
 }
 
+/// An event's evidence waiting for its label: its id, insertion number and `-ln p` vector.
+#[derive(Clone, Debug)]
+struct Slot {
+    id: String,
+    seq: u64,
+    live: bool,
+    ev: Box<[f32]>,
+}
+
+/// event id -> (insertion number, evidence vector), in a slab whose freed slots (and their id and vector
+/// buffers) are reused, with `queue`, the `(insertion number, slot)` pairs in insertion order: entries whose
+/// slot was learned, evicted or reused under a newer number are stale and skipped.
+///
+/// Serialised as the map `id -> (number, vector)` then the queue of `(number, id)` (the state format of the
+/// two fields it replaced), the queue without its stale entries: they change no result.
+#[derive(Clone, Debug, Default)]
+struct Pending {
+    index: IdIndex,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    queue: VecDeque<(u64, u32)>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn find(&self, h: u64, id: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.index.get(h, id, |s| &slots[s as usize].id)
+    }
+
+    /// Add `id` (absent) under number `seq`; its vector to fill.
+    fn insert(&mut self, h: u64, id: &str, seq: u64, d: usize) -> &mut [f32] {
+        let s = match self.free.pop() {
+            Some(s) => {
+                let slot = &mut self.slots[s as usize];
+                slot.id.clear();
+                slot.id.push_str(id);
+                slot.seq = seq;
+                slot.live = true;
+                s
+            }
+            None => {
+                self.slots.push(Slot { id: id.to_owned(), seq, live: true, ev: vec![0.0; d].into_boxed_slice() });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert_new(h, s);
+        self.queue.push_back((seq, s));
+        &mut self.slots[s as usize].ev
+    }
+
+    /// Drop slot `s` (indexed under its id).
+    fn release(&mut self, s: u32) {
+        let slots = &self.slots;
+        let id: &str = &slots[s as usize].id;
+        let gone = self.index.remove(IdIndex::hash(id), id, |t| &slots[t as usize].id);
+        debug_assert_eq!(gone, Some(s));
+        self.slots[s as usize].live = false;
+        self.free.push(s);
+    }
+
+    /// Remove `id`; its evidence vector (until the slot is reused).
+    fn take(&mut self, id: &str) -> Option<&[f32]> {
+        let slots = &self.slots;
+        let s = self.index.remove(IdIndex::hash(id), id, |t| &slots[t as usize].id)?;
+        self.slots[s as usize].live = false;
+        self.free.push(s);
+        Some(&self.slots[s as usize].ev)
+    }
+
+    fn current(&self, (n, s): (u64, u32)) -> bool {
+        let slot = &self.slots[s as usize];
+        slot.live && slot.seq == n
+    }
+
+    /// Drop the oldest ids until `max` are left.
+    fn evict_to(&mut self, max: usize) {
+        while self.len() > max {
+            let e = self.queue.pop_front().expect("every pending id is queued");
+            if self.current(e) {
+                self.release(e.1);
+            }
+        }
+    }
+
+    /// Drop the stale queue entries once they outnumber the live ones, so the queue stays within twice the
+    /// pending ids.
+    fn compact(&mut self) {
+        if self.queue.len() > 2 * self.len() + 1024 {
+            let slots = &self.slots;
+            self.queue.retain(|&(n, s)| slots[s as usize].live && slots[s as usize].seq == n);
+        }
+    }
+}
+
+struct MapView<'a>(&'a Pending);
+
+impl Serialize for MapView<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut m = ser.serialize_map(Some(p.len()))?;
+        for &e in &p.queue {
+            if p.current(e) {
+                let slot = &p.slots[e.1 as usize];
+                m.serialize_entry(slot.id.as_str(), &(slot.seq, &*slot.ev))?;
+            }
+        }
+        m.end()
+    }
+}
+
+struct QueueView<'a>(&'a Pending);
+
+impl Serialize for QueueView<'_> {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut q = ser.serialize_seq(Some(p.len()))?;
+        for &e in &p.queue {
+            if p.current(e) {
+                q.serialize_element(&(e.0, p.slots[e.1 as usize].id.as_str()))?;
+            }
+        }
+        q.end()
+    }
+}
+
+impl Serialize for Pending {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut t = ser.serialize_tuple(2)?;
+        t.serialize_element(&MapView(self))?;
+        t.serialize_element(&QueueView(self))?;
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pending {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        type State = (HashMap<String, (u64, Vec<f32>)>, VecDeque<(u64, String)>);
+        let (mut map, queue): State = Deserialize::deserialize(d)?;
+        let mut p = Pending::default();
+        for (n, id) in queue {
+            if map.get(&id).is_some_and(|e| e.0 == n) {
+                let (_, ev) = map.remove(&id).expect("just read");
+                let s = p.slots.len() as u32;
+                p.index.insert_new(IdIndex::hash(&id), s);
+                p.slots.push(Slot { id, seq: n, live: true, ev: ev.into_boxed_slice() });
+                p.queue.push_back((n, s));
+            }
+        }
+        if let Some(id) = map.keys().next() {
+            return Err(D::Error::custom(format!("adaptive weights: pending event {id:?} is not queued")));
+        }
+        Ok(p)
+    }
+}
+
 impl WeightAdapter {
     pub fn new(prior: Vec<f64>, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize,
                precision: bool) -> Self {
@@ -141,8 +300,7 @@ impl WeightAdapter {
             window,
             refresh_every,
             max_pending,
-            pending: FxHashMap::default(),
-            queue: VecDeque::new(),
+            pending: Pending::default(),
             next: 0,
             rings: [vec![0.0; window * d], vec![0.0; window * d]],
             filled: [0, 0],
@@ -167,40 +325,32 @@ impl WeightAdapter {
     pub fn remember(&mut self, event_id: &str, p: &[f64]) {
         let d = self.prior.len();
         debug_assert_eq!(p.len(), d);
-        if let Some(entry) = self.pending.get_mut(event_id) {
+        let h = IdIndex::hash(event_id);
+        let ev = match self.pending.find(h, event_id) {
             // an id remembered again keeps its place (Python's OrderedDict assignment)
-            for (slot, &pv) in entry.1.iter_mut().zip(p) {
-                *slot = (-pv.ln()) as f32;
+            Some(s) => &mut self.pending.slots[s as usize].ev,
+            None => {
+                self.next += 1;
+                self.pending.insert(h, event_id, self.next - 1, d)
             }
-        } else {
-            let vec: Vec<f32> = p.iter().map(|&pv| (-pv.ln()) as f32).collect();
-            self.pending.insert(event_id.to_owned(), (self.next, vec));
-            self.queue.push_back((self.next, event_id.to_owned()));
-            self.next += 1;
+        };
+        for (slot, &pv) in ev.iter_mut().zip(p) {
+            *slot = (-pv.ln()) as f32;
         }
-        while self.pending.len() > self.max_pending {
-            let (n, id) = self.queue.pop_front().expect("every pending id is queued");
-            if self.pending.get(&id).is_some_and(|e| e.0 == n) {
-                self.pending.remove(&id);
-            }
-        }
-        if self.queue.len() > 2 * self.pending.len() + 1024 {
-            // drop the stale entries of learned ids, so the queue stays within twice the pending map
-            let pending = &self.pending;
-            self.queue.retain(|(n, id)| pending.get(id).is_some_and(|e| e.0 == *n));
-        }
+        self.pending.evict_to(self.max_pending);
+        self.pending.compact();
     }
 
     /// A label arrived for `event_id`: whether this adapter had its evidence (then it is learned, and the weights
     /// may change).
     pub fn learn(&mut self, event_id: &str, y: bool) -> bool {
-        let Some((_, vec)) = self.pending.remove(event_id) else {
+        let Some(vec) = self.pending.take(event_id) else {
             return false;
         };
         let c = y as usize;
         let d = self.prior.len();
         let at = (self.filled[c] % self.window as u64) as usize * d;
-        self.rings[c][at..at + d].copy_from_slice(&vec);
+        self.rings[c][at..at + d].copy_from_slice(vec);
         self.filled[c] += 1;
         self.labels += 1;
         if self.labels.is_multiple_of(self.refresh_every) {
@@ -324,6 +474,51 @@ mod tests {
     }
 
     #[test]
+    fn pending_reads_the_state_format_of_a_map_and_a_queue() {
+        // the two fields this store replaced: a map id -> (number, vector), then the queue with a stale entry
+        // (e1 learned) and e0 re-remembered in place
+        let mut map: HashMap<String, (u64, Vec<f32>)> = HashMap::new();
+        map.insert("e0".into(), (0, vec![1.5]));
+        map.insert("e2".into(), (2, vec![2.5]));
+        let queue: VecDeque<(u64, String)> = [(0, "e0"), (1, "e1"), (2, "e2")].iter().map(|&(n, id)| (n, id.to_owned())).collect();
+        let bytes = bincode::serialize(&(&map, &queue)).unwrap();
+        let p: Pending = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.slots[p.find(IdIndex::hash("e2"), "e2").unwrap() as usize].ev[..], [2.5]);
+        assert!(p.find(IdIndex::hash("e1"), "e1").is_none());
+        // written back: the same map and the queue without its stale entry
+        let (m2, q2): (HashMap<String, (u64, Vec<f32>)>, VecDeque<(u64, String)>) =
+            bincode::deserialize(&bincode::serialize(&p).unwrap()).unwrap();
+        assert_eq!(m2, map);
+        assert_eq!(q2, [(0, "e0".to_owned()), (2, "e2".to_owned())]);
+        // a pending id missing from the queue is refused
+        let bytes = bincode::serialize(&(&map, &VecDeque::<(u64, String)>::new())).unwrap();
+        assert!(bincode::deserialize::<Pending>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_restored_adapter_continues_as_the_uninterrupted_one() {
+        let p = |i: u32| [0.5 / (1 + i % 7) as f64, 0.9 / (1 + i % 3) as f64];
+        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 50, 10, 40, true);
+        let mut b: Option<WeightAdapter> = None;
+        for i in 0..400u32 {
+            for x in [&mut a].into_iter().chain(b.as_mut()) {
+                x.remember(&format!("e{i}"), &p(i));
+                if i >= 5 && i % 3 != 0 {
+                    x.learn(&format!("e{}", i - 5), i % 4 == 0);
+                }
+            }
+            if i == 150 {
+                b = Some(bincode::deserialize(&bincode::serialize(&a).unwrap()).unwrap());
+            }
+        }
+        let b = b.unwrap();
+        assert_eq!(a.weights(), b.weights());
+        assert_eq!(a.pending(), b.pending());
+        assert_eq!(bincode::serialize(&a).unwrap(), bincode::serialize(&b).unwrap());
+    }
+
+    #[test]
     fn pending_is_bounded_and_drops_the_oldest_first() {
         let mut a = WeightAdapter::new(vec![1.0], 20, 10, 5, 3, false);
         for i in 0..5 {
@@ -340,6 +535,6 @@ mod tests {
             a.remember(&id, &[0.5]);
             a.learn(&id, i % 2 == 0);
         }
-        assert!(a.queue.len() <= 2 * a.pending() + 1025);
+        assert!(a.pending.queue.len() <= 2 * a.pending() + 1025);
     }
 }
