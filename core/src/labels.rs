@@ -33,7 +33,7 @@ pub struct OwnedIds {
 
 impl OwnedIds {
     pub fn new(ids: &EntityIds) -> Self {
-        let mut buf = String::new();
+        let mut buf = String::with_capacity(ids.ids.iter().flatten().map(|s| s.len()).sum());
         let mut ends = [0u32; 6];
         let mut present = 0u8;
         for (i, id) in ids.ids.iter().enumerate() {
