@@ -173,6 +173,19 @@ def test_a_rules_pack_under_another_section_name_is_checked_too(tmp_path):
         load_settings(cfg, env={})
 
 
+def test_a_tuned_default_stated_at_its_old_value_hashes_as_before():
+    """The z-score's window entered the defaults at 4096 where the detector's 2048 had applied unstated: stated at
+    2048 the configuration is the one of before, with its hash (the defaults' before the change, and every
+    config pinned "as measured"); any other value is a new configuration."""
+    base = default_settings()
+    assert base.data["detectors"]["zscore"]["window"] == 4096
+    old = base.replace({"detectors.zscore.window": 2048, "ensemble.weights.hst": 0.0625})  # the defaults before
+    assert old.config_hash == "1817d66d99b852a3" != base.config_hash
+    assert "window" not in old.detection_dict()["detectors"]["zscore"]
+    assert base.replace({"detectors.zscore.window": 8192}).config_hash not in {old.config_hash, base.config_hash}
+    assert old.replace({"engine.budget": 0.01}).config_hash == "be39b5b56329a274"
+
+
 def test_options_added_later_leave_the_hash_alone_while_off():
     """Every option added after alert ids were first issued stays out of the hash at its off/default value (so old
     alert ids keep matching a replay) and changes it once set."""
@@ -189,9 +202,11 @@ def test_options_added_later_leave_the_hash_alone_while_off():
     # (a blind detector keeps its weight) that decides differently once labels arrive: the previous defaults
     # (bench/panel/before-priors.toml) therefore have a new hash, not 7f93a8a49d93b52b; without adaptive weights
     # nothing of that applies, and the hash (and every alert id) is the one before adaptive weights
-    # (and HST weighs 1/16 since the panel tuned it: the weight is a setting like any, in the hash)
+    # (and HST weighs 1/16 and the z-score's window is 4096 since the panel tuned them: settings like any, in the
+    # hash)
     before = base.replace({"ensemble.risk": "rank", "detectors.priors.enabled": False,
-                           "ensemble.adaptive.measure": "auc", "ensemble.weights.hst": 1.0})
+                           "ensemble.adaptive.measure": "auc", "ensemble.weights.hst": 1.0,
+                           "detectors.zscore.window": 2048})
     assert before.config_hash == "fbe896e76dc535c7" != "7f93a8a49d93b52b"
     assert load_settings(Path(__file__).parents[2] / "bench/panel/before-priors.toml").config_hash == before.config_hash
     fixed = before.replace({"ensemble.adaptive.enabled": False})
