@@ -322,13 +322,16 @@ def table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget:
                 continue
             rep = json.loads(f.read_text())
             same_as = rep.get("same_as")
+            # a leave-one-out whose picks are the defaults' (tuned, the same on the other streams) or that has no
+            # pick at all (nothing tuned, or NAB, which reads no tuned setting)
+            why = "" if same_as != "default" else ": the same picks" if rep.get("picks") else ": nothing tuned"
             if same_as:
                 f2 = results / f"{s['name']}__{same_as}.json"
                 rep = json.loads(f2.read_text())
             m = measured(s, rep)
             shown = label
             if same_as:
-                shown = f"{label} (= {same_as}{': nothing tuned' if same_as == 'default' else ''})"
+                shown = f"{label} (= {same_as}{why})"
             pub = published_cell(s) if label == labels[0] else "″"
             if s["kind"] == "nab":
                 lines.append(f"| {_cell(s['title'])} | {shown} | {m['events']:,} points | NAB standard "

@@ -125,6 +125,21 @@ def test_table_formatting_of_protocol_nab_and_ceiling(tmp_path):
     assert "| N | default | 42 points | NAB standard **67.99** | — | — | — | m: NAB 70.1 |" in text
 
 
+def test_a_leave_one_out_equal_to_the_defaults_says_whether_anything_was_tuned(tmp_path):
+    """A held-out stream whose picks on the other streams are the defaults' is "the same picks"; one with no pick
+    (nothing tuned, or NAB) is "nothing tuned"."""
+    report = {"events": 10, "positives": 1, "labelled_events": 10, "roc_auc": 0.9, "pr_auc": 0.5,
+              "precision_at_budget": 0.1, "recall_at_budget": 1.0, "alerts": 1}
+    for name in ("a", "b"):
+        (tmp_path / f"{name}__default.json").write_text(json.dumps(report))
+    (tmp_path / "a__loo.json").write_text(json.dumps({"same_as": "default", "picks": {"x.y": 1.0}, "why": "..."}))
+    (tmp_path / "b__loo.json").write_text(json.dumps({"same_as": "default", "why": "nothing is tuned"}))
+    streams = [{"name": "a", "title": "A", "kind": "replay"}, {"name": "b", "title": "B", "kind": "replay"}]
+    text = run.table(streams, tmp_path, ["default", "loo"], 0.1)
+    assert "| A | loo (= default: the same picks) | 10 (1) | 0.900 |" in text
+    assert "| B | loo (= default: nothing tuned) | 10 (1) | 0.900 |" in text
+
+
 def test_fetch_checks_the_git_blob_id():
     assert fetch.git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
 
