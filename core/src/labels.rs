@@ -190,8 +190,7 @@ impl LabelStore {
             node.row = row;
             self.push_back(n);
         } else {
-            let key: Arc<str> = Arc::from(event_id);
-            let node = Node { key: key.clone(), prev: NIL, next: NIL, ts, kind: kind as u8, ids, row };
+            let node = Node { key: Arc::from(event_id), prev: NIL, next: NIL, ts, kind: kind as u8, ids, row };
             let n = match self.free.pop() {
                 Some(n) => {
                     self.nodes[n as usize] = node;
