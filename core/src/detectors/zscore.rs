@@ -383,8 +383,9 @@ impl RobustZScore {
                 for v in vals.iter_mut() {
                     *v = (*v - mv).abs(); // in ring order: the mean is a pairwise sum over it
                 }
-                meanad = pairwise_sum(vals) / n as f64;
-                mad = median(vals, &mut self.keys);
+                mad = median(vals, &mut self.keys); // selects on a keyed copy: `vals` keeps its ring order
+                // the mean absolute deviation is the scale only where the MAD is not positive: summed only then
+                meanad = if mad > 0.0 { 0.0 } else { pairwise_sum(vals) / n as f64 };
                 med = mv;
             }
             self.med[f] = med;
