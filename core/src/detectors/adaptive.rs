@@ -187,29 +187,33 @@ impl Pending {
         let id: &str = &slots[s as usize].id;
         let gone = self.index.remove(IdIndex::hash(id), id, |t| &slots[t as usize].id);
         debug_assert_eq!(gone, Some(s));
-        self.slots[s as usize].live = false;
-        self.free.push(s);
+        self.vacate(s);
     }
 
     /// Remove `id`; its evidence vector (until the slot is reused).
     fn take(&mut self, id: &str) -> Option<&[f32]> {
         let slots = &self.slots;
         let s = self.index.remove(IdIndex::hash(id), id, |t| &slots[t as usize].id)?;
-        self.slots[s as usize].live = false;
-        self.free.push(s);
+        self.vacate(s);
         Some(&self.slots[s as usize].ev)
     }
 
-    fn current(&self, (n, s): (u64, u32)) -> bool {
-        let slot = &self.slots[s as usize];
-        slot.live && slot.seq == n
+    /// Free slot `s`, already out of the index (its buffers stay for the next id).
+    fn vacate(&mut self, s: u32) {
+        self.slots[s as usize].live = false;
+        self.free.push(s);
+    }
+
+    /// The pending ids' `(number, slot)` in insertion order (the queue without its stale entries).
+    fn live(&self) -> impl Iterator<Item = (u64, &Slot)> {
+        self.queue.iter().filter(|&&e| current(&self.slots, e)).map(|&(n, s)| (n, &self.slots[s as usize]))
     }
 
     /// Drop the oldest ids until `max` are left.
     fn evict_to(&mut self, max: usize) {
         while self.len() > max {
             let e = self.queue.pop_front().expect("every pending id is queued");
-            if self.current(e) {
+            if current(&self.slots, e) {
                 self.release(e.1);
             }
         }
@@ -220,22 +224,24 @@ impl Pending {
     fn compact(&mut self) {
         if self.queue.len() > 2 * self.len() + 1024 {
             let slots = &self.slots;
-            self.queue.retain(|&(n, s)| slots[s as usize].live && slots[s as usize].seq == n);
+            self.queue.retain(|&e| current(slots, e));
         }
     }
+}
+
+/// Whether queue entry `(n, s)` is slot `s`'s current id (not learned, evicted or reused since).
+fn current(slots: &[Slot], (n, s): (u64, u32)) -> bool {
+    let slot = &slots[s as usize];
+    slot.live && slot.seq == n
 }
 
 struct MapView<'a>(&'a Pending);
 
 impl Serialize for MapView<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let p = self.0;
-        let mut m = ser.serialize_map(Some(p.len()))?;
-        for &e in &p.queue {
-            if p.current(e) {
-                let slot = &p.slots[e.1 as usize];
-                m.serialize_entry(slot.id.as_str(), &(slot.seq, &*slot.ev))?;
-            }
+        let mut m = ser.serialize_map(Some(self.0.len()))?;
+        for (n, slot) in self.0.live() {
+            m.serialize_entry(slot.id.as_str(), &(n, &*slot.ev))?;
         }
         m.end()
     }
@@ -245,12 +251,9 @@ struct QueueView<'a>(&'a Pending);
 
 impl Serialize for QueueView<'_> {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        let p = self.0;
-        let mut q = ser.serialize_seq(Some(p.len()))?;
-        for &e in &p.queue {
-            if p.current(e) {
-                q.serialize_element(&(e.0, p.slots[e.1 as usize].id.as_str()))?;
-            }
+        let mut q = ser.serialize_seq(Some(self.0.len()))?;
+        for (n, slot) in self.0.live() {
+            q.serialize_element(&(n, slot.id.as_str()))?;
         }
         q.end()
     }
