@@ -23,7 +23,6 @@ has no ROC AUC; their row shows the NAB standard score instead.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import re
@@ -40,6 +39,8 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
 from fetch import STREAMS, default_cache, load_streams  # noqa: E402
+
+from stream.config import DEFAULTS  # noqa: E402  (the embedded defaults, parsed once by the package)
 
 RESULTS = HERE / "results"
 TUNING = HERE / "tuning.toml"
@@ -148,15 +149,10 @@ def choose(tuned: dict, streams: Sequence[dict], results: Path) -> tuple[float, 
     return pick, means
 
 
-@functools.cache
-def _defaults() -> dict[str, Any]:
-    return tomllib.loads((ROOT / "stream" / "defaults" / "riskstream.toml").read_text())
-
-
 def default_value(key: str) -> Any:
     """The value of a dotted key in the embedded defaults (stream/defaults/riskstream.toml); None when the file
     leaves it to the component's own default."""
-    node: Any = _defaults()
+    node: Any = DEFAULTS
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
