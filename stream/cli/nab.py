@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import itertools
 import platform
 import shlex
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,57 @@ def _params(specs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _grid(path: str, base: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The candidates of a grid file (TOML, a list of values per RateDetector parameter): name -> overrides."""
+    from detectors.rate import RateDetector
+
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"--grid {path}: {e}") from None
+    if not doc:
+        raise ConfigError(f"--grid {path}: no parameters")
+    axes: list[list[tuple[str, Any]]] = []
+    for name, values in doc.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"--grid {path}: {name} must be a non-empty list of values, got {values!r}")
+        axis = []
+        for v in values:
+            value = tuple(v) if isinstance(v, list) else v
+            try:
+                RateDetector(**{**base, name: value})
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"--grid {path}: {name} = {v!r}: {e}") from None
+            axis.append((name, value))
+        axes.append(axis)
+    return {" ".join(f"{k}={orjson.dumps(v).decode()}" for k, v in combo): dict(combo)
+            for combo in itertools.product(*axes)}
+
+
+def _cross_validate(data: Path, config: dict[str, Any], grid_path: str, err: Any) -> dict[str, Any]:
+    """Run every candidate of the grid on NAB and cross-validate them by category (``nabmod.cross_validate``)."""
+    from detectors.rate import RateDetector
+    from stream.eval import nab as nabmod
+
+    candidates = _grid(grid_path, config)
+    full = RateDetector(**config)._get_params()
+    prefer = next((k for k, over in candidates.items()
+                   if RateDetector(**{**config, **over})._get_params() == full), None)
+    corpus = nabmod.load_corpus(data)
+    scores: dict[str, dict[str, Any]] = {}
+    started = time.perf_counter()
+    with err.status("cross-validating") as status:
+        for i, (name, over) in enumerate(candidates.items(), 1):
+            status.update(f"candidate {i}/{len(candidates)}: {name}")
+            params = {**config, **over}
+            scores[name] = nabmod.corpus_scores(lambda p=params: RateDetector(**p), corpus)
+        status.update("choosing on the other categories")
+        cv = nabmod.cross_validate(corpus, scores, nabmod.load_profiles(data), prefer=prefer)
+    err.print(f"{len(candidates)} candidates run and cross-validated in {time.perf_counter() - started:.0f} s")
+    return {"grid": grid_path, "candidates": {k: {n: list(v) if isinstance(v, tuple) else v for n, v in o.items()}
+                                              for k, o in candidates.items()}, **cv}
+
+
 @click.command("nab")
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="NAB data folder (default: nab/ in $RISKSTREAM_DATA, else in ../shared/data beside the "
@@ -45,9 +98,12 @@ def _params(specs: tuple[str, ...]) -> dict[str, Any]:
               help="Also score a published detector (numenta, randomCutForest, ... or 'all') from its shipped "
                    "per-point scores with the same scorer, beside NAB's scoreboard.")
 @click.option("--per-file", is_flag=True, help="Put each series' standard-profile score in the JSON.")
+@click.option("--grid", "grid_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Also cross-validate the parameters of this grid (TOML: a list of values per parameter; "
+                   "bench/nab/grid.toml): each NAB category is scored with the candidate chosen on the others.")
 @fail_cleanly
 def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], published: tuple[str, ...],
-        per_file: bool) -> None:
+        per_file: bool, grid_path: str | None) -> None:
     """Run the rate detector on all 58 NAB series and score it with NAB's windowed scoring.
 
     \b
@@ -72,6 +128,8 @@ def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], publishe
         raise ConfigError(f"--param: {e}") from None
 
     err = Console(stderr=True, highlight=False)
+    if grid_path:
+        _grid(grid_path, config)  # a bad grid fails before anything runs
     with err.status("running the rate detector on NAB") as status:
         result = nabmod.run_nab(lambda: RateDetector(**config), data, per_file=per_file,
                                 on_series=lambda name, n: status.update(f"rate detector: {name} ({n} points)"))
@@ -105,10 +163,15 @@ def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], publishe
     click.echo(f"rate: standard profile {std['score']:.2f} (threshold {std['threshold']}), "
                f"{std['windows_detected']}/{std['windows']} windows detected, {std['fp']} false-positive points; "
                f"{result['points'] / max(result['seconds'], 1e-9):,.0f} points/s")
+    cv: dict[str, Any] | None = None
+    if grid_path:
+        cv = _cross_validate(data, config, grid_path, err)
+        _print_cross_validation(cv, out_console)
     if out:
         words = ["riskstream", "nab"] + (["--data", data_dir] if data_dir else []) + ["--out", out]
         words += [w for spec in params for w in ("--param", spec)]
         words += [w for d in published for w in ("--published", d)] + (["--per-file"] if per_file else [])
+        words += ["--grid", grid_path] if grid_path else []
         doc = {
             "command": " ".join(shlex.quote(w) for w in words),
             "detector": {"name": "rate", "params": full},
@@ -116,6 +179,33 @@ def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], publishe
             "published": comparison,
             "python": platform.python_version(),
         }
+        if cv is not None:
+            doc["cross_validation"] = cv
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         click.echo(f"wrote {out}", err=True)
+
+
+def _print_cross_validation(cv: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="Leave one category out: each category scored with the candidate chosen on the other six "
+                        "(standard profile)", title_justify="left")
+    for col, justify in (("held-out category", "left"), ("series", "right"), ("windows", "right"),
+                         ("chosen on the others", "left"), ("its score there", "right")):
+        table.add_column(col, justify=justify)
+    prefer = cv["prefer"]
+    for c, fold in cv["folds"].items():
+        pick = "(the defaults)" if fold["pick"] == prefer else fold["pick"]
+        table.add_row(c, str(fold["series"]), str(fold["windows"]), pick, f"{fold['train_score']:.2f}")
+    console.print(table)
+    scores = cv["in_sample"]["standard"]
+    top = max(scores, key=lambda k: (scores[k], k == prefer))
+    default = f"the defaults {scores[prefer]:.2f}, " if prefer is not None else ""
+    click.echo(f"chosen on all of NAB (in sample): {default}the best candidate {scores[top]:.2f} ({top})")
+    click.echo(f"held out by category, standard profile: parameters held out "
+               f"{cv['parameters_held_out']['standard']['score']:.2f}, parameters and threshold held out "
+               f"{cv['all_held_out']['standard']['score']:.2f}")
+    if prefer is not None:
+        click.echo(f"the defaults everywhere, each category at the threshold chosen on the others: "
+                   f"{cv['prefer_all_held_out']['standard']['score']:.2f}")

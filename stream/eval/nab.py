@@ -56,6 +56,9 @@ from stream.errors import SourceError
 from stream.eval.data import shared_data_dir
 
 __all__ = [
+    "category",
+    "corpus_scores",
+    "cross_validate",
     "default_data_dir",
     "PROFILES",
     "FileScore",
@@ -410,6 +413,94 @@ class NabScorer:
         return float(thresholds[best]), float(raw[best])
 
 
+# --- choosing parameters without the series they are scored on ----------------------------------------------------
+
+
+def category(name: str) -> str:
+    """A series' NAB category: the folder of its name (``realTweets`` for ``realTweets/Twitter_volume_FB.csv``)."""
+    return name.split("/", 1)[0] if "/" in name else ""
+
+
+def cross_validate(corpus: Sequence[NabSeries], candidates: Mapping[str, Mapping[str, np.ndarray]],
+                   profiles: Mapping[str, Profile], *, select: str = "standard",
+                   prefer: str | None = None) -> dict[str, Any]:
+    """Leave one NAB category out: choose a detector's parameters on the other categories, score them on it.
+
+    ``candidates`` maps a candidate's name to its per-point scores of every series (one run of the detector with
+    those parameters). For each category, the candidate with the best ``select``-profile corpus score over the
+    *other* categories (each at its own optimised threshold) is that category's pick; ties go to ``prefer``, else
+    to the first candidate. Two held-out figures per profile come out, both normalised over the whole corpus:
+
+    * ``parameters_held_out``: every series scored with its category's pick, one threshold for the corpus from
+      NAB's optimiser (NAB's protocol for the threshold, as on its scoreboard, with parameters never chosen on
+      the series scored);
+    * ``all_held_out``: each category scored at the threshold its pick had on the other categories, so no
+      choice, parameter or threshold, has seen the series it is scored on.
+
+    ``in_sample`` is each candidate's own corpus score (threshold optimised), what choosing on all of NAB gives.
+    With ``prefer``, ``prefer_all_held_out`` is the preferred candidate (the defaults) kept everywhere, each
+    category cut at the threshold it has on the others: the baseline the ``all_held_out`` figure is read against.
+    """
+    corpus = list(corpus)
+    names = list(candidates)
+    if not names:
+        raise ValueError("no candidates to cross-validate")
+    if prefer is not None and prefer not in candidates:
+        raise ValueError(f"the preferred candidate {prefer!r} is not among the candidates")
+    if select not in profiles:
+        raise ValueError(f"no profile {select!r} to select on; profiles: {', '.join(profiles)}")
+    cats = list(dict.fromkeys(category(s.name) for s in corpus))
+    if len(cats) < 2:
+        raise ValueError("cross-validation needs series of at least two categories")
+    order = ([prefer] if prefer is not None else []) + [k for k in names if k != prefer]
+
+    def best(scorer: NabScorer) -> tuple[str, float, float]:
+        found: tuple[str, float, float] | None = None
+        for k in order:  # a strict improvement only: ties keep the earlier (preferred) candidate
+            threshold, raw = scorer.optimize(candidates[k])
+            if found is None or raw > found[2]:
+                found = (k, threshold, raw)
+        assert found is not None
+        return found
+
+    full = {p: NabScorer(corpus, prof) for p, prof in profiles.items()}
+    folds: dict[str, dict[str, Any]] = {}
+    for c in cats:
+        train = [s for s in corpus if category(s.name) != c]
+        pick, _, raw = best(NabScorer(train, profiles[select]))
+        train_scorers = {p: NabScorer(train, prof) for p, prof in profiles.items()}
+        thresholds = {p: train_scorers[p].optimize(candidates[pick])[0] for p in profiles}
+        folds[c] = {
+            "pick": pick,
+            "series": sum(1 for s in corpus if category(s.name) == c),
+            "windows": sum(len(s.windows) for s in corpus if category(s.name) == c),
+            "train_score": train_scorers[select].normalize(raw),
+            "thresholds": {p: _json_threshold(t) for p, t in thresholds.items()},
+        }
+    mixed = {s.name: candidates[folds[category(s.name)]["pick"]][s.name] for s in corpus}
+    out: dict[str, Any] = {"select": select, "prefer": prefer, "folds": folds,
+                           "parameters_held_out": {}, "all_held_out": {}, "in_sample": {}}
+    for p, scorer in full.items():
+        threshold, raw = scorer.optimize(mixed)
+        out["parameters_held_out"][p] = {"threshold": _json_threshold(threshold), "score": scorer.normalize(raw)}
+        held = 0.0
+        for s in corpus:
+            fold = folds[category(s.name)]
+            t = fold["thresholds"][p]
+            held += scorer.score_file(s.name, mixed[s.name], math.inf if t is None else t).score
+        out["all_held_out"][p] = {"score": scorer.normalize(held)}
+        if prefer is not None:
+            base = 0.0
+            for c in cats:
+                train = NabScorer([s for s in corpus if category(s.name) != c], profiles[p])
+                t, _ = train.optimize(candidates[prefer])
+                base += sum(scorer.score_file(s.name, candidates[prefer][s.name], t).score
+                            for s in corpus if category(s.name) == c)
+            out.setdefault("prefer_all_held_out", {})[p] = {"score": scorer.normalize(base)}
+        out["in_sample"][p] = {k: scorer.normalize(scorer.optimize(candidates[k])[1]) for k in names}
+    return out
+
+
 # --- running detectors ---------------------------------------------------------------------------------------------
 
 
@@ -428,6 +519,17 @@ def detector_scores(detector_factory: Callable[[], Detector], series: NabSeries,
     if not np.isfinite(out).all():
         raise ValueError(f"{series.name}: the detector returned non-finite scores")
     return out
+
+
+def corpus_scores(detector_factory: Callable[[], Detector], corpus: Sequence[NabSeries], feature: str = "value",
+                  *, on_series: Callable[[str, int], None] | None = None) -> dict[str, np.ndarray]:
+    """:func:`detector_scores` for every series of the corpus, a fresh detector each: series name -> scores."""
+    scores: dict[str, np.ndarray] = {}
+    for s in corpus:
+        scores[s.name] = detector_scores(detector_factory, s, feature)
+        if on_series is not None:
+            on_series(s.name, len(s))
+    return scores
 
 
 def _json_threshold(t: float) -> float | None:
@@ -486,11 +588,7 @@ def run_nab(detector_factory: Callable[[], Detector], data_dir: str | Path | Non
     corpus = load_corpus(data_dir)
     profiles = load_profiles(data_dir)
     started = time.perf_counter()
-    scores: dict[str, np.ndarray] = {}
-    for s in corpus:
-        scores[s.name] = detector_scores(detector_factory, s, feature)
-        if on_series is not None:
-            on_series(s.name, len(s))
+    scores = corpus_scores(detector_factory, corpus, feature, on_series=on_series)
     seconds = time.perf_counter() - started
     return {
         "detector": repr(detector_factory()),

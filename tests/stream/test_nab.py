@@ -27,6 +27,7 @@ from stream.eval.nab import (
     NabScorer,
     NabSeries,
     Profile,
+    cross_validate,
     evaluate,
     load_corpus,
     load_profiles,
@@ -161,6 +162,52 @@ def test_the_published_scoreboard_is_reproduced_from_the_shipped_scores(corpus):
         assert (got.tp, got.tn, got.fp, got.fn) == (int(r["TP"]), int(r["TN"]), int(r["FP"]), int(r["FN"])), r
 
 
+# --- leave one category out ------------------------------------------------------------------------------------
+
+
+def _three_categories():
+    """Three categories of one series each (a window at rows 60-69), and two candidates: ``good_ab`` finds the
+    windows of ``a`` and ``b`` and only a false positive in ``c``; ``good_c`` finds only ``c``'s."""
+    corpus = [_series(100, [(60, 69)], f"{c}/s.csv") for c in "abc"]
+    candidates = {
+        "good_ab": {"a/s.csv": _at(100, 60), "b/s.csv": _at(100, 60), "c/s.csv": _at(100, 30)},
+        "good_c": {"a/s.csv": _at(100), "b/s.csv": _at(100), "c/s.csv": _at(100, 60)},
+    }
+    return corpus, candidates
+
+
+def test_each_category_is_scored_with_the_candidate_chosen_on_the_others():
+    corpus, candidates = _three_categories()
+    cv = cross_validate(corpus, candidates, {"standard": STANDARD}, prefer="good_ab")
+    # On all three, good_ab wins (2 windows, 1 missed, 1 false positive: 0.89 against -1). Without a, good_ab
+    # has b's window against c's miss and false positive (-0.11), good_c has c's window against b's miss (0).
+    assert cv["in_sample"]["standard"]["good_ab"] == pytest.approx(100 * (0.89 + 3) / 6)
+    assert {c: f["pick"] for c, f in cv["folds"].items()} == {"a": "good_c", "b": "good_c", "c": "good_ab"}
+    assert cv["folds"]["a"]["train_score"] == pytest.approx(100 * (0 + 2) / 4)
+    # Held out, a and b get good_c's nothing and c good_ab's false positive: the corpus' best threshold then is
+    # to detect nothing (raw -3, the null score).
+    assert cv["parameters_held_out"]["standard"]["score"] == pytest.approx(0.0)
+    # With the threshold held out too, each category is cut at 1.0, its pick's threshold on the others: a and b
+    # miss (-1 each), c misses and pays its false positive before the window (-1.11).
+    assert cv["folds"]["c"]["thresholds"]["standard"] == 1.0
+    assert cv["all_held_out"]["standard"]["score"] == pytest.approx(100 * (-3.11 + 3) / 6)
+    # good_ab kept everywhere: a and b at the threshold good_ab has on the others (1.0) find their windows, c
+    # (threshold 1.0 on a and b) misses and pays its false positive.
+    assert cv["prefer_all_held_out"]["standard"]["score"] == pytest.approx(100 * (0.89 + 3) / 6)
+
+
+def test_ties_go_to_the_preferred_candidate_and_bad_calls_are_refused():
+    corpus, candidates = _three_categories()
+    twins = {"first": candidates["good_ab"], "second": candidates["good_ab"]}
+    assert {f["pick"] for f in cross_validate(corpus, twins, {"standard": STANDARD})["folds"].values()} == {"first"}
+    cv = cross_validate(corpus, twins, {"standard": STANDARD}, prefer="second")
+    assert {f["pick"] for f in cv["folds"].values()} == {"second"}
+    with pytest.raises(ValueError, match="at least two categories"):
+        cross_validate(corpus[:1], {"x": candidates["good_ab"]}, {"standard": STANDARD})
+    with pytest.raises(ValueError, match="not among the candidates"):
+        cross_validate(corpus, candidates, {"standard": STANDARD}, prefer="nope")
+
+
 # --- the rate detector through the CLI ------------------------------------------------------------------------
 
 
@@ -190,3 +237,44 @@ def test_riskstream_nab_refuses_a_bad_parameter():
     result = CliRunner().invoke(cli, ["nab", "--param", "history=0"])
     assert result.exit_code == 2
     assert "history must be a positive integer" in result.output
+
+
+def test_riskstream_nab_refuses_a_bad_grid_before_running(tmp_path):
+    from stream.cli import cli
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text("history = [4000, 0]\n")
+    result = CliRunner().invoke(cli, ["nab", "--grid", str(grid)])
+    assert result.exit_code == 2
+    assert "history = 0" in result.output and "history must be a positive integer" in result.output
+    grid.write_text("history = 4000\n")
+    result = CliRunner().invoke(cli, ["nab", "--grid", str(grid)])
+    assert result.exit_code == 2 and "must be a non-empty list" in result.output
+
+
+@needs_data
+def test_riskstream_nab_cross_validates_a_grid_by_category(tmp_path):
+    from stream.cli import cli
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text("history = [8000, 16000]\n")
+    out = tmp_path / "nab.json"
+    result = CliRunner().invoke(cli, ["nab", "--grid", str(grid), "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    doc = orjson.loads(out.read_bytes())
+    cv = doc["cross_validation"]
+    assert cv["prefer"] == "history=8000"  # the defaults' candidate
+    assert set(cv["candidates"]) == {"history=8000", "history=16000"}
+    # The defaults' candidate, scored on all of NAB, is the plain run's score.
+    std = doc["rate"]["profiles"]["standard"]["score"]
+    assert cv["in_sample"]["standard"]["history=8000"] == pytest.approx(std, abs=1e-9)
+    assert len(cv["folds"]) == 7 and sum(f["series"] for f in cv["folds"].values()) == 58
+    assert sum(f["windows"] for f in cv["folds"].values()) == 116
+    # history 16000 scores below 8000 on each set of six categories, so every category gets 8000: held out, the score
+    # is then the defaults' own, threshold and all.
+    assert {f["pick"] for f in cv["folds"].values()} == {"history=8000"}
+    assert cv["parameters_held_out"]["standard"]["score"] == pytest.approx(std, abs=1e-9)
+    # Every pick is the defaults', so the held-out thresholds give the defaults' own held-out baseline.
+    assert cv["all_held_out"]["standard"]["score"] == pytest.approx(cv["prefer_all_held_out"]["standard"]["score"])
+    assert cv["all_held_out"]["standard"]["score"] < std  # a category cut at the others' threshold loses a little
+    assert "held out by category" in result.output
