@@ -13,6 +13,8 @@ setting in tuning.toml on every stream (results/<stream>__<label>-<value>.json, 
 `loo` is the leave-one-out configuration: for each stream, the values tuning.toml's rule picks from the *other*
 streams' results only (`leave_one_out_config`). Every candidate was replayed on every stream, so run.py does not
 replay it again: it records under `loo` which candidate's result it is (`"same_as"`), and the table says so.
+NAB's `loo` is `riskstream nab --grid ../nab/grid.toml`: each of NAB's seven categories scored with the rate
+detector's parameters chosen on the other six (its defaults were chosen on NAB, so its default row is in sample).
 
 Budget rule (the same for all): --budget from [panel] budget in streams.toml (0.005, the engine's default), and
 precision / recall at the budget are those of the alerts the engine raised online (report keys
@@ -44,6 +46,8 @@ from stream.config import DEFAULTS  # noqa: E402  (the embedded defaults, parsed
 
 RESULTS = HERE / "results"
 TUNING = HERE / "tuning.toml"
+#: The rate detector's candidates, cross-validated by NAB category for NAB's leave-one-out row.
+NAB_GRID = HERE.parent / "nab" / "grid.toml"
 METRICS = ("roc_auc", "pr_auc", "precision_at_budget", "recall_at_budget")
 
 
@@ -217,9 +221,11 @@ def replay_command(stream: dict, path: Path, config: Path | None, budget: float,
     return [*cmd, "-q", "--report", str(report)]
 
 
-def nab_command(report: Path, data: Path | None) -> list[str]:
+def nab_command(report: Path, data: Path | None, grid: Path | None = None) -> list[str]:
     out = report.relative_to(ROOT) if report.is_relative_to(ROOT) else report  # run from ROOT; the file says so
     cmd = [*riskstream_command(), "nab", "--out", str(out)]
+    if grid is not None:
+        cmd += ["--grid", str(grid.relative_to(ROOT) if grid.is_relative_to(ROOT) else grid)]
     return cmd + (["--data", str(data / "nab")] if data is not None else [])
 
 
@@ -242,10 +248,11 @@ _SAFE = re.compile(r"[A-Za-z0-9_./=,:$@%+-]+")
 
 
 def run_stream(stream: dict, label: str, config: Path | None, *, budget: float, cache: Path, data: Path | None,
-               results: Path, label_delay: str | None = None, label_every: str | None = None) -> dict:
+               results: Path, label_delay: str | None = None, label_every: str | None = None,
+               nab_grid: Path | None = None) -> dict:
     report = results / f"{stream['name']}__{label}.json"
     if stream["kind"] == "nab":
-        cmd = nab_command(report, data)
+        cmd = nab_command(report, data, nab_grid)
     else:
         path = stream_file(stream, cache, data)
         if not path.exists():
@@ -271,7 +278,8 @@ def _f(x: float | None, nd: int = 3) -> str:
 def measured(stream: dict, report: dict) -> dict:
     """The table's numbers from one report (replay or nab)."""
     if stream["kind"] == "nab":
-        std = report["rate"]["profiles"]["standard"]
+        cv = report.get("cross_validation")  # leave-one-out: parameters chosen on the other categories
+        std = cv["parameters_held_out"]["standard"] if cv else report["rate"]["profiles"]["standard"]
         return {"nab_standard": std["score"], "events": report["rate"].get("points")}
     ev = report.get("eval") or {}
     proto = ev.get("handbook_protocol") or {}
@@ -330,6 +338,8 @@ def table(streams: Sequence[dict], results: Path, labels: Sequence[str], budget:
                 shown = f"{label} (= {same_as}{why})"
             pub = published_cell(s) if label == labels[0] else "″"
             if s["kind"] == "nab":
+                if rep.get("cross_validation"):
+                    shown = f"{label} (each category with the parameters chosen on the other six)"
                 lines.append(f"| {_cell(s['title'])} | {shown} | {m['events']:,} points | NAB standard "
                              f"**{m['nab_standard']:.2f}** | — | — | — | {pub} |")
                 continue
@@ -501,6 +511,12 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{s['name']} [{label}{suffix}]: {entry['wall_seconds']} s  {entry['command']}",
                           file=sys.stderr)
     for s in streams if "loo" in labels else []:
+        if s["kind"] == "nab":  # NAB reads no tuned setting: its own parameters, cross-validated by category
+            if not args.table_only:
+                entry = run_stream(s, "loo", None, budget=budget, cache=args.cache, data=args.data,
+                                   results=args.results, nab_grid=NAB_GRID)
+                print(f"{s['name']} [loo]: {entry['wall_seconds']} s  {entry['command']}", file=sys.stderr)
+            continue
         try:
             loo = leave_one_out_config(s, [o for o in every if o["name"] != s["name"]], args.results, tuning)
         except MissingResult as e:

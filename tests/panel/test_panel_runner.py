@@ -125,6 +125,24 @@ def test_table_formatting_of_protocol_nab_and_ceiling(tmp_path):
     assert "| N | default | 42 points | NAB standard **67.99** | — | — | — | m: NAB 70.1 |" in text
 
 
+def test_nab_leave_one_out_is_the_rate_detector_cross_validated_by_category(tmp_path):
+    """NAB's loo row is `riskstream nab --grid`: the score with each category's parameters chosen on the others,
+    not the in-sample default's."""
+    (tmp_path / "n__default.json").write_text(json.dumps(
+        {"rate": {"points": 42, "profiles": {"standard": {"score": 67.994}}}}))
+    (tmp_path / "n__loo.json").write_text(json.dumps(
+        {"rate": {"points": 42, "profiles": {"standard": {"score": 67.994}}},
+         "cross_validation": {"parameters_held_out": {"standard": {"score": 67.004}}}}))
+    streams = [{"name": "n", "title": "N", "kind": "nab"}]
+    text = run.table(streams, tmp_path, ["default", "loo"], 0.005)
+    assert "| N | default | 42 points | NAB standard **67.99** |" in text
+    assert "| N | loo (each category with the parameters chosen on the other six) | 42 points | NAB standard " \
+           "**67.00** |" in text
+    cmd = run.nab_command(run.RESULTS / "nab__loo.json", None, run.NAB_GRID)
+    assert cmd[cmd.index("--grid") + 1] == "bench/nab/grid.toml" and run.NAB_GRID.is_file()
+    assert "--grid" not in run.nab_command(run.RESULTS / "nab__default.json", None)
+
+
 def test_a_leave_one_out_equal_to_the_defaults_says_whether_anything_was_tuned(tmp_path):
     """A held-out stream whose picks on the other streams are the defaults' is "the same picks"; one with no pick
     (nothing tuned, or NAB) is "nothing tuned"."""
