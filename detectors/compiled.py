@@ -2,10 +2,11 @@
 spec it is built from.
 
 The Rust core runs the built-in HST, robust z-score, cold-start, rules and priors detectors (rules without blocklists,
-or with the caller matching blocklists: :meth:`DetectorCore.process` takes a ``blocked`` flag per event) and
-the ensemble around them, adaptive weights (``[ensemble.adaptive]``) included, with the Python classes here as
-the reference it must equal (``tests/core/``). An ensemble with any other detector (supervised, rate, a plug-in)
-or the review allocator (``[ensemble.bandit]``) keeps the Python path: :func:`core_spec` raises
+or with the caller matching blocklists: :meth:`DetectorCore.process` takes a ``blocked`` flag per event), the
+supervised detector's ``"logreg"`` model (trained on the labels the core joins, in ``CoreEngine``) and the ensemble
+around them, adaptive weights (``[ensemble.adaptive]``) included, with the Python classes here as the reference
+it must equal (``tests/core/``). An ensemble with any other detector (the supervised detector's other models,
+rate, a plug-in) or the review allocator (``[ensemble.bandit]``) keeps the Python path: :func:`core_spec` raises
 :class:`Unsupported` for it.
 
 The spec is read from a *built* :class:`~detectors.ensemble.Ensemble`, so the configuration is validated once, by
@@ -21,6 +22,7 @@ from detectors.ensemble import Ensemble
 from detectors.hst import HalfSpaceTrees
 from detectors.priors import Priors
 from detectors.rules import Rules
+from detectors.supervised import Supervised
 from detectors.zscore import RobustZScore
 
 __all__ = ["Unsupported", "core_spec", "compile_ensemble"]
@@ -52,6 +54,14 @@ def _params(name: str, det: Any) -> tuple[str, dict[str, Any]]:
         rules = [{"name": r.name, "clauses": [(c.feature, c.op, float(c.value)) for c in r.clauses],
                   "score": float(r.score), "action": "review"} for r in det._rules]
         return "priors", {"combine": "product", "rules": rules}
+    if type(det) is Supervised:
+        if det.model != "logreg":
+            raise Unsupported(f"detector {name!r}: model {det.model!r} of the supervised detector has no compiled "
+                              "version (\"logreg\" has)")
+        if isinstance(det.seed, bool) or not isinstance(det.seed, int) or not -(2**63) < det.seed < 2**63:
+            raise Unsupported(f"detector {name!r}: the core needs an integer seed (64 bits), got {det.seed!r}")
+        return "supervised", {"features": list(det.features), "pos_share": det.pos_share, "warmup": det.warmup,
+                              "lr": det.lr, "seed": det.seed}
     raise Unsupported(f"detector {name!r} ({type(det).__name__}) has no compiled version")
 
 

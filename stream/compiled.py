@@ -76,10 +76,9 @@ def detection_specs(engine: Engine) -> dict[str, dict[str, Any]]:
             if isinstance(det, Rules) and det._blocked:  # noqa: SLF001
                 raise Unsupported(f"detector {name!r}: blocklists match entity ids, which the core does not "
                                   "hand to its detectors")
-    specs = {kind: core_spec(ens) for kind, ens in engine.ensembles.items()}  # names an uncompiled detector
-    if engine.learns_labels:  # (none of the compiled ones does)
-        raise Unsupported("a detector learns from labels (the core does not run label learners)")
-    return specs
+    # names an uncompiled detector (a label learner is compiled only with its model: the core teaches it the rows
+    # its label store joins)
+    return {kind: core_spec(ens) for kind, ens in engine.ensembles.items()}
 
 
 class _ZView:
@@ -137,7 +136,20 @@ class _ColdView:
         return f"{feature} has too few learned values to score"
 
 
-_VIEWS = {"zscore": _ZView, "hst": _HstView, "coldstart": _ColdView}
+class _SupervisedView:
+    """A compiled supervised model's explain data for one alert, with the Python detector's ``explain`` (it has no
+    ``describe``: the reasons say what each feature weighs)."""
+
+    __slots__ = ("top",)
+
+    def __init__(self, top: list[tuple[str, float]]) -> None:
+        self.top = top
+
+    def explain(self, x: dict[str, float], top: int = 3) -> list[tuple[str, float]]:
+        return list(self.top[:top])
+
+
+_VIEWS = {"zscore": _ZView, "hst": _HstView, "coldstart": _ColdView, "supervised": _SupervisedView}
 
 
 def core_engine(engine: Engine) -> Any:
@@ -511,7 +523,8 @@ class CompiledEngine(Engine):
         return pickle.dumps(
             {"config_hash": self.config_hash, "engine": "compiled", "core_state_version": self._state_version,
              "core": self.core.snapshot(), "ensembles": self.ensembles, "events_seen": self.events_seen,
-             "label_store": self.label_store if self.learns_labels else None, "rules_version": self.rules_version},
+             "label_store": self.label_store if self.learns_labels and self.detection != "compiled" else None,
+             "rules_version": self.rules_version},
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 

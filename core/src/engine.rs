@@ -245,7 +245,7 @@ impl Engine {
         &self.vectors[kind as usize].schema
     }
 
-    /// Whether label events change anything (Python's `uses_labels`; label-learning detectors are not compiled).
+    /// Whether label events change anything (Python's `uses_labels`).
     pub fn uses_labels(&self) -> bool {
         self.params.learns_labels || self.entity_risk.is_some() || self.graph.is_some() || self.adapts()
     }
@@ -329,10 +329,9 @@ impl Engine {
         if self.uses_labels() {
             let ids = EntityIds::from_event(e);
             if self.params.learns_labels || self.entity_risk.is_some() {
-                // the label-learning detectors are Python-only, so the joined vector is never read: only the
-                // entities are kept (the vector stays in Python's store for the same reason it is kept there)
-                let _ = v;
-                self.label_store.put(&e.event_id, e.ts, kind, &ids, None);
+                // the row a label learner here will be taught with (detection in Python keeps its own vectors)
+                let learns = self.detectors.as_ref().is_some_and(|d| d[kind as usize].learns_labels());
+                self.label_store.put(&e.event_id, e.ts, kind, &ids, if learns { Some(&v.row) } else { None });
             } else if let Some(graph) = &self.graph {
                 if shows_control(e) && graph.links(&ids) {
                     let only_user = EntityIds { ids: [Some(&e.user_id), None, None, None, None, None] };
@@ -385,6 +384,10 @@ impl Engine {
         let Some(joined) = self.label_store.join(&e.ref_event_id, y) else {
             return;
         };
+        if let (Some(row), Some(ensembles)) = (&joined.row, &mut self.detectors) {
+            let kind = joined.kind as usize;
+            ensembles[kind].learn_row(&self.vectors[kind].schema, row, joined.y != 0);
+        }
         let ids = joined.ids.as_ids();
         if let Some(risk) = &mut self.entity_risk {
             risk.learn(&ids, joined.y as i64, e.ts);

@@ -15,6 +15,7 @@ use crate::detectors::coldstart::ColdStart;
 use crate::detectors::ensemble::{Config, Detector, Ensemble, Risk, Verdict, ACTIONS, SEVERITIES};
 use crate::detectors::hst::HalfSpaceTrees;
 use crate::detectors::rules::{Clause, Op, Rule, Rules};
+use crate::detectors::supervised::LogReg;
 use crate::detectors::zscore::RobustZScore;
 use crate::event::Schema;
 
@@ -93,6 +94,14 @@ pub fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
             } else {
                 Detector::Rules(rules)
             }
+        }
+        "supervised" => {
+            let pos_share: f64 = get(p, "pos_share")?;
+            let warmup: u64 = get(p, "warmup")?;
+            if !(pos_share > 0.0 && pos_share < 1.0) || warmup < 1 {
+                return Err(bad("core spec: supervised needs 0 < pos_share < 1 and warmup >= 1"));
+            }
+            Detector::Supervised(LogReg::new(get(p, "features")?, pos_share, warmup, get(p, "lr")?, get(p, "seed")?))
         }
         other => return Err(bad(format!("the compiled core has no detector {other:?}"))),
     })

@@ -215,7 +215,7 @@ impl CoreEngine {
     }
 
     /// The arrays of a sealed batch, and its alerts' explain data as `(scored index, x, [per detector: None |
-    /// ("hst", [...]) | ("zscore", [...]) | ("coldstart", [...])], weights)`, where the weights are those the
+    /// ("hst", [...]) | ("zscore", [...]) | ("coldstart", [...]) | ("supervised", [...])], weights)`, where the weights are those the
     /// ensemble combined the alert's stretch with (they change only at labels).
     fn finish<'py>(&mut self, py: Python<'py>, acc: Batch, t0: std::time::Instant) -> PyResult<Bound<'py, PyTuple>> {
         debug_assert!(acc.held.is_empty(), "finish() of a batch that was not sealed");
@@ -229,6 +229,7 @@ impl CoreEngine {
                     Explain::ZScore(top) => per.append(("zscore", top))?,
                     Explain::ColdStart(top) => per.append(("coldstart", top))?,
                     Explain::Rules => per.append(py.None())?,
+                    Explain::Supervised(top) => per.append(("supervised", top))?,
                 }
             }
             alerts.append((e.at, x, per, &e.weights))?;

@@ -323,10 +323,10 @@ def test_adaptive_weights_in_the_core_continue_from_a_checkpoint_and_the_raw_pat
 
 
 def test_adaptive_weights_with_detection_in_python_learn_there(events, tmp_path) -> None:
-    """A detector the core does not run (the supervised learner) keeps detection in Python; the adaptive weights
-    then learn in the Python ensembles, as in the reference engine."""
+    """A detector the core does not run (the supervised learner's forest) keeps detection in Python; the adaptive
+    weights then learn in the Python ensembles, as in the reference engine."""
     cfg = tmp_path / "c.toml"
-    cfg.write_text("[detectors.supervised]\nmodel = \"logreg\"\n")
+    cfg.write_text("[detectors.supervised]\nmodel = \"forest\"\nn_models = 3\n")
     s = load_settings(cfg, overrides={**_ADAPTIVE, "engine.budget": 0.02, "ensemble.min_history": 100})
     co, py = new_engine(s), new_engine(s.replace({"engine.core": "python"}))
     assert isinstance(co, CompiledEngine) and co.detection == "python"
@@ -359,3 +359,73 @@ def test_adaptive_pending_evidence_drops_the_oldest_after_each_event_in_both_eng
         assert list(ad._pending) == ["C", "D"] and ad._filled == {0: 1, 1: 0}, batch  # B dropped, A learned
         _, _, pending, filled = co.core.weights("order")
         assert (pending, filled) == (2, (1, 0)), batch
+
+
+# --- the supervised detector's logistic regression, compiled ---------------------------------------------------
+
+_LOGREG = {"detectors.supervised": {"model": "logreg", "warmup": 5}, "engine.budget": 0.02,
+           "ensemble.min_history": 100}
+
+
+def _supervised_reasons(alerts) -> list[dict]:
+    return [r for a in alerts for r in a.reasons if r.get("detector") == "supervised"]
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_supervised_logreg_in_the_core_equals_the_python_engine(seed) -> None:
+    """``model = "logreg"`` runs in the core, trained on the rows its label store joins: the same probabilities
+    (river's under-sampler, scaler and SGD steps, CPython's MT19937 draws), alerts and reasons byte for byte."""
+    events = list(simulate(SimConfig(events=15_000, seed=seed, label_delay_s=2 * 3600.0)))
+    s = load_settings(overrides=_LOGREG)
+    co = new_engine(s)
+    assert isinstance(co, CompiledEngine) and co.detection == "compiled" and co.learns_labels
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s) > 20
+    out = new_engine(s).process(events)
+    assert (out.raw["supervised"] > 0).sum() > 1000, "the model never became ready: nothing was compared"
+    assert _supervised_reasons(out.alerts), "no alert gave a supervised reason: the explain data is not compared"
+
+
+def test_supervised_logreg_in_the_core_on_the_ulb_card_file_with_labels_an_hour_late() -> None:
+    """Every feature of the event (V1..V28 pass through), labels joined an hour late."""
+    import itertools
+
+    from stream.eval.data import shared_data_dir
+    from stream.eval.delayed_labels import DelayedLabels
+    from stream.sources import ColumnMapping, FileSource
+
+    where = shared_data_dir("creditcard_ulb", must_exist=False) / "creditcard.csv.gz"
+    if not where.exists():
+        pytest.skip(f"{where} is missing")
+    m = ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class",
+                            set_spec="user_id=card,merchant_id=unknown")
+    src = DelayedLabels(FileSource([where], mapping=m, batch_size=5000), 3600.0, 600.0)
+    try:
+        events = list(itertools.islice((e for b in src for e in b.events), 60_000))
+    finally:
+        src.close()
+    s = load_settings(overrides=_LOGREG)
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s, 2000, 1500) > 10
+    out = new_engine(s).process(events)
+    assert (out.raw["supervised"] > 0).sum() > 1000
+
+
+def test_supervised_logreg_continues_from_a_checkpoint_and_the_raw_path_agrees() -> None:
+    """Its state (scaler, weights, the under-sampler's generator) and the rows waiting for their labels are in
+    the checkpoint: a restored engine continues exactly; the JSON-records path gives the same scores."""
+    from stream.events import encode
+
+    events = list(simulate(SimConfig(events=15_000, seed=13, label_delay_s=2 * 3600.0)))
+    s = load_settings(overrides=_LOGREG)
+    whole = new_engine(s)
+    a_all, r_all = _run(whole, events, 900)
+    first = new_engine(s)
+    a1, r1 = _run(first, events[:9100], 900)
+    second = new_engine(s)
+    second.restore(first.snapshot())
+    a2, r2 = _run(second, events[9100:], 900)
+    assert r1 + r2 == r_all
+    assert [(a.alert_id, a.score) for a in a1 + a2] == [(a.alert_id, a.score) for a in a_all] and len(a_all) > 20
+    raw = new_engine(s)
+    out, refused = raw.process_raw([encode(e) for e in events])
+    assert not refused and out.risk.tolist() == r_all
+    assert (out.raw["supervised"] > 0).sum() > 1000, "the model never became ready: the risk compared nothing of it"

@@ -18,6 +18,7 @@ use super::calibration::TailCalibrator;
 use super::coldstart::ColdStart;
 use super::hst::HalfSpaceTrees;
 use super::rules::Rules;
+use super::supervised::LogReg;
 use super::zscore::RobustZScore;
 use crate::event::Schema;
 
@@ -41,6 +42,8 @@ pub enum Detector {
     ColdStart(ColdStart),
     /// `detectors.priors.Priors`: rules with a stated rate `p` in genuine traffic; probabilistic
     Priors(Rules),
+    /// `detectors.supervised.Supervised(model="logreg")`: learns from labels only; probabilistic
+    Supervised(LogReg),
 }
 
 impl Detector {
@@ -52,6 +55,7 @@ impl Detector {
             Detector::Rules(d) => d.score(schema, row),
             Detector::ColdStart(d) => d.score(schema, row),
             Detector::Priors(d) => d.prior(schema, row),
+            Detector::Supervised(d) => d.score(schema, row),
         }
     }
 
@@ -60,18 +64,24 @@ impl Detector {
         match self {
             Detector::Hst(d) => d.learn(schema, row),
             Detector::ZScore(d) => d.learn(schema, row),
-            Detector::Rules(_) | Detector::Priors(_) => {}
+            Detector::Rules(_) | Detector::Priors(_) | Detector::Supervised(_) => {}
             Detector::ColdStart(d) => d.learn(schema, row),
         }
     }
 
+    /// Whether it learns from the events it scores (the supervised model learns from labels only).
     pub fn learns(&self) -> bool {
-        !matches!(self, Detector::Rules(_) | Detector::Priors(_))
+        !matches!(self, Detector::Rules(_) | Detector::Priors(_) | Detector::Supervised(_))
+    }
+
+    /// Whether it learns from delayed labels (then the label store keeps each event's row for it).
+    pub fn learns_labels(&self) -> bool {
+        matches!(self, Detector::Supervised(_))
     }
 
     /// Its score is a fraud probability `P`: under `risk = "evidence"` its `p` is `1 - P`, not a tail rank.
     pub fn probabilistic(&self) -> bool {
-        matches!(self, Detector::Priors(_))
+        matches!(self, Detector::Priors(_) | Detector::Supervised(_))
     }
 
     fn rebuild(&mut self) {
@@ -80,6 +90,7 @@ impl Detector {
             Detector::ZScore(d) => d.rebuild(),
             Detector::Rules(d) | Detector::Priors(d) => d.rebuild(),
             Detector::ColdStart(d) => d.rebuild(),
+            Detector::Supervised(d) => d.rebuild(),
         }
     }
 }
@@ -95,6 +106,8 @@ pub enum Explain {
     ColdStart(Vec<(String, f64, u64, u64, bool)>),
     /// rules explain from the event's values and their configuration (no state)
     Rules,
+    /// `(feature, weight x scaled value)`
+    Supervised(Vec<(String, f64)>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +254,21 @@ impl Ensemble {
         true
     }
 
+    /// Whether a detector learns from delayed labels (see [`Ensemble::learn_row`]).
+    pub fn learns_labels(&self) -> bool {
+        self.detectors.iter().any(Detector::learns_labels)
+    }
+
+    /// A delayed label `y` of an event scored with `row` (over `schema`): the label learners learn it, in
+    /// configuration order (Python's `Ensemble.learn_label`).
+    pub fn learn_row(&mut self, schema: &Schema, row: &[f64], y: bool) {
+        for d in &mut self.detectors {
+            if let Detector::Supervised(m) = d {
+                m.learn_label(schema, row, y);
+            }
+        }
+    }
+
     /// Replace the rules detector's rules by `rules` (a live rule pack switch), keeping its calibrator and every
     /// other detector's state; `false` (nothing changed) when the ensemble has no rules detector.
     pub fn has_rules(&self) -> bool {
@@ -336,6 +364,7 @@ impl Ensemble {
                 Detector::ZScore(z) => Explain::ZScore(z.explain(schema, row, top)),
                 Detector::Rules(_) | Detector::Priors(_) => Explain::Rules,
                 Detector::ColdStart(c) => Explain::ColdStart(c.explain(schema, row, top)),
+                Detector::Supervised(m) => Explain::Supervised(m.explain(schema, row, top)),
             })
             .collect()
     }

@@ -15,6 +15,7 @@ pub mod ensemble;
 pub mod hst;
 pub mod pyrandom;
 pub mod rules;
+pub mod supervised;
 pub mod zscore;
 
 use crate::event::Schema;

@@ -11,6 +11,32 @@ pub struct PyRandom {
     index: usize,
 }
 
+impl std::fmt::Debug for PyRandom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PyRandom {{ index: {} }}", self.index)
+    }
+}
+
+/// The generator's state, serialised as its 624 words and position (serde has no arrays that long).
+impl serde::Serialize for PyRandom {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&(&self.mt[..], self.index as u64), s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PyRandom {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (words, index): (Vec<u32>, u64) = serde::Deserialize::deserialize(d)?;
+        let mt: [u32; N] = words
+            .try_into()
+            .map_err(|w: Vec<u32>| serde::de::Error::custom(format!("MT19937 state of {} words, not {N}", w.len())))?;
+        if index as usize > N {
+            return Err(serde::de::Error::custom(format!("MT19937 position {index} past {N}")));
+        }
+        Ok(PyRandom { mt, index: index as usize })
+    }
+}
+
 impl PyRandom {
     /// `random.Random(seed)`; CPython seeds with `abs(seed)`.
     pub fn new(seed: i128) -> Self {
