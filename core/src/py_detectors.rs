@@ -145,13 +145,14 @@ pub fn ensemble(spec: &Bound<'_, PyDict>) -> PyResult<Ensemble> {
         if !a.is_none() {
             let a = a.cast_into::<PyDict>().map_err(|_| bad("core spec: \"adaptive\" must be a dict or None"))?;
             let measure: String = get(&a, "measure")?;
-            let precision = match measure.as_str() {
-                "precision" => true,
-                "auc" => false,
+            let (precision, stream) = match measure.as_str() {
+                "stream_precision" => (true, true),
+                "precision" => (true, false),
+                "auc" => (false, false),
                 m => return Err(bad(format!("unknown adaptive measure {m:?}"))),
             };
             ens.set_adapter(get(&a, "prior_positives")?, get(&a, "window")?, get(&a, "refresh_every")?,
-                            get(&a, "max_pending")?, precision);
+                            get(&a, "max_pending")?, precision, stream);
         }
     }
     Ok(ens)

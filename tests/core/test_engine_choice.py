@@ -299,6 +299,24 @@ def test_adaptive_weights_in_the_core_equal_the_python_engine(seed) -> None:
     assert co.core.weights("login")[3] == (0, 0), "the simulator labels orders only"
 
 
+@pytest.mark.parametrize("measure", ["stream_precision", "precision"])
+def test_adaptive_weights_with_full_windows_equal_the_python_engine(measure) -> None:
+    """Windows smaller than the labels that arrive, so ``stream_precision`` counts each class at its arrived share
+    (and ``precision`` at the windows'): the two measures differ, and each engine computes each the same."""
+    events = list(simulate(SimConfig(events=12_000, seed=7, label_delay_s=2 * 3600.0)))
+    s = load_settings(overrides={**_ADAPTIVE, "ensemble.adaptive.window": 30, "ensemble.adaptive.measure": measure,
+                                 "engine.budget": 0.02, "ensemble.min_history": 100})
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s) > 10
+    co = new_engine(s)
+    _run(co, events, 1000)
+    legit, frauds = co.core.weights("order")[3]
+    assert legit > 30 and frauds > 30, "a window never filled: the measures were not told apart"
+    other = "precision" if measure == "stream_precision" else "stream_precision"
+    co2 = new_engine(s.replace({"ensemble.adaptive.measure": other}))
+    _run(co2, events, 1000)
+    assert co.core.weights("order")[0] != co2.core.weights("order")[0]
+
+
 def test_adaptive_weights_in_the_core_continue_from_a_checkpoint_and_the_raw_path_agrees(events) -> None:
     s = _settings("compiled", **_ADAPTIVE)
     whole = new_engine(s)

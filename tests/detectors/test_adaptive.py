@@ -215,5 +215,39 @@ def test_average_precision_takes_ties_as_one_threshold_and_matches_counting():
 
 
 def test_an_unknown_measure_is_refused():
-    with pytest.raises(ValueError, match="adaptive measure must be one of precision, auc"):
+    with pytest.raises(ValueError, match="adaptive measure must be one of stream_precision, precision, auc"):
         WeightAdapter(["a"], {"a": 1.0}, measure="f1")
+
+
+def test_the_weighted_average_precision_counts_each_class_at_its_weight():
+    from detectors.adaptive import _average_precision
+
+    # ranked 3 (+), 2 (-), 1 (+): with each negative counted 10 times the second positive's precision is 2 / 12
+    assert _average_precision(np.array([3.0, 1.0]), np.array([2.0]), 1.0, 10.0) == (1.0 + 2.0 / 12.0) / 2.0
+    rng = np.random.default_rng(5)
+    pos, neg = rng.integers(0, 6, 30).astype(float), rng.integers(0, 5, 70).astype(float)
+    # the same as replicating each event as many times as its weight (integer weights)
+    big_pos, big_neg = np.repeat(pos, 3), np.repeat(neg, 20)
+    assert _average_precision(pos, neg, 3.0, 20.0) == pytest.approx(_average_precision(big_pos, big_neg), rel=1e-12)
+
+
+def _run_measure(measure: str, n: int, window: int) -> dict[str, float]:
+    rng = np.random.default_rng(11)
+    a = WeightAdapter(["strong", "weak"], {"strong": 1.0, "weak": 1.0}, prior_positives=2, window=window,
+                      refresh_every=10, measure=measure)
+    for i in range(n):
+        y = int(rng.random() < 0.02)  # 1 fraud in 50: the windows keep every fraud, few legitimate events
+        strong = rng.normal(3.0 if y else 0.0, 1.0)
+        weak = rng.normal(1.0 if y else 0.0, 1.0)
+        a.remember(f"e{i}", [max(strong, 0.0), max(weak, 0.0)])  # evidence, -ln p
+        a.learn(f"e{i}", y)
+    return a.weights()
+
+
+def test_stream_precision_weighs_the_classes_as_they_arrived_once_a_window_is_full():
+    """Until a window is full the windows hold every label, so both measures agree. Past it, the legitimate window
+    holds a sliver of the legitimate labels: on the windows' mix a weak detector's precision looks near a strong
+    one's; counted at the stream's mix, the strong one's weight is larger."""
+    assert _run_measure("stream_precision", 2000, 5000) == _run_measure("precision", 2000, 5000)
+    stream, windows = _run_measure("stream_precision", 20000, 400), _run_measure("precision", 20000, 400)
+    assert stream["strong"] / stream["weak"] > windows["strong"] / windows["weak"] > 1.0

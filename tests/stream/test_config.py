@@ -143,7 +143,8 @@ def test_a_disabled_rules_pack_is_not_checked(tmp_path):
 
 @pytest.mark.parametrize("path", ["stream/defaults/riskstream.toml", "docker/riskstream.toml",
                                   *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bench").rglob("*.toml")
-                                          if p.name not in ("streams.toml", "tuning.toml"))])  # the panel's registries
+                                          # the panel's registries and NAB's candidate grid are not configurations
+                                          if p.name not in ("streams.toml", "tuning.toml", "grid.toml"))])
 def test_shipped_configurations_name_only_known_features(path):
     s = load_settings(ROOT / path, env={})
     _check_feature_names(s.data, force=True)  # the defaults are skipped when loading: checked here
@@ -179,11 +180,14 @@ def test_a_tuned_default_stated_at_its_old_value_hashes_as_before():
     config pinned "as measured"); any other value is a new configuration."""
     base = default_settings()
     assert base.data["detectors"]["zscore"]["window"] == 4096
-    old = base.replace({"detectors.zscore.window": 2048, "ensemble.weights.hst": 0.0625})  # the defaults before
+    old = base.replace({"detectors.zscore.window": 2048, "ensemble.weights.hst": 0.0625,  # the defaults before
+                        "ensemble.adaptive.measure": "precision"})
     assert old.config_hash == "1817d66d99b852a3" != base.config_hash
     assert "window" not in old.detection_dict()["detectors"]["zscore"]
     assert base.replace({"detectors.zscore.window": 8192}).config_hash not in {old.config_hash, base.config_hash}
     assert old.replace({"engine.budget": 0.01}).config_hash == "be39b5b56329a274"
+    # the adaptive weights' measure became "stream_precision"; stated at "precision" the defaults hash as before it
+    assert base.replace({"ensemble.adaptive.measure": "precision"}).config_hash == "1578152fba9a6d46"
 
 
 def test_options_added_later_leave_the_hash_alone_while_off():
@@ -192,7 +196,7 @@ def test_options_added_later_leave_the_hash_alone_while_off():
     base = default_settings()
     pinned = base.config_hash
     for change in ({"ensemble.risk": "rank"}, {"ensemble.bandit.enabled": True}, {"detectors.priors.enabled": False},
-                   {"ensemble.adaptive.measure": "auc"},
+                   {"ensemble.adaptive.measure": "auc"}, {"ensemble.adaptive.measure": "precision"},
                    {"ensemble.adaptive.enabled": False}, {"ensemble.adaptive.window": 77}, {"links.risk_prior": True},
                    {"features.max_entities": 999}, {"links.max_entities": 999}):
         assert base.replace(change).config_hash != pinned, change

@@ -36,6 +36,16 @@ pub struct WeightAdapter {
     precision: bool,
     /// the last measured AUC per detector (NaN before the first measurement)
     pub auc: Vec<f64>,
+    /// `measure = "stream_precision"`: the average precision counts each class at its share of all the labels
+    /// that arrived, not of the windows. Last, and read as `false` (the measure of then) from a state written
+    /// before it existed, which ends where it would start.
+    #[serde(default, deserialize_with = "absent_is_false")]
+    stream: bool,
+}
+
+/// A trailing `bool` that older states do not have: reading past their end gives `false`.
+fn absent_is_false<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(bool::deserialize(d).unwrap_or(false))
 }
 
 /// A float32 as a `u32` whose unsigned order is the float's order (`-0.0` and `0.0` one key, as numpy's
@@ -122,6 +132,30 @@ fn average_precision(keys: &[u64], n_pos: usize) -> f64 {
         ctp += tp;
         cn += (j - i) as f64;
         acc += ctp / cn * tp;
+        j = i;
+    }
+    acc / n_pos as f64
+}
+
+/// [`average_precision`] with each positive counted as `wp` events and each negative as `wn` in the precision
+/// (`detectors.adaptive._average_precision(pos, neg, w_pos, w_neg)`, the same float).
+fn weighted_average_precision(keys: &[u64], n_pos: usize, wp: f64, wn: f64) -> f64 {
+    let (mut ctp, mut cfp, mut acc) = (0.0f64, 0.0f64, 0.0f64);
+    let mut j = keys.len();
+    while j > 0 {
+        let v = keys[j - 1] >> 1;
+        let mut i = j - 1;
+        let mut tp = (keys[i] & 1) as usize;
+        while i > 0 && keys[i - 1] >> 1 == v {
+            i -= 1;
+            tp += (keys[i] & 1) as usize;
+        }
+        let fp = (j - i - tp) as f64;
+        let tp = tp as f64;
+        ctp += tp;
+        cfp += fp;
+        let wtp = wp * ctp;
+        acc += wtp / (wtp + wn * cfp) * tp;
         j = i;
     }
     acc / n_pos as f64
@@ -291,11 +325,12 @@ impl<'de> Deserialize<'de> for Pending {
 
 impl WeightAdapter {
     pub fn new(prior: Vec<f64>, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize,
-               precision: bool) -> Self {
+               precision: bool, stream: bool) -> Self {
         assert!(window >= 2 && refresh_every >= 1 && max_pending >= 1, "validated by the Python side");
         let d = prior.len();
         WeightAdapter {
             precision,
+            stream,
             weights: prior.clone(),
             auc: vec![f64::NAN; d],
             prior,
@@ -370,7 +405,14 @@ impl WeightAdapter {
             return;
         }
         let mut learned = vec![0.0; d];
-        let base = n_pos as f64 / (n_pos + n_neg) as f64;
+        let mut base = n_pos as f64 / (n_pos + n_neg) as f64;
+        let (mut wp, mut wn) = (1.0, 1.0);
+        if self.stream {
+            // each class as many times as it has arrived, not as the windows hold it
+            wp = self.filled[1] as f64 / n_pos as f64;
+            wn = self.filled[0] as f64 / n_neg as f64;
+            base = self.filled[1] as f64 / (self.filled[0] + self.filled[1]) as f64;
+        }
         // blind: the same evidence on every labelled event (never fired); not measured, its share not handed out
         let mut blind = vec![false; d];
         let mut keys: Vec<u64> = Vec::with_capacity(n_pos + n_neg);
@@ -386,7 +428,12 @@ impl WeightAdapter {
             learned[j] = if self.prior[j] <= 0.0 || blind[j] {
                 0.0
             } else if self.precision {
-                ((average_precision(&keys, n_pos) - base) / (1.0 - base)).max(0.0)
+                let ap = if self.stream {
+                    weighted_average_precision(&keys, n_pos, wp, wn)
+                } else {
+                    average_precision(&keys, n_pos)
+                };
+                ((ap - base) / (1.0 - base)).max(0.0)
             } else {
                 (2.0 * a - 1.0).max(0.0)
             };
@@ -463,7 +510,7 @@ mod tests {
     #[test]
     fn a_detector_that_separates_the_labels_gains_weight() {
         // the Python docstring's example
-        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 100, 10, 200_000, false);
+        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 100, 10, 200_000, false, false);
         for i in 0..40u32 {
             let y = i % 4 == 0;
             let good = if y { 3.0 } else { 0.1 * (i % 3) as f64 };
@@ -502,7 +549,7 @@ mod tests {
     #[test]
     fn a_restored_adapter_continues_as_the_uninterrupted_one() {
         let p = |i: u32| [0.5 / (1 + i % 7) as f64, 0.9 / (1 + i % 3) as f64];
-        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 50, 10, 40, true);
+        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 50, 10, 40, true, true);
         let mut b: Option<WeightAdapter> = None;
         for i in 0..400u32 {
             for x in [&mut a].into_iter().chain(b.as_mut()) {
@@ -523,7 +570,7 @@ mod tests {
 
     #[test]
     fn pending_is_bounded_and_drops_the_oldest_first() {
-        let mut a = WeightAdapter::new(vec![1.0], 20, 10, 5, 3, false);
+        let mut a = WeightAdapter::new(vec![1.0], 20, 10, 5, 3, false, false);
         for i in 0..5 {
             a.remember(&format!("e{i}"), &[0.5]);
         }
@@ -539,5 +586,47 @@ mod tests {
             a.learn(&id, i % 2 == 0);
         }
         assert!(a.pending.queue.len() <= 2 * a.pending() + 1025);
+    }
+
+    #[test]
+    fn the_stream_weighted_precision_counts_each_class_at_its_weight() {
+        // ranked 3 (+), 2 (-), 1 (+): unweighted precisions 1 and 2/3; with each negative counted 10 times the
+        // second positive's precision is 2 / 12
+        let mut keys: Vec<u64> = [(3u32, 1u64), (2, 0), (1, 1)].iter().map(|&(v, y)| (v as u64) << 1 | y).collect();
+        keys.sort_unstable();
+        assert_eq!(weighted_average_precision(&keys, 2, 1.0, 1.0), average_precision(&keys, 2));
+        assert_eq!(weighted_average_precision(&keys, 2, 1.0, 10.0), (1.0 + 2.0 / 12.0) / 2.0);
+    }
+
+    #[test]
+    fn a_state_written_before_the_stream_measure_loads_with_the_measure_of_then() {
+        // detector 0 flags every fraud and one legitimate event in 7; detector 1 two frauds in 3 and one event in 9
+        let row = |i: usize| -> [f64; 2] {
+            let high = i % 4 == 0 || i % 7 == 1;
+            let other = (i % 4 == 0 && i % 3 != 0) || i % 9 == 0;
+            // tail probabilities p (the adapter keeps -ln p)
+            let (e0, e1): (f64, f64) = (if high { 3.0 } else { 0.1 * (i % 3) as f64 }, if other { 2.0 } else { 0.5 });
+            [(-e0).exp(), (-e1).exp()]
+        };
+        let mut a = WeightAdapter::new(vec![1.0, 1.0], 2, 20, 5, 100, true, false);
+        for i in 0..200 {
+            let y = i % 4 == 0;
+            a.remember(&format!("e{i}"), &row(i));
+            a.learn(&format!("e{i}"), y);
+        }
+        let mut bytes = bincode::serialize(&a).unwrap();
+        assert_eq!(bytes.pop(), Some(0)); // the trailing `stream: false`: without it, the format of before
+        let old: WeightAdapter = bincode::deserialize(&bytes).unwrap();
+        assert!(!old.stream && old.precision && old.weights == a.weights);
+        let mut s = WeightAdapter::new(vec![1.0, 1.0], 2, 20, 5, 100, true, true);
+        let back: WeightAdapter = bincode::deserialize(&bincode::serialize(&s).unwrap()).unwrap();
+        assert!(back.stream);
+        // the windows (20 each) overflow, so counting the classes at their arrived shares moves the weights
+        for i in 0..200 {
+            let y = i % 4 == 0;
+            s.remember(&format!("e{i}"), &row(i));
+            s.learn(&format!("e{i}"), y);
+        }
+        assert_ne!(s.weights, a.weights);
     }
 }

@@ -216,9 +216,9 @@ impl Ensemble {
     /// Re-weight the detectors on the labels that arrive from now on (Python's `Ensemble(adaptive=...)`), from
     /// the configured weights.
     pub fn set_adapter(&mut self, prior_positives: u64, window: usize, refresh_every: u64, max_pending: usize,
-                       precision: bool) {
+                       precision: bool, stream: bool) {
         self.adapter = Some(WeightAdapter::new(self.weights.clone(), prior_positives, window, refresh_every,
-                                               max_pending, precision));
+                                               max_pending, precision, stream));
     }
 
     pub fn adapter(&self) -> Option<&WeightAdapter> {
