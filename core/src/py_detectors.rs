@@ -173,6 +173,11 @@ impl DetectorCore {
     #[new]
     fn new(spec: &Bound<'_, PyDict>) -> PyResult<Self> {
         let ens = ensemble(spec)?;
+        if ens.learns_labels() {
+            // it would score its prior forever: labels are joined to their rows by CoreEngine, not here
+            return Err(bad("DetectorCore joins no labels, so it cannot run a label learner (the supervised \
+                            detector); CoreEngine runs it"));
+        }
         let verdict = ens.verdict();
         Ok(DetectorCore { schema: Schema::default(), ens, row: Vec::new(), cols: Vec::new(), verdict })
     }

@@ -192,7 +192,7 @@ def _print_cross_validation(cv: dict[str, Any], console: Any) -> None:
     table = Table(title="Leave one category out: each category scored with the candidate chosen on the other six "
                         "(standard profile)", title_justify="left")
     for col, justify in (("held-out category", "left"), ("series", "right"), ("windows", "right"),
-                         ("chosen on the others", "left"), ("its score there", "right")):
+                         ("chosen on the others", "left"), ("its score on the others", "right")):
         table.add_column(col, justify=justify)
     prefer = cv["prefer"]
     for c, fold in cv["folds"].items():

@@ -464,11 +464,13 @@ def cross_validate(corpus: Sequence[NabSeries], candidates: Mapping[str, Mapping
         return found
 
     full = {p: NabScorer(corpus, prof) for p, prof in profiles.items()}
+    # per held-out category, each profile's scorer over the other categories
+    trains = {c: {p: NabScorer([s for s in corpus if category(s.name) != c], prof) for p, prof in profiles.items()}
+              for c in cats}
     folds: dict[str, dict[str, Any]] = {}
     for c in cats:
-        train = [s for s in corpus if category(s.name) != c]
-        pick, _, raw = best(NabScorer(train, profiles[select]))
-        train_scorers = {p: NabScorer(train, prof) for p, prof in profiles.items()}
+        train_scorers = trains[c]
+        pick, _, raw = best(train_scorers[select])
         thresholds = {p: train_scorers[p].optimize(candidates[pick])[0] for p in profiles}
         folds[c] = {
             "pick": pick,
@@ -492,8 +494,7 @@ def cross_validate(corpus: Sequence[NabSeries], candidates: Mapping[str, Mapping
         if prefer is not None:
             base = 0.0
             for c in cats:
-                train = NabScorer([s for s in corpus if category(s.name) != c], profiles[p])
-                t, _ = train.optimize(candidates[prefer])
+                t, _ = trains[c][p].optimize(candidates[prefer])
                 base += sum(scorer.score_file(s.name, candidates[prefer][s.name], t).score
                             for s in corpus if category(s.name) == c)
             out.setdefault("prefer_all_held_out", {})[p] = {"score": scorer.normalize(base)}

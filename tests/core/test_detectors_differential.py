@@ -414,6 +414,9 @@ def test_restore_refuses_another_stack():
 def test_unsupported_detectors_keep_the_python_path():
     with pytest.raises(Unsupported, match="no compiled version"):
         core_spec(Ensemble({"hst": HalfSpaceTrees(), "s": Supervised()}))
+    # the logistic regression compiles, but only CoreEngine joins labels to rows: the bare stack refuses it
+    with pytest.raises(ValueError, match="joins no labels"):
+        compile_ensemble(Ensemble({"hst": HalfSpaceTrees(), "s": Supervised(model="logreg")}))
     with pytest.raises(Unsupported, match="integer seed"):
         core_spec(Ensemble({"h": HalfSpaceTrees(seed=None)}))
     ens = Ensemble({"z": RobustZScore()})
