@@ -26,3 +26,17 @@ def test_run_with_adaptive_weights_resumes_from_its_checkpoint_like_an_uninterru
     # alerted events need change)
     assert {(a.event_id, a.score) for a in reference} != {(a.event_id, a.score) for a in fixed}, \
         "the labels never moved the weights"
+
+
+def test_run_with_the_compiled_logistic_regression_resumes_like_an_uninterrupted_replay(scenario):
+    """The supervised detector's logistic regression in the core: its rows wait in the label store, which is in the
+    checkpoint, and it learns from the labels topic; a member killed mid-stream resumes to the replay's alerts."""
+    sc = scenario(events=12_000, seed=31, sim={"label_delay_s": 600.0})
+    sc.configure("[engine]\nbudget = 0.01\n\n[detectors.supervised]\nmodel = \"logreg\"\nwarmup = 3\n")
+    p, reference = sc.kill_and_resume()  # and the store and the topic hold exactly the replay's alerts
+    assert new_engine(sc.settings).detection == "compiled"
+    assert "Python reference engine runs instead" not in p.output()
+    without = reference_alerts(sc.settings.replace({"detectors.supervised.enabled": False}))
+    assert {(a.event_id, a.score) for a in reference} != {(a.event_id, a.score) for a in without}, \
+        "the model never learned: its scores changed nothing"
+    assert any(r.get("detector") == "supervised" for a in reference for r in a.reasons)
