@@ -447,3 +447,14 @@ def test_supervised_logreg_continues_from_a_checkpoint_and_the_raw_path_agrees()
     out, refused = raw.process_raw([encode(e) for e in events])
     assert not refused and out.risk.tolist() == r_all
     assert (out.raw["supervised"] > 0).sum() > 1000, "the model never became ready: the risk compared nothing of it"
+
+
+def test_supervised_logreg_on_named_features_and_a_ratio_equals_the_python_engine() -> None:
+    """``features`` named, one of them the ratio of two (0 where the denominator is 0), one absent from logins."""
+    events = list(simulate(SimConfig(events=15_000, seed=17, label_delay_s=2 * 3600.0)))
+    s = load_settings(overrides={**_LOGREG, "detectors.supervised": {
+        "model": "logreg", "warmup": 5,
+        "features": ["order_amount", "user_amount_24h/user_orders_24h", "account_age_days", "user_fresh_device"]}})
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s) > 20
+    out = new_engine(s).process(events)
+    assert (out.raw["supervised"] > 0).sum() > 1000, "the model never became ready: nothing was compared"
