@@ -81,11 +81,9 @@ def _average_precision(pos: np.ndarray, neg: np.ndarray, w_pos: float = 1.0, w_n
     vals, inverse = np.unique(both, return_inverse=True)
     tp = np.bincount(inverse, weights=y, minlength=len(vals))[::-1]
     n = np.bincount(inverse, minlength=len(vals))[::-1].astype(np.float64)
-    if w_pos == 1.0 and w_neg == 1.0:
-        prec = np.cumsum(tp) / np.cumsum(n)
-    else:
-        ctp = w_pos * np.cumsum(tp)
-        prec = ctp / (ctp + w_neg * np.cumsum(n - tp))
+    # with both weights 1 this is cumsum(tp) / cumsum(n) bit for bit: the counts are whole numbers, summed exactly
+    ctp = w_pos * np.cumsum(tp)
+    prec = ctp / (ctp + w_neg * np.cumsum(n - tp))
     return float(np.cumsum(prec * tp)[-1] / len(pos))
 
 

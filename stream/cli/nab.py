@@ -63,12 +63,13 @@ def _grid(path: str, base: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for combo in itertools.product(*axes)}
 
 
-def _cross_validate(data: Path, config: dict[str, Any], grid_path: str, err: Any) -> dict[str, Any]:
-    """Run every candidate of the grid on NAB and cross-validate them by category (``nabmod.cross_validate``)."""
+def _cross_validate(data: Path, config: dict[str, Any], grid_path: str, candidates: dict[str, dict[str, Any]],
+                    err: Any) -> dict[str, Any]:
+    """Run every candidate of the grid (:func:`_grid`) on NAB and cross-validate them by category
+    (``nabmod.cross_validate``)."""
     from detectors.rate import RateDetector
     from stream.eval import nab as nabmod
 
-    candidates = _grid(grid_path, config)
     full = RateDetector(**config)._get_params()
     prefer = next((k for k, over in candidates.items()
                    if RateDetector(**{**config, **over})._get_params() == full), None)
@@ -128,8 +129,7 @@ def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], publishe
         raise ConfigError(f"--param: {e}") from None
 
     err = Console(stderr=True, highlight=False)
-    if grid_path:
-        _grid(grid_path, config)  # a bad grid fails before anything runs
+    candidates = _grid(grid_path, config) if grid_path else None  # a bad grid fails before anything runs
     with err.status("running the rate detector on NAB") as status:
         result = nabmod.run_nab(lambda: RateDetector(**config), data, per_file=per_file,
                                 on_series=lambda name, n: status.update(f"rate detector: {name} ({n} points)"))
@@ -164,8 +164,8 @@ def nab(data_dir: str | None, out: str | None, params: tuple[str, ...], publishe
                f"{std['windows_detected']}/{std['windows']} windows detected, {std['fp']} false-positive points; "
                f"{result['points'] / max(result['seconds'], 1e-9):,.0f} points/s")
     cv: dict[str, Any] | None = None
-    if grid_path:
-        cv = _cross_validate(data, config, grid_path, err)
+    if grid_path and candidates is not None:
+        cv = _cross_validate(data, config, grid_path, candidates, err)
         _print_cross_validation(cv, out_console)
     if out:
         words = ["riskstream", "nab"] + (["--data", data_dir] if data_dir else []) + ["--out", out]

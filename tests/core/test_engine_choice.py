@@ -98,6 +98,19 @@ def test_a_damaged_compiled_state_is_a_checkpoint_error(events) -> None:
 # own functions.
 
 
+def _whole_and_resumed(s, events, cut: int, batch: int = 900):
+    """An uninterrupted run of ``events`` and one stopped after ``cut`` events whose checkpoint a fresh engine
+    continues: ``(whole, its alerts, its risks, the continuing engine, alerts and risks before the cut, after)``."""
+    whole = new_engine(s)
+    a_all, r_all = _run(whole, events, batch)
+    first = new_engine(s)
+    a1, r1 = _run(first, events[:cut], batch)
+    second = new_engine(s)
+    second.restore(first.snapshot())
+    a2, r2 = _run(second, events[cut:], batch)
+    return whole, a_all, r_all, second, a1, r1, a2, r2
+
+
 def _alerts_json(alerts) -> list[str]:
     return [a.to_json() for a in alerts]
 
@@ -215,14 +228,8 @@ def test_detection_in_the_core_does_not_depend_on_the_batch_split(events) -> Non
 
 def test_a_compiled_detection_checkpoint_mid_stream_continues_as_an_uninterrupted_run(events) -> None:
     s = _settings("compiled", **{"links.entity_risk": True})
-    whole = new_engine(s)
-    a_all, r_all = _run(whole, events, 900)
-    first = new_engine(s)
-    a1, r1 = _run(first, events[:3700], 900)
-    second = new_engine(s)
-    second.restore(first.snapshot())
+    whole, a_all, r_all, second, a1, r1, a2, r2 = _whole_and_resumed(s, events, 3700)
     assert second.detection == "compiled"
-    a2, r2 = _run(second, events[3700:], 900)
     assert r1 + r2 == r_all
     assert [a.alert_id for a in a1 + a2] == [a.alert_id for a in a_all]
     assert [a.score for a in a1 + a2] == [a.score for a in a_all]
@@ -319,13 +326,7 @@ def test_adaptive_weights_with_full_windows_equal_the_python_engine(measure) -> 
 
 def test_adaptive_weights_in_the_core_continue_from_a_checkpoint_and_the_raw_path_agrees(events) -> None:
     s = _settings("compiled", **_ADAPTIVE)
-    whole = new_engine(s)
-    a_all, r_all = _run(whole, events, 900)
-    first = new_engine(s)
-    a1, r1 = _run(first, events[:4100], 900)
-    second = new_engine(s)
-    second.restore(first.snapshot())
-    a2, r2 = _run(second, events[4100:], 900)
+    whole, a_all, r_all, second, a1, r1, a2, r2 = _whole_and_resumed(s, events, 4100)
     assert r1 + r2 == r_all
     # (reasons read the models as they stand after each batch: the split at 4100 moves their numbers)
     key = [(a.alert_id, a.score, a.severity, a.action) for a in a_all]
@@ -434,13 +435,7 @@ def test_supervised_logreg_continues_from_a_checkpoint_and_the_raw_path_agrees()
 
     events = list(simulate(SimConfig(events=15_000, seed=13, label_delay_s=2 * 3600.0)))
     s = load_settings(overrides=_LOGREG)
-    whole = new_engine(s)
-    a_all, r_all = _run(whole, events, 900)
-    first = new_engine(s)
-    a1, r1 = _run(first, events[:9100], 900)
-    second = new_engine(s)
-    second.restore(first.snapshot())
-    a2, r2 = _run(second, events[9100:], 900)
+    whole, a_all, r_all, second, a1, r1, a2, r2 = _whole_and_resumed(s, events, 9100)
     assert r1 + r2 == r_all
     assert [(a.alert_id, a.score) for a in a1 + a2] == [(a.alert_id, a.score) for a in a_all] and len(a_all) > 20
     raw = new_engine(s)

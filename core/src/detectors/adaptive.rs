@@ -116,29 +116,15 @@ fn auc(keys: &mut Vec<u64>, n_pos: usize, tmp: &mut Vec<u64>) -> f64 {
 
 /// Average precision of the positives (key bit 0 set) over `keys` sorted ascending (as [`auc`] leaves them): runs
 /// of equal values enter at once, highest first; `sum(precision * positives of the run) / n_pos`, summed in that
-/// order (`detectors.adaptive._average_precision`).
+/// order (`detectors.adaptive._average_precision`). The adapter calls the weighted form; this one is its tests'.
+#[cfg(test)]
 fn average_precision(keys: &[u64], n_pos: usize) -> f64 {
-    let (mut ctp, mut cn, mut acc) = (0.0f64, 0.0f64, 0.0f64);
-    let mut j = keys.len();
-    while j > 0 {
-        let v = keys[j - 1] >> 1;
-        let mut i = j - 1;
-        let mut tp = (keys[i] & 1) as usize;
-        while i > 0 && keys[i - 1] >> 1 == v {
-            i -= 1;
-            tp += (keys[i] & 1) as usize;
-        }
-        let tp = tp as f64;
-        ctp += tp;
-        cn += (j - i) as f64;
-        acc += ctp / cn * tp;
-        j = i;
-    }
-    acc / n_pos as f64
+    weighted_average_precision(keys, n_pos, 1.0, 1.0)
 }
 
 /// [`average_precision`] with each positive counted as `wp` events and each negative as `wn` in the precision
-/// (`detectors.adaptive._average_precision(pos, neg, w_pos, w_neg)`, the same float).
+/// (`detectors.adaptive._average_precision(pos, neg, w_pos, w_neg)`, the same float). With both weights 1 the
+/// precision `ctp / (ctp + cfp)` is the unweighted one bit for bit: the counts are whole numbers, summed exactly.
 fn weighted_average_precision(keys: &[u64], n_pos: usize, wp: f64, wn: f64) -> f64 {
     let (mut ctp, mut cfp, mut acc) = (0.0f64, 0.0f64, 0.0f64);
     let mut j = keys.len();
@@ -428,12 +414,7 @@ impl WeightAdapter {
             learned[j] = if self.prior[j] <= 0.0 || blind[j] {
                 0.0
             } else if self.precision {
-                let ap = if self.stream {
-                    weighted_average_precision(&keys, n_pos, wp, wn)
-                } else {
-                    average_precision(&keys, n_pos)
-                };
-                ((ap - base) / (1.0 - base)).max(0.0)
+                ((weighted_average_precision(&keys, n_pos, wp, wn) - base) / (1.0 - base)).max(0.0)
             } else {
                 (2.0 * a - 1.0).max(0.0)
             };
