@@ -129,6 +129,14 @@ def _measure(stream: dict, results: Path, label: str) -> tuple[float, float]:
 #: ROC AUC may fall by more than this, nor its AP by more than this fraction of it.
 ROC_AUC_TOLERANCE = 0.005
 AP_TOLERANCE = 0.05
+#: The noise-aware veto (registered in bench/panel/README.md, "Deciding a candidate", before any candidate was
+#: measured under it): a loss beyond the tolerance vetoes only when the paired bootstrap's 95 % interval of the
+#: difference lies wholly below zero; rounds and seed of the bootstrap.
+BOOTSTRAP_ROUNDS = 1000
+BOOTSTRAP_SEED = 0
+#: A candidate must gain this much to be adopted: the mean ROC AUC over the voting streams (tuning.toml's
+#: min_gain), or the mean relative AP by the AP tolerance.
+MIN_ROC_AUC_GAIN = 0.001
 
 
 def choose(tuned: dict, streams: Sequence[dict], results: Path) -> tuple[float, list[tuple[float, float]]]:
@@ -209,7 +217,8 @@ def loo_config_file(stream: dict, settings: dict[str, Any], results: Path) -> Pa
 
 
 def replay_command(stream: dict, path: Path, config: Path | None, budget: float, report: Path,
-                   label_delay: str | None = None, label_every: str | None = None) -> list[str]:
+                   label_delay: str | None = None, label_every: str | None = None,
+                   scores: Path | None = None) -> list[str]:
     args = list(stream.get("args", []))
     if label_delay is not None and "--label-delay" not in args:  # a stream with its own delay keeps it
         args += ["--label-delay", label_delay]
@@ -218,6 +227,8 @@ def replay_command(stream: dict, path: Path, config: Path | None, budget: float,
     cmd = [*riskstream_command(), "replay", str(path), *args, "--budget", str(budget)]
     if config is not None:
         cmd += ["-c", str(config)]
+    if scores is not None:
+        cmd += ["--scores-out", str(scores)]
     return [*cmd, "-q", "--report", str(report)]
 
 
@@ -258,7 +269,9 @@ def run_stream(stream: dict, label: str, config: Path | None, *, budget: float, 
         if not path.exists():
             hint = "python bench/panel/fetch.py" if "convert" in stream else "the shared data folder"
             return {"stream": stream["name"], "config": label, "missing": str(path), "hint": hint}
-        cmd = replay_command(stream, path, config, budget, report, label_delay, label_every)
+        scores = scores_file(cache, f"{stream['name']}__{label}")
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        cmd = replay_command(stream, path, config, budget, report, label_delay, label_every, scores)
     started = time.time()
     subprocess.run(cmd, check=True, cwd=ROOT, env=_env(), stdout=sys.stderr)  # stdout: the table only
     entry = {"stream": stream["name"], "config": label, "config_file": str(config) if config else None,
@@ -266,6 +279,101 @@ def run_stream(stream: dict, label: str, config: Path | None, *, budget: float, 
              "report": report.name}
     (results / f"{stream['name']}__{label}.command.json").write_text(json.dumps(entry, indent=1) + "\n")
     return entry
+
+
+def scores_file(cache: Path, run: str) -> Path:
+    """Where a replay's per-event scores are kept (the cache, never the repository): ``<stream>__<label>``."""
+    return cache / "scores" / f"{run}.parquet"
+
+
+def _labelled_risk(path: Path) -> tuple[Any, Any]:
+    """The labels and risks of a scores file's labelled events, in its order."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["label", "risk"])
+    label = t.column("label").to_numpy(zero_copy_only=False)
+    risk = t.column("risk").to_numpy(zero_copy_only=False)
+    known = ~np.isnan(label.astype(np.float64))
+    return label[known].astype(np.int8), risk[known].astype(np.float64)
+
+
+def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, against: str = "default",
+           rounds: int = BOOTSTRAP_ROUNDS) -> dict:
+    """The panel's rule for a candidate configuration ``label`` against ``against`` (README, "Deciding a
+    candidate"). Per voting stream: the figures of both, the difference, and whether the stream vetoes: its ROC AUC
+    falls by more than ``ROC_AUC_TOLERANCE`` or its AP by more than ``AP_TOLERANCE`` of it, *and* the stratified
+    paired bootstrap's 95 % interval of that difference lies wholly below zero. Where the two replays' per-event
+    scores are not both in the cache, or the figure is a protocol's subset (the handbook's), the tolerance alone
+    decides, as before this rule. Adopted: no veto, and the mean ROC AUC gains ``MIN_ROC_AUC_GAIN`` or the mean
+    relative AP gains ``AP_TOLERANCE``."""
+    from stream.eval.metrics import paired_bootstrap
+
+    rows = []
+    for s in streams:
+        if s["kind"] == "nab":
+            continue
+        fa, fb = results / f"{s['name']}__{against}.json", results / f"{s['name']}__{label}.json"
+        if not (fa.exists() and fb.exists()):
+            raise MissingResult(f"{fa if not fa.exists() else fb} is missing: replay it first")
+        ma, mb = measured(s, json.loads(fa.read_text())), measured(s, json.loads(fb.read_text()))
+        row: dict[str, Any] = {"stream": s["name"], "roc_auc": (ma["roc_auc"], mb["roc_auc"]),
+                               "ap": (ma["pr_auc"], mb["pr_auc"]),
+                               "precision_at_budget": (ma["precision_at_budget"], mb["precision_at_budget"])}
+        d_roc = mb["roc_auc"] - ma["roc_auc"]
+        d_ap = mb["pr_auc"] - ma["pr_auc"]
+        roc_loss = d_roc < -ROC_AUC_TOLERANCE
+        ap_loss = d_ap < -AP_TOLERANCE * ma["pr_auc"]
+        sa, sb = scores_file(cache, f"{s['name']}__{against}"), scores_file(cache, f"{s['name']}__{label}")
+        boot = None
+        protocol = bool(((json.loads(fa.read_text()).get("eval") or {}).get("handbook_protocol") or {})
+                        .get("known_from"))
+        if (roc_loss or ap_loss) and not protocol and sa.exists() and sb.exists():
+            ya, ra = _labelled_risk(sa)
+            yb, rb = _labelled_risk(sb)
+            if len(ya) != len(yb) or (ya != yb).any():
+                raise SystemExit(f"{s['name']}: the two replays scored different labelled events")
+            boot = paired_bootstrap(ya, ra, rb, rounds=rounds, seed=BOOTSTRAP_SEED)
+            roc_loss = roc_loss and boot["d_roc_auc_hi"] < 0
+            ap_loss = ap_loss and boot["d_ap_hi"] < 0
+        row.update(d_roc_auc=d_roc, d_ap=d_ap, d_ap_relative=d_ap / ma["pr_auc"] if ma["pr_auc"] else None,
+                   bootstrap=boot, veto=bool(roc_loss or ap_loss))
+        rows.append(row)
+    if not rows:
+        raise MissingResult("no voting stream")
+    mean_roc = sum(r["d_roc_auc"] for r in rows) / len(rows)
+    rel = [r["d_ap_relative"] for r in rows if r["d_ap_relative"] is not None]
+    mean_ap = sum(rel) / len(rel) if rel else 0.0
+    gains = mean_roc >= MIN_ROC_AUC_GAIN or mean_ap >= AP_TOLERANCE
+    vetoes = [r["stream"] for r in rows if r["veto"]]
+    return {"label": label, "against": against, "streams": rows, "mean_d_roc_auc": mean_roc,
+            "mean_d_ap_relative": mean_ap, "gains": gains, "vetoes": vetoes, "adopt": gains and not vetoes,
+            "rule": {"roc_auc_tolerance": ROC_AUC_TOLERANCE, "ap_tolerance": AP_TOLERANCE,
+                     "min_roc_auc_gain": MIN_ROC_AUC_GAIN, "bootstrap_rounds": rounds,
+                     "bootstrap_seed": BOOTSTRAP_SEED}}
+
+
+def decision_table(d: dict) -> str:
+    """The decision as markdown: one row per stream, then the verdict."""
+    def pair(v: tuple) -> str:
+        return f"{_f(v[0])} → {_f(v[1])}"
+
+    def interval(b: dict | None, key: str) -> str:
+        return "—" if b is None else f"[{b[key + '_lo']:+.4f}, {b[key + '_hi']:+.4f}]"
+
+    lines = [f"`{d['label']}` against `{d['against']}`:", "",
+             "| stream | ROC AUC | AP | precision at the budget | Δ ROC AUC (95 % bootstrap) | Δ AP (95 % bootstrap) "
+             "| veto |", "|---|---|---|---|---|---|---|"]
+    for r in d["streams"]:
+        b = r["bootstrap"]
+        lines.append(f"| {r['stream']} | {pair(r['roc_auc'])} | {pair(r['ap'])} | {pair(r['precision_at_budget'])} "
+                     f"| {r['d_roc_auc']:+.4f} {interval(b, 'd_roc_auc')} | {r['d_ap']:+.4f} {interval(b, 'd_ap')} "
+                     f"| {'**yes**' if r['veto'] else 'no'} |")
+    verdict = "adopt" if d["adopt"] else "keep the defaults"
+    why = [f"mean Δ ROC AUC {d['mean_d_roc_auc']:+.4f}", f"mean relative Δ AP {d['mean_d_ap_relative']:+.1%}",
+           "gains" if d["gains"] else "does not gain enough",
+           f"vetoes: {', '.join(d['vetoes'])}" if d["vetoes"] else "no veto"]
+    return "\n".join(lines) + f"\n\n**{verdict}** ({'; '.join(why)}).\n"
 
 
 # ------------------------------------------------------------------------------------------------------- the table
@@ -440,8 +548,22 @@ def main(argv: list[str] | None = None) -> None:
                          "results are labelled '<config>+labels<DURATION>' (no NAB, no leave-one-out)")
     ap.add_argument("--label-every", metavar="DURATION",
                     help="with --label-delay: the labels arrive in drops every DURATION (replay's --label-every)")
+    ap.add_argument("--decide", metavar="LABEL",
+                    help="the rule for the replayed candidate LABEL against the defaults (with --label-delay: both "
+                         "with those labels); replays nothing, writes results/decision__LABEL.md")
     args = ap.parse_args(argv)
 
+    if args.decide:
+        panel, streams = load_streams(args.streams)
+        if args.only:
+            streams = [s for s in streams if s["name"] in args.only]
+        suffix = f"+labels{args.label_delay}" if args.label_delay else ""
+        d = decide(streams, args.results, args.cache, args.decide + suffix, "default" + suffix)
+        text = decision_table(d)
+        (args.results / f"decision__{args.decide}{suffix}.md").write_text(text)
+        (args.results / f"decision__{args.decide}{suffix}.json").write_text(json.dumps(d, indent=1) + "\n")
+        print(text, end="")
+        return
     if args.tune and args.label_delay:
         raise SystemExit("--tune picks on the panel without labels (the rule reads those results); drop --label-delay")
     panel, streams = load_streams(args.streams)

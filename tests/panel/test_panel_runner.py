@@ -262,3 +262,72 @@ def test_settings_of_one_table_share_its_header():
     assert text.startswith("# picks\n") and text.count("[ensemble.weights]") == 1
     assert tomllib.loads(text) == {"ensemble": {"weights": {"hst": 0.25, "coldstart": 0.5},
                                                 "calibration_window": 50000}}
+
+
+def _scores(cache: Path, run_name: str, y, risk) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = run.scores_file(cache, run_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"label": pa.array([None if v is None else int(v) for v in y], pa.int8()),
+                             "risk": pa.array(risk, pa.float64())}), path)
+
+
+def test_a_candidate_is_vetoed_by_a_loss_beyond_the_tolerance_only_when_it_is_beyond_the_noise(tmp_path):
+    import numpy as np
+
+    from stream.eval.metrics import average_precision, roc_auc
+
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    results.mkdir()
+    rng = np.random.default_rng(0)
+    streams = [{"name": n, "kind": "replay"} for n in ("big", "rare")] + [{"name": "nab", "kind": "nab"}]
+
+    def put(name, label, y, risk):
+        known = [i for i, v in enumerate(y) if v is not None]
+        yk, rk = np.array([y[i] for i in known]), np.array([risk[i] for i in known])
+        (results / f"{name}__{label}.json").write_text(json.dumps(
+            {"roc_auc": roc_auc(yk, rk), "pr_auc": average_precision(yk, rk), "precision_at_budget": 0.5}))
+        _scores(cache, f"{name}__{label}", y, risk.tolist())
+
+    # "big": 20,000 events, 400 positives, the candidate clearly worse; "rare": 12 positives among 20,000, the
+    # candidate ranks its best-ranked one in the middle: a loss beyond the tolerance, carried by one event (a resample
+    # without it sees no difference), so within the noise
+    y = (np.arange(20_000) % 50 == 0).astype(int)
+    base = rng.normal(size=20_000) + 2.5 * y
+    put("big", "default", list(y), base)
+    put("big", "cand", list(y), base - 1.2 * y * (rng.random(20_000) < 0.5))
+    yr = np.zeros(20_000, dtype=int)
+    yr[rng.choice(20_000, 12, replace=False)] = 1
+    ylab = [None if i % 97 == 0 else int(v) for i, v in enumerate(yr)]  # some events unlabelled
+    base_r = rng.normal(size=20_000) + 3.0 * yr
+    put("rare", "default", ylab, base_r)
+    moved = base_r.copy()
+    top = max((i for i in np.flatnonzero(yr) if i % 97), key=lambda i: base_r[i])  # the best-ranked positive
+    moved[top] = float(np.median(base_r))
+    put("rare", "cand", ylab, moved)
+    d = run.decide(streams, results, cache, "cand", rounds=200)
+    big, rare = d["streams"]
+    assert big["d_roc_auc"] < -run.ROC_AUC_TOLERANCE and big["bootstrap"]["d_roc_auc_hi"] < 0 and big["veto"]
+    assert rare["d_ap"] < -run.AP_TOLERANCE * rare["ap"][0] and rare["d_roc_auc"] < -run.ROC_AUC_TOLERANCE
+    assert rare["bootstrap"]["d_ap_hi"] == rare["bootstrap"]["d_roc_auc_hi"] == 0.0 and not rare["veto"]
+    assert rare["bootstrap"]["positives"] == int(yr[[i for i in range(20_000) if i % 97]].sum())
+    assert d["vetoes"] == ["big"] and not d["adopt"]
+    # without the per-event scores, the tolerance alone decides (the rule of before)
+    run.scores_file(cache, "rare__cand").unlink()
+    d = run.decide(streams, results, cache, "cand", rounds=200)
+    assert d["vetoes"] == ["big", "rare"] and d["streams"][1]["bootstrap"] is None
+    # a candidate equal to the defaults on one stream and better on the other gains and is adopted
+    put("rare", "cand", ylab, base_r)
+    put("big", "cand", list(y), base + 0.5 * y)
+    d = run.decide(streams, results, cache, "cand", rounds=200)
+    assert d["adopt"] and d["gains"] and not d["vetoes"] and d["mean_d_roc_auc"] > 0
+    text = run.decision_table(d)
+    assert "**adopt**" in text and "| big |" in text and "| nab |" not in text
+    # the same, but the gain below both thresholds: not adopted
+    put("big", "cand", list(y), base + 1e-6 * y)
+    d = run.decide(streams, results, cache, "cand", rounds=50)
+    assert not d["gains"] and not d["adopt"] and "keep the defaults" in run.decision_table(d)
+    with pytest.raises(run.MissingResult, match="big__other.json"):
+        run.decide(streams, results, cache, "other")

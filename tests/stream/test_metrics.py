@@ -118,3 +118,42 @@ def test_each_detector_is_scored_alone_over_the_labelled_events_it_scored():
     m = ~np.isnan(q)
     assert rep["late"]["scored"] == int(m.sum()) < len(y)
     assert rep["late"]["roc_auc"] == pytest.approx(brute_auc(y[m], -q[m]))
+
+
+def test_the_paired_bootstrap_measures_the_events_themselves_and_its_weights_are_replication():
+    from stream.eval.metrics import _weighted_curves, paired_bootstrap
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(2, 50))
+        y = rng.integers(0, 2, n).astype(np.int8)
+        if y.sum() in (0, n):
+            continue
+        s = np.round(rng.normal(size=n), 1)  # ties
+        order = np.argsort(-s, kind="mergesort")
+        ends = np.r_[np.flatnonzero(np.diff(s[order])), n - 1]
+        w = rng.integers(0, 3, n)
+        roc, ap = _weighted_curves(y[order], ends, w[order].astype(np.float64))
+        yy, ss = np.repeat(y, w), np.repeat(s, w)
+        if yy.sum() in (0, len(yy)):
+            continue
+        assert roc == pytest.approx(roc_auc(yy, ss), abs=1e-12)
+        assert ap == pytest.approx(average_precision(yy, ss), abs=1e-12)
+    y = (rng.random(4000) < 0.02).astype(int)
+    a = rng.normal(size=4000) + 2.0 * y
+    r = paired_bootstrap(y, a, a, rounds=50)
+    assert (r["d_roc_auc"], r["d_roc_auc_lo"], r["d_roc_auc_hi"], r["d_ap_lo"], r["d_ap_hi"]) == (0.0,) * 5
+    assert r["roc_auc_a"] == pytest.approx(roc_auc(y, a)) and r["ap_a"] == pytest.approx(average_precision(y, a))
+    # b separates the classes better: the whole interval is above 0; worse: below
+    b = a + 1.0 * y
+    up = paired_bootstrap(y, a, b, rounds=200, seed=1)
+    assert up["d_roc_auc_lo"] > 0 and up["d_ap_lo"] > 0
+    down = paired_bootstrap(y, b, a, rounds=200, seed=1)
+    assert down["d_roc_auc_hi"] < 0 and down["d_roc_auc"] == pytest.approx(-up["d_roc_auc"])
+    # noise alone: the interval holds 0, and the same seed gives the same interval
+    c = a + 0.05 * rng.normal(size=4000)
+    same = paired_bootstrap(y, a, c, rounds=200, seed=2)
+    assert same["d_roc_auc_lo"] < 0 < same["d_roc_auc_hi"]
+    assert same == paired_bootstrap(y, a, c, rounds=200, seed=2)
+    with pytest.raises(ValueError, match="both classes"):
+        paired_bootstrap([0, 0], [1.0, 2.0], [1.0, 2.0])
