@@ -198,6 +198,11 @@ class Detector(base.Base):
     #: ``risk = "evidence"`` they enter the evidence as ``-ln(1 - P)`` instead of through a rank calibration.
     probabilistic = False
 
+    #: Whether scores are root-mean-square z-scores (unit-free, ~N(0, 1) per feature on normal traffic): the
+    #: ensemble can then read them on their own scale (``[ensemble.calibration] <name> = "gaussian"``) instead
+    #: of ranking them.
+    z_scale = False
+
     def score_one(self, x: Features) -> float:
         """Raw anomaly score of ``x``; pure: it changes neither ``x`` nor the model. Finite, even cold."""
         raise NotImplementedError

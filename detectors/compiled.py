@@ -78,7 +78,8 @@ def core_spec(ensemble: Ensemble) -> dict[str, Any]:
     dets = []
     for name, det in ensemble.detectors.items():
         kind, params = _params(name, det)
-        dets.append({"name": name, "type": kind, "params": params, "weight": ensemble._weights[name]})
+        dets.append({"name": name, "type": kind, "params": params, "weight": ensemble._weights[name],
+                     "calibration": (ensemble.calibration or {}).get(name, "rank")})
     return {
         "detectors": dets,
         "budget": ensemble.budget,

@@ -6,6 +6,7 @@ For a batch of feature vectors, in order::
         raw_d = d.process_many(xs, gate_d)      score, then learn only what the gate allows
         p_d = TailCalibrator_d.update(raw_d)    (in the gate) tail probability among d's recent scores
         gate_d = p_d > protect                  a detector does not learn from what it flags
+        p_d = exp(-raw_d**2 / 2)                or, calibration "gaussian" (z-scores): their own scale
     S = sum_d w_d * -ln(p_d)                    combined evidence (Fisher's method, weighted)
     q = TailCalibrator_S.update(S)              the event's tail probability among recent traffic
     risk = 1 - q
@@ -46,6 +47,17 @@ __all__ = ["Ensemble", "Verdicts", "SEVERITY_LEVELS", "alert_reasons"]
 #: Floor of a probabilistic detector's p = 1 - P(fraud) (P = 1 would make -ln p infinite).
 _P_FLOOR = 1e-12
 _RISKS = ("rank", "evidence")
+#: How a detector's raw score becomes its ``p``: ranked among its recent scores, or (z-scores) read on its scale.
+_CALIBRATIONS = ("rank", "gaussian")
+
+
+def gaussian_p(raw: np.ndarray) -> np.ndarray:
+    """``p = exp(-z**2 / 2)`` of root-mean-square z-scores, floored at ``_P_FLOOR`` (NaN: ``p = 1``, no evidence).
+    Its evidence ``-ln p`` is ``z**2 / 2`` nats, the Gaussian tail's exponent: fixed, not fitted to a stream. With
+    libm's ``exp`` (``math.exp``, which the Rust core's ``f64::exp`` also calls), element by element."""
+    exp = math.exp
+    return np.array([1.0 if z != z else max(exp(-0.5 * z * z), _P_FLOOR)
+                     for z in np.asarray(raw, dtype=np.float64).tolist()], dtype=np.float64)
 
 
 def neg_log(p: np.ndarray) -> np.ndarray:
@@ -284,6 +296,13 @@ class Ensemble:
         ``refresh_every``, ``max_pending``), or None (the default): fixed weights. With one, the engine hands it
         the evidence vector of every scored event and the labels that arrive, and each batch is combined with
         the weights it measured (the configured ``weights`` are its prior and stay in :meth:`config_dict`).
+    calibration
+        Name -> ``"rank"`` (the default for every detector) or ``"gaussian"``, for a detector whose score is a
+        root-mean-square z-score (``Detector.z_scale``): its ``p`` is then ``exp(-z**2 / 2)``, the score read on
+        its own scale, instead of its rank among its recent scores. A rank against the last
+        ``calibration_window`` scores compares today's scores with the window's, and moves when the window's
+        content moves; the z-score's own scale does not. Its learning gate still reads the rank, so it learns
+        exactly what it would learn under ``"rank"``.
 
     Examples
     --------
@@ -306,6 +325,8 @@ class Ensemble:
     allocator: ReviewAllocator | None = None
     #: Likewise for the weight adapter.
     adapter: WeightAdapter | None = None
+    #: Likewise for the detectors read on their own scale (``calibration``): none.
+    calibration: dict[str, str] | None = None
 
     def __init__(
         self,
@@ -320,6 +341,7 @@ class Ensemble:
         risk: str = "rank",
         bandit: Mapping[str, Any] | None = None,
         adaptive: Mapping[str, Any] | None = None,
+        calibration: Mapping[str, str] | None = None,
     ) -> None:
         if not detectors:
             raise ValueError("an ensemble needs at least one detector")
@@ -356,6 +378,16 @@ class Ensemble:
             act[k] = v
         if risk not in _RISKS:
             raise ValueError(f"risk must be one of {', '.join(_RISKS)}, got {risk!r}")
+        calibration = dict(calibration or {})
+        for name, how in calibration.items():
+            if name not in detectors:
+                raise ValueError(f"calibration for unknown detector {name!r}")
+            if how not in _CALIBRATIONS:
+                raise ValueError(f"calibration of {name!r} must be one of {', '.join(_CALIBRATIONS)}, got {how!r}")
+            if how == "gaussian" and not detectors[name].z_scale:
+                raise ValueError(f"calibration of {name!r} cannot be \"gaussian\": its scores are not z-scores "
+                                 f"({type(detectors[name]).__name__}); only a z-score detector's can")
+        self.calibration = {k: v for k, v in calibration.items() if v != "rank"} or None
         self.risk = risk
         self.detectors = dict(detectors)
         self.weights = weights or None
@@ -397,6 +429,7 @@ class Ensemble:
         if self.adapter is not None:  # the weights measured on the labels that arrived before this batch
             self._weights = self.adapter.weights()
         protect = self.protect
+        own = self.calibration
         for name, det in self.detectors.items():
             if not getattr(det, "learns", True):
                 # a detector that never learns (rules) needs no gate: its scores do not depend on the gate's
@@ -408,6 +441,8 @@ class Ensemble:
                     pa = self._calibrators[name].update_many(raw)
                 if len(pa) != n:
                     raise RuntimeError(f"detector {name!r} returned {len(pa)} scores for {n} events")
+                if own is not None and name in own:
+                    pa = gaussian_p(raw)
                 p[name] = pa
                 w = self._weights[name]
                 if w:
@@ -422,6 +457,8 @@ class Ensemble:
             if gate.asked != n:
                 raise RuntimeError(f"detector {name!r} called its gate {gate.asked} times for {n} events")
             pa = gate.tail_probabilities()
+            if own is not None and name in own:  # the gate read the rank; the evidence reads the scale
+                pa = gaussian_p(raws[name])
             p[name] = pa
             w = self._weights[name]
             if w:
@@ -511,6 +548,7 @@ class Ensemble:
             **({"risk": self.risk} if self.risk != "rank" else {}),  # the default leaves older hashes as they were
             **({"bandit": self.allocator.params()} if self.allocator is not None else {}),
             **({"adaptive": self.adapter.params()} if self.adapter is not None else {}),
+            **({"calibration": self.calibration} if self.calibration else {}),
         })
 
     def config_hash(self) -> str:

@@ -129,6 +129,10 @@ class RobustZScore(Detector):
         if features is not None:
             self._register(list(dict.fromkeys(features)))
 
+    #: The score is a root-mean-square of z-scores: the ensemble may read it on its own scale
+    #: (``[ensemble.calibration] zscore = "gaussian"``).
+    z_scale = True
+
     @classmethod
     def _unit_test_params(cls) -> Any:
         yield {"window": 64, "refresh_every": 16, "min_count": 8}

@@ -45,7 +45,8 @@ DEFAULTS: dict[str, Any] = _load_defaults()
 #: Sections whose content changes what gets scored and alerted; they make up the configuration hash.
 _DETECTION_SECTIONS = ("engine", "features", "ensemble", "detectors", "labels", "links")
 #: Sections that hold free-form tables (keys are checked by their consumers, not against the defaults).
-_OPEN_TABLES = {("detectors",), ("ensemble", "weights"), ("detectors", "rules", "blocklists")}
+_OPEN_TABLES = {("detectors",), ("ensemble", "weights"), ("ensemble", "calibration"),
+                ("detectors", "rules", "blocklists")}
 
 
 #: Options added after alert ids were first issued: ``(section, kept, keys)``. While ``kept(section)`` is false (the
@@ -55,6 +56,7 @@ _LATER_OPTIONS: tuple[tuple[str, Callable[[dict[str, Any]], bool], tuple[str, ..
     ("ensemble", lambda s: s.get("risk", "rank") != "rank", ("risk",)),
     ("ensemble", lambda s: bool(s.get("bandit", {}).get("enabled", False)), ("bandit",)),
     ("ensemble", lambda s: bool(s.get("adaptive", {}).get("enabled", False)), ("adaptive",)),
+    ("ensemble", lambda s: any(v != "rank" for v in s.get("calibration", {}).values()), ("calibration",)),
     ("links", lambda s: bool(s.get("risk_prior", False)), ("risk_prior", "prior_strength")),
     ("features", lambda s: s.get("max_entities") != DEFAULTS["features"]["max_entities"], ("max_entities",)),
     ("links", lambda s: s.get("max_entities") != DEFAULTS["links"]["max_entities"], ("max_entities",)),
@@ -351,6 +353,13 @@ def _check_detection(data: Mapping[str, Any]) -> None:
         if name not in configured:
             hint = _did_you_mean(name, configured) or f" (configured: {', '.join(sorted(configured))})"
             raise ConfigError(f"config key {key!r} weighs detector {name!r}, which is not configured{hint}")
+    for name, how in data["ensemble"].get("calibration", {}).items():
+        key = f"ensemble.calibration.{name}"
+        if how not in ("rank", "gaussian"):
+            raise ConfigError(f"config key {key!r} must be \"rank\" or \"gaussian\", not {how!r}")
+        if name not in configured:
+            hint = _did_you_mean(name, configured) or f" (configured: {', '.join(sorted(configured))})"
+            raise ConfigError(f"config key {key!r} calibrates detector {name!r}, which is not configured{hint}")
     _check_feature_names(data)
 
 

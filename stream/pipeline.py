@@ -88,8 +88,9 @@ def build_ensemble(settings: Settings) -> Ensemble:
     weights = {k: float(v) for k, v in ens.pop("weights", {}).items() if k in dets}
     bandit = dict(ens.pop("bandit", {}))
     adaptive = dict(ens.pop("adaptive", {}))
+    calibration = {k: v for k, v in ens.pop("calibration", {}).items() if k in dets}
     try:
-        return Ensemble(dets, weights=weights or None, budget=settings.budget,
+        return Ensemble(dets, weights=weights or None, budget=settings.budget, calibration=calibration or None,
                         bandit=bandit if bandit.pop("enabled", False) else None,
                         adaptive=adaptive if adaptive.pop("enabled", False) else None, **ens)
     except (TypeError, ValueError) as e:

@@ -109,11 +109,24 @@ pub fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
 
 pub fn ensemble(spec: &Bound<'_, PyDict>) -> PyResult<Ensemble> {
     let mut dets = Vec::new();
+    let mut gaussian = Vec::new();
     for d in get::<Bound<'_, PyList>>(spec, "detectors")?.iter() {
         let d = d.cast_into::<PyDict>().map_err(|_| bad("core spec: a detector must be a dict"))?;
         let kind: String = get(&d, "type")?;
         let params: Bound<'_, PyDict> = get(&d, "params")?;
         dets.push((get::<String>(&d, "name")?, detector(&kind, &params)?, get::<f64>(&d, "weight")?));
+        let how: String = match d.get_item("calibration")? {
+            Some(v) if !v.is_none() => v.extract()?,
+            _ => "rank".to_string(),
+        };
+        match how.as_str() {
+            "rank" => gaussian.push(false),
+            "gaussian" if matches!(dets.last().unwrap().1, Detector::ZScore(_)) => gaussian.push(true),
+            "gaussian" => {
+                return Err(bad(format!("core spec: only a z-score can be calibrated \"gaussian\", not {kind:?}")))
+            }
+            other => return Err(bad(format!("core spec: unknown calibration {other:?}"))),
+        }
     }
     if dets.is_empty() {
         return Err(bad("an ensemble needs at least one detector"));
@@ -141,6 +154,11 @@ pub fn ensemble(spec: &Bound<'_, PyDict>) -> PyResult<Ensemble> {
         risk,
     };
     let mut ens = Ensemble::new(dets, config);
+    for (i, on) in gaussian.into_iter().enumerate() {
+        if on {
+            ens.set_gaussian(i, true);
+        }
+    }
     if let Some(a) = spec.get_item("adaptive")? {
         if !a.is_none() {
             let a = a.cast_into::<PyDict>().map_err(|_| bad("core spec: \"adaptive\" must be a dict or None"))?;

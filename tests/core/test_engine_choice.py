@@ -193,6 +193,38 @@ def test_detection_in_the_core_on_the_handbook_stream_with_entity_risk() -> None
     assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s, 2000, 1500) > 10
 
 
+_GAUSSIAN = {"ensemble.calibration.zscore": "gaussian"}
+
+
+@pytest.mark.parametrize("seed", [7, 13])
+def test_a_z_score_calibrated_gaussian_in_the_core_equals_the_python_engine(seed) -> None:
+    """``[ensemble.calibration] zscore = "gaussian"`` runs in the core: the same risks, alerts and reasons (whose
+    shares read the z-score's ``p``), and not those of the ranked z-score."""
+    events = list(simulate(SimConfig(events=12_000, seed=seed, label_delay_s=2 * 3600.0)))
+    s = load_settings(overrides=_GAUSSIAN)
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s) > 10
+    co, ranked = new_engine(s), new_engine(load_settings())
+    assert _run(co, events, 1000)[1] != _run(ranked, events, 1000)[1]
+
+
+def test_a_z_score_calibrated_gaussian_in_the_core_on_the_ulb_card_file() -> None:
+    from stream.sources import ColumnMapping
+
+    m = ColumnMapping.parse(type="order", map_spec="ts=Time,amount=Amount,label=Class",
+                            set_spec="user_id=card,merchant_id=unknown")
+    events = _file_events("creditcard_ulb", "creditcard.csv.gz", m, 15_000)
+    s = load_settings(overrides=_GAUSSIAN)
+    assert _assert_same_detection(events, s.replace({"engine.core": "python"}), s, 2000, 1500) > 10
+
+
+def test_a_z_score_calibrated_gaussian_continues_from_a_checkpoint_in_both_engines(events) -> None:
+    for core in ("compiled", "python"):
+        s = _settings(core, **_GAUSSIAN)
+        whole, a_all, r_all, second, a1, r1, a2, r2 = _whole_and_resumed(s, events, 4100)
+        assert r1 + r2 == r_all
+        assert [a.alert_id for a in a1 + a2] == [a.alert_id for a in a_all] and len(a_all) > 20
+
+
 @pytest.mark.parametrize(("toml", "reason"), [
     ('[detectors.supervised]\n', "supervised"),
     ('[detectors.rules]\nblocklists = {ip = ["10.9.9.9"]}\n', "blocklists"),

@@ -349,3 +349,45 @@ def test_a_checkpoint_from_before_the_risk_option_loads_as_rank():
     ref = _ensemble()
     ref.process_many(xs[:600])
     np.testing.assert_array_equal(twin.process_many(xs[600:]).risk, ref.process_many(xs[600:]).risk)
+
+
+def test_a_z_score_calibrated_gaussian_reads_its_own_scale_and_learns_as_ranked():
+    """``calibration={"zscore": "gaussian"}``: the z-score's ``p`` is ``exp(-z**2 / 2)`` (evidence ``z**2 / 2``),
+    while its gate reads the rank, so the detector learns the same events and scores the same raw values."""
+    from types import SimpleNamespace
+
+    def joined(vs):
+        cat = np.concatenate
+        return SimpleNamespace(raw={k: cat([v.raw[k] for v in vs]) for k in vs[0].raw},
+                               p={k: cat([v.p[k] for v in vs]) for k in vs[0].p},
+                               evidence=cat([v.evidence for v in vs]), risk=cat([v.risk for v in vs]),
+                               alert=cat([v.alert for v in vs]))
+
+    xs = _stream(3000, 5, outliers=[2000, 2500])
+    ranked = _ensemble()
+    scaled = _ensemble(calibration={"zscore": "gaussian"})
+    vr, vs = joined(_run(ranked, xs, 250)), joined(_run(scaled, xs, 250))
+    assert np.array_equal(vr.raw["zscore"], vs.raw["zscore"]) and np.array_equal(vr.p["hst"], vs.p["hst"])
+    z = vs.raw["zscore"]
+    assert vs.p["zscore"].tolist() == [max(math.exp(-0.5 * v * v), 1e-12) for v in z.tolist()]
+    assert np.allclose(vs.evidence - vr.evidence, 0.5 * z * z + np.log(vr.p["zscore"]), atol=1e-9)
+    assert not np.array_equal(vr.p["zscore"], vs.p["zscore"])
+    assert vs.alert[2000] and vs.alert[2500]
+    # batch splits do not matter, and the option is part of the configuration (and of nothing when "rank")
+    assert joined(_run(_ensemble(calibration={"zscore": "gaussian"}), xs, 777)).risk.tolist() == vs.risk.tolist()
+    assert scaled.config_dict()["calibration"] == {"zscore": "gaussian"}
+    assert _ensemble(calibration={"zscore": "rank"}).config_hash() == _ensemble().config_hash()
+    # an ensemble pickled before the option continues ranked
+    old = pickle.loads(pickle.dumps(ranked))
+    del old.__dict__["calibration"]
+    assert old.calibration is None and "calibration" not in old.config_dict()
+
+
+@pytest.mark.parametrize(("calibration", "match"), [
+    ({"hst": "gaussian"}, "cannot be \"gaussian\": its scores are not z-scores"),
+    ({"zscore": "normal"}, "must be one of rank, gaussian"),
+    ({"nope": "rank"}, "unknown detector 'nope'"),
+])
+def test_a_bad_calibration_is_refused_with_its_reason(calibration, match):
+    with pytest.raises(ValueError, match=match):
+        _ensemble(calibration=calibration)

@@ -99,6 +99,11 @@ def test_toml_dump_round_trips():
         ("[ensemble.weights]\nforest = 1.0\n",
          "config key 'ensemble.weights.forest' weighs detector 'forest', which is not configured "
          "(configured: coldstart, hst, priors, rules, zscore)"),
+        ('[ensemble.calibration]\nzscore = "normal"\n',
+         "config key 'ensemble.calibration.zscore' must be \"rank\" or \"gaussian\", not 'normal'"),
+        ('[ensemble.calibration]\nzscor = "gaussian"\n',
+         "config key 'ensemble.calibration.zscor' calibrates detector 'zscor', which is not configured "
+         "(did you mean 'zscore'?)"),
         ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "devce_users_24h >= 3"\n',
          "detectors.rules: rule 'mine' names unknown feature 'devce_users_24h' (did you mean 'device_users_24h'?)"),
         ('[[detectors.rules.rules]]\nname = "mine"\nwhen = "order_amount > 5 and V14 < -5"\n',
@@ -134,6 +139,18 @@ def test_rule_names_listed_upstream_features_and_any_feature_family(tmp_path):
 def test_weight_of_a_disabled_detector_is_no_error(tmp_path):
     s = load_settings(write(tmp_path, "[detectors.hst]\nenabled = false\n[ensemble.weights]\nhst = 0.5\n"), env={})
     assert "hst" not in s.detectors
+
+
+def test_a_z_score_calibration_is_in_the_hash_only_when_it_is_not_the_rank(tmp_path):
+    from stream.pipeline import build_ensemble
+
+    s = load_settings(env={})
+    gauss = load_settings(write(tmp_path, '[ensemble.calibration]\nzscore = "gaussian"\n'), env={})
+    assert s.config_hash == s.replace({"ensemble.calibration.zscore": "rank"}).config_hash
+    assert gauss.config_hash != s.config_hash
+    assert build_ensemble(gauss).calibration == {"zscore": "gaussian"}
+    with pytest.raises(ConfigError, match="calibration of 'hst' cannot be \"gaussian\""):
+        build_ensemble(s.replace({"ensemble.calibration.hst": "gaussian"}))
 
 
 def test_a_disabled_rules_pack_is_not_checked(tmp_path):

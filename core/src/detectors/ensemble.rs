@@ -3,6 +3,7 @@
 //! ```text
 //! for each detector d, in configuration order:
 //!     raw_d = d.score(x);  p_d = calibrator_d.update(raw_d);  if d learns and p_d > protect: d.learn(x)
+//!     p_d = exp(-raw_d^2 / 2) instead, for a z-score calibrated "gaussian" (the gate still reads the rank)
 //! S = sum_d w_d * -ln(p_d)            (detectors with w_d = 0 left out)
 //! q = final.update(S);  risk = 1 - q  ("rank")  or  -expm1(-S / sum(w))  ("evidence")
 //! alert = (q <= budget and seen >= min_history) or forced;  severity from q / budget;  action from severity
@@ -159,6 +160,25 @@ pub struct Ensemble {
     pub seen: u64,
     /// Weights measured on the arrived labels (`[ensemble.adaptive]`), or `None`: the configured ones.
     adapter: Option<WeightAdapter>,
+    /// Per detector, whether its `p` is its score on its own scale (`[ensemble.calibration] name = "gaussian"`)
+    /// rather than its rank. Last, and empty (every detector ranked, as then) in a state written before it.
+    #[serde(default, deserialize_with = "absent_is_empty")]
+    gaussian: Vec<bool>,
+}
+
+/// A trailing field that older states do not have: reading past their end gives an empty vector.
+fn absent_is_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<bool>, D::Error> {
+    Ok(Vec::<bool>::deserialize(d).unwrap_or_default())
+}
+
+/// `detectors.ensemble.gaussian_p`: `exp(-z^2 / 2)` floored at `P_FLOOR`; NaN gives 1 (no evidence).
+#[inline]
+pub fn gaussian_p(z: f64) -> f64 {
+    if z.is_nan() {
+        1.0
+    } else {
+        (-0.5 * z * z).exp().max(P_FLOOR)
+    }
 }
 
 /// `sum(w for w in weights if w) or 1.0`, in configuration order (the denominator of `risk = "evidence"`).
@@ -210,7 +230,16 @@ impl Ensemble {
             config,
             seen: 0,
             adapter: None,
+            gaussian: Vec::new(),
         }
+    }
+
+    /// Read detector `i`'s score on its own scale (`"gaussian"`) instead of ranking it (`"rank"`, the default).
+    pub fn set_gaussian(&mut self, i: usize, on: bool) {
+        if self.gaussian.len() < self.detectors.len() {
+            self.gaussian.resize(self.detectors.len(), false);
+        }
+        self.gaussian[i] = on;
     }
 
     /// Re-weight the detectors on the labels that arrive from now on (Python's `Ensemble(adaptive=...)`), from
@@ -316,6 +345,7 @@ impl Ensemble {
             } else if let Detector::Rules(r) = det {
                 forced |= r.blocked();
             }
+            let p = if self.gaussian.get(i).copied().unwrap_or(false) { gaussian_p(raw) } else { p };
             out.raw[i] = raw;
             out.p[i] = p;
             let w = self.weights[i];
@@ -429,6 +459,60 @@ mod tests {
         let x = ((i * 7919) % 1000) as f64 / 250.0;
         let y = ((i * 104729) % 777) as f64 / 100.0;
         vec![x, if i.is_multiple_of(13) { f64::NAN } else { y }]
+    }
+
+    #[test]
+    fn a_gaussian_z_score_reads_its_scale_and_its_gate_the_rank() {
+        let mut schema = Schema::default();
+        schema.column("a");
+        schema.column("b");
+        let (mut ranked, mut scaled) = (stack(), stack());
+        scaled.set_gaussian(1, true);
+        let (mut out_r, mut out_s) = (ranked.verdict(), scaled.verdict());
+        let mut differ = 0;
+        for i in 0..3000 {
+            ranked.process(&schema, &row(i), false, &mut out_r);
+            scaled.process(&schema, &row(i), false, &mut out_s);
+            // the z-score learned the same events (its gate reads the rank either way), so it scores the same
+            assert_eq!(out_r.raw, out_s.raw);
+            assert_eq!((out_r.p[0], out_r.p[2]), (out_s.p[0], out_s.p[2]));
+            let z = out_s.raw[1];
+            assert_eq!(out_s.p[1].to_bits(), (-0.5 * z * z).exp().max(P_FLOOR).to_bits());
+            differ += (out_r.p[1] != out_s.p[1]) as usize;
+        }
+        assert!(differ > 2000);
+        assert_eq!(gaussian_p(f64::NAN), 1.0);
+        assert_eq!(gaussian_p(100.0), P_FLOOR);
+        // the option survives a snapshot
+        let mut back = Ensemble::restore(&scaled.snapshot()).unwrap();
+        let mut out_b = back.verdict();
+        scaled.process(&schema, &row(3000), false, &mut out_s);
+        back.process(&schema, &row(3000), false, &mut out_b);
+        assert_eq!(out_s.p, out_b.p);
+    }
+
+    #[test]
+    fn a_state_written_before_the_calibration_option_loads_with_every_detector_ranked() {
+        let mut schema = Schema::default();
+        schema.column("a");
+        schema.column("b");
+        let mut a = stack();
+        let mut out = a.verdict();
+        for i in 0..700 {
+            a.process(&schema, &row(i), false, &mut out);
+        }
+        let mut bytes = a.snapshot();
+        // the trailing empty `gaussian` vector is its length, eight zero bytes; without them, the format of before
+        assert_eq!(bytes.split_off(bytes.len() - 8), vec![0u8; 8]);
+        let mut old = Ensemble::restore(&bytes).unwrap();
+        assert!(old.gaussian.is_empty());
+        let mut out_old = old.verdict();
+        for i in 700..1500 {
+            a.process(&schema, &row(i), false, &mut out);
+            old.process(&schema, &row(i), false, &mut out_old);
+            assert_eq!(out.p, out_old.p);
+        }
+        assert!(Ensemble::restore(&old.snapshot()).unwrap().gaussian.is_empty());
     }
 
     #[test]
