@@ -119,7 +119,8 @@ class _Lazy(Sequence[Event]):
     def columns(self) -> dict[str, Any] | None:
         """What the evaluation window reads of each event, in order, without decoding it: ``ts``, ``card`` (the
         user id, else the event id), ``label`` (-1: none), ``scenario`` (None: none) and ``fraud_id`` (the event
-        id of an event labelled 1, else None); None when not known."""
+        id of an event labelled 1, else None), and what ``--scores-out`` writes: ``event_id``, ``type`` and
+        ``user_id``; None when not known."""
         return self._columns
 
     def _all(self) -> list[Event]:
@@ -158,7 +159,7 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
     last_ts = -math.inf
     for batch in _timed(source.raw_batches(), stage, failed):
         recs = batch.records
-        ts_a, status_a, label_a, scen_a, names, cards, fraud_ids = scan_meta(recs)
+        ts_a, status_a, label_a, scen_a, names, cards, fraud_ids, event_ids, users = scan_meta(recs)
         status = status_a.tolist()
         valid = recs
         rows = list(range(len(recs)))
@@ -185,6 +186,7 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
                 if e.type != "label":
                     cards[i] = getattr(e, "user_id", None) or e.event_id
                     fraud_ids[i] = e.event_id if e.label == 1 else None
+                    event_ids[i], users[i] = e.event_id, getattr(e, "user_id", None) or None
                 status[i] = {"order": 0, "login": 1, "label": 2}[e.type]
                 ts_l[i] = e.ts
                 labels_l[i] = -1 if e.label is None or e.type == "label" else e.label
@@ -211,7 +213,9 @@ def _replay_raw(source: FileSource, engine: Any, settings: Settings, *, sinks: S
             outcome.scored = _Lazy(batch, scored, {  # type: ignore[assignment]
                 "ts": np.asarray(ts_a)[scored], "card": [cards[i] for i in scored],
                 "label": np.asarray(label_a)[scored], "scenario": [None if c < 0 else names[c] for c in scen_of],
-                "fraud_id": [fraud_ids[i] for i in scored]})
+                "fraud_id": [fraud_ids[i] for i in scored], "event_id": [event_ids[i] for i in scored],
+                "type": ["order" if status[i] == 0 else "login" for i in scored],
+                "user_id": [users[i] for i in scored]})
             outcome.labels = _Lazy(batch, [rows[k] for k in np.flatnonzero(st == 2).tolist()])  # type: ignore
         for k, v in outcome.timings.items():
             stage[k] += v

@@ -166,8 +166,9 @@ pub fn scan_raw<'py>(
 /// scenarios, cards, fraud_ids)`, where `label` is the inline label (-1 when absent or not decoded), `scenario` an
 /// index into `scenarios` (the distinct scenario names of this batch, in order of first appearance; -1 when
 /// absent), `cards` an order's or login's card key for the evaluation window (its user id, its event id when
-/// that is empty; None for other records) and `fraud_ids` the event id of a scored record labelled 1 inline
-/// (None otherwise).
+/// that is empty; None for other records), `fraud_ids` the event id of a scored record labelled 1 inline
+/// (None otherwise), `event_ids` a scored record's event id and `users` its user id (None for other records, and
+/// for an empty user id): what `replay --scores-out` writes of it.
 #[pyfunction]
 pub fn scan_meta<'py>(
     py: Python<'py>,
@@ -181,6 +182,8 @@ pub fn scan_meta<'py>(
     let mut names: Vec<String> = Vec::new();
     let mut cards: Vec<Option<String>> = Vec::with_capacity(n);
     let mut fraud_ids: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut event_ids: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut users: Vec<Option<String>> = Vec::with_capacity(n);
     for item in records.iter() {
         if item.is_none() {
             ts.push(f64::NAN);
@@ -189,6 +192,8 @@ pub fn scan_meta<'py>(
             scen.push(-1);
             cards.push(None);
             fraud_ids.push(None);
+            event_ids.push(None);
+            users.push(None);
             continue;
         }
         match decode(item.cast::<PyBytes>()?.as_bytes()) {
@@ -196,6 +201,8 @@ pub fn scan_meta<'py>(
                 let scored = ev.kind() != Kind::Label;
                 cards.push(scored.then(|| ev.card_key()));
                 fraud_ids.push((scored && ev.label == Some(1)).then(|| ev.event_id.to_string()));
+                event_ids.push(scored.then(|| ev.event_id.to_string()));
+                users.push((scored && !ev.user_id.is_empty()).then(|| ev.user_id.to_string()));
                 ts.push(ev.ts);
                 status.push(ev.kind() as u8);
                 label.push(ev.label.map_or(-1, |l| l as i8));
@@ -217,6 +224,8 @@ pub fn scan_meta<'py>(
                 scen.push(-1);
                 cards.push(None);
                 fraud_ids.push(None);
+                event_ids.push(None);
+                users.push(None);
             }
         }
     }
@@ -228,6 +237,8 @@ pub fn scan_meta<'py>(
         names,
         cards,
         fraud_ids,
+        event_ids,
+        users,
     )
         .into_pyobject(py)
 }

@@ -266,8 +266,8 @@ impl CoreEngine {
 
 /// What a replay's report and evaluation window read of the records of one `process_csv` call, in order, so
 /// that no event object is built for them: per scored event its time, inline label (-1: none), card key (user
-/// id, else event id), event id when labelled 1 and scenario; per label event its id, time, referenced event and
-/// label (-1: none).
+/// id, else event id), event id when labelled 1 and scenario, and what `replay --scores-out` writes of it (event
+/// id, type, user id); per label event its id, time, referenced event and label (-1: none).
 #[derive(Default)]
 struct CsvMeta {
     ts: Vec<f64>,
@@ -275,6 +275,9 @@ struct CsvMeta {
     card: Vec<String>,
     fraud_id: Vec<Option<String>>,
     scenario: Vec<Option<String>>,
+    event_id: Vec<String>,
+    kind: Vec<&'static str>,
+    user_id: Vec<Option<String>>,
     labels: Vec<(String, f64, String, i8)>,
 }
 
@@ -290,6 +293,9 @@ impl CsvMeta {
         self.card.push(ev.card_key());
         self.fraud_id.push((y == 1).then(|| ev.event_id.to_string()));
         self.scenario.push(ev.scenario.as_deref().map(str::to_string));
+        self.event_id.push(ev.event_id.to_string());
+        self.kind.push(if ev.kind() == Kind::Order { "order" } else { "login" });
+        self.user_id.push((!ev.user_id.is_empty()).then(|| ev.user_id.to_string()));
     }
 }
 
@@ -576,6 +582,9 @@ impl CoreEngine {
             cols.set_item("card", meta.card)?;
             cols.set_item("fraud_id", meta.fraud_id)?;
             cols.set_item("scenario", meta.scenario)?;
+            cols.set_item("event_id", meta.event_id)?;
+            cols.set_item("type", meta.kind)?;
+            cols.set_item("user_id", meta.user_id)?;
             cols.set_item("labels", meta.labels)?;
             all.push(cols.into_any());
         }

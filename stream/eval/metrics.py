@@ -404,13 +404,17 @@ def detection_delays(ts: np.ndarray, scenario: np.ndarray, entity: np.ndarray, a
 
 def event_columns(events: Sequence[Any]) -> dict[str, Any]:
     """What :class:`WindowCollector` reads of scored events, as columns: ``ts``, ``label`` (-1: none), ``card`` (the
-    user id, else the event id), ``fraud_id`` (the event id of an event labelled 1, else None) and ``scenario``. The
-    raw replay paths build the same columns in the core, with no event object (their ``scored.columns()``)."""
+    user id, else the event id), ``fraud_id`` (the event id of an event labelled 1, else None) and ``scenario``;
+    and what ``replay --scores-out`` writes (:class:`stream.eval.scores.ScoresWriter`): ``event_id``, ``type``
+    and ``user_id`` (None: none). The raw replay paths build the same columns in the core, with no event object
+    (their ``scored.columns()``)."""
     return {"ts": np.array([e.ts for e in events], dtype=np.float64),
             "label": np.array([-1 if e.label is None else e.label for e in events], dtype=np.int8),
             "card": [getattr(e, "user_id", None) or e.event_id for e in events],
             "fraud_id": [e.event_id if e.label == 1 else None for e in events],
-            "scenario": [e.scenario for e in events]}
+            "scenario": [e.scenario for e in events],
+            "event_id": [e.event_id for e in events], "type": [e.type for e in events],
+            "user_id": [getattr(e, "user_id", None) or None for e in events]}
 
 
 class WindowCollector:

@@ -109,14 +109,27 @@ class ScoresWriter:
         if set(outcome.calibrated) != set(self.detectors) or set(outcome.raw) != set(self.detectors):
             raise ValueError(f"outcome has detectors {sorted(outcome.calibrated)}, the file {sorted(self.detectors)}")
         schema = self._schema_now()
-        ts = np.fromiter((e.ts for e in scored), dtype=np.float64, count=n)
+        # the raw replay paths know what is written here without an event object (scored.columns(), from the
+        # core): reading the events instead would decode each of them in Python
+        known = getattr(scored, "columns", None)
+        c = known() if callable(known) else None
+        if c is not None and "event_id" in c:
+            ts = np.asarray(c["ts"], dtype=np.float64)
+            label = np.asarray(c["label"], dtype=np.int8)
+            ids, types, users, scen = c["event_id"], c["type"], c["user_id"], c["scenario"]
+            labels = pa.array(label, pa.int8(), mask=label < 0)
+        else:
+            ts = np.fromiter((e.ts for e in scored), dtype=np.float64, count=n)
+            ids, types = [e.event_id for e in scored], [e.type for e in scored]
+            users, scen = [getattr(e, "user_id", None) for e in scored], [e.scenario for e in scored]
+            labels = pa.array([e.label for e in scored], pa.int8())
         cols: list[Any] = [
-            pa.array([e.event_id for e in scored], pa.string()),
-            pa.array([e.type for e in scored], pa.string()),
+            pa.array(ids, pa.string()),
+            pa.array(types, pa.string()),
             pa.array(np.round(ts * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
-            pa.array([getattr(e, "user_id", None) for e in scored], pa.string()),
-            pa.array([e.label for e in scored], pa.int8()),
-            pa.array([e.scenario for e in scored], pa.string()),
+            pa.array(users, pa.string()),
+            labels,
+            pa.array(scen, pa.string()),
         ]
         for name in self.detectors:
             cols.append(pa.array(np.asarray(outcome.raw[name], dtype=np.float64)))
