@@ -4,6 +4,11 @@ Comparing two detector configurations is two ``replay --report`` runs on the sam
 ``compare``: the first report is the baseline, every other column shows its value and its difference to it. The
 reports must describe the same stream (same events, positives, time span and evaluation window); otherwise the
 numbers would not be comparable and the command says which one differs.
+
+With each replay's ``--scores-out`` file (``--scores``, in the reports' order), every difference of ROC AUC, PR
+AUC and precision at the budget gets its 95 % interval from a stratified paired bootstrap of the labelled events
+(``stream.eval.metrics.paired_bootstrap``): an interval that holds 0 says the difference could be the draw of
+which events were fraud, not the configuration.
 """
 
 from __future__ import annotations
@@ -109,11 +114,55 @@ def _rows(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
     return rows
 
 
-def compare_reports(reports: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+def _labelled(path: str | Path) -> tuple[list[Any], Any, Any, Any]:
+    """A ``--scores-out`` file's event ids, and its labelled events' labels, risks and alerted flags."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    try:
+        t = pq.read_table(path, columns=["event_id", "label", "risk", "alerted"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path}: not a riskstream replay --scores-out file ({e})") from None
+    label = t.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
+    known = ~np.isnan(label)
+    return (t.column("event_id").to_pylist(), label[known].astype(np.int8),
+            t.column("risk").to_numpy(zero_copy_only=False)[known].astype(np.float64),
+            t.column("alerted").to_numpy(zero_copy_only=False)[known].astype(bool))
+
+
+def _intervals(reports: Sequence[dict[str, Any]], names: Sequence[str], scores: Sequence[str | Path],
+               rounds: int) -> list[tuple[str, list[Any]]]:
+    """Rows of the 95 % paired bootstrap interval of each difference to the baseline, from the scores files."""
+    from stream.eval.metrics import average_precision, paired_bootstrap
+
+    if len(scores) != len(reports):
+        raise ConfigError(f"--scores: {len(scores)} file(s) for {len(reports)} reports; give one per report, in "
+                          "the same order")
+    loaded = [_labelled(p) for p in scores]
+    for name, path, report, (ids, y, risk, _) in zip(names, scores, reports, loaded, strict=True):
+        if ids != loaded[0][0]:
+            raise ConfigError(f"{path} and {scores[0]} do not hold the same events in the same order")
+        ap, want = (average_precision(y, risk) if len(y) else None), report.get("pr_auc")
+        if want is not None and (ap is None or abs(ap - want) > 1e-9):
+            raise ConfigError(f"{path} is not the scores of {name}: its PR AUC is {ap}, the report's {want}")
+    rows: dict[str, list[Any]] = {k: [None] for k in ("roc_auc", "ap", "precision")}
+    _, y, risk0, alert0 = loaded[0]
+    for _, _, risk, alert in loaded[1:]:
+        b = paired_bootstrap(y, risk0, risk, rounds=rounds, alerted=(alert0, alert))
+        for key, out in (("d_roc_auc", "roc_auc"), ("d_ap", "ap"), ("d_precision", "precision")):
+            lo, hi = b.get(f"{key}_lo"), b.get(f"{key}_hi")
+            rows[out].append(None if lo is None else f"[{lo:+.4f}, {hi:+.4f}]")
+    return [("Δ PR AUC, 95 % interval", rows["ap"]), ("Δ ROC AUC, 95 % interval", rows["roc_auc"]),
+            ("Δ precision at budget, 95 % interval", rows["precision"])]
+
+
+def compare_reports(reports: Sequence[dict[str, Any]], names: Sequence[str],
+                    scores: Sequence[str | Path] | None = None, rounds: int = 1000) -> dict[str, Any]:
     """The comparison of ``reports`` (the first is the baseline): ``{"reports": names, "rows": [{"metric",
     "values", "delta"}]}``, ``delta[i]`` = value i - baseline for numbers (``None`` for the baseline and for text).
+    With ``scores`` (each report's ``--scores-out`` file), rows of the bootstrap intervals of the differences.
 
-    Raises :class:`ConfigError` when the reports are not of the same stream.
+    Raises :class:`ConfigError` when the reports are not of the same stream, or a scores file is not its report's.
     """
     if len(reports) < 2:
         raise ConfigError("compare needs at least two reports")
@@ -131,6 +180,11 @@ def compare_reports(reports: Sequence[dict[str, Any]], names: Sequence[str]) -> 
             x = _num(v)
             delta.append(None if b is None or x is None else x - b)
         rows.append({"metric": metric, "values": values, "delta": delta})
+    if scores:
+        at = next((i + 1 for i, r in enumerate(rows) if r["metric"] == "ROC AUC"), len(rows))
+        extra = [{"metric": m, "values": v, "delta": [None] * len(v)} for m, v in _intervals(reports, names, scores,
+                                                                                              rounds)]
+        rows[at:at] = extra
     return {"reports": list(names), "rows": rows}
 
 
@@ -156,20 +210,25 @@ def _cell(metric: str, v: Any, d: float | None) -> str:
 @click.command("compare")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the comparison as JSON.")
+@click.option("--scores", multiple=True, type=click.Path(dir_okay=False),
+              help="Each report's replay --scores-out file, in the reports' order (repeat): adds the 95 % paired "
+                   "bootstrap interval of each difference in ROC AUC, PR AUC and precision at the budget.")
+@click.option("--rounds", type=click.IntRange(min=100), default=1000, show_default=True,
+              help="Bootstrap rounds of --scores.")
 @fail_cleanly
-def compare(reports: tuple[str, ...], out: str | None) -> None:
+def compare(reports: tuple[str, ...], out: str | None, scores: tuple[str, ...], rounds: int) -> None:
     """Put replay reports of the same stream side by side; the first is the baseline.
 
     \b
-    riskstream replay week.jsonl.gz -c a.toml --budget 0.005 -q --report a.json
-    riskstream replay week.jsonl.gz -c b.toml --budget 0.005 -q --report b.json
-    riskstream compare a.json b.json
+    riskstream replay week.jsonl.gz -c a.toml --budget 0.005 -q --report a.json --scores-out a.parquet
+    riskstream replay week.jsonl.gz -c b.toml --budget 0.005 -q --report b.json --scores-out b.parquet
+    riskstream compare a.json b.json --scores a.parquet --scores b.parquet
     """
     from rich.console import Console
     from rich.table import Table
 
     names = list(reports)
-    result = compare_reports([load_report(p) for p in names], names)
+    result = compare_reports([load_report(p) for p in names], names, scores=list(scores), rounds=rounds)
     table = Table(title="riskstream compare (differences to the first report)", title_justify="left")
     table.add_column("metric")
     for name in names:

@@ -84,14 +84,18 @@ def _weighted_curves(order_y: np.ndarray, ends: np.ndarray, w: np.ndarray) -> tu
 
 
 def paired_bootstrap(y: Sequence[int] | np.ndarray, a: Sequence[float] | np.ndarray,
-                     b: Sequence[float] | np.ndarray, rounds: int = 1000, seed: int = 0) -> dict[str, Any]:
+                     b: Sequence[float] | np.ndarray, rounds: int = 1000, seed: int = 0,
+                     alerted: tuple[Sequence[bool] | np.ndarray, Sequence[bool] | np.ndarray] | None = None,
+                     ) -> dict[str, Any]:
     """How far two scorings ``a`` and ``b`` of the same labelled events differ, beyond sampling noise.
 
     A stratified paired bootstrap: each round draws the positives and the negatives with replacement (the same
     draw for ``a`` and ``b``, so what the two share cancels) and measures ``b - a`` in ROC AUC and in average
     precision. Returns the differences on the events themselves (``d_roc_auc``, ``d_ap``), the 2.5th and 97.5th
     percentiles of the rounds' differences (``*_lo``, ``*_hi``), the rounds, the seed and the class counts.
-    Seeded: the same inputs give the same interval.
+    Seeded: the same inputs give the same interval. With ``alerted`` (whether each event alerted under ``a`` and
+    under ``b``), the precision of the alerts too (``precision_*``, ``d_precision``: a report's
+    ``precision_at_budget``); a round whose draw holds no alert of one of them counts no difference.
 
     >>> y = [0, 0, 0, 1, 1, 0, 1, 0]
     >>> r = paired_bootstrap(y, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
@@ -115,8 +119,21 @@ def paired_bootstrap(y: Sequence[int] | np.ndarray, a: Sequence[float] | np.ndar
         sorted_.append((order, ya[order], ends))
     ones = np.ones(len(ya))
     (roc_a, ap_a), (roc_b, ap_b) = (_weighted_curves(oy, ends, ones) for _, oy, ends in sorted_)
+    hits = None
+    if alerted is not None:
+        al = [np.asarray(x, dtype=bool) for x in alerted]
+        if len(al) != 2 or any(x.shape != ya.shape for x in al):
+            raise ValueError("alerted must be two boolean arrays as long as the labels")
+        hits = [(x & (ya == 1)).astype(np.float64) for x in al], [x.astype(np.float64) for x in al]
+
+    def precision(w: np.ndarray) -> tuple[float, float] | None:
+        (ha, hb), (na, nb) = hits  # type: ignore[misc]
+        da, db = float(w @ na), float(w @ nb)
+        return None if not (da and db) else (float(w @ ha) / da, float(w @ hb) / db)
+
+    prec = precision(ones) if hits is not None else None
     rng = np.random.default_rng(seed)
-    d_roc, d_ap = np.empty(rounds), np.empty(rounds)
+    d_roc, d_ap, d_prec = np.empty(rounds), np.empty(rounds), np.zeros(rounds)
     n = len(ya)
     for r in range(rounds):
         w = np.zeros(n)
@@ -125,8 +142,16 @@ def paired_bootstrap(y: Sequence[int] | np.ndarray, a: Sequence[float] | np.ndar
         (ra, pa), (rb, pb) = (_weighted_curves(oy, ends, w[order]) for order, oy, ends in sorted_)
         d_roc[r] = rb - ra
         d_ap[r] = pb - pa
+        if prec is not None:
+            got = precision(w)
+            d_prec[r] = 0.0 if got is None else got[1] - got[0]
     lo, hi = 2.5, 97.5
-    return {
+    extra: dict[str, Any] = {}
+    if prec is not None:
+        extra = {"precision_a": prec[0], "precision_b": prec[1], "d_precision": prec[1] - prec[0],
+                 "d_precision_lo": float(np.percentile(d_prec, lo)),
+                 "d_precision_hi": float(np.percentile(d_prec, hi))}
+    return {**extra,
         "roc_auc_a": roc_a, "roc_auc_b": roc_b, "ap_a": ap_a, "ap_b": ap_b,
         "d_roc_auc": roc_b - roc_a, "d_roc_auc_lo": float(np.percentile(d_roc, lo)),
         "d_roc_auc_hi": float(np.percentile(d_roc, hi)),

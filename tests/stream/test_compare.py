@@ -28,7 +28,7 @@ def reports(tmp_path_factory):
     out = {}
     for name, stream, cfg in (("a", "s5", "base"), ("b", "s5", "norules"), ("other", "s6", "base")):
         res = invoke("replay", d / f"{stream}.jsonl.gz", "--budget", "0.02", "-q", "-c", d / f"{cfg}.toml",
-                     "--report", d / f"{name}.json")
+                     "--report", d / f"{name}.json", "--scores-out", d / f"{name}.parquet")
         assert res.exit_code == 0, res.output
         out[name] = d / f"{name}.json"
     return out
@@ -83,3 +83,38 @@ def test_a_file_that_is_not_a_report_is_refused(reports, tmp_path):
     assert res.exit_code == 2 and "cannot read" in res.output
     with pytest.raises(ConfigError, match="at least two"):
         compare_reports([json.loads(reports["a"].read_text())], ["a"])
+
+
+def test_scores_give_each_difference_its_bootstrap_interval(reports, tmp_path):
+    scores = {k: v.with_suffix(".parquet") for k, v in reports.items()}
+    res = invoke("compare", reports["a"], reports["b"], reports["a"], "--scores", scores["a"], "--scores",
+                 scores["b"], "--scores", scores["a"], "--rounds", 200, "--out", tmp_path / "cmp.json")
+    assert res.exit_code == 0, res.output
+    rows = {r["metric"]: r for r in json.loads((tmp_path / "cmp.json").read_text())["rows"]}
+    names = ["Δ PR AUC, 95 % interval", "Δ ROC AUC, 95 % interval", "Δ precision at budget, 95 % interval"]
+    order = [r["metric"] for r in json.loads((tmp_path / "cmp.json").read_text())["rows"]]
+    assert order[order.index("ROC AUC") + 1 : order.index("ROC AUC") + 4] == names
+    for name, metric in zip(names, ("PR AUC (average precision)", "ROC AUC", "precision at budget"), strict=True):
+        base, b_iv, same_iv = rows[name]["values"]
+        assert base is None and same_iv == "[+0.0000, +0.0000]", "a configuration against itself: no difference"
+        lo, hi = (float(x) for x in b_iv.strip("[]").split(", "))
+        assert lo <= hi
+        d = rows[metric]["delta"][1]
+        assert lo - 1e-12 <= d <= hi + 1e-12, (name, d, lo, hi)  # the difference measured lies inside
+    assert "Δ ROC AUC" in res.output
+
+
+def test_scores_that_are_not_their_reports_are_refused(reports):
+    scores = {k: v.with_suffix(".parquet") for k, v in reports.items()}
+    with pytest.raises(ConfigError, match="1 file\\(s\\) for 2 reports"):
+        compare_reports([json.loads(reports[k].read_text()) for k in "ab"], ["a", "b"], scores=[scores["a"]])
+    same = [json.loads(reports[k].read_text()) for k in ("a", "b")]
+    with pytest.raises(ConfigError, match="is not the scores of b: its PR AUC"):
+        compare_reports(same, ["a", "b"], scores=[scores["a"], scores["a"]], rounds=100)
+    other = json.loads(reports["other"].read_text())
+    with pytest.raises(ConfigError, match="do not hold the same events"):
+        # (the two streams' reports are refused first; compare their scores as if the reports matched)
+        compare_reports([same[0], {**same[0], "pr_auc": other["pr_auc"]}], ["a", "o"],
+                        scores=[scores["a"], scores["other"]], rounds=100)
+    res = invoke("compare", reports["a"], reports["b"], "--scores", reports["a"], "--scores", scores["b"])
+    assert res.exit_code != 0 and "not a riskstream replay --scores-out file" in res.output
