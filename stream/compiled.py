@@ -522,7 +522,9 @@ class CompiledEngine(Engine):
     def snapshot(self) -> bytes:
         return pickle.dumps(
             {"config_hash": self.config_hash, "engine": "compiled", "core_state_version": self._state_version,
-             "core": self.core.snapshot(), "ensembles": self.ensembles, "events_seen": self.events_seen,
+             # LZ4 (about 3x smaller): a checkpoint's cost is mostly its size, copied, hashed, written and fsynced
+             "core_format": "lz4", "core": self.core.snapshot(compressed=True), "ensembles": self.ensembles,
+             "events_seen": self.events_seen,
              "label_store": self.label_store if self.learns_labels and self.detection != "compiled" else None,
              "rules_version": self.rules_version},
             protocol=pickle.HIGHEST_PROTOCOL,
@@ -537,7 +539,8 @@ class CompiledEngine(Engine):
             raise CheckpointError(f"checkpoint holds compiled state version {state.get('core_state_version')}, "
                                   f"this build reads version {self._state_version}; start from empty state")
         try:
-            self.core.restore(state["core"])
+            # a checkpoint written before the state was compressed has no "core_format": it loads as it was
+            self.core.restore(state["core"], compressed=state.get("core_format") == "lz4")
         except ValueError as e:
             raise CheckpointError(f"checkpoint does not load: {e}") from None
         self.ensembles = state["ensembles"]

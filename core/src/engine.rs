@@ -432,6 +432,18 @@ impl Engine {
         out
     }
 
+    /// [`to_bytes`](Self::to_bytes) compressed with LZ4 for a checkpoint ([`compress`]): a checkpoint's cost is
+    /// mostly its size (copied, hashed, written and fsynced), and the state (windows of numbers, repeated ids)
+    /// compresses about 3x at ~1 GB/s.
+    pub fn to_compressed(&self) -> Vec<u8> {
+        compress(&self.to_bytes())
+    }
+
+    /// [`from_bytes`](Self::from_bytes) of [`to_compressed`](Self::to_compressed)'s output.
+    pub fn from_compressed(bytes: &[u8]) -> Result<Self, String> {
+        Self::from_bytes(&decompress(bytes)?)
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let s: State = bincode::deserialize(bytes).map_err(|e| format!("engine state does not load: {e}"))?;
         let detectors = match s.detectors {
@@ -459,9 +471,77 @@ impl Engine {
     }
 }
 
+/// LZ4 blocks of at most this many input bytes (a block's size field is 32 bits; any state size works).
+const CHUNK: usize = 16 << 20;
+const MAGIC: &[u8; 8] = b"RSLZ4v1\0";
+
+/// `MAGIC`, the input's length (u64, little endian), then per chunk of at most [`CHUNK`] bytes its compressed
+/// length (u32) and its LZ4 block (size-prepended).
+pub fn compress(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + raw.len() / 2);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
+    for chunk in raw.chunks(CHUNK) {
+        let block = lz4_flex::block::compress_prepend_size(chunk);
+        out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        out.extend_from_slice(&block);
+    }
+    out
+}
+
+/// The bytes [`compress`] was given; a damaged or foreign input is an error, never a panic.
+pub fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
+    let bad = |why: &str| format!("compressed engine state does not load: {why}");
+    let rest = data.strip_prefix(MAGIC.as_slice()).ok_or_else(|| bad("not an LZ4 engine state"))?;
+    let (len, mut rest) = rest.split_first_chunk::<8>().ok_or_else(|| bad("truncated"))?;
+    let total = u64::from_le_bytes(*len) as usize;
+    let mut out = Vec::with_capacity(total.min(data.len().saturating_mul(8)));
+    while !rest.is_empty() {
+        let (n, tail) = rest.split_first_chunk::<4>().ok_or_else(|| bad("truncated"))?;
+        let n = u32::from_le_bytes(*n) as usize;
+        if n > tail.len() {
+            return Err(bad("truncated"));
+        }
+        // the block's own size field is read first: a damaged one must not ask for gigabytes
+        match tail[..n].first_chunk::<4>() {
+            Some(size) if u32::from_le_bytes(*size) as usize <= CHUNK => {}
+            _ => return Err(bad("a block larger than a chunk")),
+        }
+        let block = lz4_flex::block::decompress_size_prepended(&tail[..n]).map_err(|e| bad(&e.to_string()))?;
+        out.extend_from_slice(&block);
+        rest = &tail[n..];
+    }
+    if out.len() != total {
+        return Err(bad("length mismatch"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use serde::{Deserialize, Serialize};
+
+    #[test]
+    fn compression_round_trips_across_chunks_and_refuses_damage() {
+        for n in [0usize, 1, 1000, super::CHUNK, super::CHUNK + 12_345] {
+            let raw: Vec<u8> = (0..n).map(|i| ((i * 7919) % 251) as u8 ^ ((i / 4096) as u8)).collect();
+            let packed = super::compress(&raw);
+            assert_eq!(super::decompress(&packed).unwrap(), raw, "{n} bytes");
+            if n > 1000 {
+                assert!(packed.len() < raw.len() / 2, "{n} bytes: {} compressed", packed.len());
+            }
+        }
+        let packed = super::compress(&vec![3u8; 100_000]);
+        assert!(super::decompress(&packed[..packed.len() - 1]).is_err());
+        assert!(super::decompress(b"RSLZ4v1").is_err());
+        assert!(super::decompress(&vec![0u8; 40]).unwrap_err().contains("not an LZ4 engine state"));
+        let mut wrong_total = packed.clone();
+        wrong_total[8] ^= 1;
+        assert!(super::decompress(&wrong_total).unwrap_err().contains("length mismatch"));
+        let mut huge_block = packed.clone();
+        huge_block[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // the block's own size field
+        assert!(super::decompress(&huge_block).unwrap_err().contains("larger than a chunk"));
+    }
 
     /// `State`'s blobs as they were written before `serde_bytes` (a plain `Vec<u8>` sequence) ...
     #[derive(Serialize, Deserialize, PartialEq, Debug)]

@@ -708,10 +708,13 @@ impl CoreEngine {
         self.engine.graph().is_some()
     }
 
-    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+    /// The engine's state; ``compressed``: LZ4-compressed (what a checkpoint keeps; ``restore(..., compressed=True)``
+    /// reads it back).
+    #[pyo3(signature = (compressed=false))]
+    fn snapshot<'py>(&self, py: Python<'py>, compressed: bool) -> Bound<'py, PyBytes> {
         // serialised with the GIL released: a checkpoint snapshots its units on several threads at once
         let engine = &self.engine;
-        let bytes = py.detach(|| engine.to_bytes());
+        let bytes = py.detach(|| if compressed { engine.to_compressed() } else { engine.to_bytes() });
         PyBytes::new(py, &bytes)
     }
 
@@ -720,8 +723,10 @@ impl CoreEngine {
         self.engine.snapshot_sizes()
     }
 
-    fn restore(&mut self, data: &[u8]) -> PyResult<()> {
-        self.engine = Engine::from_bytes(data).map_err(PyValueError::new_err)?;
+    #[pyo3(signature = (data, compressed=false))]
+    fn restore(&mut self, py: Python<'_>, data: &[u8], compressed: bool) -> PyResult<()> {
+        let engine = py.detach(|| if compressed { Engine::from_compressed(data) } else { Engine::from_bytes(data) });
+        self.engine = engine.map_err(PyValueError::new_err)?;
         self.names = Default::default();
         Ok(())
     }

@@ -267,6 +267,34 @@ def test_a_compiled_detection_checkpoint_mid_stream_continues_as_an_uninterrupte
     assert [a.score for a in a1 + a2] == [a.score for a in a_all]
 
 
+def test_a_checkpoint_keeps_the_core_state_compressed_and_one_written_before_compression_still_loads(events) -> None:
+    import pickle
+
+    s = _settings("compiled", **{"links.entity_risk": True})
+    first = new_engine(s)
+    _run(first, events[:4000], 1000)
+    blob = first.snapshot()
+    state = pickle.loads(blob)
+    assert state["core_format"] == "lz4"
+    raw = first.core.snapshot()
+    assert len(state["core"]) * 2 < len(raw), "LZ4 halves the state at least"
+    # the format of before: the core's raw state, no "core_format"
+    old = dict(state, core=raw)
+    del old["core_format"]
+    rest = events[4000:]
+    runs = []
+    for b in (blob, pickle.dumps(old, protocol=pickle.HIGHEST_PROTOCOL)):
+        eng = new_engine(s)
+        eng.restore(b)
+        runs.append(_run(eng, rest, 1000))
+    a_rest, r_rest = _run(first, rest, 1000)
+    assert runs[0][1] == runs[1][1] == r_rest
+    assert [a.alert_id for a in runs[0][0]] == [a.alert_id for a in runs[1][0]] == [a.alert_id for a in a_rest]
+    damaged = dict(state, core=state["core"][:-10])
+    with pytest.raises(CheckpointError, match="compressed engine state does not load"):
+        new_engine(s).restore(pickle.dumps(damaged))
+
+
 def test_process_raw_decodes_in_the_core_and_equals_process_on_the_decoded_events(events) -> None:
     """The JSON-records path (``CompiledEngine.process_raw``): junk among the records is refused with
     ``stream.events.decode``'s reasons, and the scores and alerts are those of :meth:`process` on the events."""
