@@ -20,6 +20,7 @@ mod py_links;
 pub mod features;
 pub mod py_features;
 pub mod py_decode;
+mod py_kafka;
 pub mod detectors;
 pub mod py_detectors;
 
@@ -34,6 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py_features::FeatureCore>()?;
     py_decode::register(m)?;
     py_csv::register(m)?;
+    py_kafka::register(m)?;
     m.add_class::<py_engine::CoreEngine>()?;
     py_detectors::register(m)?;
     Ok(())

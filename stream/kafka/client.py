@@ -142,10 +142,19 @@ def producer_config(settings: Settings, *, bootstrap: str | None = None, **overr
 
 
 def make_consumer(
-    settings: Settings, *, group_id: str | None, bootstrap: str | None = None, **overrides: Any
+    settings: Settings, *, group_id: str | None, bootstrap: str | None = None, core_parsing: bool = True,
+    **overrides: Any
 ) -> KafkaConsumer:
-    """A connected :class:`KafkaConsumer`; an unreachable broker is a retriable :class:`SourceError`."""
-    return _connect(KafkaConsumer, consumer_config(settings, group_id=group_id, bootstrap=bootstrap, **overrides))
+    """A connected :class:`KafkaConsumer`; an unreachable broker is a retriable :class:`SourceError`. With
+    ``core_parsing`` its fetched batches' records are parsed by the compiled core (:mod:`stream.kafka.fastparse`;
+    kafka-python's own parsing when its fetcher is not the one that module knows); without, kafka-python's own
+    (the baseline ``riskstream bench --kafka`` measures)."""
+    consumer = _connect(KafkaConsumer, consumer_config(settings, group_id=group_id, bootstrap=bootstrap, **overrides))
+    if core_parsing:
+        from stream.kafka.fastparse import install
+
+        install(consumer)
+    return consumer
 
 
 def make_producer(settings: Settings, *, bootstrap: str | None = None, **overrides: Any) -> KafkaProducer:

@@ -1,0 +1,92 @@
+"""``stream.kafka.fastparse``: the core parses a fetched batch's records into the very ``ConsumerRecord``s
+kafka-python's own loop builds, whatever the batch holds; a damaged batch is kafka-python's
+``CorruptRecordError``. (With a broker, transactions and partial polls: ``tests/kafka/test_fastparse_kafka.py``.)"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from kafka import errors as Errors  # noqa: N812
+from kafka.consumer.fetcher import Fetcher
+from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.memory_records import MemoryRecords
+from kafka.structs import TopicPartition
+
+from stream.kafka.fastparse import FastPartitionRecords
+
+TP = TopicPartition("orders", 3)
+
+
+def _batch(base: int, n: int, codec: int, rng: random.Random, log_append: bool = False) -> bytes:
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=False, producer_id=-1,
+                                  producer_epoch=-1, base_sequence=-1, batch_size=1 << 30)
+    for i in range(n):
+        key = None if i % 4 == 0 else f"k{i}é".encode()
+        value = None if i % 17 == 5 else bytes(rng.randrange(256) for _ in range(rng.randrange(0, 300)))
+        headers = [(f"h{j}", None if j == 1 else b"v" * j) for j in range(i % 3)] + ([("ключ", b"")] if i % 7 == 0
+                                                                                      else [])
+        b.append(i, timestamp=1_700_000_000_000 + rng.randrange(-10**6, 10**9), key=key, value=value,
+                 headers=headers)
+    out = bytearray(b.build())
+    out[0:8] = base.to_bytes(8, "big", signed=True)  # the batch's base offset, as the broker assigns it
+    if log_append:  # the timestamp type bit of the attributes (then every record carries the batch's max time)
+        from kafka.record.default_records import DefaultRecordBatch
+
+        out[22] |= 0x08
+        import struct
+
+        from kafka.record.util import calc_crc32c
+
+        crc = calc_crc32c(memoryview(out)[DefaultRecordBatch.ATTRIBUTES_OFFSET:])
+        out[DefaultRecordBatch.CRC_OFFSET:DefaultRecordBatch.CRC_OFFSET + 4] = struct.pack(">I", crc)
+    return bytes(out)
+
+
+def _records(cls, data: bytes, fetch_offset: int, take: int | None = None) -> tuple[list, int]:
+    part = cls(fetch_offset, TP, MemoryRecords(data), check_crcs=True)
+    out = []
+    while True:
+        got = part.take(take)
+        if not got:
+            return out, part.next_fetch_offset
+        out.extend(got)
+        if take is None:
+            return out, part.next_fetch_offset
+
+
+@pytest.mark.parametrize("codec", [0, 1])  # none, gzip (snappy, lz4 and zstd decompress in kafka-python alike)
+def test_the_core_builds_the_records_kafka_pythons_loop_builds(codec) -> None:
+    rng = random.Random(codec)
+    data = _batch(100, 60, codec, rng) + _batch(160, 1, codec, rng) + _batch(161, 25, codec, rng, log_append=True)
+    stock, stock_next = _records(Fetcher.PartitionRecords, data, 100)
+    fast, fast_next = _records(FastPartitionRecords, data, 100)
+    assert len(stock) == 86 and fast == stock and fast_next == stock_next == 186
+    assert {r.timestamp_type for r in fast} == {0, 1} and any(r.headers for r in fast)
+    assert any(r.key is None for r in fast) and any(r.value is None for r in fast)
+    # a fetch that starts inside a batch skips the records before it; a poll that stops inside a batch leaves
+    # the position at the next record, as kafka-python's does
+    assert _records(FastPartitionRecords, data, 130) == _records(Fetcher.PartitionRecords, data, 130)
+    part_s = Fetcher.PartitionRecords(100, TP, MemoryRecords(data), check_crcs=True)
+    part_f = FastPartitionRecords(100, TP, MemoryRecords(data), check_crcs=True)
+    for n in (7, 50, 1, 28):
+        assert part_f.take(n) == part_s.take(n)
+        assert part_f.next_fetch_offset == part_s.next_fetch_offset
+    assert (part_f.records_read, part_f.bytes_read) == (part_s.records_read, part_s.bytes_read)
+
+
+def test_a_damaged_batch_is_kafka_pythons_corrupt_record_error() -> None:
+    from kafka.consumer.fetcher import ConsumerRecord
+    from stream._core import kafka_records
+
+    data = bytearray(_batch(0, 5, 0, random.Random(1)))
+    for cut in (len(data) - 1, len(data) - 40):  # the batch's records cut short (its length field mended)
+        short = data[:cut]
+        with pytest.raises(ValueError, match="past the end of the batch|unconsumed|Invalid record size"):
+            kafka_records(short, 61, 5, 0, 0, 0, 0, "t", 0, 0, ConsumerRecord)
+    with pytest.raises(ValueError, match="unconsumed bytes"):
+        kafka_records(data + b"\x00", 61, 5, 0, 0, 0, 0, "t", 0, 0, ConsumerRecord)
+    bad_crc = bytearray(data)
+    bad_crc[-1] ^= 0xFF
+    with pytest.raises(Errors.CorruptRecordError, match="failed crc check"):
+        _records(FastPartitionRecords, bytes(bad_crc), 0)
