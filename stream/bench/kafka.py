@@ -205,11 +205,13 @@ RAW_CONSUME_RUNS = 3  # reads of the input by a plain consumer; the median's rat
 
 
 def _raw_consume(settings: Settings, bootstrap: str, tps: Sequence[TopicPartition],
-                 total: int) -> dict[str, Any]:
-    """A plain consumer (the runtime's client settings, no group) that only iterates over the records."""
+                 total: int, core_parsing: bool = False) -> dict[str, Any]:
+    """A plain consumer (the runtime's client settings, no group) that only iterates over the records: with
+    kafka-python's own record parsing (the baseline), or ``core_parsing`` the core's, as ``run`` reads them."""
     from stream.kafka.client import make_consumer
 
-    consumer = make_consumer(settings, group_id=None, bootstrap=bootstrap, consumer_timeout_ms=30_000)
+    consumer = make_consumer(settings, group_id=None, bootstrap=bootstrap, core_parsing=core_parsing,
+                             consumer_timeout_ms=30_000)
     try:
         consumer.assign(list(tps))
         consumer.seek_to_beginning(*tps)
@@ -427,6 +429,9 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         raws = sorted((_raw_consume(s, boot, tps, total) for _ in range(RAW_CONSUME_RUNS)),
                       key=lambda r: r["records_per_second"])
         raw = {**raws[len(raws) // 2], "runs_records_per_second": [r["records_per_second"] for r in raws]}
+        # the same read with the records parsed by the core (stream.kafka.fastparse), as run reads them: not a
+        # denominator, what the client side costs run now
+        raw_core = _raw_consume(s, boot, tps, total, core_parsing=True)
         # Same records, two fresh groups with their own state: exactly once (one transaction per unit and
         # checkpoint), then at least once (its own alerts topic, so each topic holds one run's alerts).
         group = _run_group_member(timed.replace({"kafka.exactly_once": True, "kafka.group_id": f"bench-{x}-eos",
@@ -462,6 +467,7 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "produce": produced,
         "raw_consume": raw,
+        "raw_consume_core_parsing": raw_core,
         "run_consumer": group,
         "run_consumer_at_least_once": alo,
         "run_consumer_no_overlap": serial,
@@ -507,6 +513,10 @@ def print_bench_kafka(result: Mapping[str, Any]) -> None:
     rows = [("produce (idempotent producer, acks=all)", p["events_per_second"], p["seconds"], ""),
             (f"raw kafka-python consume (iterate only; median of {len(raw.get('runs_records_per_second', [1]))})",
              raw["records_per_second"], raw["seconds"], ""),
+            *([("raw consume, records parsed by the core (as run reads them)",
+                result["raw_consume_core_parsing"]["records_per_second"],
+                result["raw_consume_core_parsing"]["seconds"], "")] if result.get("raw_consume_core_parsing")
+              else []),
             ("riskstream run (1 member, alerts topic, exactly once)", grp["events_per_second"], grp["seconds"],
              grp["alerts"])]
     if alo:
