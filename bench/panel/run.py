@@ -286,18 +286,6 @@ def scores_file(cache: Path, run: str) -> Path:
     return cache / "scores" / f"{run}.parquet"
 
 
-def _labelled_risk(path: Path) -> tuple[Any, Any]:
-    """The labels and risks of a scores file's labelled events, in its order."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    t = pq.read_table(path, columns=["label", "risk"])
-    label = t.column("label").to_numpy(zero_copy_only=False)
-    risk = t.column("risk").to_numpy(zero_copy_only=False)
-    known = ~np.isnan(label.astype(np.float64))
-    return label[known].astype(np.int8), risk[known].astype(np.float64)
-
-
 def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, against: str = "default",
            rounds: int = BOOTSTRAP_ROUNDS) -> dict:
     """The panel's rule for a candidate configuration ``label`` against ``against`` (README, "Deciding a
@@ -308,6 +296,7 @@ def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, agai
     decides, as before this rule. Adopted: no veto, and the mean ROC AUC gains ``MIN_ROC_AUC_GAIN`` or the mean
     relative AP gains ``AP_TOLERANCE``."""
     from stream.eval.metrics import paired_bootstrap
+    from stream.eval.scores import read_labelled
 
     rows = []
     for s in streams:
@@ -316,7 +305,8 @@ def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, agai
         fa, fb = results / f"{s['name']}__{against}.json", results / f"{s['name']}__{label}.json"
         if not (fa.exists() and fb.exists()):
             raise MissingResult(f"{fa if not fa.exists() else fb} is missing: replay it first")
-        ma, mb = measured(s, json.loads(fa.read_text())), measured(s, json.loads(fb.read_text()))
+        report_a = json.loads(fa.read_text())
+        ma, mb = measured(s, report_a), measured(s, json.loads(fb.read_text()))
         row: dict[str, Any] = {"stream": s["name"], "roc_auc": (ma["roc_auc"], mb["roc_auc"]),
                                "ap": (ma["pr_auc"], mb["pr_auc"]),
                                "precision_at_budget": (ma["precision_at_budget"], mb["precision_at_budget"])}
@@ -326,11 +316,10 @@ def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, agai
         ap_loss = d_ap < -AP_TOLERANCE * ma["pr_auc"]
         sa, sb = scores_file(cache, f"{s['name']}__{against}"), scores_file(cache, f"{s['name']}__{label}")
         boot = None
-        protocol = bool(((json.loads(fa.read_text()).get("eval") or {}).get("handbook_protocol") or {})
-                        .get("known_from"))
+        protocol = bool(((report_a.get("eval") or {}).get("handbook_protocol") or {}).get("known_from"))
         if (roc_loss or ap_loss) and not protocol and sa.exists() and sb.exists():
-            ya, ra = _labelled_risk(sa)
-            yb, rb = _labelled_risk(sb)
+            _, ya, ra, _ = read_labelled(sa)
+            _, yb, rb, _ = read_labelled(sb)
             if len(ya) != len(yb) or (ya != yb).any():
                 raise SystemExit(f"{s['name']}: the two replays scored different labelled events")
             boot = paired_bootstrap(ya, ra, rb, rounds=rounds, seed=BOOTSTRAP_SEED)

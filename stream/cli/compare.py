@@ -114,31 +114,16 @@ def _rows(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
     return rows
 
 
-def _labelled(path: str | Path) -> tuple[list[Any], Any, Any, Any]:
-    """A ``--scores-out`` file's event ids, and its labelled events' labels, risks and alerted flags."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    try:
-        t = pq.read_table(path, columns=["event_id", "label", "risk", "alerted"])
-    except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{path}: not a riskstream replay --scores-out file ({e})") from None
-    label = t.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
-    known = ~np.isnan(label)
-    return (t.column("event_id").to_pylist(), label[known].astype(np.int8),
-            t.column("risk").to_numpy(zero_copy_only=False)[known].astype(np.float64),
-            t.column("alerted").to_numpy(zero_copy_only=False)[known].astype(bool))
-
-
 def _intervals(reports: Sequence[dict[str, Any]], names: Sequence[str], scores: Sequence[str | Path],
                rounds: int) -> list[tuple[str, list[Any]]]:
     """Rows of the 95 % paired bootstrap interval of each difference to the baseline, from the scores files."""
     from stream.eval.metrics import average_precision, paired_bootstrap
+    from stream.eval.scores import read_labelled
 
     if len(scores) != len(reports):
         raise ConfigError(f"--scores: {len(scores)} file(s) for {len(reports)} reports; give one per report, in "
                           "the same order")
-    loaded = [_labelled(p) for p in scores]
+    loaded = [read_labelled(p) for p in scores]
     for name, path, report, (ids, y, risk, _) in zip(names, scores, reports, loaded, strict=True):
         if ids != loaded[0][0]:
             raise ConfigError(f"{path} and {scores[0]} do not hold the same events in the same order")

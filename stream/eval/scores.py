@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 
 from stream.errors import ConfigError
 
-__all__ = ["ScoresWriter", "scores_schema"]
+__all__ = ["ScoresWriter", "scores_schema", "read_labelled"]
 
 
 def scores_schema(detectors: Sequence[str]) -> pa.Schema:
@@ -65,6 +65,21 @@ def scores_schema(detectors: Sequence[str]) -> pa.Schema:
         fields.append(pa.field(f"p_{name}", pa.float64()))
     fields += [pa.field("risk", pa.float64(), nullable=False), pa.field("alerted", pa.bool_(), nullable=False)]
     return pa.schema(fields)
+
+
+def read_labelled(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A scores file's event ids (every scored event, in order), and its labelled events' labels, risks and
+    alerted flags: what a paired bootstrap of two replays reads (``riskstream compare --scores``, the panel's rule).
+    A file that is not a scores file is a :class:`ConfigError` naming it."""
+    try:
+        t = pq.read_table(path, columns=["event_id", "label", "risk", "alerted"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path}: not a riskstream replay --scores-out file ({e})") from None
+    label = t.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
+    known = ~np.isnan(label)
+    return (t.column("event_id").to_pylist(), label[known].astype(np.int8),
+            t.column("risk").to_numpy(zero_copy_only=False)[known].astype(np.float64),
+            t.column("alerted").to_numpy(zero_copy_only=False)[known].astype(bool))
 
 
 class ScoresWriter:

@@ -270,8 +270,9 @@ def _scores(cache: Path, run_name: str, y, risk) -> None:
 
     path = run.scores_file(cache, run_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"label": pa.array([None if v is None else int(v) for v in y], pa.int8()),
-                             "risk": pa.array(risk, pa.float64())}), path)
+    pq.write_table(pa.table({"event_id": [f"e{i}" for i in range(len(y))],
+                             "label": pa.array([None if v is None else int(v) for v in y], pa.int8()),
+                             "risk": pa.array(risk, pa.float64()), "alerted": [False] * len(y)}), path)
 
 
 def test_a_candidate_is_vetoed_by_a_loss_beyond_the_tolerance_only_when_it_is_beyond_the_noise(tmp_path):
