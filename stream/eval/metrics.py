@@ -145,19 +145,15 @@ def paired_bootstrap(y: Sequence[int] | np.ndarray, a: Sequence[float] | np.ndar
         if prec is not None:
             got = precision(w)
             d_prec[r] = 0.0 if got is None else got[1] - got[0]
-    lo, hi = 2.5, 97.5
-    extra: dict[str, Any] = {}
+    out: dict[str, Any] = {"roc_auc_a": roc_a, "roc_auc_b": roc_b, "ap_a": ap_a, "ap_b": ap_b,
+                           "d_roc_auc": roc_b - roc_a, "d_ap": ap_b - ap_a}
+    diffs = {"d_roc_auc": d_roc, "d_ap": d_ap}
     if prec is not None:
-        extra = {"precision_a": prec[0], "precision_b": prec[1], "d_precision": prec[1] - prec[0],
-                 "d_precision_lo": float(np.percentile(d_prec, lo)),
-                 "d_precision_hi": float(np.percentile(d_prec, hi))}
-    return {**extra,
-        "roc_auc_a": roc_a, "roc_auc_b": roc_b, "ap_a": ap_a, "ap_b": ap_b,
-        "d_roc_auc": roc_b - roc_a, "d_roc_auc_lo": float(np.percentile(d_roc, lo)),
-        "d_roc_auc_hi": float(np.percentile(d_roc, hi)),
-        "d_ap": ap_b - ap_a, "d_ap_lo": float(np.percentile(d_ap, lo)), "d_ap_hi": float(np.percentile(d_ap, hi)),
-        "rounds": rounds, "seed": seed, "positives": len(pos_idx), "negatives": len(neg_idx),
-    }
+        out.update(precision_a=prec[0], precision_b=prec[1], d_precision=prec[1] - prec[0])
+        diffs["d_precision"] = d_prec
+    for key, rounds_of in diffs.items():  # the 95 % interval of each difference
+        out[f"{key}_lo"], out[f"{key}_hi"] = (float(v) for v in np.percentile(rounds_of, [2.5, 97.5]))
+    return {**out, "rounds": rounds, "seed": seed, "positives": len(pos_idx), "negatives": len(neg_idx)}
 
 
 def top_k_metrics(y: np.ndarray, s: np.ndarray, k: int) -> tuple[float | None, float | None]:

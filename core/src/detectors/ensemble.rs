@@ -455,6 +455,24 @@ mod tests {
         )
     }
 
+    /// The two columns `row` fills.
+    fn schema() -> Schema {
+        let mut schema = Schema::default();
+        schema.column("a");
+        schema.column("b");
+        schema
+    }
+
+    /// `stack()` after the events `row(0..n)`, with its verdict buffer.
+    fn warmed(schema: &Schema, n: usize) -> (Ensemble, Verdict) {
+        let mut a = stack();
+        let mut out = a.verdict();
+        for i in 0..n {
+            a.process(schema, &row(i), false, &mut out);
+        }
+        (a, out)
+    }
+
     fn row(i: usize) -> Vec<f64> {
         let x = ((i * 7919) % 1000) as f64 / 250.0;
         let y = ((i * 104729) % 777) as f64 / 100.0;
@@ -463,9 +481,7 @@ mod tests {
 
     #[test]
     fn a_gaussian_z_score_reads_its_scale_and_its_gate_the_rank() {
-        let mut schema = Schema::default();
-        schema.column("a");
-        schema.column("b");
+        let schema = schema();
         let (mut ranked, mut scaled) = (stack(), stack());
         scaled.set_gaussian(1, true);
         let (mut out_r, mut out_s) = (ranked.verdict(), scaled.verdict());
@@ -493,14 +509,8 @@ mod tests {
 
     #[test]
     fn a_state_written_before_the_calibration_option_loads_with_every_detector_ranked() {
-        let mut schema = Schema::default();
-        schema.column("a");
-        schema.column("b");
-        let mut a = stack();
-        let mut out = a.verdict();
-        for i in 0..700 {
-            a.process(&schema, &row(i), false, &mut out);
-        }
+        let schema = schema();
+        let (mut a, mut out) = warmed(&schema, 700);
         let mut bytes = a.snapshot();
         // the trailing empty `gaussian` vector is its length, eight zero bytes; without them, the format of before
         assert_eq!(bytes.split_off(bytes.len() - 8), vec![0u8; 8]);
@@ -517,14 +527,8 @@ mod tests {
 
     #[test]
     fn snapshot_restore_continues_exactly() {
-        let mut schema = Schema::default();
-        schema.column("a");
-        schema.column("b");
-        let mut a = stack();
-        let mut out = a.verdict();
-        for i in 0..1234 {
-            a.process(&schema, &row(i), false, &mut out);
-        }
+        let schema = schema();
+        let (mut a, mut out) = warmed(&schema, 1234);
         let mut b = Ensemble::restore(&a.snapshot()).unwrap();
         let mut out_b = b.verdict();
         let mut alerts = 0;
@@ -543,14 +547,8 @@ mod tests {
 
     #[test]
     fn explain_reads_the_state_without_changing_it() {
-        let mut schema = Schema::default();
-        schema.column("a");
-        schema.column("b");
-        let mut a = stack();
-        let mut out = a.verdict();
-        for i in 0..1500 {
-            a.process(&schema, &row(i), false, &mut out);
-        }
+        let schema = schema();
+        let (mut a, _) = warmed(&schema, 1500);
         let before = a.snapshot();
         let ex = a.explain(&schema, &[9.0, 40.0], 3);
         assert_eq!(a.snapshot(), before);
