@@ -68,7 +68,7 @@ def main() -> None:
         t = time.perf_counter()
         orig_ingest(self, tp, recs)
         acc["ingest"] += time.perf_counter() - t
-        acc["n"] += len(recs)
+        acc["n"] += sum(len(b) for b in recs) if self.blocks else len(recs)  # blocks of records, or records
 
     def process(self: Any) -> None:
         t = time.perf_counter()

@@ -91,6 +91,7 @@ from stream.kafka.client import (
     release_parked_fetches,
     rescue_lost_join,
 )
+from stream.kafka.fastparse import install as install_fastparse
 from stream.kafka.stats import RuntimeStats
 from stream.kafka.stats import log_event as _log
 from stream.kafka.units import RULES_KEY, PartitionUnit, is_switch
@@ -249,6 +250,9 @@ class _Runtime:
             from stream._core import scan_raw
 
             self._scan_raw = scan_raw
+        # With the core scoring raw records, each fetched batch comes out of poll() as one block of columns
+        # (stream.kafka.fastparse): no ConsumerRecord a record, and each value read once for the merge's key.
+        self.blocks = self.raw and install_fastparse(consumer, blocks=True)
         self.settings = settings
         self.consumer = consumer
         self.group = group
@@ -578,6 +582,9 @@ class _Runtime:
             return  # a partition revoked in this very poll (its new owner reads the records again)
         merge = unit.merge
         expected = merge.positions[tp.topic]
+        if self.blocks:
+            self.stats.records_in += self._ingest_blocks(merge, tp, recs, expected)
+            return
         if self.raw:
             self.stats.records_in += self._ingest_raw(merge, tp, recs, expected)
             return
@@ -619,6 +626,27 @@ class _Runtime:
                     add((r.offset, item, stamp, item.ts, topic))
         merge.add_many(topic, items)
         return len(items)
+
+    def _ingest_blocks(self, merge: PartitionUnit, tp: TopicPartition, blocks: Sequence[Any],
+                       expected: int | None) -> int:
+        """:meth:`_ingest_raw` for blocks of records (``stream._core.RecordBlock``), whose values the core has
+        read already: the items come out of the block; only a record the core refuses, leaves to Python or finds
+        null is decoded here."""
+        topic, part = tp.topic, tp.partition
+        n = 0
+        for block in blocks:
+            if expected is not None and block.first_offset < expected:
+                block = block.since(expected)  # already buffered or processed (a stale fetch)
+                if not len(block):
+                    continue
+            items, odd = block.items(topic)
+            for j in odd:
+                off, v, stamp = items[j][0], items[j][1], items[j][2]
+                item = decode_record(topic, part, off, v)
+                items[j] = (off, item, stamp, None if isinstance(item, DeadLetter) else item.ts, topic)
+            merge.add_many(topic, items)
+            n += len(items)
+        return n
 
     def _seek(self, tp: TopicPartition, offset: int) -> None:
         """Set the fetch position of ``tp``; the records the current poll returned for it are stale (see step)."""

@@ -90,3 +90,84 @@ def test_a_damaged_batch_is_kafka_pythons_corrupt_record_error() -> None:
     bad_crc[-1] ^= 0xFF
     with pytest.raises(Errors.CorruptRecordError, match="failed crc check"):
         _records(FastPartitionRecords, bytes(bad_crc), 0)
+
+
+def _blocks(data: bytes, fetch_offset: int, take: int | None = None) -> tuple[list, int, int, list[int]]:
+    from stream.kafka.fastparse import BlockPartitionRecords
+
+    part = BlockPartitionRecords(fetch_offset, TP, MemoryRecords(data), check_crcs=True)
+    out, counts = [], []
+    while True:
+        got = part.take(take)
+        counts.append(part.taken)
+        if not got:
+            return out, part.next_fetch_offset, part.records_read, counts
+        out.extend(got)
+
+
+def _flat(blocks: list) -> list[tuple]:
+    rows = []
+    for b in blocks:
+        offsets, stamps, _, _ = b.columns()
+        rows.extend(zip(offsets.tolist(), stamps.tolist(), b.values(), strict=True))
+    return rows
+
+
+@pytest.mark.parametrize("codec", [0, 1])
+def test_blocks_hold_the_records_kafka_python_reads_and_take_counts_records(codec) -> None:
+    """A poll in blocks returns each batch's records as columns: the same offsets, timestamps and values as
+    kafka-python's records, the position after the records taken (a take of ``n`` splits a block), and the
+    count of records (not blocks) that the fetcher holds against ``max_records``."""
+    rng = random.Random(codec)
+    data = _batch(100, 60, codec, rng) + _batch(160, 1, codec, rng) + _batch(161, 25, codec, rng, log_append=True)
+    for start in (100, 130, 185):
+        stock, stock_next = _records(Fetcher.PartitionRecords, data, start)
+        blocks, nxt, read, _ = _blocks(data, start)
+        assert _flat(blocks) == [(r.offset, r.timestamp, r.value) for r in stock]
+        assert nxt == stock_next == 186 and read == len(stock)
+    part_s = Fetcher.PartitionRecords(100, TP, MemoryRecords(data), check_crcs=True)
+    from stream.kafka.fastparse import BlockPartitionRecords
+
+    part_b = BlockPartitionRecords(100, TP, MemoryRecords(data), check_crcs=True)
+    for n in (7, 50, 1, 28):
+        got = part_b.take(n)
+        assert part_b.taken == sum(len(b) for b in got) == n
+        assert _flat(got) == [(r.offset, r.timestamp, r.value) for r in part_s.take(n)]
+        assert part_b.next_fetch_offset == part_s.next_fetch_offset
+    assert part_b.bytes_read == part_s.bytes_read
+
+
+def test_a_blocks_event_times_and_items_are_the_decoders() -> None:
+    """Each value is read once by the core's decoder: its event time and status are :func:`scan_raw`'s, and the
+    merge's items carry them, with the records the decoder refuses or leaves to Python marked for Python."""
+    from stream._core import RecordBlock, scan_raw
+
+    values = [b'{"type":"order","event_id":"o1","ts":"2024-01-01T00:00:05Z","user_id":"u","order_id":"x",'
+              b'"merchant_id":"m","amount":3,"currency":"EUR"}',
+              b'{"type":"login","event_id":"l1","ts":12500,"user_id":"u","success":true}',
+              b'{"type":"order","event_id":"o2"}', b"not json", None,
+              b'{"type":"label","event_id":"b1","ref_event_id":"o1","ts":20000,"label":1}']
+    block = RecordBlock.from_records([5, 6, 8, 9, 10, 11], [1, 2, 3, 4, -1, 6], values)
+    offsets, stamps, ts, status = block.columns()
+    want_ts, want_status = scan_raw(values)
+    assert status.tolist() == want_status.tolist() and status.tolist()[:3] == [0, 1, 3]
+    assert ts[:2].tolist() == [1704067205.0, 12.5] and ts[5] == want_ts[5] == 20.0
+    items, odd = block.since(6).items("orders")
+    assert [it[0] for it in items] == [6, 8, 9, 10, 11] and odd == [1, 2, 3]
+    assert items[0] == (6, values[1], 2, 12.5, "orders") and items[3] == (10, None, -1, None, "orders")
+    head, tail = block.split(2)
+    assert (len(head), len(tail), head.next_offset, tail.first_offset) == (2, 4, 7, 8)
+    with pytest.raises(ValueError, match="increase"):
+        RecordBlock.from_records([2, 1], [0, 0], [b"", b""])
+
+
+def test_a_damaged_batch_in_blocks_is_kafka_pythons_corrupt_record_error() -> None:
+    from stream._core import kafka_block
+
+    data = bytearray(_batch(0, 5, 0, random.Random(1)))
+    with pytest.raises(ValueError, match="past the end of the batch|unconsumed|Invalid record size"):
+        kafka_block(data[: len(data) - 40], 61, 5, 0, 0, 0, 0)
+    bad_crc = bytearray(data)
+    bad_crc[-1] ^= 0xFF
+    with pytest.raises(Errors.CorruptRecordError, match="failed crc check"):
+        _blocks(bytes(bad_crc), 0)
