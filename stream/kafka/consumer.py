@@ -313,12 +313,16 @@ class _Runtime:
         self.rules = rules
         #: Versions that could not be switched in (logged once each).
         self._refused_rules: set[int] = set()
-        #: ``kafka.overlap``: the engine thread scoring released records while the next poll runs (see the
-        #: module's "Overlap"), and the units' batches it has in hand, in submission order.
-        self._engine_thread: ThreadPoolExecutor | None = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="riskstream-engine")
-            if self.raw and bool(k.get("overlap", True)) else None)
-        self._in_flight: list[tuple[_Unit, list[Any], Future[list[Any]]]] = []
+        #: ``kafka.overlap``: the engine threads scoring released records while the next poll runs (see the
+        #: module's "Overlap"), one single-thread executor each (``kafka.engine_threads``, 0 = one per CPU), and
+        #: the units' batches they have in hand, in submission order, each with its thread's index. A unit's
+        #: batches go to the thread that holds its last one (so they run in order, never two at once on its
+        #: engine), else to the least busy: several units score at once on several cores.
+        lanes = int(k.get("engine_threads", 0)) or usable_cpus()
+        self._engine_threads: list[ThreadPoolExecutor] = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"riskstream-engine-{i}") for i in range(lanes)
+        ] if self.raw and bool(k.get("overlap", True)) else []
+        self._in_flight: list[tuple[_Unit, list[Any], Future[list[Any]], int]] = []
 
     # -- rebalance callbacks (IO thread, main thread blocked in poll/close) ----------------------------------
 
@@ -865,13 +869,24 @@ class _Runtime:
                 )
         if items:
             unit.dirty = True
-            if self._engine_thread is not None and all(type(it[1]) is bytes for it in items):
-                job = self._engine_thread.submit(self._score, unit, items)
-                self._in_flight.append((unit, items, job))
+            if self._engine_threads and all(type(it[1]) is bytes for it in items):
+                lane = self._lane(unit)
+                job = self._engine_threads[lane].submit(self._score, unit, items)
+                self._in_flight.append((unit, items, job, lane))
             else:
                 self._drain()  # in order: the unit's (and every) earlier batch first
                 self._take(unit, items, self._score(unit, items))
         return unit.merge.reached is not None
+
+    def _lane(self, unit: _Unit) -> int:
+        """The engine thread for ``unit``'s next batch: the one scoring its batches in hand, else the one with
+        the fewest batches in hand not done."""
+        busy = [0] * len(self._engine_threads)
+        for u, _, job, lane in reversed(self._in_flight):
+            if u is unit and not job.done():
+                return lane
+            busy[lane] += not job.done()
+        return busy.index(min(busy))
 
     def _score(self, unit: _Unit, items: list[Any]) -> list[Any]:
         """Run released ``items`` through the unit's engine, in ``batch_size`` chunks: their outcomes (on the
@@ -917,7 +932,7 @@ class _Runtime:
         ``kafka.overlap`` or with nothing in hand). An engine error is raised here, after the batches before it
         were taken."""
         while self._in_flight:
-            unit, items, job = self._in_flight[0]
+            unit, items, job, _ = self._in_flight[0]
             outcomes = job.result()
             self._in_flight.pop(0)
             self._take(unit, items, outcomes)
@@ -925,14 +940,15 @@ class _Runtime:
     def _abandon(self) -> None:
         """After an error: wait for the engine thread to be idle (an engine is never read while it runs) and drop
         what it scored; the units' state is not saved any more (``poisoned``)."""
-        wait([job for _, _, job in self._in_flight])  # their errors are dropped: the run's own is raised already
+        wait([job for _, _, job, _ in self._in_flight])  # their errors are dropped: the run's own is raised already
         self._in_flight.clear()
 
     def shutdown(self) -> None:
         """Stop the engine thread (after :meth:`run` returned or raised)."""
-        if self._engine_thread is not None:
+        if self._engine_threads:
             self._abandon()
-            self._engine_thread.shutdown(wait=True)
+            for lane in self._engine_threads:
+                lane.shutdown(wait=True)
 
     def _idle_decision(self, unit: _Unit) -> tuple[list[Any], list[Any]]:
         """When the merge has waited ``idle_timeout_s`` for empty topics that are all caught up (at their high

@@ -338,7 +338,7 @@ def test_an_error_taking_a_scored_batch_stops_the_run_instead_of_failing_a_check
     at the next checkpoint. It stops the run (the next start resumes from the last checkpoint), as without the
     engine thread, where the same error left _process."""
     rt, _, _ = _three_units(tmp_path)
-    assert rt._engine_thread is not None  # the compiled core, overlap on (the default)
+    assert rt._engine_threads  # the compiled core, overlap on (the default)
     rt._start_transactions()
     rt._resolve_pending()
     for p, unit in rt.units.items():  # raw record bytes, as _ingest buffers them for the compiled core
@@ -353,6 +353,59 @@ def test_an_error_taking_a_scored_batch_stops_the_run_instead_of_failing_a_check
     with pytest.raises(SinkError, match="queue full"):
         rt.try_checkpoint("interval")
     assert not rt.failing and rt.stats.checkpoints == 0
+
+
+def test_units_score_at_once_on_several_engine_threads_each_units_batches_in_order_on_one(tmp_path, monkeypatch):
+    """``kafka.engine_threads = 2``: two units' batches are scored at once, on two threads; a unit's next batch
+    goes to the thread that holds its batch in hand (never two at once on its engine), even when the other thread
+    is less busy; the batches are taken in the order they were released."""
+    import threading
+    import time
+
+    consumer = FakeConsumer()
+    outputs = FakeOutputs(consumer)
+    rt = _runtime(tmp_path, consumer, outputs, engine_threads=2)
+    tps = [TopicPartition(ORDERS, p) for p in range(3)]
+    for tp in tps:
+        consumer.high[tp] = 10
+    _assign(rt, consumer, *tps)
+    assert len(rt._engine_threads) == 2
+    rt._start_transactions()
+    rt._resolve_pending()
+    go = {p: threading.Event() for p in range(3)}
+    started: list[tuple[int, str]] = []
+    taken: list[tuple[int, int]] = []
+
+    def score(unit, items):
+        started.append((unit.merge.partition, threading.current_thread().name))
+        assert go[unit.merge.partition].wait(10)
+        return []
+
+    monkeypatch.setattr(rt, "_score", score)
+    monkeypatch.setattr(rt, "_take", lambda unit, items, outcomes: taken.append((unit.merge.partition,
+                                                                                  items[0][0])))
+
+    def add(p: int, first: int) -> None:
+        unit = rt.units[p]
+        unit.merge.add_many(ORDERS, [(i, encode(o), -1, o.ts, ORDERS)
+                                     for i in range(first, first + 2) for o in [_order(10 * p + i)]])
+
+    for p in range(3):
+        add(p, 0)
+    rt._process()  # unit 0 -> thread 0, unit 1 -> thread 1, unit 2 -> thread 0 (behind unit 0)
+    deadline = time.monotonic() + 10
+    while len(started) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(started) == [(0, "riskstream-engine-0_0"), (1, "riskstream-engine-1_0")]  # at once
+    add(2, 2)
+    rt._process()  # unit 2's batch in hand is on thread 0: its next one too, though thread 1 has less to do
+    assert [lane for u, _, _, lane in rt._in_flight] == [0, 1, 0, 0]
+    for p in (1, 0, 2):
+        go[p].set()
+    rt._drain()
+    assert taken == [(0, 0), (1, 0), (2, 0), (2, 2)]
+    assert [p for p, _ in started] in ([0, 1, 2, 2], [1, 0, 2, 2])
+    assert {name for p, name in started if p == 2} == {"riskstream-engine-0_0"}
 
 
 class ClosingTxn(FakeTxn):
