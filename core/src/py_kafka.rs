@@ -2,7 +2,8 @@
 //! consumer's `poll()` spent ~6 µs a record in kafka-python's Python varint loop (`DefaultRecordBatch._read_msg`),
 //! on the thread that also feeds the engine. kafka-python keeps everything around it (fetching, positions, CRC
 //! checks, decompression, control batches, aborted transactions); only the loop over one (decompressed) batch's
-//! records is here, and it builds the same `ConsumerRecord`s.
+//! records is here, and it builds the same `ConsumerRecord`s (`kafka_records`), or, for the runtime's consumer, one
+//! `RecordBlock` per batch: the records as columns, each value read once by the core's decoder (`kafka_block`).
 //!
 //! Record (after the batch header):
 //! ```text

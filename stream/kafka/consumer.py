@@ -890,7 +890,7 @@ class _Runtime:
 
     def _score(self, unit: _Unit, items: list[Any]) -> list[Any]:
         """Run released ``items`` through the unit's engine, in ``batch_size`` chunks: their outcomes (on the
-        engine thread with ``kafka.overlap``; it touches nothing but the unit's engine)."""
+        unit's engine thread with ``kafka.overlap``; it touches nothing but the unit's engine)."""
         part = unit.merge.partition
         engine: Any = unit.engine
         outcomes: list[Any] = []
@@ -928,7 +928,7 @@ class _Runtime:
         self.stats.alerts += n_alerts
 
     def _drain(self) -> None:
-        """Wait for the engine thread's batches and take them, in the order they were released (a no-op without
+        """Wait for the engine threads' batches and take them, in the order they were released (a no-op without
         ``kafka.overlap`` or with nothing in hand). An engine error is raised here, after the batches before it
         were taken."""
         while self._in_flight:
@@ -938,13 +938,13 @@ class _Runtime:
             self._take(unit, items, outcomes)
 
     def _abandon(self) -> None:
-        """After an error: wait for the engine thread to be idle (an engine is never read while it runs) and drop
-        what it scored; the units' state is not saved any more (``poisoned``)."""
+        """After an error: wait for the engine threads to be idle (an engine is never read while it runs) and drop
+        what they scored; the units' state is not saved any more (``poisoned``)."""
         wait([job for _, _, job, _ in self._in_flight])  # their errors are dropped: the run's own is raised already
         self._in_flight.clear()
 
     def shutdown(self) -> None:
-        """Stop the engine thread (after :meth:`run` returned or raised)."""
+        """Stop the engine threads (after :meth:`run` returned or raised)."""
         if self._engine_threads:
             self._abandon()
             for lane in self._engine_threads:

@@ -38,7 +38,8 @@ log = logging.getLogger("riskstream.kafka")
 _Base: Any = getattr(Fetcher, "PartitionRecords", None)
 #: What the fast path relies on in kafka-python's fetcher and record batch (checked once, at import).
 _KNOWN = _Base is not None and all(hasattr(_Base, a) for a in (
-    "_unpack_records", "_consume_aborted_transactions_up_to", "_is_batch_aborted", "_contains_abort_marker"))
+    "_unpack_records", "_consume_aborted_transactions_up_to", "_is_batch_aborted", "_contains_abort_marker",
+    "_maybe_raise_next_inline_exception", "take", "drain"))
 
 
 if _KNOWN:
@@ -151,7 +152,8 @@ if _KNOWN:
                             self.bytes_read += record.size_in_bytes
                             legacy.append(record)
                         block = RecordBlock.from_records([r.offset for r in legacy],
-                                                         [r.timestamp for r in legacy],
+                                                         [-1 if r.timestamp is None else r.timestamp
+                                                          for r in legacy],  # v0 records carry no time
                                                          [r.value for r in legacy])
                     else:
                         self.leader_epoch = batch.leader_epoch

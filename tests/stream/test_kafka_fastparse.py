@@ -171,3 +171,21 @@ def test_a_damaged_batch_in_blocks_is_kafka_pythons_corrupt_record_error() -> No
     bad_crc[-1] ^= 0xFF
     with pytest.raises(Errors.CorruptRecordError, match="failed crc check"):
         _blocks(bytes(bad_crc), 0)
+
+
+@pytest.mark.parametrize("magic", [0, 1])
+def test_legacy_message_formats_come_as_blocks_too(magic) -> None:
+    """Message formats v0 and v1 (kafka-python reads their records): the same offsets and values as a block, a
+    v0 record's absent time as -1."""
+    from kafka.record.legacy_records import LegacyRecordBatchBuilder
+
+    b = LegacyRecordBatchBuilder(magic=magic, compression_type=0, batch_size=1 << 30)
+    for i in range(12):
+        b.append(40 + i, timestamp=None if magic == 0 else 1_700_000_000_000 + i, key=None,
+                 value=None if i == 3 else b"v%d" % i)
+    data = bytes(b.build())
+    stock, stock_next = _records(Fetcher.PartitionRecords, data, 45)
+    blocks, nxt, read, _ = _blocks(data, 45)
+    assert _flat(blocks) == [(r.offset, -1 if r.timestamp is None else r.timestamp, r.value) for r in stock]
+    assert len(stock) == 7 and nxt == stock_next == 52 and read == 7
+    assert (magic == 0) == all(ts == -1 for _, ts, _ in _flat(blocks))
