@@ -52,6 +52,31 @@ if _KNOWN:
                 return
             from stream._core import kafka_records
 
+            for batch in self._batches(records):
+                if batch.magic != 2:  # legacy formats (v0, v1): kafka-python's own loop, record by record
+                    for record in self._legacy_records(batch):
+                        self.records_read += 1
+                        self.next_fetch_offset = record.offset + 1
+                        yield _legacy(tp, self.leader_epoch, record)
+                    continue
+                try:
+                    recs, nbytes = kafka_records(
+                        batch._buffer, batch._pos, batch._num_records, batch.base_offset, batch.first_timestamp,
+                        batch.max_timestamp, batch.timestamp_type, tp.topic, tp.partition, self.leader_epoch,
+                        ConsumerRecord)
+                except ValueError as e:
+                    raise Errors.CorruptRecordError(f"Found invalid record structure: {e}") from None
+                self.bytes_read += nbytes
+                for r in recs:  # the position follows the records taken, one by one, as kafka-python's does
+                    self.records_read += 1
+                    self.next_fetch_offset = r.offset + 1
+                    yield r
+
+        def _batches(self, records: Any) -> Any:
+            """The fetched batches whose records are to be read, in order, as kafka-python's own loop walks them:
+            each batch's CRC checked; a v2 batch decompressed, with the leader epoch, aborted transactions
+            (``read_committed``) and control batches handled here (the position moves past what is skipped); at
+            the end the position after the last v2 batch, and the partition records drained."""
             try:
                 batch = records.next_batch()
                 last_batch = None
@@ -61,45 +86,23 @@ if _KNOWN:
                         raise Errors.CorruptRecordError(
                             f"Record batch for partition {self.topic_partition} at offset {batch.base_offset} "
                             "failed crc check")
-                    if batch.magic != 2:  # legacy formats (v0, v1): kafka-python's own loop, record by record
-                        for record in batch:
-                            if self.check_crcs and not record.validate_crc():
-                                raise Errors.CorruptRecordError(
-                                    f"Record for partition {self.topic_partition} at offset {record.offset} "
-                                    "failed crc check")
-                            self.records_read += 1
-                            self.bytes_read += record.size_in_bytes
-                            self.next_fetch_offset = record.offset + 1
-                            yield _legacy(tp, self.leader_epoch, record)
-                        batch = records.next_batch()
-                        continue
-                    self.leader_epoch = batch.leader_epoch
-                    if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
-                        self._consume_aborted_transactions_up_to(batch.last_offset)
-                        producer_id = batch.producer_id
-                        if self._contains_abort_marker(batch):
-                            self.aborted_producer_ids.discard(producer_id)
-                        elif self._is_batch_aborted(batch):
+                    if batch.magic == 2:
+                        self.leader_epoch = batch.leader_epoch
+                        if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
+                            self._consume_aborted_transactions_up_to(batch.last_offset)
+                            producer_id = batch.producer_id
+                            if self._contains_abort_marker(batch):
+                                self.aborted_producer_ids.discard(producer_id)
+                            elif self._is_batch_aborted(batch):
+                                self.next_fetch_offset = batch.next_offset
+                                batch = records.next_batch()
+                                continue
+                        if batch.is_control_batch:
                             self.next_fetch_offset = batch.next_offset
                             batch = records.next_batch()
                             continue
-                    if batch.is_control_batch:
-                        self.next_fetch_offset = batch.next_offset
-                        batch = records.next_batch()
-                        continue
-                    batch._maybe_uncompress()
-                    try:
-                        recs, nbytes = kafka_records(
-                            batch._buffer, batch._pos, batch._num_records, batch.base_offset, batch.first_timestamp,
-                            batch.max_timestamp, batch.timestamp_type, tp.topic, tp.partition, self.leader_epoch,
-                            ConsumerRecord)
-                    except ValueError as e:
-                        raise Errors.CorruptRecordError(f"Found invalid record structure: {e}") from None
-                    self.bytes_read += nbytes
-                    for r in recs:  # the position follows the records taken, one by one, as kafka-python's does
-                        self.records_read += 1
-                        self.next_fetch_offset = r.offset + 1
-                        yield r
+                        batch._maybe_uncompress()
+                    yield batch
                     batch = records.next_batch()
                 else:
                     if last_batch and last_batch.magic == 2:
@@ -107,6 +110,15 @@ if _KNOWN:
                     self.drain()
             except StopIteration:
                 raise RuntimeError("StopIteration raised unpacking messageset") from None
+
+        def _legacy_records(self, batch: Any) -> Any:
+            """The records of a legacy (v0, v1) batch, each one's CRC checked and its size counted."""
+            for record in batch:
+                if self.check_crcs and not record.validate_crc():
+                    raise Errors.CorruptRecordError(
+                        f"Record for partition {self.topic_partition} at offset {record.offset} failed crc check")
+                self.bytes_read += record.size_in_bytes
+                yield record
 
     class BlockPartitionRecords(FastPartitionRecords):  # type: ignore[misc,valid-type]
         """Each fetched batch's records as one ``stream._core.RecordBlock`` (columns), not a ``ConsumerRecord``
@@ -124,70 +136,33 @@ if _KNOWN:
             self.taken = 0
             # no per-record skipping (the base class's dropwhile): _blocks trims each block to the fetch offset
             if self.record_iterator is not None:  # type: ignore[has-type]
-                self.record_iterator = self._blocks(self.topic_partition, self._records)
+                self.record_iterator = self._blocks(self._records)
 
         def _unpack_records(self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any) -> Any:
             self._records = records  # read by _blocks (the base class wraps this generator; it is replaced)
             return iter(())
 
-        def _blocks(self, tp: Any, records: Any) -> Any:
+        def _blocks(self, records: Any) -> Any:
             from stream._core import RecordBlock, kafka_block
 
-            try:
-                batch = records.next_batch()
-                last_batch = None
-                while batch is not None:
-                    last_batch = batch
-                    if self.check_crcs and not batch.validate_crc():
-                        raise Errors.CorruptRecordError(
-                            f"Record batch for partition {self.topic_partition} at offset {batch.base_offset} "
-                            "failed crc check")
-                    if batch.magic != 2:  # legacy formats (v0, v1): kafka-python reads the records
-                        legacy = []
-                        for record in batch:
-                            if self.check_crcs and not record.validate_crc():
-                                raise Errors.CorruptRecordError(
-                                    f"Record for partition {self.topic_partition} at offset {record.offset} "
-                                    "failed crc check")
-                            self.bytes_read += record.size_in_bytes
-                            legacy.append(record)
-                        block = RecordBlock.from_records([r.offset for r in legacy],
-                                                         [-1 if r.timestamp is None else r.timestamp
-                                                          for r in legacy],  # v0 records carry no time
-                                                         [r.value for r in legacy])
-                    else:
-                        self.leader_epoch = batch.leader_epoch
-                        if self.isolation_level == IsolationLevel.READ_COMMITTED and batch.has_producer_id():
-                            self._consume_aborted_transactions_up_to(batch.last_offset)
-                            producer_id = batch.producer_id
-                            if self._contains_abort_marker(batch):
-                                self.aborted_producer_ids.discard(producer_id)
-                            elif self._is_batch_aborted(batch):
-                                self.next_fetch_offset = batch.next_offset
-                                batch = records.next_batch()
-                                continue
-                        if batch.is_control_batch:
-                            self.next_fetch_offset = batch.next_offset
-                            batch = records.next_batch()
-                            continue
-                        batch._maybe_uncompress()
-                        try:
-                            block, nbytes = kafka_block(
-                                batch._buffer, batch._pos, batch._num_records, batch.base_offset,
-                                batch.first_timestamp, batch.max_timestamp, batch.timestamp_type)
-                        except ValueError as e:
-                            raise Errors.CorruptRecordError(f"Found invalid record structure: {e}") from None
-                        self.bytes_read += nbytes
-                    block = block.since(self.fetch_offset)  # a fetch can start inside a batch
-                    if len(block):
-                        yield block
-                    batch = records.next_batch()
+            for batch in self._batches(records):
+                if batch.magic != 2:  # legacy formats (v0, v1): kafka-python reads the records
+                    legacy = list(self._legacy_records(batch))
+                    block = RecordBlock.from_records([r.offset for r in legacy],
+                                                     [-1 if r.timestamp is None else r.timestamp
+                                                      for r in legacy],  # v0 records carry no time
+                                                     [r.value for r in legacy])
                 else:
-                    if last_batch and last_batch.magic == 2:
-                        self.next_fetch_offset = last_batch.next_offset
-                    self.drain()
-            except StopIteration:
-                raise RuntimeError("StopIteration raised unpacking messageset") from None
+                    try:
+                        block, nbytes = kafka_block(
+                            batch._buffer, batch._pos, batch._num_records, batch.base_offset,
+                            batch.first_timestamp, batch.max_timestamp, batch.timestamp_type)
+                    except ValueError as e:
+                        raise Errors.CorruptRecordError(f"Found invalid record structure: {e}") from None
+                    self.bytes_read += nbytes
+                block = block.since(self.fetch_offset)  # a fetch can start inside a batch
+                if len(block):
+                    yield block
 
         def take(self, n: int | None = None) -> list[Any]:
             self._maybe_raise_next_inline_exception()
