@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, default=3, help="riskstream run processes (join: one of them joins)")
     ap.add_argument("--kills", type=int, default=20, help="kills scenario: how many SIGKILLs")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--pg-down-s", type=float, default=8.0)
+    ap.add_argument("--pg-down-s", type=float, default=8.0, help="pg-outage: seconds PostgreSQL stays down")
+    ap.add_argument("--broker-down-s", type=float, default=20.0,
+                    help="broker-restart: seconds the broker stays stopped (past the 5 s a transaction waits for it "
+                         "and the 10 s a new client does)")
     ap.add_argument("--workdir", type=Path, default=None, help="where each scenario's logs and state go")
     ap.add_argument("--keep", action="store_true", help="keep the work folders of passing scenarios too")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     for name in names:
         cfg = FaultConfig(name, events=args.events, rate=args.rate, members=args.members, kills=args.kills,
-                          seed=args.seed, pg_down_s=args.pg_down_s, workdir=args.workdir, keep=args.keep)
+                          seed=args.seed, pg_down_s=args.pg_down_s,
+                          broker_down_s=args.broker_down_s, workdir=args.workdir, keep=args.keep)
         r = run_scenario(cfg, log=lambda s: print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True))
         results.append(r)
         if not r.ok:

@@ -12,7 +12,8 @@ Each scenario (issue 16) does, at the ``riskstream`` level:
    - ``zombie``: SIGSTOP of a member owning units past the session timeout (the others take its units over and
      fence its transactional ids), then SIGCONT: it must step down (``event=fenced`` / ``partitions_lost``)
      and publish nothing;
-   - ``broker-restart``: the (private) broker is stopped and started again;
+   - ``broker-restart``: the (private) broker is stopped, left down ``broker_down_s`` (20 s: past the 5 s its
+     transactions wait and a new client's 10 s bootstrap timeout), and started again;
    - ``pg-outage``: the (private) PostgreSQL server, which holds the alert store *and* the state store
      (checkpoints and merge decisions), is killed (``pg_ctl stop -m immediate``) and started again later;
    - ``join``: a member joins mid-run;
@@ -91,6 +92,9 @@ class FaultConfig:
     zombie_stop_s: float | None = None
     #: How long PostgreSQL stays down.
     pg_down_s: float = 8.0
+    #: How long the broker stays stopped before it starts again (broker-restart): past the members' bootstrap
+    #: timeout (``kafka.bootstrap_timeout_ms``, 10 s), a client opened meanwhile finds no broker at all.
+    broker_down_s: float = 20.0
     #: Longest wait for the input to be consumed after the producer is done.
     drain_timeout_s: float = 300.0
     keep: bool = False
@@ -250,6 +254,10 @@ class _World:
         kafka = {"session_timeout_ms": cfg.session_timeout_ms, "heartbeat_interval_ms": 1000,
                  "checkpoint_interval_s": cfg.checkpoint_interval_s, "max_poll_records": 500,
                  "exactly_once": True}
+        if cfg.scenario == "broker-restart":
+            # Transactions give up on a silent broker after 5 s (not 30): units rewind and reopen while it is
+            # still down, as they would in a longer outage.
+            kafka["flush_timeout_s"] = 5.0
         self.config = write_config(root / "riskstream.toml", bootstrap, self.topics, state_dir=state_dir,
                                    database=database, **kafka)
         text = self.config.read_text()
@@ -386,8 +394,8 @@ def _broker_restart(restart: Callable[[], None]) -> Callable[..., tuple[str, int
     def fault(world: _World, producer: _Producer, cfg: FaultConfig, rng: random.Random) -> tuple[str, int]:
         time.sleep((cfg.events / cfg.rate if cfg.rate else 10.0) * rng.uniform(0.25, 0.4))
         t0 = time.monotonic()
-        restart()
-        return f"broker stopped and started again ({time.monotonic() - t0:.0f} s)", 1
+        restart(cfg.broker_down_s)
+        return f"broker stopped for {cfg.broker_down_s:g} s and started again ({time.monotonic() - t0:.0f} s)", 1
     return fault
 
 

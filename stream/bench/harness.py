@@ -72,10 +72,11 @@ def free_port() -> int:
 
 @dataclass
 class Broker:
-    """A Kafka broker the tests talk to; ``restart`` stops and starts it (data kept) when this run owns it."""
+    """A Kafka broker the tests talk to; ``restart`` stops and starts it (data kept) when this run owns it;
+    ``restart(down_s)`` keeps it stopped ``down_s`` seconds in between, where the broker supports it."""
 
     bootstrap: str
-    restart: Callable[[], None] | None = None
+    restart: Callable[..., None] | None = None
     stop: Callable[[], None] | None = None
 
 
@@ -108,10 +109,14 @@ def private_services_broker(root: Path) -> Broker:
     def run(cmd: str) -> None:
         subprocess.run([str(SERVICES), cmd], env=env, check=True, capture_output=True, timeout=300)
 
+    def restart(down_s: float = 0.0) -> None:
+        if down_s > 0:
+            run("down")
+            time.sleep(down_s)
+        run("restart-kafka")
+
     run("restart-kafka")
-    return Broker(
-        f"127.0.0.1:{env['RISKSTREAM_KAFKA_PORT']}", lambda: run("restart-kafka"), lambda: run("down")
-    )
+    return Broker(f"127.0.0.1:{env['RISKSTREAM_KAFKA_PORT']}", restart, lambda: run("down"))
 
 
 def wait_for_broker(bootstrap: str, timeout: float = 120.0) -> None:

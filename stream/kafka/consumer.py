@@ -1147,7 +1147,9 @@ class _Runtime:
         """Hand each unit its opened transaction and settle its start positions (see :meth:`_start_transactions`)."""
         for p, unit in need:
             got = opened[p]
-            if isinstance(got, SinkError) and got.retriable:
+            if isinstance(got, (SinkError, SourceError)) and got.retriable:
+                # A broker down (no producer could connect: SourceError) or not answering init_transactions in
+                # time (SinkError): the unit waits without a transaction, and the next step tries again.
                 _log(logging.WARNING, "transaction_init_failed", unit=p, error=f"{type(got).__name__}: {got}")
                 continue
             if isinstance(got, BaseException):

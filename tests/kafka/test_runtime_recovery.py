@@ -435,6 +435,35 @@ def test_transactions_opened_at_once_are_closed_when_a_unit_cannot_take_its_own(
     assert rt.units[0].txn.transactional_id not in ClosingTxn.closed
 
 
+def test_a_broker_down_when_a_unit_opens_its_transaction_is_retried_not_fatal(tmp_path):
+    """A unit rewound while the broker is down opens its transaction with a new producer, which cannot connect
+    (a retriable SourceError, "Kafka at ... is unreachable"): the unit waits without a transaction and the next
+    step opens it once the broker is back; a non-retriable error still stops the run."""
+    from stream.errors import SourceError
+
+    rt, consumer, outputs = _three_units(tmp_path)
+    opened = outputs.open
+    down = {"on": True}
+
+    def open_(tid):
+        if down["on"] and tid.endswith("-1"):
+            raise SourceError("Kafka at 127.0.0.1:9 is unreachable: no broker answered within 10 s", retriable=True)
+        return opened(tid)
+
+    outputs.open = open_
+    rt._start_transactions()
+    assert rt.units[0].txn is not None and rt.units[1].txn is None and rt.units[2].txn is not None
+    down["on"] = False
+    rt._start_transactions()
+    assert rt.units[1].txn is not None and rt.units[1].txn.transactional_id.endswith("-1")
+
+    (tmp_path / "fatal").mkdir()
+    rt, consumer, outputs = _three_units(tmp_path / "fatal")
+    outputs.open = lambda tid: (_ for _ in ()).throw(SourceError("no such topic", retriable=False))
+    with pytest.raises(SourceError, match="no such topic"):
+        rt._start_transactions()
+
+
 @pytest.mark.parametrize("value", [0, -5, 2.5, "20", True, 60_001])
 def test_a_bad_retry_backoff_is_a_config_error_naming_the_key(tmp_path, value):
     from stream.errors import ConfigError
