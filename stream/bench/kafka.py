@@ -390,9 +390,7 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
         are complete before a member starts, so the merge waits for an idle decision only where a unit's topic
         has no more records (each unit's labels end before its orders): a fixed wait of up to a few times the
         timeout at the end, a latency setting rather than a cost per record. The bench uses 0.1 s (and
-        ``idle_decision_interval_s`` half of it, and ``poll_timeout_ms`` at most 100: the stop waits out the
-        poll under way, which finds nothing once the stream is done) so that the ratio measures the records'
-        processing.
+        ``idle_decision_interval_s`` half of it) so that the ratio measures the records' processing.
     rate
         Also measure event-to-decision latency with ``rate_events`` events produced at ``rate`` events/s into a
         member already running (the configuration's idle timeout; 0: skip).
@@ -418,9 +416,7 @@ def bench_kafka(settings: Settings, bootstrap: str | None = None, events: int = 
                       "sinks.database": "", "sinks.jsonl": "", "sinks.dead_letter": ""})
     s = settings.replace(overrides)
     timed = s if idle_timeout_s is None else s.replace({
-        "kafka.idle_timeout_s": idle_timeout_s, "kafka.idle_decision_interval_s": idle_timeout_s / 2,
-        # a stop waits out the poll under way, which finds nothing once the stream is done
-        "kafka.poll_timeout_ms": min(int(s.kafka["poll_timeout_ms"]), 100)})
+        "kafka.idle_timeout_s": idle_timeout_s, "kafka.idle_decision_interval_s": idle_timeout_s / 2})
     inputs = [names["orders_topic"], names["logins_topic"], names["labels_topic"]]
     lat_names = {k: f"{v}-lat" for k, v in names.items()}
     # (the Python engine never overlaps: its member without the overlap would be the same member again)

@@ -67,7 +67,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +109,9 @@ log = logging.getLogger("riskstream.runtime")
 
 _MAX_BACKOFF_S = 30.0
 _FIRST_BACKOFF_S = 0.5
+#: An idle poll waits in slices this long, so a stop (SIGTERM, or the caller's event) ends the wait this soon and
+#: not after the whole ``kafka.poll_timeout_ms``: kafka-python's poll returns early only when records arrive.
+_STOP_CHECK_MS = 50
 #: Metadata of the offsets a riskstream transaction commits (``kafka.exactly_once``): a unit that has them but no
 #: checkpoint lost its first state save, and is rebuilt from the start of its partitions.
 EOS_OFFSETS_MARK = "riskstream:eos"
@@ -191,6 +194,46 @@ def usable_cpus() -> int:
 
 
 # --- the consumer-group runtime -----------------------------------------------------------------------------
+
+
+class _Snapshots:
+    """The engine snapshots of a checkpoint's units, in unit order. With ``threads`` (the compiled core, which
+    serialises with the GIL released), up to that many are taken at once on threads, starting at construction
+    (so they overlap the transactions' commits) and never more than that many held ahead of the caller, which
+    saves each as it comes (a save's checksum and write overlap the next snapshots). Without, each is taken when
+    the caller asks for it."""
+
+    def __init__(self, units: Sequence[tuple[int, Any, dict[str, int]]], *, threads: int) -> None:
+        self.todo = list(units)
+        self.workers = max(1, min(len(self.todo), threads))
+        self.pool = (ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="riskstream-snapshot")
+                     if threads and self.todo else None)
+        self.ahead: list[tuple[tuple[int, Any, dict[str, int]], Future[bytes]]] = []
+        self._fill()
+
+    def _fill(self) -> None:
+        while self.pool is not None and self.todo and len(self.ahead) < self.workers:
+            item = self.todo.pop(0)
+            self.ahead.append((item, self.pool.submit(item[1].engine.snapshot)))
+
+    def taken(self, keep: Container[int]) -> Iterator[tuple[tuple[int, Any, dict[str, int]], bytes]]:
+        """``(unit, snapshot)`` of each unit in ``keep``, in order (a snapshot taken ahead for a unit not kept,
+        whose commit failed, is dropped)."""
+        self.todo = [item for item in self.todo if item[0] in keep]
+        if self.pool is None:
+            for item in self.todo:
+                yield item, item[1].engine.snapshot()
+            return
+        while self.ahead:
+            item, job = self.ahead.pop(0)
+            state = job.result()
+            self._fill()
+            if item[0] in keep:
+                yield item, state
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Listener(AsyncConsumerRebalanceListener):
@@ -489,6 +532,17 @@ class _Runtime:
             raise
         self.final_checkpoint()
 
+    def _poll(self, timeout_ms: int) -> dict[TopicPartition, Any]:
+        """``consumer.poll`` waiting up to ``timeout_ms`` for records, in slices of ``_STOP_CHECK_MS``: a stop
+        set meanwhile ends the wait."""
+        end = time.monotonic() + timeout_ms / 1000.0
+        while True:
+            part = min(timeout_ms, _STOP_CHECK_MS)
+            records = self.consumer.poll(timeout_ms=part, max_records=self.max_poll_records)
+            timeout_ms = int((end - time.monotonic()) * 1000.0)
+            if records or timeout_ms <= 0 or self.stop.is_set():
+                return records
+
     def step(self) -> None:
         release_parked_fetches(self.consumer)
         if rescue_lost_join(self.consumer):
@@ -502,7 +556,7 @@ class _Runtime:
             self._wake_at = None
         if self._in_flight:
             timeout_ms = 0  # parse what is fetched while the engine thread scores; never wait for more meanwhile
-        records = self.consumer.poll(timeout_ms=timeout_ms, max_records=self.max_poll_records)
+        records = self._poll(timeout_ms)
         if (records and self.fatal is None and self._in_flight and not self._in_flight[-1][2].done()
                 and not any(u.backpressure for u in self.units.values())):
             # The engine thread is still scoring: buffer these records and poll again (a unit's merge is not the
@@ -1058,53 +1112,40 @@ class _Runtime:
                 if unit.txn.open or nxt_commit != unit.committed:
                     commits[p] = nxt_commit
             todo.append((p, unit, nxt))
-        outcome = self._commit_all({p: (self.units[p], c) for p, c in commits.items()})
-        to_save: list[tuple[int, _Unit, dict[str, int]]] = []
-        for p, unit, nxt in todo:
-            if p in commits:
-                err = outcome[p]
-                if isinstance(err, SinkError):
-                    failed.append((p, err))
-                    continue  # neither committed nor saved: the unit is rewound or dropped
-                if err is not None:
-                    raise err
-                unit.committed = dict(commits[p])
-                self.stats.transactions += 1
-            if unit.dirty and unit.engine is not None:
-                to_save.append((p, unit, nxt))
-            if self.transactional is None:
-                for t, off in nxt.items():
-                    offsets[unit.tps[t]] = OffsetAndMetadata(off, "", -1)
-        for (p, unit, nxt), state in self._snapshots(to_save):
-            self.store.save(self.group, p, Checkpoint(offsets=nxt, state=state, config_hash=self.config_hash,
-                                                      events=unit.engine.events_seen))  # type: ignore[union-attr]
-            unit.dirty = False
-            saved += 1
+        # The dirty units' snapshots start now, on threads, and overlap the transactions' commits (broker round
+        # trips); a unit's state is saved only once its commit succeeded (the checkpoint order).
+        snapshots = _Snapshots([(p, unit, nxt) for p, unit, nxt in todo if unit.dirty and unit.engine is not None],
+                               threads=usable_cpus() if self.raw else 0)
+        try:
+            outcome = self._commit_all({p: (self.units[p], c) for p, c in commits.items()})
+            to_save: set[int] = set()
+            for p, unit, nxt in todo:
+                if p in commits:
+                    err = outcome[p]
+                    if isinstance(err, SinkError):
+                        failed.append((p, err))
+                        continue  # neither committed nor saved: the unit is rewound or dropped
+                    if err is not None:
+                        raise err
+                    unit.committed = dict(commits[p])
+                    self.stats.transactions += 1
+                if unit.dirty and unit.engine is not None:
+                    to_save.add(p)
+                if self.transactional is None:
+                    for t, off in nxt.items():
+                        offsets[unit.tps[t]] = OffsetAndMetadata(off, "", -1)
+            for (p, unit, nxt), state in snapshots.taken(to_save):
+                self.store.save(self.group, p, Checkpoint(offsets=nxt, state=state, config_hash=self.config_hash,
+                                                          events=unit.engine.events_seen))  # type: ignore[union-attr]
+                unit.dirty = False
+                saved += 1
+        finally:
+            snapshots.close()
         dt = time.perf_counter() - t0
         if not failed:
             self.stats.observe_checkpoint(dt)
         _log(logging.DEBUG, "checkpoint", reason=reason, saved=saved, failed=len(failed), seconds=dt)
         return offsets, failed
-
-    def _snapshots(self, units: Sequence[tuple[int, _Unit, dict[str, int]]]
-                   ) -> Iterable[tuple[tuple[int, _Unit, dict[str, int]], bytes]]:
-        """Each unit's engine snapshot, in order. The compiled core serialises with the GIL released, so the
-        snapshots are taken on up to one thread per CPU at once (at most that many held ahead of the caller,
-        which saves each as it comes: a save's checksum and write overlap the next snapshots)."""
-        if not self.raw or len(units) <= 1:
-            for item in units:
-                yield item, item[1].engine.snapshot()  # type: ignore[union-attr]
-            return
-        workers = max(1, min(len(units), usable_cpus()))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="riskstream-snapshot") as pool:
-            todo = list(units)
-            ahead: list[tuple[tuple[int, _Unit, dict[str, int]], Future[bytes]]] = []
-            while todo or ahead:
-                while todo and len(ahead) < workers:
-                    item = todo.pop(0)
-                    ahead.append((item, pool.submit(item[1].engine.snapshot)))  # type: ignore[union-attr]
-                item, job = ahead.pop(0)
-                yield item, job.result()
 
     # -- exactly once: transactions, rewinds, fencing --------------------------------------------------------
 

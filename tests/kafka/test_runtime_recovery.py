@@ -332,6 +332,45 @@ def test_a_checkpoint_commits_its_units_transactions_at_once_and_saves_each_only
     assert rt.stats.transactions == 2
 
 
+class WaitingTxn(FakeTxn):
+    """A commit that waits (up to 10 s) for a snapshot of the checkpoint to be under way."""
+
+    snapshot_started: Any = None
+    overlapped: list[bool] = []
+
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], group_metadata: Any) -> None:
+        WaitingTxn.overlapped.append(WaitingTxn.snapshot_started.wait(10))
+        super().commit(offsets, group_metadata)
+
+
+def test_a_checkpoint_takes_its_snapshots_while_the_transactions_commit(tmp_path):
+    """The snapshots (CPU, in the core with the GIL released) start before the commits (broker round trips) and
+    run beside them; each unit is still saved only after its own commit."""
+    import threading
+
+    rt, consumer, outputs = _three_units(tmp_path, WaitingTxn)
+    assert rt.raw
+    rt._start_transactions()
+    rt._resolve_pending()
+    for p, unit in rt.units.items():
+        unit.merge.add_many(ORDERS, [(i, encode(o), -1, o.ts, ORDERS) for i in range(3) for o in [_order(10 * p + i)]])
+    rt._process()
+    rt._drain()
+    WaitingTxn.snapshot_started, WaitingTxn.overlapped = threading.Event(), []
+    for unit in rt.units.values():
+        engine, take = unit.engine, unit.engine.snapshot
+
+        def snapshot(take=take) -> bytes:
+            WaitingTxn.snapshot_started.set()
+            return take()
+
+        engine.snapshot = snapshot
+    offsets, failed = rt._checkpoint(sorted(rt.units), reason="interval")
+    assert failed == [] and WaitingTxn.overlapped == [True] * 3
+    assert [rt.store.load(GROUP, p).offsets for p in range(3)] == [{ORDERS: 3}] * 3
+    assert sorted(c[ORDERS] for c in outputs.commits) == [3, 3, 3]
+
+
 def test_an_error_taking_a_scored_batch_stops_the_run_instead_of_failing_a_checkpoint(tmp_path, monkeypatch):
     """With kafka.overlap the engine thread's batches are taken at the checkpoint. A sink error there must not be
     retried as a failed checkpoint: the merge has passed those records, and the rest of the batch would be lost
@@ -462,6 +501,37 @@ def test_a_broker_down_when_a_unit_opens_its_transaction_is_retried_not_fatal(tm
     outputs.open = lambda tid: (_ for _ in ()).throw(SourceError("no such topic", retriable=False))
     with pytest.raises(SourceError, match="no such topic"):
         rt._start_transactions()
+
+
+def test_an_idle_poll_waits_in_slices_and_a_stop_ends_the_wait(tmp_path, monkeypatch):
+    """kafka-python's poll waits its whole timeout when nothing arrives; the runtime's polls in slices of
+    ``_STOP_CHECK_MS``, so a stop set meanwhile (SIGTERM) is noticed within one slice, not after
+    ``kafka.poll_timeout_ms``. Records end the wait at once; without a stop, an idle wait lasts its timeout."""
+    consumer = FakeConsumer()
+    rt = _runtime(tmp_path, consumer, FakeOutputs(consumer))
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(runtime_module.time, "monotonic", lambda: clock["now"])
+    calls: list[int] = []
+    plan = {"stop_at": 0, "records_at": 0}
+
+    def poll(timeout_ms: int, max_records: int) -> dict:
+        calls.append(timeout_ms)
+        clock["now"] += timeout_ms / 1000.0  # nothing arrived: the slice is waited out
+        if len(calls) == plan["stop_at"]:
+            rt.stop.set()
+        return {"tp": ["r"]} if len(calls) == plan["records_at"] else {}
+
+    consumer.poll = poll
+    assert rt._poll(500) == {} and calls == [50] * 10  # idle, no stop: the whole 500 ms, in slices
+    calls.clear()
+    plan["stop_at"] = 3
+    assert rt._poll(500) == {} and calls == [50] * 3  # the stop ends the wait after the slice it came in
+    calls.clear()
+    rt.stop.clear()
+    plan.update(stop_at=0, records_at=2)
+    assert rt._poll(500) == {"tp": ["r"]} and calls == [50, 50]  # records end the wait
+    calls.clear()
+    assert rt._poll(0) == {} and calls == [0]  # no wait: one poll
 
 
 @pytest.mark.parametrize("value", [0, -5, 2.5, "20", True, 60_001])
