@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from heapq import heapify, heappop, heapreplace
 
 from sinks.deadletter import DeadLetter
 from stream.events import Event
@@ -153,6 +154,10 @@ class PartitionUnit:
         ended: dict[int, bool] = {}
         if self.reached is not None:
             return out, dead  # a switch reached is not applied yet
+        if not self.cuts:
+            self._release_heads(queues, at_end, out, dead)
+            self.buffered -= len(out) + len(dead)
+            return out, dead
         while True:
             while self.cuts and self._cut_done(self.cuts[0]):
                 finished = self.cuts.popleft()
@@ -191,6 +196,36 @@ class PartitionUnit:
             out.append(queues[best_i].popleft())  # type: ignore[arg-type]  # a valid event (dead letters left)
         self.buffered -= len(out) + len(dead)
         return out, dead
+
+    def _release_heads(self, queues: Sequence[deque[Item]], at_end: Callable[[str], bool] | None,
+                       out: list[Released], dead: list[DeadLetter]) -> None:
+        """:meth:`release` with no recorded cut pending, the common case: the same records in the same order
+        (and the same dead letters, and ``at_end`` asked of the same topics), with the topics' heads in a heap.
+        Each step pops the smallest head ``(ts, i, offset)``; only that topic's head changes, so only it is looked
+        at again: its dead letters go, and once empty it either has ended (it leaves the heap) or blocks the
+        merge (the release stops)."""
+        heap: list[tuple[float, int, int]] = []
+        for i, q in enumerate(queues):
+            while q and isinstance(q[0][1], DeadLetter):
+                dead.append(q.popleft()[1])  # type: ignore[arg-type]
+            if q:
+                heap.append((q[0][3], i, q[0][0]))  # type: ignore[arg-type]
+            elif at_end is None or not at_end(self.topics[i]):
+                return  # an empty topic that may still bring an earlier record: nothing goes
+        heapify(heap)
+        while heap:
+            i = heap[0][1]
+            q = queues[i]
+            out.append(q.popleft())  # type: ignore[arg-type]
+            while q and isinstance(q[0][1], DeadLetter):
+                dead.append(q.popleft()[1])  # type: ignore[arg-type]
+            if q:
+                head = q[0]
+                heapreplace(heap, (head[3], i, head[0]))  # type: ignore[arg-type]
+            elif at_end is not None and at_end(self.topics[i]):
+                heappop(heap)
+            else:
+                return
 
     def waiting(self) -> list[str]:
         """Topics the merge is waiting for: empty queues while another topic holds a releasable record (and no

@@ -92,6 +92,37 @@ def test_release_order_is_a_function_of_the_data_not_of_arrival(data, chunking):
     assert u.buffered == 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=streams, chunking=st.lists(st.tuples(st.sampled_from(TOPICS), st.integers(1, 6)), max_size=60),
+       ends=st.lists(st.sets(st.sampled_from(TOPICS)), min_size=61, max_size=61))
+def test_the_heap_release_equals_the_cut_aware_loop_step_by_step(data, chunking, ends):
+    """Without a recorded cut, release() takes the topics' heads from a heap; with one, the general loop that
+    also honours cuts. An empty cut (done at once) sends a unit through the general loop with nothing bounded:
+    both must release the same records and dead letters, in the same order, and ask ``at_end`` of the same
+    topics in the same order, at every step of any arrival (``ends``: the topics said to have ended)."""
+    fast, slow = PartitionUnit(0, TOPICS), PartitionUnit(0, TOPICS)
+    sent = dict.fromkeys(TOPICS, 0)
+    for step, (topic, n) in enumerate([*chunking, *((t, 99) for t in TOPICS)]):
+        first = sent[topic]
+        sent[topic] = min(first + n, len(data[topic]))
+        for u in (fast, slow):
+            if u.positions[topic] is None:
+                u.set_position(topic, 0)
+            for off in range(first, sent[topic]):
+                u.add(topic, off, _event(topic, off, float(data[topic][off])))
+        ended = ends[min(step, len(ends) - 1)]
+        asked: dict[int, list[str]] = {0: [], 1: []}
+        slow.add_cut({})
+        got = []
+        for k, u in enumerate((fast, slow)):
+            items, dead = u.release(lambda t, k=k: asked[k].append(t) or t in ended)
+            got.append(([it[1].event_id for it in items], [(d.source, d.position) for d in dead],
+                        u.buffered, u.next_offsets()))
+        assert got[0] == got[1]
+        assert asked[0] == asked[1]
+        assert not slow.cuts
+
+
 def test_release_waits_for_a_topic_that_may_still_hold_an_earlier_event():
     u = PartitionUnit(3, ("orders", "logins"))
     u.add("orders", 10, _event("orders", 10, 5.0))
