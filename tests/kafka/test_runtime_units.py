@@ -115,7 +115,7 @@ def test_the_heap_release_equals_the_cut_aware_loop_step_by_step(data, chunking,
         slow.add_cut({})
         got = []
         for k, u in enumerate((fast, slow)):
-            items, dead = u.release(lambda t, k=k: asked[k].append(t) or t in ended)
+            items, dead = u.release(lambda t, log=asked[k], ended=ended: log.append(t) or t in ended)
             got.append(([it[1].event_id for it in items], [(d.source, d.position) for d in dead],
                         u.buffered, u.next_offsets()))
         assert got[0] == got[1]
