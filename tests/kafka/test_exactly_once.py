@@ -170,6 +170,9 @@ def test_two_producers_with_one_transactional_id_the_older_is_fenced(kafka_boots
         c = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False,
                           isolation_level="read_committed")
         try:
+            deadline = time.monotonic() + 20  # the commit's markers may still be settling (pending offsets: None)
+            while c.committed(TopicPartition(f"in-{x}", 0)) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
             assert c.committed(TopicPartition(f"in-{x}", 0)) == 4  # the zombie's offsets were never committed
         finally:
             c.close()
@@ -218,6 +221,11 @@ def test_offsets_of_a_member_the_group_moved_on_from_are_fenced_not_retried(kafk
         again.commit(offsets, md)
         again.close()
         assert read_ids(kafka_bootstrap, alerts, committed=True) == ["a2"]
+        # The coordinator writes the commit's markers after answering EndTxn; until then an offset fetch sees the
+        # offsets as pending (None here): wait for them to settle (seen under load in CI).
+        deadline = time.monotonic() + 20
+        while member.committed(TopicPartition(inp, 0)) != 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert member.committed(TopicPartition(inp, 0)) == 3
     finally:
         member.close()
