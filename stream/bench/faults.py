@@ -92,8 +92,9 @@ class FaultConfig:
     zombie_stop_s: float | None = None
     #: How long PostgreSQL stays down.
     pg_down_s: float = 8.0
-    #: How long the broker stays stopped before it starts again (broker-restart): past the members' bootstrap
-    #: timeout (``kafka.bootstrap_timeout_ms``, 10 s), a client opened meanwhile finds no broker at all.
+    #: How long the broker stays stopped before it starts again (broker-restart): past the 5 s its transactions wait
+    #: for it there (``kafka.flush_timeout_s``) and a new client's ``kafka.bootstrap_timeout_ms`` (10 s), so units
+    #: rewind and a producer opened meanwhile finds no broker at all.
     broker_down_s: float = 20.0
     #: Longest wait for the input to be consumed after the producer is done.
     drain_timeout_s: float = 300.0
@@ -390,7 +391,7 @@ def _join(world: _World, producer: _Producer, cfg: FaultConfig, rng: random.Rand
     return f"{p.log.stem} joined mid-run", 1
 
 
-def _broker_restart(restart: Callable[[], None]) -> Callable[..., tuple[str, int]]:
+def _broker_restart(restart: Callable[[float], None]) -> Callable[..., tuple[str, int]]:
     def fault(world: _World, producer: _Producer, cfg: FaultConfig, rng: random.Random) -> tuple[str, int]:
         time.sleep((cfg.events / cfg.rate if cfg.rate else 10.0) * rng.uniform(0.25, 0.4))
         t0 = time.monotonic()
