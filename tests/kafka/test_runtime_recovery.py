@@ -294,6 +294,15 @@ def _three_units(tmp_path, txn_cls=None):
     return rt, consumer, outputs
 
 
+def _open_with_raw_records(rt: _Runtime) -> None:
+    """Open the units' transactions and positions, and buffer three orders in each unit's merge as raw record
+    bytes (as ``_ingest`` buffers them for the compiled core)."""
+    rt._start_transactions()
+    rt._resolve_pending()
+    for p, unit in rt.units.items():
+        unit.merge.add_many(ORDERS, [(i, encode(o), -1, o.ts, ORDERS) for i in range(3) for o in [_order(10 * p + i)]])
+
+
 class BarrierTxn(FakeTxn):
     """Every unit's commit waits until all of them are in commit at once (sequential commits never get there),
     and the one of ``failing`` raises a retriable error."""
@@ -350,10 +359,7 @@ def test_a_checkpoint_takes_its_snapshots_while_the_transactions_commit(tmp_path
 
     rt, consumer, outputs = _three_units(tmp_path, WaitingTxn)
     assert rt.raw
-    rt._start_transactions()
-    rt._resolve_pending()
-    for p, unit in rt.units.items():
-        unit.merge.add_many(ORDERS, [(i, encode(o), -1, o.ts, ORDERS) for i in range(3) for o in [_order(10 * p + i)]])
+    _open_with_raw_records(rt)
     rt._process()
     rt._drain()
     WaitingTxn.snapshot_started, WaitingTxn.overlapped = threading.Event(), []
@@ -379,10 +385,7 @@ def test_a_revoked_unit_frees_its_engine_state_on_a_thread_of_its_own(tmp_path):
     import threading
 
     rt, consumer, _ = _three_units(tmp_path)
-    rt._start_transactions()
-    rt._resolve_pending()
-    for p, unit in rt.units.items():
-        unit.merge.add_many(ORDERS, [(i, encode(o), -1, o.ts, ORDERS) for i in range(3) for o in [_order(10 * p + i)]])
+    _open_with_raw_records(rt)
     rt._process()
     rt._drain()
     core = rt.units[1].engine.core
@@ -419,10 +422,7 @@ def test_an_error_taking_a_scored_batch_stops_the_run_instead_of_failing_a_check
     engine thread, where the same error left _process."""
     rt, _, _ = _three_units(tmp_path)
     assert rt._engine_threads  # the compiled core, overlap on (the default)
-    rt._start_transactions()
-    rt._resolve_pending()
-    for p, unit in rt.units.items():  # raw record bytes, as _ingest buffers them for the compiled core
-        unit.merge.add_many(ORDERS, [(i, encode(o), -1, o.ts, ORDERS) for i in range(3) for o in [_order(10 * p + i)]])
+    _open_with_raw_records(rt)
 
     def take(unit, items, outcomes):
         raise SinkError("alerts sink: queue full", retriable=True)
