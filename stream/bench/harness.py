@@ -187,16 +187,17 @@ class Produced:
 
 
 def produce_simulated(bootstrap: str, topics: Topics, events: int, seed: int,
-                      sim: Mapping[str, Any] | None = None) -> Produced:
+                      sim: Mapping[str, Any] | None = None, part: tuple[float, float] = (0.0, 1.0)) -> Produced:
     """Simulated traffic keyed by user id: orders, logins and labels to their topics (a label is keyed by the
     user of the event it is about, so it lands in that event's partition unit); ``sim``: more ``SimConfig``
-    settings (e.g. a shorter ``label_delay_s``)."""
+    settings (e.g. a shorter ``label_delay_s``); ``part``: only this stretch of the stream, as fractions of its
+    length (``(0, 0.5)`` then ``(0.5, 1)`` produce the whole stream in two goes)."""
     stream = list(simulate(SimConfig(events=events, seed=seed, **(sim or {}))))
     user_of = {e.event_id: e.user_id for e in stream if e.type != "label"}
     out = Produced()
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks="all")
     try:
-        for e in stream:
+        for e in stream[round(part[0] * len(stream)) : round(part[1] * len(stream))]:
             if e.type == "label":
                 key, topic = user_of.get(e.ref_event_id, e.ref_event_id), topics.labels
                 out.labels += 1
@@ -439,6 +440,7 @@ class Scenario:
         seed: int,
         poison: Sequence[bytes] = (),
         sim: Mapping[str, Any] | None = None,
+        held_back: float = 0.0,
         **kafka: Any,
     ) -> None:
         self.root = root
@@ -448,7 +450,10 @@ class Scenario:
         self.topics = make_topics(bootstrap)
         self.poison_at = produce_raw(bootstrap, self.topics.orders, poison) if poison else []
         self.poison = list(poison)
-        self.produced = produce_simulated(bootstrap, self.topics, events, seed, sim)
+        # ``held_back``: the last fraction of the stream waits for :meth:`release`, so a test can put an event
+        # (a member joining) before part of the input however fast the machine consumes the rest
+        self._input = (events, seed, sim, 1.0 - held_back)
+        self.produced = produce_simulated(bootstrap, self.topics, events, seed, sim, part=(0.0, 1.0 - held_back))
         self.state_dir = root / "state"
         self.config = write_config(
             root / "riskstream.toml",
@@ -461,6 +466,17 @@ class Scenario:
         self.settings = settings_for(self.config)
         self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         self.end = end_offsets(bootstrap, self.topics.input_partitions())
+        self.total = sum(self.end.values())
+
+    def release(self) -> None:
+        """Produce the input held back at construction (``held_back``); the end offsets now include it."""
+        events, seed, sim, start = self._input
+        assert start < 1.0, "nothing was held back"
+        more = produce_simulated(self.bootstrap, self.topics, events, seed, sim, part=(start, 1.0))
+        self.produced = Produced(self.produced.orders + more.orders, self.produced.logins + more.logins,
+                                 self.produced.labels + more.labels)
+        self._input = (events, seed, sim, 1.0)
+        self.end = end_offsets(self.bootstrap, self.topics.input_partitions())
         self.total = sum(self.end.values())
 
     def configure(self, toml: str) -> None:
