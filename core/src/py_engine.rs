@@ -711,11 +711,29 @@ impl CoreEngine {
     /// The engine's state; ``compressed``: LZ4-compressed (what a checkpoint keeps; ``restore(..., compressed=True)``
     /// reads it back).
     #[pyo3(signature = (compressed=false))]
-    fn snapshot<'py>(&self, py: Python<'py>, compressed: bool) -> Bound<'py, PyBytes> {
+    fn snapshot<'py>(&self, py: Python<'py>, compressed: bool) -> PyResult<Bound<'py, PyBytes>> {
         // serialised with the GIL released: a checkpoint snapshots its units on several threads at once
         let engine = &self.engine;
-        let bytes = py.detach(|| if compressed { engine.to_compressed() } else { engine.to_bytes() });
-        PyBytes::new(py, &bytes)
+        if compressed {
+            let bytes = py.detach(|| engine.to_compressed());
+            return Ok(PyBytes::new(py, &bytes));
+        }
+        // Plain: serialised straight into the new `bytes` object's buffer (no copy of tens of MB, and its pages
+        // first touched with the GIL released, not zeroed while holding it as `PyBytes::new_with` would).
+        let plan = py.detach(|| engine.plan());
+        // SAFETY: a new bytes object of `plan.total` bytes; its buffer is ours until it is returned.
+        let obj = unsafe {
+            let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), plan.total as pyo3::ffi::Py_ssize_t);
+            Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyBytes>()
+        };
+        let mut into = RawWriter { at: unsafe { pyo3::ffi::PyBytes_AsString(obj.as_ptr()).cast() }, left: plan.total };
+        let left = py.detach(move || {
+            engine.write(&plan, &mut into);
+            into.left
+        });
+        // every byte written, or the object (never handed out) would hold uninitialised memory
+        assert_eq!(left, 0, "engine state: the plan's size and the bytes written differ");
+        Ok(obj)
     }
 
     /// Free the engine's state now, with the GIL released, leaving an empty engine of the same parameters without
@@ -738,6 +756,42 @@ impl CoreEngine {
         let engine = py.detach(|| if compressed { Engine::from_compressed(data) } else { Engine::from_bytes(data) });
         self.engine = engine.map_err(PyValueError::new_err)?;
         self.names = Default::default();
+        Ok(())
+    }
+}
+
+/// `Write` into memory not initialised yet (a new Python `bytes` object's buffer), never past its end; only
+/// copies in, never reads it.
+struct RawWriter {
+    at: *mut u8,
+    left: usize,
+}
+
+// SAFETY: the buffer belongs to an object no other thread can reach until the writing is over.
+unsafe impl Send for RawWriter {}
+
+impl std::io::Write for RawWriter {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left);
+        // SAFETY: `n` bytes fit in what is left of the buffer, and `buf` cannot overlap memory nobody else holds
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), self.at, n);
+            self.at = self.at.add(n);
+        }
+        self.left -= n;
+        Ok(n)
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if buf.len() > self.left {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.write(buf).map(|_| ())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -416,7 +416,7 @@ impl Ensemble {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn config() -> Config {
@@ -431,7 +431,7 @@ mod tests {
         }
     }
 
-    fn stack() -> Ensemble {
+    pub(crate) fn stack() -> Ensemble {
         let rules = Rules::new(
             vec![super::super::rules::Rule {
                 name: "big".into(),
