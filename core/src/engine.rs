@@ -461,26 +461,23 @@ impl Engine {
         fn len<W: std::io::Write>(w: &mut W, n: usize) {
             w.write_all(&(n as u64).to_le_bytes()).expect("writable");
         }
+        /// An optional part of `n` bytes: the `Option` tag, then (when present) its length and bytes.
+        fn opt<W: std::io::Write, T: Serialize>(w: &mut W, part: Option<(&T, usize)>) {
+            match part {
+                Some((v, n)) => {
+                    put(w, &1u8);
+                    len(w, n);
+                    put(w, v);
+                }
+                None => put(w, &0u8),
+            }
+        }
         let w = &mut w;
         put(w, &self.params);
         len(w, plan.features);
         put(w, &(crate::STATE_VERSION, &self.features));
-        match (&self.graph, plan.graph) {
-            (Some(g), Some(n)) => {
-                put(w, &1u8);
-                len(w, n);
-                put(w, g);
-            }
-            _ => put(w, &0u8),
-        }
-        match (&self.entity_risk, plan.entity_risk) {
-            (Some(r), Some(n)) => {
-                put(w, &1u8);
-                len(w, n);
-                put(w, r);
-            }
-            _ => put(w, &0u8),
-        }
+        opt(w, self.graph.as_ref().zip(plan.graph));
+        opt(w, self.entity_risk.as_ref().zip(plan.entity_risk));
         len(w, plan.label_store);
         put(w, &self.label_store);
         put(w, &(&self.vectors, self.events_seen, &self.pending_flags));
@@ -577,28 +574,26 @@ impl Engine {
     }
 }
 
-/// LZ4 blocks of at most this many input bytes (a block's size field is 32 bits; any state size works).
+/// The most input bytes a block may hold, as [`decompress`] reads (a block's size field is 32 bits; any state
+/// size works). Checkpoints written before session 24 used blocks of exactly this size.
 const CHUNK: usize = 16 << 20;
 const MAGIC: &[u8; 8] = b"RSLZ4v1\0";
 
-/// `MAGIC`, the input's length (u64, little endian), then per chunk of at most [`CHUNK`] bytes its compressed
-/// length (u32) and its LZ4 block (size-prepended).
+/// `MAGIC`, the input's length (u64, little endian), then per block of at most [`CHUNK`] input bytes its
+/// compressed length (u32) and its LZ4 block (size-prepended); written in blocks of [`STREAM_BLOCK`]
+/// ([`Lz4Writer`], which [`Engine::to_compressed`] streams the state through).
 pub fn compress(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + raw.len() / 2);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(raw.len() as u64).to_le_bytes());
-    for chunk in raw.chunks(CHUNK) {
-        let block = lz4_flex::block::compress_prepend_size(chunk);
-        out.extend_from_slice(&(block.len() as u32).to_le_bytes());
-        out.extend_from_slice(&block);
-    }
-    out
+    use std::io::Write;
+    let mut w = Lz4Writer::new(raw.len());
+    w.write_all(raw).expect("written to memory");
+    w.finish()
 }
 
 /// Input bytes of one LZ4 block of a streamed snapshot ([`Engine::to_compressed`]): within a core's L2 cache.
 const STREAM_BLOCK: usize = 256 << 10;
 
-/// [`compress`]'s output for `total` bytes given in any number of writes: blocks of [`STREAM_BLOCK`].
+/// [`compress`]'s format for `total` bytes given in any number of writes, compressed a block of
+/// [`STREAM_BLOCK`] at a time as the writes fill it.
 struct Lz4Writer {
     out: Vec<u8>,
     block: Vec<u8>,
