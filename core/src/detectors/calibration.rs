@@ -94,16 +94,21 @@ impl TailCalibrator {
         self.t
     }
 
-    fn ge(&self, s: f64) -> usize {
-        // (window values >= s) = snapshot's + added's - evicted's, summed in an order that cannot underflow
-        (self.snap.len() - self.snap_below(s)) + (self.added.len() - below(&self.added, s)) + below(&self.evicted, s)
-            - self.evicted.len()
+    /// Window values `>= s`, and where `s` would go among the values added since the snapshot (before any equal
+    /// ones).
+    #[inline]
+    fn ge(&self, s: f64) -> (usize, usize) {
+        let at = below(&self.added, s);
+        // the snapshot's + the added's - the evicted's, summed in an order that cannot underflow
+        let ge = (self.snap.len() - self.snap_below(s)) + (self.added.len() - at) + below(&self.evicted, s)
+            - self.evicted.len();
+        (ge, at)
     }
 
     /// Tail probability of `s` against the window, without adding it.
     pub fn tail(&self, s: f64) -> f64 {
         let s = if s.is_nan() { f64::NEG_INFINITY } else { s };
-        (self.ge(s) + 1) as f64 / (self.n() + 1) as f64
+        (self.ge(s).0 + 1) as f64 / (self.n() + 1) as f64
     }
 
     /// Rank `s` against the window, then add it; its tail probability.
@@ -114,7 +119,8 @@ impl TailCalibrator {
         }
         let w = self.window;
         let t = self.t;
-        let p = (self.ge(s) + 1) as f64 / ((t as usize).min(w) + 1) as f64;
+        let (ge, at) = self.ge(s);
+        let p = (ge + 1) as f64 / ((t as usize).min(w) + 1) as f64;
         if (t as usize) < w {
             self.ring.push(s);
         } else {
@@ -123,7 +129,7 @@ impl TailCalibrator {
             insort(&mut self.evicted, old);
             self.ring[slot] = s;
         }
-        insort(&mut self.added, s);
+        self.added.insert(at, s); // before equal values, where insort puts it after: the same multiset
         self.t = t + 1;
         if self.t.is_multiple_of(self.refresh_every) {
             self.refresh();
