@@ -24,13 +24,12 @@ Results: ``bench/panel/README.md``, "Window counts without the bucket sawtooth".
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import source_patch  # noqa: E402
 
 ROLL_OLD = '''    for q, b in zip(rec[-len(bs) :], bs):  # noqa: B905 - same length; strict= would cost a keyword call
         if q:
@@ -84,41 +83,13 @@ BUCKET_IDS = [  # the bucket ids handed to _roll become fractional: t / width, f
 
 
 def patched_source() -> str:
-    src = (ROOT / "stream" / "features.py").read_text()
-    for old, new in [(ROLL_OLD, ROLL_NEW), (TAIL_OLD, TAIL_NEW), *BUCKET_IDS]:
-        if old not in src:
-            raise SystemExit(f"interpolated_windows: stream/features.py changed, not found: {old.strip()[:60]!r}")
-        src = src.replace(old, new)
-    return src
-
-
-def install() -> None:
-    """Import ``stream.features`` from the patched source, before anything else imports it."""
-    import stream  # noqa: F401 - the package, so the submodule can be registered under it
-
-    spec = importlib.util.spec_from_file_location("stream.features", ROOT / "stream" / "features.py")
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["stream.features"] = module
-    exec(compile(patched_source(), str(ROOT / "stream" / "features.py"), "exec"), module.__dict__)  # noqa: S102
+    return source_patch.patched("stream/features.py", [(ROLL_OLD, ROLL_NEW), (TAIL_OLD, TAIL_NEW), *BUCKET_IDS],
+                                "interpolated_windows")
 
 
 def main(argv: list[str]) -> None:
-    install()
-    from stream.cli import main as cli
-
-    argv = list(argv)
-    text = ""
-    for flag in ("-c", "--config"):
-        if flag in argv:  # the command's own configuration, with the engine's line added to it
-            i = argv.index(flag)
-            text = Path(argv[i + 1]).read_text()
-            del argv[i : i + 2]
-    if "[engine]" in text:
-        raise SystemExit("interpolated_windows: the configuration has its own [engine] table; drop it")
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
-        fh.write(text + '\n[engine]\ncore = "python"\n')
-    cli([*argv, "-c", fh.name])
+    source_patch.install("stream.features", "stream/features.py", patched_source())
+    source_patch.run(argv, "interpolated_windows")
 
 
 if __name__ == "__main__":
