@@ -11,9 +11,9 @@ that is not something they measure. A count going from 1 to 2 still scores z = 4
 the clip is 5), and one that doubles at any level z = 8.3, clipped to 5.
 
 The value comes from the engine's design, not from a stream; it was fixed, and this file committed, before any
-stream was replayed with it. The idea itself came from diagnosing HTTP, so HTTP's figure is not a held-out one. Patched into the Python
-reference engine (``[engine] core = "python"``) for one command, by wrapping ``RobustZScore._refresh``, so the
-report's configuration hash is the defaults'; the compiled core does not have it.
+stream was replayed with it. The idea itself came from diagnosing HTTP, so HTTP's figure is not a held-out one.
+Patched into the Python reference engine (``[engine] core = "python"``) for one command, by wrapping
+``RobustZScore._refresh``, so the report's configuration hash is the defaults'; the compiled core does not have it.
 
     python bench/panel/zscore_scale_floor.py replay $CACHE/kdd_http.csv.gz --type order \\
         --map ts=ts,label=label --set user_id=host,merchant_id=http,amount=0 \\
