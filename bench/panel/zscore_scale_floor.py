@@ -19,8 +19,14 @@ Patched into the Python reference engine (``[engine] core = "python"``) for one 
         --map ts=ts,label=label --set user_id=host,merchant_id=http,amount=0 \\
         --features duration,src_bytes,dst_bytes --budget 0.005 -q --report /tmp/http__scale-floor.json
 
-Everything after the script's name is a ``riskstream`` command line; its ``-c`` file (if any) is used with
-``[engine] core = "python"`` added. Results: ``bench/panel/README.md``, "A floor on the z-score's scale".
+``--log-only`` (first, before the command) floors only the features on the ``log1p`` scale. Added after the
+first run, before its replays: on SMTP, whose columns are logarithms already (levels of 5-10 on the linear
+scale), the floor of ``|median| / 12`` was wider than the columns' own spread. A level is only meaningful for
+a magnitude that starts at 0, which is what the log scale marks.
+
+Everything after the script's name (and ``--log-only``) is a ``riskstream`` command line; its ``-c`` file (if
+any) is used with ``[engine] core = "python"`` added.
+Results: ``bench/panel/README.md``, "A floor on the z-score's scale".
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ import source_patch  # noqa: E402
 FLOOR = 1.0 / 12
 
 
-def install(floor: float = FLOOR) -> None:
-    """Wrap ``RobustZScore._refresh`` (where the median and scale are set) so no scale is below the floor."""
+def install(floor: float = FLOOR, log_only: bool = False) -> None:
+    """Wrap ``RobustZScore._refresh`` (where the median and scale are set) so no scale is below the floor; with
+    ``log_only``, only the scales of features on the ``log1p`` scale (non-negative ones)."""
     import numpy as np
 
     from detectors.zscore import RobustZScore
@@ -46,15 +53,16 @@ def install(floor: float = FLOOR) -> None:
 
     def _refresh(self: RobustZScore) -> None:
         plain(self)
-        level = np.where(self._log, 1.0, np.maximum(1.0, np.abs(self._med)))
+        level = np.where(self._log, 1.0, 0.0 if log_only else np.maximum(1.0, np.abs(self._med)))
         self._scale = np.maximum(self._scale, floor * level)
 
     RobustZScore._refresh = _refresh  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> None:
-    install()
-    source_patch.run(argv, "zscore_scale_floor")
+    log_only = bool(argv) and argv[0] == "--log-only"
+    install(log_only=log_only)
+    source_patch.run(argv[1:] if log_only else argv, "zscore_scale_floor")
 
 
 if __name__ == "__main__":

@@ -58,3 +58,17 @@ def test_a_steady_rate_is_a_sawtooth_in_buckets_and_flat_in_proportion():
     assert drops == 39  # one at each bucket boundary after the first of these 4,000 events (t = 2100, ..., 5900)
     # in proportion: the true 1,200 s window's count, to within one event
     assert max(abs(c - 1200) for c in flat) <= 1.0
+
+
+def test_source_patch_stops_when_the_code_it_rewrites_is_gone():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench/panel"))
+    import source_patch
+
+    try:
+        source_patch.patched("stream/features.py", [("no such line in the file", "x")], "test")
+    except SystemExit as e:
+        assert "stream/features.py changed" in str(e)
+    else:
+        raise AssertionError("a missing piece must stop the experiment")

@@ -1,0 +1,37 @@
+"""``bench/panel/zscore_scale_floor.py``: the z-score's scale floored at 1/12 of a feature's level. A busy count's
+wobble within its counting resolution stops scoring; a count that doubles still scores the clip."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from detectors.zscore import RobustZScore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _busy_count() -> RobustZScore:
+    d = RobustZScore(window=64, refresh_every=64, min_count=8)
+    for i in range(64):  # a busy entity's 24-hour count, moving by a few events
+        d.learn_one({"count": 86_400.0 + i % 3})
+    return d
+
+
+def test_the_floor_keeps_a_wobble_within_a_bucket_quiet_and_a_doubling_loud(monkeypatch: pytest.MonkeyPatch):
+    plain = _busy_count()
+    monkeypatch.syspath_prepend(str(ROOT / "bench/panel"))
+    monkeypatch.setattr(RobustZScore, "_refresh", RobustZScore._refresh)  # the experiment's wrapper is undone after
+    spec = importlib.util.spec_from_file_location("zscore_scale_floor", ROOT / "bench/panel/zscore_scale_floor.py")
+    assert spec is not None and spec.loader is not None
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    experiment.install()
+    floored = _busy_count()
+    assert floored._scale[0] == pytest.approx(1 / 12)  # on the log1p scale: a twelfth of the level
+    # 5 % above the usual level: the clip without the floor, within the counts' resolution with it
+    assert plain.score_one({"count": 86_400.0 * 1.05}) == 5.0
+    assert floored.score_one({"count": 86_400.0 * 1.05}) < 1.0
+    assert floored.score_one({"count": 86_400.0 * 2}) == 5.0
