@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -122,15 +123,17 @@ def profile(events: int, batch: int, rounds: int, frequency: int, keep: Path | N
         data = Path(tmp) / "perf.data"
         perf = subprocess.Popen(["perf", "record", "-F", str(frequency), "--call-graph", "dwarf,32768", "-p",
                                  str(child.pid), "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # perf prints nothing when it is ready; give it a moment to attach before the timed passes start
-        import time
-
-        time.sleep(2.0)
+        time.sleep(2.0)  # perf says nothing when it is attached; give it a moment before the profiled passes
+        if perf.poll() is not None:
+            child.kill()
+            raise SystemExit(f"core_profile: perf record failed: {perf.communicate()[1].decode().strip()}")
         child.stdin.write("go\n")
         child.stdin.flush()
         if child.wait() != 0:
             raise SystemExit("core_profile: the profiled process failed")
-        perf.wait(timeout=120)
+        _, err = perf.communicate(timeout=120)
+        if perf.returncode != 0:
+            raise SystemExit(f"core_profile: perf record failed: {err.decode().strip()}")
         counts = Counter(stage_of(frames) for frames in samples(data))
         if keep is not None:
             shutil.copyfile(data, keep)
