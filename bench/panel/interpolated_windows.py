@@ -19,7 +19,8 @@ stops), so the report's configuration hash is the defaults'; the compiled core d
 
 Everything after the script's name is a ``riskstream`` command line; its ``-c`` file (if any) is used with
 ``[engine] core = "python"`` added.
-Results: ``bench/panel/README.md``, "Window counts without the bucket sawtooth".
+Results: ``bench/panel/README.md``, "What the z-score's window really measured on HTTP" (counting the oldest
+bucket in proportion).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Run one ``riskstream`` command on the Python reference engine with one of its modules rewritten: how the
-panel's source-patch experiments (``interpolated_windows.py``, ``zscore_scale_floor.py``) try an idea on every
-stream before it is worth building into both engines. Each replaced piece of source must be found, or it stops."""
+"""Run one ``riskstream`` command on the Python reference engine with a piece of it changed: how the panel's patch
+experiments try an idea on every stream before it is worth building into both engines. ``interpolated_windows.py``
+rewrites a module's source (`patched`, `install`: each replaced piece must be found, or it stops);
+``zscore_scale_floor.py`` wraps a method. Both run their command through `run`."""
 
 from __future__ import annotations
 
