@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,14 +36,20 @@ def _timed(args: list[str], tmp_path: Path, **env: str) -> tuple[float, int, str
 
 def test_a_dead_bootstrap_is_one_line_within_15_seconds_by_default(tmp_path: Path) -> None:
     args = ["replay", "--kafka-topic", "orders", "--bootstrap", DEAD]
-    elapsed, code, err = _timed(args, tmp_path)
+    _, code, err = _timed(args, tmp_path)
     assert code == 1
     assert err.splitlines() == [err.strip()] and err.startswith(LINE + "10 s"), err
-    # The same command with a 0.5 s timeout, just after, measures what start-up costs on this machine right now
-    # (imports, the engine): what the default wait adds on top must be its 10 s, not a client retrying for longer.
-    baseline, code, err = _timed(args, tmp_path, RISKSTREAM__KAFKA__BOOTSTRAP_TIMEOUT_MS="500")
-    assert code == 1 and err.startswith(LINE + "0.5 s"), err
-    assert elapsed - baseline < 15, f"took {elapsed:.1f} s, {baseline:.1f} s with a 0.5 s timeout"
+    # How long the client kept trying, from its own log (-v): the first line to the last before the error. The
+    # command's start-up (imports, the engine) is outside that span, so a loaded machine does not stretch it, as it
+    # stretched a wall time less a baseline run (CI once measured 22.6 s against 7.1 s); a client retrying past its
+    # 10 s would.
+    _, code, err = _timed(["-v", *args], tmp_path)
+    assert code == 1 and err.strip().splitlines()[-1].startswith(LINE + "10 s"), err
+    stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in err.splitlines()
+              if " kafka." in line and line[:4].isdigit()]
+    assert stamps, err
+    span = (stamps[-1] - stamps[0]).total_seconds()
+    assert span < 15, f"the client tried for {span:.1f} s"
 
 
 @pytest.mark.parametrize("verbose", [False, True])
