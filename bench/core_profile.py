@@ -10,7 +10,8 @@ frame outwards; inlined frames count, so a `memmove` inside the calibrator's ins
 sample with no engine frame is Python's (alerts with their reasons, the outcome arrays, the loop).
 
 Needs `perf` (linux-perf) with permission to attach (root, or `kernel.perf_event_paranoid` <= 1) and the core
-built with `--release`. The table in `bench/README.md` ("Where the time goes now") is this script's output.
+built with `--release`. The table in `bench/README.md` ("The stage profile, now from a script") is this
+script's output.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ Patched into the Python reference engine (``[engine] core = "python"``) for one 
         --features duration,src_bytes,dst_bytes --budget 0.005 -q --report /tmp/http__scale-floor.json
 
 ``--log-only`` (first, before the command) floors only the features on the ``log1p`` scale. Added after the
-first run, before its replays: on SMTP, whose columns are logarithms already (levels of 5-10 on the linear
-scale), the floor of ``|median| / 12`` was wider than the columns' own spread. A level is only meaningful for
-a magnitude that starts at 0, which is what the log scale marks.
+first run, before its replays, on a guess: that SMTP's columns, logarithms already (levels of 5-10 on the linear
+scale), were over-floored by ``|median| / 12``. Its replays refuted the guess (the same figures to three
+decimals): what SMTP loses comes from the engine's counts, which are on the log scale either way.
 
 Everything after the script's name (and ``--log-only``) is a ``riskstream`` command line; its ``-c`` file (if
 any) is used with ``[engine] core = "python"`` added.

@@ -9,6 +9,8 @@ import types
 from array import array
 from pathlib import Path
 
+import pytest
+
 import stream.features as features
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,10 +62,8 @@ def test_a_steady_rate_is_a_sawtooth_in_buckets_and_flat_in_proportion():
     assert max(abs(c - 1200) for c in flat) <= 1.0
 
 
-def test_source_patch_stops_when_the_code_it_rewrites_is_gone():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench/panel"))
+def test_source_patch_stops_when_the_code_it_rewrites_is_gone(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench/panel"))
     import source_patch
 
     try:
