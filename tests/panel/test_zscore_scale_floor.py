@@ -35,3 +35,25 @@ def test_the_floor_keeps_a_wobble_within_a_bucket_quiet_and_a_doubling_loud(monk
     assert plain.score_one({"count": 86_400.0 * 1.05}) == 5.0
     assert floored.score_one({"count": 86_400.0 * 1.05}) < 1.0
     assert floored.score_one({"count": 86_400.0 * 2}) == 5.0
+
+
+def test_windowed_only_floors_the_engines_window_counts_and_leaves_a_measurement_alone(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.syspath_prepend(str(ROOT / "bench/panel"))
+    monkeypatch.setattr(RobustZScore, "_refresh", RobustZScore._refresh)
+    spec = importlib.util.spec_from_file_location("zscore_scale_floor", ROOT / "bench/panel/zscore_scale_floor.py")
+    assert spec is not None and spec.loader is not None
+    experiment = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiment)
+    experiment.install(windowed_only=True)
+    d = RobustZScore(window=64, refresh_every=64, min_count=8)
+    for i in range(64):  # SMTP's dst_bytes: a column that barely moves; and a busy host's 24-hour count
+        d.learn_one({"dst_bytes": 330.0 + i % 2, "host_orders_24h": 86_400.0 + i % 3})
+    by_name = dict(zip(d._names, d._scale, strict=True))
+    assert by_name["host_orders_24h"] == pytest.approx(1 / 12)
+    assert by_name["dst_bytes"] < 0.01  # its own, unfloored scale
+    # a 13 % larger transfer is still the clip; the count's 5 % wobble is not
+    z = dict(d.explain({"dst_bytes": 375.0, "host_orders_24h": 86_400.0 * 1.05}, top=2))
+    assert z["dst_bytes"] == 5.0
+    assert z["host_orders_24h"] < 1.0
