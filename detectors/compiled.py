@@ -42,7 +42,8 @@ def _params(name: str, det: Any) -> tuple[str, dict[str, Any]]:
     if type(det) is RobustZScore:
         return "zscore", {"features": None if det.features is None else list(det.features), "window": det.window,
                           "refresh_every": det.refresh_every, "clip": float(det.clip), "top_k": det.top_k,
-                          "min_count": det.min_count, "log_nonneg": bool(det.log_nonneg)}
+                          "min_count": det.min_count, "log_nonneg": bool(det.log_nonneg),
+                          "count_floor": float(det.count_floor)}
     if type(det) is ColdStart:
         return "coldstart", {"low": list(det.low), "high": list(det.high), "window": det.window,
                              "refresh_every": det.refresh_every, "min_count": det.min_count}

@@ -18,6 +18,14 @@ one vectorised pass.
 Features whose window holds no negative value (amounts, counts, durations) are scored on the ``log1p`` scale
 (``log_nonneg``): for right-skewed quantities a ratio says more than a difference.
 
+``count_floor`` (off by default) keeps the scale of every *window feature* (a name ending in a window, ``_1m``,
+``_1h``, ``_24h``: the engine's counts, sums and distinct counts over its sliding windows) at or above that fraction
+of the feature's level: ``count_floor`` on the ``log1p`` scale, ``count_floor * max(1, |median|)`` on the linear
+one. The engine counts a window in 12 buckets plus the partial current one, so a steady entity's count wobbles by
+up to a twelfth of its level as buckets leave; with a scale of a fraction of a percent (a busy entity's count
+barely moves) that wobble scores like a shift. ``1 / 12`` is the counts' own resolution
+(``bench/panel/README.md``, "A floor on the z-score's scale").
+
 The event's score is the root-mean-square of its clipped z-scores over the features it carries (missing ones
 do not count): ``sqrt(mean(min(z_f, clip)**2))``, or over its ``top_k`` largest if ``top_k`` is set. On the
 ULB credit-card stream (``bench/ulb_detectors.py``, score-then-learn over 284,807 events) we compared
@@ -30,6 +38,7 @@ well; without clipping a few heavy-tailed features swamp the rest (AP 0.03-0.07)
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -40,10 +49,22 @@ from detectors.base import Detector, Features, Frame, Gate, ask_gate
 from detectors.registry import register
 from detectors.text import number
 
-__all__ = ["RobustZScore", "describe_z"]
+__all__ = ["RobustZScore", "describe_z", "is_window_feature"]
 
 _MAD_TO_SIGMA = 1.4826
 _MEANAD_TO_SIGMA = 1.2533
+#: A window feature's name: it ends in a window as ``stream.features.window_name`` writes one (``_30s``, ``_1m``,
+#: ``_24h``, ``_1.5s``).
+_WINDOW_FEATURE = re.compile(r"_\d+(\.\d+)?[smh]\Z")
+
+
+def is_window_feature(name: str) -> bool:
+    """Whether ``count_floor`` applies to ``name`` (see the module's notes).
+
+    >>> [is_window_feature(n) for n in ("user_orders_24h", "ip_failed_login_ratio_1h", "dst_bytes", "V1", "x_1.5s")]
+    [True, True, False, False, True]
+    """
+    return _WINDOW_FEATURE.search(name) is not None
 
 
 @register("zscore")
@@ -68,6 +89,9 @@ class RobustZScore(Detector):
         Score a feature on the ``log1p`` scale when every value in its window is ``>= 0`` (amounts, counts,
         durations: right-skewed, where a ratio is more telling than a difference). Negative values of such a
         feature map through ``sign(x) * log1p(|x|)``.
+    count_floor
+        The smallest scale of a window feature (:func:`is_window_feature`), as a fraction of its level (1 on the
+        ``log1p`` scale, ``max(1, |median|)`` on the linear one). ``0`` (the default): no floor.
 
     Notes
     -----
@@ -96,6 +120,7 @@ class RobustZScore(Detector):
         top_k: int | None = None,
         min_count: int = 64,
         log_nonneg: bool = True,
+        count_floor: float = 0.0,
     ) -> None:
         for name, v in (("window", window), ("refresh_every", refresh_every), ("min_count", min_count),
                         ("top_k", 1 if top_k is None else top_k)):
@@ -105,6 +130,8 @@ class RobustZScore(Detector):
             raise ValueError(f"refresh_every ({refresh_every}) must not exceed window ({window})")
         if not (isinstance(clip, int | float) and clip > 0 and math.isfinite(clip)):
             raise ValueError(f"clip must be a positive finite number, got {clip!r}")
+        if isinstance(count_floor, bool) or not (isinstance(count_floor, int | float) and 0 <= count_floor < math.inf):
+            raise ValueError(f"count_floor must be a finite number >= 0, got {count_floor!r}")
         if features is not None and (isinstance(features, str) or len(features) == 0):
             raise ValueError("features must be a non-empty list of feature names, or None")
         self.features = features
@@ -114,10 +141,12 @@ class RobustZScore(Detector):
         self.top_k = top_k
         self.min_count = min_count
         self.log_nonneg = log_nonneg
+        self.count_floor = float(count_floor)
         self._names: list[str] = []
         self._index: dict[str, int] = {}
         self._ring = np.empty((0, window))
         self._fill = np.zeros(0, dtype=np.int64)  # values ever written per feature
+        self._floored = np.zeros(0, dtype=bool)  # window features, which count_floor applies to
         self._learned = 0
         self._med = np.empty(0)  # snapshot, for the first len(_med) features
         self._scale = np.empty(0)
@@ -149,12 +178,19 @@ class RobustZScore(Detector):
             self._names.append(f)
         self._ring = np.vstack([self._ring, np.zeros((len(new), self.window))])
         self._fill = np.concatenate([self._fill, np.zeros(len(new), dtype=np.int64)])
+        self._floored = np.concatenate([self._floored, [is_window_feature(f) for f in new]]).astype(bool)
         self._getter = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_getter"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "count_floor" not in state:  # a checkpoint written before the option: no floor, as then
+            self.count_floor = 0.0
+            self._floored = np.array([is_window_feature(f) for f in self._names], dtype=bool)
 
     def _get(self) -> Any:
         if self._getter is None:
@@ -225,6 +261,9 @@ class RobustZScore(Detector):
             dev1 = np.abs(vals - m1)
             med[f] = m1
             scale[f] = _scale(np.median(dev1)[None], dev1.mean()[None], np.array([m1]))[0]
+        if self.count_floor:
+            level = np.where(log, 1.0, np.maximum(1.0, np.abs(med)))
+            scale = np.where(self._floored, np.maximum(scale, self.count_floor * level), scale)
         self._med, self._scale, self._use, self._log = med, scale, use, log
         self._n_use = int(use.sum())
         self._any_log = bool(log.any())

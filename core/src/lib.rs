@@ -25,7 +25,7 @@ pub mod detectors;
 pub mod py_detectors;
 
 /// The core's version and the version of its state format (checkpoints name both).
-pub const STATE_VERSION: u32 = 5;
+pub const STATE_VERSION: u32 = 6;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {

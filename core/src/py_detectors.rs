@@ -67,6 +67,7 @@ pub fn detector(kind: &str, p: &Bound<'_, PyDict>) -> PyResult<Detector> {
             get(p, "top_k")?,
             get(p, "min_count")?,
             get(p, "log_nonneg")?,
+            get(p, "count_floor")?,
         )),
         "coldstart" => Detector::ColdStart(ColdStart::new(
             get(p, "low")?,

@@ -214,7 +214,7 @@ def _custom(risk: str = "evidence") -> Ensemble:
             "trees": HalfSpaceTrees(n_trees=5, height=9, window_size=64, seed=2**40 + 5),
             "z": RobustZScore(window=256, refresh_every=64, clip=3.0, top_k=4, min_count=16),
             "z2": RobustZScore(features=["order_amount", "user_orders_24h", "absent_feature"], window=128,
-                               refresh_every=128, log_nonneg=False),
+                               refresh_every=128, log_nonneg=False, count_floor=0.25),
             "r": Rules(rules=_CUSTOM_RULES, combine="max"),
             "cold": ColdStart(window=300, refresh_every=50, min_count=20),
             "cold2": ColdStart(low=["order_amount", "user_seconds_since_prev_login"],
@@ -323,6 +323,8 @@ def test_hst_alone_equals_the_reference_loop(params):
     dict(window=64, refresh_every=16, min_count=8, top_k=3, clip=3.0),
     dict(window=100, refresh_every=100, min_count=100, log_nonneg=False),
     dict(features=["order_amount", "login_success", "nope"], window=32, refresh_every=8, min_count=4),
+    dict(window=256, refresh_every=64, min_count=16, count_floor=1 / 12),
+    dict(window=100, refresh_every=50, min_count=20, log_nonneg=False, count_floor=0.5),
 ])
 def test_zscore_alone_equals_the_reference_loop(params):
     xs = _mixed_rows(5000)
@@ -334,6 +336,9 @@ def test_zscore_alone_equals_the_reference_loop(params):
     want = np.array(want)
     got = _alone(RobustZScore(**params), xs)
     assert (want > 0).any()
+    if params.get("count_floor"):  # the floor must change scores, or this compares nothing new
+        unfloored = RobustZScore(**{**params, "count_floor": 0.0})
+        assert not np.array_equal(_alone(unfloored, xs), got)
     if params.get("log_nonneg", True):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)  # np.log1p's SIMD kernel, see the docstring
     else:

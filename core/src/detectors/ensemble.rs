@@ -448,7 +448,7 @@ pub(crate) mod tests {
         Ensemble::new(
             vec![
                 ("hst".into(), Detector::Hst(HalfSpaceTrees::new(4, 8, 50, 42, None)), 1.0),
-                ("zscore".into(), Detector::ZScore(RobustZScore::new(None, 128, 64, 5.0, None, 16, true)), 1.0),
+                ("zscore".into(), Detector::ZScore(RobustZScore::new(None, 128, 64, 5.0, None, 16, true, 0.0)), 1.0),
                 ("rules".into(), Detector::Rules(rules), 2.0),
             ],
             config(),

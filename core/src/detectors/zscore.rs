@@ -2,7 +2,8 @@
 //! `window` learned values, statistics refreshed every `refresh_every` learned events (numpy's median and
 //! pairwise mean, bit for bit), features on the `log1p` scale when their window holds no negative value; the
 //! score is the root-mean-square of the clipped z-scores of the features the event carries (its `top_k`
-//! largest, if set).
+//! largest, if set). With `count_floor`, the scale of a window feature (a name ending in a window: `_1m`, `_24h`)
+//! is at least that fraction of its level.
 //!
 //! Features are registered as learned events first carry them, in the schema's column order (the Python dict's
 //! key order); the ring buffers keep the reference's slot order, since the mean absolute deviation is a pairwise
@@ -25,7 +26,10 @@ pub struct RobustZScore {
     pub top_k: Option<usize>,
     pub min_count: u64,
     pub log_nonneg: bool,
+    pub count_floor: f64,
     names: Vec<String>,
+    /// Per feature: a window feature ([`is_window_feature`]), which `count_floor` applies to.
+    floored: Vec<bool>,
     /// One ring of `window` values per feature; slot `fill % window` takes the next learned value.
     ring: Vec<Vec<f64>>,
     fill: Vec<u64>,
@@ -92,6 +96,29 @@ fn median(v: &[f64], work: &mut Vec<i64>) -> f64 {
     }
 }
 
+/// `detectors.zscore.is_window_feature`: the name ends in `_` digits (a `.` and digits) and `s`, `m` or `h`.
+pub fn is_window_feature(name: &str) -> bool {
+    let b = name.as_bytes();
+    let Some((&unit, rest)) = b.split_last() else { return false };
+    if !matches!(unit, b's' | b'm' | b'h') {
+        return false;
+    }
+    let digits = |s: &[u8]| s.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    let mut n = digits(rest);
+    if n == 0 {
+        return false;
+    }
+    let mut rest = &rest[..rest.len() - n];
+    if let Some((&b'.', before)) = rest.split_last() {
+        n = digits(before);
+        if n == 0 {
+            return false;
+        }
+        rest = &before[..before.len() - n];
+    }
+    rest.last() == Some(&b'_')
+}
+
 fn robust_scale(mad: f64, meanad: f64, med: f64) -> f64 {
     if mad > 0.0 {
         MAD_TO_SIGMA * mad
@@ -140,8 +167,10 @@ impl RobustZScore {
         top_k: Option<usize>,
         min_count: usize,
         log_nonneg: bool,
+        count_floor: f64,
     ) -> Self {
         assert!(window >= 1 && refresh_every >= 1 && refresh_every <= window && min_count >= 1);
+        assert!(count_floor >= 0.0 && count_floor.is_finite());
         let mut z = RobustZScore {
             features: features.clone(),
             window,
@@ -150,7 +179,9 @@ impl RobustZScore {
             top_k,
             min_count: min_count as u64,
             log_nonneg,
+            count_floor,
             names: Vec::new(),
+            floored: Vec::new(),
             ring: Vec::new(),
             fill: Vec::new(),
             learned: 0,
@@ -206,6 +237,7 @@ impl RobustZScore {
     }
 
     fn register(&mut self, name: String) {
+        self.floored.push(is_window_feature(&name));
         self.names.push(name);
         self.ring.push(vec![0.0; self.window]);
         if self.log_nonneg {
@@ -391,6 +423,18 @@ impl RobustZScore {
             self.med[f] = med;
             self.scale[f] = robust_scale(mad, meanad, med);
         }
+        if self.count_floor > 0.0 {
+            // over every feature, as the reference's np.where (an unused one keeps scale 1 unless the floor is > 1)
+            for f in 0..nf {
+                if self.floored[f] {
+                    let level = if self.log[f] { 1.0 } else { self.med[f].abs().max(1.0) };
+                    let least = self.count_floor * level;
+                    if self.scale[f] < least {
+                        self.scale[f] = least;
+                    }
+                }
+            }
+        }
         self.n_use = self.used.iter().filter(|&&u| u).count();
     }
 }
@@ -416,7 +460,7 @@ mod tests {
     fn an_outlier_scores_higher() {
         let mut schema = Schema::default();
         let a = schema.column("a");
-        let mut det = RobustZScore::new(None, 64, 16, 5.0, None, 8, true);
+        let mut det = RobustZScore::new(None, 64, 16, 5.0, None, 8, true, 0.0);
         let mut x = 0.3f64;
         for _ in 0..200 {
             x = (x * 3.9 * (1.0 - x)).abs();
@@ -426,5 +470,43 @@ mod tests {
         }
         assert!(det.score(&schema, &[0.5]) < det.score(&schema, &[50.0]));
         assert_eq!(det.score(&schema, &[f64::NAN]), 0.0);
+    }
+
+    #[test]
+    fn window_features_are_named_as_window_name_writes_windows() {
+        for n in ["user_orders_24h", "ip_failed_login_ratio_1h", "x_30s", "x_1.5s", "_5m"] {
+            assert!(is_window_feature(n), "{n}");
+        }
+        for n in ["dst_bytes", "V1", "x_24", "x_h", "x24h", "x_.5s", "x_1.s", "x_24H", "", "h"] {
+            assert!(!is_window_feature(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn the_count_floor_holds_a_window_features_scale_and_leaves_the_others() {
+        let mut schema = Schema::default();
+        let (d, c) = (schema.column("dst_bytes"), schema.column("host_orders_24h"));
+        let mut plain = RobustZScore::new(None, 64, 64, 5.0, None, 8, true, 0.0);
+        let mut floored = RobustZScore::new(None, 64, 64, 5.0, None, 8, true, 1.0 / 12.0);
+        for i in 0..64 {
+            let mut row = vec![0.0; 2];
+            row[d] = 330.0 + (i % 2) as f64;
+            row[c] = 86_400.0 + (i % 3) as f64;
+            plain.learn(&schema, &row);
+            floored.learn(&schema, &row);
+        }
+        let fd = plain.names.iter().position(|n| n == "dst_bytes").unwrap();
+        let fc = 1 - fd;
+        assert!(plain.scale[fc] < 0.001 && floored.scale[fc] == 1.0 / 12.0);
+        assert_eq!(plain.scale[fd].to_bits(), floored.scale[fd].to_bits());
+        let mut row = vec![0.0; 2];
+        row[d] = 330.0;
+        row[c] = 86_400.0 * 1.05; // a 5 % wobble: the clip without the floor, under 1 with it
+        let z = |det: &mut RobustZScore| {
+            let top = det.explain(&schema, &row, 2);
+            top.iter().find(|e| e.0 == "host_orders_24h").map_or(0.0, |e| e.1)
+        };
+        assert_eq!(z(&mut plain), 5.0);
+        assert!(z(&mut floored) < 1.0);
     }
 }
