@@ -258,17 +258,45 @@ def printable(cmd: Sequence[str], cache: Path, data: Path | None) -> str:
 _SAFE = re.compile(r"[A-Za-z0-9_./=,:$@%+-]+")
 
 
+def phase_labels(stream: dict, label: str) -> list[str]:
+    """The results that stand for ``label`` on ``stream`` in the rule: its own, then for a stream whose clock the
+    mapping invents (``clock_offsets`` in streams.toml) the same replay with the clock moved by each offset
+    (README, "The invented clock's phase")."""
+    return [label] + [f"{label}+{offset}s" for offset in stream.get("clock_offsets", [])]
+
+
 def run_stream(stream: dict, label: str, config: Path | None, *, budget: float, cache: Path, data: Path | None,
                results: Path, label_delay: str | None = None, label_every: str | None = None,
-               nab_grid: Path | None = None) -> dict:
-    report = results / f"{stream['name']}__{label}.json"
-    if stream["kind"] == "nab":
-        cmd = nab_command(report, data, nab_grid)
-    else:
+               nab_grid: Path | None = None, phases: bool = False) -> dict:
+    """Replay ``stream`` with ``config`` as ``label``; with ``phases``, also at each of its ``clock_offsets`` (a
+    shifted copy written into the cache by ``shift_clock.py``), as ``<label>+<offset>s``."""
+    if stream["kind"] != "nab":
         path = stream_file(stream, cache, data)
         if not path.exists():
             hint = "python bench/panel/fetch.py" if "convert" in stream else "the shared data folder"
             return {"stream": stream["name"], "config": label, "missing": str(path), "hint": hint}
+    entry = _run_one(stream, label, config, budget=budget, cache=cache, data=data, results=results,
+                     label_delay=label_delay, label_every=label_every, nab_grid=nab_grid)
+    if phases and stream["kind"] != "nab":
+        from shift_clock import shift, shifted_name
+
+        for offset in stream.get("clock_offsets", []):
+            shifted = shifted_name(path, offset)
+            if not shifted.exists() or shifted.stat().st_mtime < path.stat().st_mtime:
+                shift(path, offset)
+            _run_one(stream, f"{label}+{offset}s", config, budget=budget, cache=cache, data=data, results=results,
+                     label_delay=label_delay, label_every=label_every, path=shifted)
+    return entry
+
+
+def _run_one(stream: dict, label: str, config: Path | None, *, budget: float, cache: Path, data: Path | None,
+             results: Path, label_delay: str | None = None, label_every: str | None = None,
+             nab_grid: Path | None = None, path: Path | None = None) -> dict:
+    report = results / f"{stream['name']}__{label}.json"
+    if stream["kind"] == "nab":
+        cmd = nab_command(report, data, nab_grid)
+    else:
+        path = path or stream_file(stream, cache, data)
         scores = scores_file(cache, f"{stream['name']}__{label}")
         scores.parent.mkdir(parents=True, exist_ok=True)
         cmd = replay_command(stream, path, config, budget, report, label_delay, label_every, scores)
@@ -294,7 +322,10 @@ def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, agai
     paired bootstrap's 95 % interval of that difference lies wholly below zero. Where the two replays' per-event
     scores are not both in the cache, or the figure is a protocol's subset (the handbook's), the tolerance alone
     decides, as before this rule. Adopted: no veto, and the mean ROC AUC gains ``MIN_ROC_AUC_GAIN`` or the mean
-    relative AP gains ``AP_TOLERANCE``."""
+    relative AP gains ``AP_TOLERANCE``.
+
+    A stream with ``clock_offsets`` (an invented clock) counts by its means over the phases (`phase_labels`), and
+    its loss vetoes only when the bootstrap puts it below zero at every phase; the table shows phase 0's interval."""
     from stream.eval.metrics import paired_bootstrap
     from stream.eval.scores import read_labelled
 
@@ -302,11 +333,13 @@ def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, agai
     for s in streams:
         if s["kind"] == "nab":
             continue
-        fa, fb = results / f"{s['name']}__{against}.json", results / f"{s['name']}__{label}.json"
-        if not (fa.exists() and fb.exists()):
-            raise MissingResult(f"{fa if not fa.exists() else fb} is missing: replay it first")
-        report_a = json.loads(fa.read_text())
-        ma, mb = measured(s, report_a), measured(s, json.loads(fb.read_text()))
+        pairs = list(zip(phase_labels(s, against), phase_labels(s, label), strict=True))
+        for la, lb in pairs:
+            for f in (results / f"{s['name']}__{la}.json", results / f"{s['name']}__{lb}.json"):
+                if not f.exists():
+                    raise MissingResult(f"{f} is missing: replay it first (run.py replays every clock phase)")
+        report_a = json.loads((results / f"{s['name']}__{against}.json").read_text())
+        ma, mb = (_phase_mean(s, results, [p[i] for p in pairs]) for i in (0, 1))
         row: dict[str, Any] = {"stream": s["name"], "roc_auc": (ma["roc_auc"], mb["roc_auc"]),
                                "ap": (ma["pr_auc"], mb["pr_auc"]),
                                "precision_at_budget": (ma["precision_at_budget"], mb["precision_at_budget"])}
@@ -314,19 +347,23 @@ def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, agai
         d_ap = mb["pr_auc"] - ma["pr_auc"]
         roc_loss = d_roc < -ROC_AUC_TOLERANCE
         ap_loss = d_ap < -AP_TOLERANCE * ma["pr_auc"]
-        sa, sb = scores_file(cache, f"{s['name']}__{against}"), scores_file(cache, f"{s['name']}__{label}")
+        files = [(scores_file(cache, f"{s['name']}__{la}"), scores_file(cache, f"{s['name']}__{lb}"))
+                 for la, lb in pairs]
         boot = None
         protocol = bool(((report_a.get("eval") or {}).get("handbook_protocol") or {}).get("known_from"))
-        if (roc_loss or ap_loss) and not protocol and sa.exists() and sb.exists():
-            _, ya, ra, _ = read_labelled(sa)
-            _, yb, rb, _ = read_labelled(sb)
-            if len(ya) != len(yb) or (ya != yb).any():
-                raise SystemExit(f"{s['name']}: the two replays scored different labelled events")
-            boot = paired_bootstrap(ya, ra, rb, rounds=rounds, seed=BOOTSTRAP_SEED)
-            roc_loss = roc_loss and boot["d_roc_auc_hi"] < 0
-            ap_loss = ap_loss and boot["d_ap_hi"] < 0
+        if (roc_loss or ap_loss) and not protocol and all(sa.exists() and sb.exists() for sa, sb in files):
+            boots = []
+            for sa, sb in files:
+                _, ya, ra, _ = read_labelled(sa)
+                _, yb, rb, _ = read_labelled(sb)
+                if len(ya) != len(yb) or (ya != yb).any():
+                    raise SystemExit(f"{s['name']}: the two replays scored different labelled events")
+                boots.append(paired_bootstrap(ya, ra, rb, rounds=rounds, seed=BOOTSTRAP_SEED))
+            boot = boots[0]
+            roc_loss = roc_loss and all(b["d_roc_auc_hi"] < 0 for b in boots)
+            ap_loss = ap_loss and all(b["d_ap_hi"] < 0 for b in boots)
         row.update(d_roc_auc=d_roc, d_ap=d_ap, d_ap_relative=d_ap / ma["pr_auc"] if ma["pr_auc"] else None,
-                   bootstrap=boot, veto=bool(roc_loss or ap_loss))
+                   bootstrap=boot, veto=bool(roc_loss or ap_loss), phases=len(pairs))
         rows.append(row)
     if not rows:
         raise MissingResult("no voting stream")
@@ -342,6 +379,13 @@ def decide(streams: Sequence[dict], results: Path, cache: Path, label: str, agai
                      "bootstrap_seed": BOOTSTRAP_SEED}}
 
 
+def _phase_mean(stream: dict, results: Path, labels: Sequence[str]) -> dict:
+    """ROC AUC, AP and precision at the budget of ``stream``'s results ``labels``, each the mean over them."""
+    ms = [measured(stream, json.loads((results / f"{stream['name']}__{la}.json").read_text())) for la in labels]
+    keys = ("roc_auc", "pr_auc", "precision_at_budget")
+    return {k: sum(m[k] for m in ms) / len(ms) for k in keys}
+
+
 def decision_table(d: dict) -> str:
     """The decision as markdown: one row per stream, then the verdict."""
     def pair(v: tuple) -> str:
@@ -355,7 +399,8 @@ def decision_table(d: dict) -> str:
              "| veto |", "|---|---|---|---|---|---|---|"]
     for r in d["streams"]:
         b = r["bootstrap"]
-        lines.append(f"| {r['stream']} | {pair(r['roc_auc'])} | {pair(r['ap'])} | {pair(r['precision_at_budget'])} "
+        name = r["stream"] + (f" (mean of {r['phases']} clock phases)" if r.get("phases", 1) > 1 else "")
+        lines.append(f"| {name} | {pair(r['roc_auc'])} | {pair(r['ap'])} | {pair(r['precision_at_budget'])} "
                      f"| {r['d_roc_auc']:+.4f} {interval(b, 'd_roc_auc')} | {r['d_ap']:+.4f} {interval(b, 'd_ap')} "
                      f"| {'**yes**' if r['veto'] else 'no'} |")
     verdict = "adopt" if d["adopt"] else "keep the defaults"
@@ -615,7 +660,7 @@ def main(argv: list[str] | None = None) -> None:
                 cfg = args.config if label != "default" else None
                 entry = run_stream(s, label + suffix, cfg, budget=budget, cache=args.cache, data=args.data,
                                    results=args.results, label_delay=args.label_delay,
-                                   label_every=args.label_every)
+                                   label_every=args.label_every, phases=True)
                 if "missing" in entry:
                     print(f"{s['name']}: skipped, {entry['missing']} is missing ({entry['hint']})", file=sys.stderr)
                 else:
@@ -652,8 +697,15 @@ def main(argv: list[str] | None = None) -> None:
     labels = [label + suffix for label in labels]
     if not labels:
         return
-    print(write_table(streams, args.results, labels, budget,
-                      name=f"panel{suffix}.md" if suffix else "panel.md"), end="")
+    print(write_table(streams, args.results, labels, budget, name=table_name(args, labels, suffix)), end="")
+
+
+def table_name(args: argparse.Namespace, labels: Sequence[str], suffix: str) -> str:
+    """``panel.md`` (``panel+labels1h.md``) only for the whole panel's defaults and their leave-one-out row, the
+    table the README quotes; a candidate's or a partial run's table goes beside it, named by its labels, so
+    replaying a candidate never overwrites the standing table."""
+    whole = not (args.config or args.only or args.no_default) and (args.loo or bool(args.label_delay))
+    return f"panel{suffix}.md" if whole else "panel__" + "__".join(labels) + ".md"
 
 
 if __name__ == "__main__":

@@ -108,6 +108,18 @@ def test_the_table_shows_the_report_numbers(panel):
     assert cells[2 + names.index("hst")] == f"{hst['roc_auc']:.3f} / {hst['pr_auc']:.3f}"
 
 
+def test_a_candidates_replay_leaves_the_standing_table_alone(panel, tmp_path):
+    standing = (panel / "panel.md").read_text()
+    (tmp_path / "streams.toml").write_text(STREAMS_TOML)
+    (tmp_path / "cand.toml").write_text("[detectors.zscore]\nclip = 3.0\n")
+    run.main(["--streams", str(tmp_path / "streams.toml"), "--cache", str(panel.parent / "cache"), "--results",
+              str(panel), "--tuning", str(tmp_path / "no-tuning.toml"), "--config", str(tmp_path / "cand.toml"),
+              "--no-leave-one-out"])
+    assert (panel / "panel.md").read_text() == standing
+    cand = (panel / "panel__default__cand.md").read_text()
+    assert "| cand |" in cand and (panel / "tiny__cand.json").exists()
+
+
 def test_table_formatting_of_protocol_nab_and_ceiling(tmp_path):
     """Without replaying: a scored subset (the handbook protocol) shows its own AUC/AP and marks P/R; NAB shows
     its score; the recall ceiling is budget x events / positives."""
@@ -332,3 +344,67 @@ def test_a_candidate_is_vetoed_by_a_loss_beyond_the_tolerance_only_when_it_is_be
     assert not d["gains"] and not d["adopt"] and "keep the defaults" in run.decision_table(d)
     with pytest.raises(run.MissingResult, match="big__other.json"):
         run.decide(streams, results, cache, "other")
+
+
+def test_a_stream_with_an_invented_clock_counts_by_its_phases_means(tmp_path):
+    import numpy as np
+
+    from stream.eval.metrics import average_precision, roc_auc
+
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    results.mkdir()
+    rng = np.random.default_rng(1)
+    kdd = {"name": "kdd", "kind": "replay", "clock_offsets": [1800, 3600]}
+    y = (np.arange(20_000) % 50 == 0).astype(int)
+    base = rng.normal(size=20_000) + 2.0 * y
+
+    def put(label, risk):
+        (results / f"kdd__{label}.json").write_text(json.dumps(
+            {"roc_auc": roc_auc(y, risk), "pr_auc": average_precision(y, risk), "precision_at_budget": 0.5}))
+        _scores(cache, f"kdd__{label}", list(y), risk.tolist())
+
+    # the defaults rank the positives well at phase 0 only (the clock's accident); the candidate is steady
+    lucky = base + 1.5 * y
+    put("default", lucky)
+    put("default+1800s", base - 0.5 * y)
+    put("default+3600s", base - 0.5 * y)
+    for label in ("cand", "cand+1800s", "cand+3600s"):
+        put(label, base + 0.5 * y)
+    assert run.phase_labels(kdd, "cand") == ["cand", "cand+1800s", "cand+3600s"]
+    d = run.decide([kdd], results, cache, "cand", rounds=100)
+    (row,) = d["streams"]
+    assert row["phases"] == 3
+    want = np.mean([roc_auc(y, r) for r in (lucky, base - 0.5 * y, base - 0.5 * y)])
+    assert row["roc_auc"][0] == pytest.approx(want) and row["d_roc_auc"] > 0  # phase 0 alone would show a loss
+    assert roc_auc(y, base + 0.5 * y) < roc_auc(y, lucky)
+    assert not row["veto"] and d["adopt"]
+    assert "| kdd (mean of 3 clock phases) |" in run.decision_table(d)
+    # the other way round: a loss at every phase, beyond the noise at each, vetoes
+    for label in ("cand", "cand+1800s", "cand+3600s"):
+        put(label, base - 1.5 * y)
+    d = run.decide([kdd], results, cache, "cand", rounds=100)
+    assert d["vetoes"] == ["kdd"]
+    # a phase not replayed is asked for, not skipped
+    (results / "kdd__cand+3600s.json").unlink()
+    with pytest.raises(run.MissingResult, match=r"kdd__cand\+3600s.json is missing"):
+        run.decide([kdd], results, cache, "cand", rounds=100)
+
+
+def test_the_runner_replays_each_clock_phase_from_a_shifted_copy(tmp_path):
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    cache.mkdir()
+    results.mkdir()
+    _tiny_stream(cache / "tiny.csv.gz", n=800)
+    stream = {"name": "tiny", "kind": "replay", "source": "github:x/y", "convert": "none", "file": "tiny.csv.gz",
+              "args": ["--type", "order", "--map", "ts=ts,amount=amount,label=label", "--set",
+                       "user_id=u,merchant_id=m", "--features", "none"], "clock_offsets": [3600]}
+    run.run_stream(stream, "default", None, budget=0.01, cache=cache, data=None, results=results, phases=True)
+    shifted = cache / "tiny+3600s.csv.gz"
+    with gzip.open(shifted, "rt") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["ts", "amount", "label"] and rows[1][0] == "3600" and rows[2][0] == "3660"
+    a = json.loads((results / "tiny__default.json").read_text())
+    b = json.loads((results / "tiny__default+3600s.json").read_text())
+    assert a["events"] == b["events"] == 800 and a["positives"] == b["positives"]
+    command = json.loads((results / "tiny__default+3600s.command.json").read_text())["command"]
+    assert "$CACHE/tiny+3600s.csv.gz" in command and "tiny__default+3600s.json" in command
