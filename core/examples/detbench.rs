@@ -23,7 +23,7 @@ fn main() {
         dets.push(("hst".to_string(), Detector::Hst(HalfSpaceTrees::new(8, 15, 250, 42, None)), 1.0));
     }
     if which == "zscore" || which == "all" {
-        dets.push(("zscore".to_string(), Detector::ZScore(RobustZScore::new(None, 2048, 1024, 5.0, None, 64, true)), 1.0));
+        dets.push(("zscore".to_string(), Detector::ZScore(RobustZScore::new(None, 2048, 1024, 5.0, None, 64, true, 0.0)), 1.0));
     }
     if which == "rules" || which == "all" {
         dets.push(("rules".to_string(), Detector::Rules(Rules::new(vec![], true)), 2.0));
