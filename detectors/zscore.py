@@ -23,8 +23,8 @@ Features whose window holds no negative value (amounts, counts, durations) are s
 of the feature's level: ``count_floor`` on the ``log1p`` scale, ``count_floor * max(1, |median|)`` on the linear
 one. The engine counts a window in 12 buckets plus the partial current one, so a steady entity's count wobbles by
 up to a twelfth of its level as buckets leave; with a scale of a fraction of a percent (a busy entity's count
-barely moves) that wobble scores like a shift. ``1 / 12`` is the counts' own resolution
-(``bench/panel/README.md``, "A floor on the z-score's scale").
+barely moves) that wobble scores like a shift. ``1 / 12`` is the counts' own resolution; the panel's measurements
+are in ``bench/panel/README.md`` ("A floor on the z-score's scale", then "`count_floor`").
 
 The event's score is the root-mean-square of its clipped z-scores over the features it carries (missing ones
 do not count): ``sqrt(mean(min(z_f, clip)**2))``, or over its ``top_k`` largest if ``top_k`` is set. On the
@@ -55,7 +55,7 @@ _MAD_TO_SIGMA = 1.4826
 _MEANAD_TO_SIGMA = 1.2533
 #: A window feature's name: it ends in a window as ``stream.features.window_name`` writes one (``_30s``, ``_1m``,
 #: ``_24h``, ``_1.5s``).
-_WINDOW_FEATURE = re.compile(r"_\d+(\.\d+)?[smh]\Z")
+_WINDOW_FEATURE = re.compile(r"_[0-9]+(\.[0-9]+)?[smh]\Z")  # ASCII digits, as the compiled core reads them
 
 
 def is_window_feature(name: str) -> bool:

@@ -25,17 +25,23 @@ def shift(path: Path, seconds: int, out: Path | None = None) -> Path:
     """Copy ``path`` (a gzipped CSV whose first column is an integer ``ts``) with ``seconds`` added to every
     ``ts``; returns the copy's path."""
     out = out or shifted_name(path, seconds)
-    with gzip.open(path, "rt", newline="") as src, gzip.open(out, "wt", newline="", compresslevel=1) as dst:
-        header = src.readline()
-        if not header.startswith("ts,"):
-            raise SystemExit(f"{path}: the first column is not ts: {header.strip()[:60]!r}")
-        dst.write(header)
-        for n, line in enumerate(src, 2):
-            ts, sep, rest = line.partition(",")
-            try:
-                dst.write(f"{int(ts) + seconds}{sep}{rest}")
-            except ValueError:
-                raise SystemExit(f"{path}:{n}: ts is not an integer: {ts[:30]!r}") from None
+    part = out.with_name(out.name + ".part")  # renamed when whole: an interrupted copy is never taken for one
+    try:
+        with gzip.open(path, "rt", newline="") as src, gzip.open(part, "wt", newline="", compresslevel=1) as dst:
+            header = src.readline()
+            if not header.startswith("ts,"):
+                raise SystemExit(f"{path}: the first column is not ts: {header.strip()[:60]!r}")
+            dst.write(header)
+            for n, line in enumerate(src, 2):
+                ts, sep, rest = line.partition(",")
+                try:
+                    dst.write(f"{int(ts) + seconds}{sep}{rest}")
+                except ValueError:
+                    raise SystemExit(f"{path}:{n}: ts is not an integer: {ts[:30]!r}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(out)
     return out
 
 

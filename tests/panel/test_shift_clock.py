@@ -40,3 +40,4 @@ def test_a_file_without_an_integer_clock_first_is_refused_by_name(tmp_path: Path
         f.write("ts,V1\n0.5,1\n")
     with pytest.raises(SystemExit, match=r"a.csv.gz:2: ts is not an integer"):
         mod.shift(src, 60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv.gz"]  # no partial copy left behind
