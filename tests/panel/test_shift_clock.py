@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _module():
-    spec = importlib.util.spec_from_file_location("shift_clock", ROOT / "bench/panel/shift_clock.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_every_ts_moves_and_nothing_else_does(tmp_path: Path):
+def test_every_ts_moves_and_nothing_else_does(tmp_path: Path, panel_script):
     src = tmp_path / "kdd_x.csv.gz"
     with gzip.open(src, "wt") as f:
         f.write("ts,duration,label\n0,-2.30,0\n1,1.5,1\n2,0.1,0\n")
-    out = _module().shift(src, 1800)
+    out = panel_script("shift_clock").shift(src, 1800)
     assert out == tmp_path / "kdd_x+1800s.csv.gz"
     with gzip.open(out, "rt") as f:
         assert f.read() == "ts,duration,label\n1800,-2.30,0\n1801,1.5,1\n1802,0.1,0\n"
 
 
-def test_a_file_without_an_integer_clock_first_is_refused_by_name(tmp_path: Path):
-    mod = _module()
+def test_a_file_without_an_integer_clock_first_is_refused_by_name(tmp_path: Path, panel_script):
+    mod = panel_script("shift_clock")
     src = tmp_path / "a.csv.gz"
     with gzip.open(src, "wt") as f:
         f.write("Time,V1\n0,1\n")
