@@ -184,13 +184,13 @@ class RobustZScore(Detector):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_getter"] = None
+        del state["_floored"]  # derived from the names
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if "count_floor" not in state:  # a checkpoint written before the option: no floor, as then
-            self.count_floor = 0.0
-            self._floored = np.array([is_window_feature(f) for f in self._names], dtype=bool)
+        self.__dict__.setdefault("count_floor", 0.0)  # a checkpoint written before the option: no floor, as then
+        self._floored = np.array([is_window_feature(f) for f in self._names], dtype=bool)
 
     def _get(self) -> Any:
         if self._getter is None:

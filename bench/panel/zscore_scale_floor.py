@@ -22,10 +22,11 @@ Patched into the Python reference engine (``[engine] core = "python"``) for one 
 ``--log-only`` (first, before the command) floors only the features on the ``log1p`` scale. Added after the
 first run, before its replays, on a guess: that SMTP's columns, logarithms already (levels of 5-10 on the linear
 scale), were over-floored by ``|median| / 12``. Its replays refuted the guess (the same figures to three
-decimals): what SMTP loses comes from the engine's counts, which are on the log scale either way.
+decimals). What SMTP loses is a pass-through column on the log scale (next paragraph), not its linear level.
 
 ``--windowed-only`` floors only the features the engine counts over its bucketed windows: the names ending in a
-window (``_1m``, ``_1h``, ``_24h``, any ``window_name``), which are exactly what the 1/12 reasoning is about.
+window (``_1m``, ``_1h``, ``_24h``; ``detectors.zscore.is_window_feature``, which the ``count_floor`` option built
+afterwards reads too), which are exactly what the 1/12 reasoning is about.
 Registered (session 26) before its replays, after reading why SMTP fell: its ``dst_bytes`` column, a pass-through
 that sits almost constant (``log1p`` scale 0.002), deviates by 0.12 at seven attacks in a row (z 9 by default, 0.2
 under the floor). A user's measurement is not a bucketed count, and the floor has no reason to touch it.
@@ -37,7 +38,6 @@ Results: ``bench/panel/README.md``, "A floor on the z-score's scale".
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -49,17 +49,13 @@ import source_patch  # noqa: E402
 FLOOR = 1.0 / 12
 
 
-#: A feature counted over one of the engine's windows: its name ends in a window, as ``window_name`` writes them.
-WINDOWED = re.compile(r"_(\d+(\.\d+)?)(s|m|h)$")
-
-
 def install(floor: float = FLOOR, log_only: bool = False, windowed_only: bool = False) -> None:
     """Wrap ``RobustZScore._refresh`` (where the median and scale are set) so no scale is below the floor; with
     ``log_only``, only the scales of features on the ``log1p`` scale (non-negative ones); with ``windowed_only``,
-    only those of features whose name ends in a window (`WINDOWED`)."""
+    only those of window features (``is_window_feature``)."""
     import numpy as np
 
-    from detectors.zscore import RobustZScore
+    from detectors.zscore import RobustZScore, is_window_feature
 
     plain = RobustZScore._refresh
 
@@ -67,7 +63,7 @@ def install(floor: float = FLOOR, log_only: bool = False, windowed_only: bool = 
         plain(self)
         level = np.where(self._log, 1.0, 0.0 if log_only else np.maximum(1.0, np.abs(self._med)))
         if windowed_only:
-            level = level * np.array([bool(WINDOWED.search(n)) for n in self._names[: len(level)]])
+            level = level * np.array([is_window_feature(n) for n in self._names[: len(level)]])
         self._scale = np.maximum(self._scale, floor * level)
 
     RobustZScore._refresh = _refresh  # type: ignore[method-assign]

@@ -4,6 +4,7 @@ file."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,7 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script(name: str) -> ModuleType:
-    """``bench/panel/<name>.py`` as a module (a fresh one at each call)."""
+    """``bench/panel/<name>.py`` as a module (a fresh one at each call); the folder goes on ``sys.path`` for the
+    scripts that import each other (``run`` imports ``fetch``)."""
+    if str(ROOT / "bench" / "panel") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench" / "panel"))
     spec = importlib.util.spec_from_file_location(f"panel_{name}", ROOT / "bench" / "panel" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

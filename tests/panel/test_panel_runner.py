@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.panel.conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"panel_{name}", ROOT / "bench" / "panel" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "bench" / "panel"))
-    spec.loader.exec_module(module)
-    return module
-
-
-run = _load("run")
-fetch = _load("fetch")
+run = load_script("run")
+fetch = load_script("fetch")
 
 STREAMS_TOML = """
 [panel]

@@ -3,7 +3,6 @@ wobble within its counting resolution stops scoring; a count that doubles still 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,12 @@ def _busy_count() -> RobustZScore:
     return d
 
 
-def test_the_floor_keeps_a_wobble_within_a_bucket_quiet_and_a_doubling_loud(monkeypatch: pytest.MonkeyPatch):
+def test_the_floor_keeps_a_wobble_within_a_bucket_quiet_and_a_doubling_loud(
+    monkeypatch: pytest.MonkeyPatch, panel_script
+):
     plain = _busy_count()
-    monkeypatch.syspath_prepend(str(ROOT / "bench/panel"))
     monkeypatch.setattr(RobustZScore, "_refresh", RobustZScore._refresh)  # the experiment's wrapper is undone after
-    spec = importlib.util.spec_from_file_location("zscore_scale_floor", ROOT / "bench/panel/zscore_scale_floor.py")
-    assert spec is not None and spec.loader is not None
-    experiment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiment)
+    experiment = panel_script("zscore_scale_floor")
     experiment.install()
     floored = _busy_count()
     assert floored._scale[0] == pytest.approx(1 / 12)  # on the log1p scale: a twelfth of the level
@@ -38,14 +35,10 @@ def test_the_floor_keeps_a_wobble_within_a_bucket_quiet_and_a_doubling_loud(monk
 
 
 def test_windowed_only_floors_the_engines_window_counts_and_leaves_a_measurement_alone(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, panel_script
 ):
-    monkeypatch.syspath_prepend(str(ROOT / "bench/panel"))
     monkeypatch.setattr(RobustZScore, "_refresh", RobustZScore._refresh)
-    spec = importlib.util.spec_from_file_location("zscore_scale_floor", ROOT / "bench/panel/zscore_scale_floor.py")
-    assert spec is not None and spec.loader is not None
-    experiment = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(experiment)
+    experiment = panel_script("zscore_scale_floor")
     experiment.install(windowed_only=True)
     d = RobustZScore(window=64, refresh_every=64, min_count=8)
     for i in range(64):  # SMTP's dst_bytes: a column that barely moves; and a busy host's 24-hour count

@@ -28,7 +28,8 @@ pub struct RobustZScore {
     pub log_nonneg: bool,
     pub count_floor: f64,
     names: Vec<String>,
-    /// Per feature: a window feature ([`is_window_feature`]), which `count_floor` applies to.
+    /// Per feature: a window feature ([`is_window_feature`]), which `count_floor` applies to (from `names`).
+    #[serde(skip)]
     floored: Vec<bool>,
     /// One ring of `window` values per feature; slot `fill % window` takes the next learned value.
     ring: Vec<Vec<f64>>,
@@ -215,6 +216,7 @@ impl RobustZScore {
     pub fn rebuild(&mut self) {
         self.bound = usize::MAX;
         self.slot = self.fill.iter().map(|&f| (f % self.window as u64) as usize).collect();
+        self.floored = self.names.iter().map(|n| is_window_feature(n)).collect();
         self.scored = false;
         self.lring = if self.log_nonneg {
             self.ring
